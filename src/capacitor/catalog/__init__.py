@@ -1,0 +1,1 @@
+"""Hardware and model catalogue: what a GPU can do and what a model weighs."""

@@ -1,0 +1,1 @@
+"""One serving replica: vLLM v1 scheduling, paged KV with prefix caching, preemption."""

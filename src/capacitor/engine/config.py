@@ -1,0 +1,56 @@
+"""Engine settings of one replica, in vLLM's vocabulary, validated once at the edge."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from capacitor.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Scheduler and KV-cache settings of one serving replica.
+
+    Attributes:
+        max_num_seqs: most sequences in one step's batch.
+        max_num_batched_tokens: token budget of one step (decodes + prefill chunks).
+        block_size: tokens per KV block.
+        num_gpu_blocks: KV blocks the replica has (vLLM's "GPU KV cache blocks").
+        enable_prefix_caching: reuse full blocks whose content was computed before.
+        max_model_len: longest prompt + output accepted; longer requests are rejected.
+        num_cpu_blocks: KV blocks kept in host memory when a prefix block is evicted from
+            the GPU (vLLM KV offloading); 0 disables the tier.
+        cpu_load_s_per_block: time to bring one offloaded block back over the host link.
+        ingress_s: client send to engine arrival (HTTP, tokenization, queue hand-off).
+        egress_s: engine token to client (detokenization, streaming).
+    """
+
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    block_size: int
+    num_gpu_blocks: int
+    enable_prefix_caching: bool = True
+    max_model_len: int = 1 << 30
+    num_cpu_blocks: int = 0
+    cpu_load_s_per_block: float = 0.0
+    ingress_s: float = 0.0
+    egress_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_num_seqs < 1:
+            raise ConfigError(f"max_num_seqs={self.max_num_seqs}: must be >= 1")
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            raise ConfigError(
+                f"max_num_batched_tokens={self.max_num_batched_tokens} is below "
+                f"max_num_seqs={self.max_num_seqs}; vLLM requires max_num_batched_tokens >= max_num_seqs"
+            )
+        if self.block_size < 1:
+            raise ConfigError(f"block_size={self.block_size}: must be >= 1")
+        if self.num_gpu_blocks < 1:
+            raise ConfigError(f"num_gpu_blocks={self.num_gpu_blocks}: must be >= 1")
+        if self.max_model_len < 2:
+            raise ConfigError(f"max_model_len={self.max_model_len}: must be >= 2")
+        if self.num_cpu_blocks < 0 or self.cpu_load_s_per_block < 0:
+            raise ConfigError("num_cpu_blocks and cpu_load_s_per_block must be >= 0")
+        if self.ingress_s < 0 or self.egress_s < 0:
+            raise ConfigError("ingress_s and egress_s must be >= 0")

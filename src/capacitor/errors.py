@@ -1,0 +1,57 @@
+"""The one exception tree of capacitor.
+
+Every error a user can cause by bad input derives from :class:`CapacitorError`; the CLI
+turns them into a one-line message and exit code 2, never a traceback::
+
+    CapacitorError
+    ├── CatalogError          unknown GPU / model, a spec the catalogue does not have,
+    │                          a malformed Hugging Face config.json
+    ├── ConfigError           an engine or parallelism setting that cannot work
+    │   └── MemoryFitError    the model does not fit in the replica's GPU memory
+    ├── ValidationDataError   an experiments / measured CSV that cannot be read or used
+    ├── ScenarioError         a scenario YAML that does not validate
+    └── CalibrationError      a calibration fit that cannot be made (too few rows, ...)
+
+Messages name the offending field and value and say what would be valid.
+"""
+
+from __future__ import annotations
+
+
+class CapacitorError(Exception):
+    """Base of every capacitor error caused by user input or data."""
+
+
+class CatalogError(CapacitorError):
+    """An unknown or incomplete hardware or model entry."""
+
+
+class ConfigError(CapacitorError):
+    """An engine, parallelism or workload setting that cannot work."""
+
+
+class MemoryFitError(ConfigError):
+    """The model's weights (plus reserve) do not fit the replica's GPU memory."""
+
+
+class ValidationDataError(CapacitorError):
+    """An experiments or measured CSV that cannot be read, or a row that cannot run."""
+
+
+class ScenarioError(CapacitorError):
+    """A scenario file that does not validate."""
+
+
+class CalibrationError(CapacitorError):
+    """A calibration fit that cannot be made."""
+
+
+__all__ = [
+    "CalibrationError",
+    "CapacitorError",
+    "CatalogError",
+    "ConfigError",
+    "MemoryFitError",
+    "ScenarioError",
+    "ValidationDataError",
+]

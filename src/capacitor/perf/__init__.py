@@ -1,0 +1,1 @@
+"""Step-time and memory model of one serving replica."""

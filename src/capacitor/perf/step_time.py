@@ -1,0 +1,107 @@
+"""Time of one engine step, from a small vector of per-configuration coefficients.
+
+The model is a roofline with separate basis terms (weights streamed, GEMM compute with
+token-count-dependent efficiency, prefill attention FLOPs, decode KV bytes, TP all-reduce,
+MoE expert loading and compute, CPU overheads). :mod:`capacitor.perf.coefficients` turns a
+(model, GPU, parallelism, precision, engine profile) into the coefficient vector once; the
+simulator then calls :func:`step_time_s` millions of times, so it is a handful of flops.
+
+``step_time_s`` is plain Python so that ``engine/reference.py`` can call it directly; the
+numba kernel compiles the very same function (``step_time_s_jit``), so both give the same
+floating-point result for the same inputs.
+
+The batch a step runs is summarised by five numbers:
+
+``num_tokens``        tokens processed (decodes + prefill chunk tokens)
+``num_seqs``          sequences in the batch
+``num_prefill_seqs``  of which prefill chunks
+``prefill_pairs``     causal attention (query, key) pairs of the prefill chunks:
+                      a chunk of q new tokens after c computed ones has q*c + q*(q+1)/2
+``decode_ctx_tokens`` sum over decodes of the context each attends to (computed + 1)
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+# Coefficient vector layout (all seconds, or seconds per unit, per step).
+C_FIXED_S = 0  # per-step CPU overhead: scheduling, input prep, kernel launches
+C_PER_SEQ_S = 1  # per-sequence CPU/GPU overhead in the batch
+C_PER_PREFILL_SEQ_S = 2  # extra per prefill chunk (attention metadata, sampling setup)
+C_WEIGHT_S = 3  # stream the dense (non-expert) weights of one GPU once
+C_GEMM_S_PER_TOKEN = 4  # dense GEMM time per token at full efficiency
+C_GEMM_HALF_TOKENS = 5  # tokens at which GEMM efficiency is half its maximum
+C_ATTN_PREFILL_S_PER_PAIR = 6  # prefill attention time per (query, key) pair
+C_ATTN_DECODE_S_PER_TOKEN = 7  # decode attention time per context token (KV bytes read)
+C_COMM_FIXED_S = 8  # TP/PP communication latency per step
+C_COMM_S_PER_TOKEN = 9  # TP/PP communication bandwidth time per token
+C_MOE_WEIGHT_S = 10  # stream all routed-expert weights of one GPU once
+C_MOE_TOPK_FRACTION = 11  # experts_per_token / num_experts (0 for dense models)
+C_MOE_GEMM_S_PER_TOKEN = 12  # routed-expert GEMM time per token at full efficiency
+NUM_COEFFS = 13
+
+COEFF_NAMES = (
+    "fixed_s",
+    "per_seq_s",
+    "per_prefill_seq_s",
+    "weight_s",
+    "gemm_s_per_token",
+    "gemm_half_tokens",
+    "attn_prefill_s_per_pair",
+    "attn_decode_s_per_token",
+    "comm_fixed_s",
+    "comm_s_per_token",
+    "moe_weight_s",
+    "moe_topk_fraction",
+    "moe_gemm_s_per_token",
+)
+
+
+def step_time_s(
+    coeffs: np.ndarray,
+    num_tokens: float,
+    num_seqs: float,
+    num_prefill_seqs: float,
+    prefill_pairs: float,
+    decode_ctx_tokens: float,
+) -> float:
+    """Duration in seconds of one engine step for the summarised batch.
+
+    Dense GEMMs take ``max(weights streamed, compute)``, where compute per token is
+    inflated at small token counts by the efficiency curve ``T / (T + T_half)``; MoE
+    experts stream only the experts the batch touches, ``1 - (1 - k/E)^T`` of them.
+    An empty batch (``num_tokens == 0``) takes no time.
+    """
+    if num_tokens <= 0.0:
+        return 0.0
+    half = coeffs[C_GEMM_HALF_TOKENS]
+    dense = max(coeffs[C_WEIGHT_S], coeffs[C_GEMM_S_PER_TOKEN] * (num_tokens + half))
+    moe = 0.0
+    frac = coeffs[C_MOE_TOPK_FRACTION]
+    if frac > 0.0:
+        touched = 1.0 - (1.0 - frac) ** num_tokens
+        moe = max(coeffs[C_MOE_WEIGHT_S] * touched, coeffs[C_MOE_GEMM_S_PER_TOKEN] * (num_tokens + half))
+    attention = (
+        coeffs[C_ATTN_PREFILL_S_PER_PAIR] * prefill_pairs
+        + coeffs[C_ATTN_DECODE_S_PER_TOKEN] * decode_ctx_tokens
+    )
+    comm = coeffs[C_COMM_FIXED_S] + coeffs[C_COMM_S_PER_TOKEN] * num_tokens
+    overhead = (
+        coeffs[C_FIXED_S]
+        + coeffs[C_PER_SEQ_S] * num_seqs
+        + coeffs[C_PER_PREFILL_SEQ_S] * num_prefill_seqs
+    )
+    return overhead + dense + moe + attention + comm
+
+
+# NOTE: the same function compiled for the kernel; configuration enters as the array
+# argument, never as a global, so numba's on-disk cache cannot go stale.
+step_time_s_jit = numba.njit(cache=True, nogil=True)(step_time_s)
+
+
+def prefill_pairs(num_new_tokens: int, num_computed_tokens: int) -> int:
+    """Causal attention (query, key) pairs of a chunk of ``num_new_tokens`` new tokens
+    appended after ``num_computed_tokens`` already in the KV cache."""
+    q = num_new_tokens
+    return q * num_computed_tokens + q * (q + 1) // 2

@@ -1,0 +1,1 @@
+"""Request streams: arrival processes, lengths, shared prefixes and user sessions."""
