@@ -1,1 +1,10 @@
-"""One serving replica: vLLM v1 scheduling, paged KV with prefix caching, preemption."""
+"""One serving replica: vLLM v1 scheduling, paged KV with prefix caching, preemption.
+
+``simulate`` runs the numba kernel; ``reference.simulate`` is its plain-Python twin.
+"""
+
+from capacitor.engine.config import EngineConfig
+from capacitor.engine.result import EngineResult
+from capacitor.engine.simulator import simulate
+
+__all__ = ["EngineConfig", "EngineResult", "simulate"]

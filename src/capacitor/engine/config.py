@@ -18,6 +18,8 @@ class EngineConfig:
         num_gpu_blocks: KV blocks the replica has (vLLM's "GPU KV cache blocks").
         enable_prefix_caching: reuse full blocks whose content was computed before.
         max_model_len: longest prompt + output accepted; longer requests are rejected.
+            0 means the KV capacity (``num_gpu_blocks * block_size``); larger than the
+            capacity is an error, as vLLM refuses to start then.
         num_cpu_blocks: KV blocks kept in host memory when a prefix block is evicted from
             the GPU (vLLM KV offloading); 0 disables the tier.
         cpu_load_s_per_block: time to bring one offloaded block back over the host link.
@@ -30,7 +32,7 @@ class EngineConfig:
     block_size: int
     num_gpu_blocks: int
     enable_prefix_caching: bool = True
-    max_model_len: int = 1 << 30
+    max_model_len: int = 0
     num_cpu_blocks: int = 0
     cpu_load_s_per_block: float = 0.0
     ingress_s: float = 0.0
@@ -48,9 +50,21 @@ class EngineConfig:
             raise ConfigError(f"block_size={self.block_size}: must be >= 1")
         if self.num_gpu_blocks < 1:
             raise ConfigError(f"num_gpu_blocks={self.num_gpu_blocks}: must be >= 1")
-        if self.max_model_len < 2:
-            raise ConfigError(f"max_model_len={self.max_model_len}: must be >= 2")
+        capacity = self.num_gpu_blocks * self.block_size
+        if self.max_model_len < 0 or self.max_model_len == 1:
+            raise ConfigError(f"max_model_len={self.max_model_len}: must be >= 2 (or 0 for the KV capacity)")
+        if self.max_model_len > capacity:
+            raise ConfigError(
+                f"max_model_len={self.max_model_len} exceeds the KV cache capacity of {capacity} tokens "
+                f"(num_gpu_blocks={self.num_gpu_blocks} x block_size={self.block_size}); "
+                "vLLM refuses to start such a server: lower max_model_len or add memory"
+            )
         if self.num_cpu_blocks < 0 or self.cpu_load_s_per_block < 0:
             raise ConfigError("num_cpu_blocks and cpu_load_s_per_block must be >= 0")
         if self.ingress_s < 0 or self.egress_s < 0:
             raise ConfigError("ingress_s and egress_s must be >= 0")
+
+    @property
+    def effective_max_model_len(self) -> int:
+        """``max_model_len``, or the KV capacity in tokens when it is 0."""
+        return self.max_model_len or self.num_gpu_blocks * self.block_size

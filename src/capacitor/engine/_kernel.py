@@ -1,0 +1,665 @@
+"""The numba fast path of the replica simulator (semantics: :mod:`capacitor.engine.reference`).
+
+Data layout, chosen so that no step touches decoding requests one by one:
+
+* Running requests live in ``max_num_seqs`` *slots*, linked in admission order
+  (``slot_prev`` / ``slot_next``). At most one running request is mid-prefill, and it is
+  the tail (a partial prefill takes the whole remaining budget, so nothing is admitted
+  after it).
+* A decoding slot stores only where it started: context ``c0`` and step index ``g0``.
+  Its context at step ``G`` is ``c0 + G - g0``, so the batch's summed context is the
+  running total ``sum(c0 - g0) + n_dec * (G + 1)``. It needs a new KV block at step ``G``
+  iff ``(c0 - g0) % block_size == (-G) % block_size``: a count per phase key gives the
+  number of new blocks per step in O(1). Its last step ``g0 + remaining - 1`` is known at
+  entry; slots are kept in a ring of per-step doubly linked buckets.
+* Only when blocks run out does a step walk the running list (to preempt exactly as vLLM
+  does); otherwise a decode-only step is O(1) plus O(1) per finishing request.
+* Prefix-cache state is per node (cached block count, pin count, LRU links), never per
+  block.
+
+Every function here takes arrays and scalars only (no globals), so numba's on-disk cache
+stays valid when configuration changes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from capacitor.engine.result import ITL_BINS_PER_E, ITL_MIN_S, ITL_NUM_BINS
+from capacitor.perf.step_time import step_time_s_jit
+
+# Indices into the int64 state vector ``st`` (scalars shared by the helpers).
+_FREE_UNCACHED = 0
+_EVICTABLE = 1
+_LRU_HEAD = 2
+_LRU_TAIL = 3
+_RUN_HEAD = 4
+_RUN_TAIL = 5
+_NUM_RUNNING = 6
+_N_DEC = 7
+_SUM_C0_G0 = 8
+_HEAP_SIZE = 9
+_WAIT_HEAD = 10
+_WAIT_COUNT = 11
+_NEXT_CLOSED = 12
+_INIT_PTR = 13
+_SEQ = 14
+_NUM_STATE = 15
+
+STALLED = 1
+
+
+@numba.njit(cache=True, inline="always")
+def _cdiv(a, b):
+    return -((-a) // b)
+
+
+@numba.njit(cache=True)
+def _lru_remove(st, node, lru_prev, lru_next):
+    p = lru_prev[node]
+    q = lru_next[node]
+    if p >= 0:
+        lru_next[p] = q
+    else:
+        st[_LRU_HEAD] = q
+    if q >= 0:
+        lru_prev[q] = p
+    else:
+        st[_LRU_TAIL] = p
+    lru_prev[node] = -1
+    lru_next[node] = -1
+
+
+@numba.njit(cache=True)
+def _lru_append(st, node, lru_prev, lru_next):
+    tail = st[_LRU_TAIL]
+    lru_prev[node] = tail
+    lru_next[node] = -1
+    if tail >= 0:
+        lru_next[tail] = node
+    else:
+        st[_LRU_HEAD] = node
+    st[_LRU_TAIL] = node
+
+
+@numba.njit(cache=True)
+def _pin(st, r, src, pins, cached, lru_prev, lru_next):
+    node = r
+    while node >= 0:
+        pins[node] += 1
+        if pins[node] == 1 and cached[node] > 0:
+            _lru_remove(st, node, lru_prev, lru_next)
+            st[_EVICTABLE] -= cached[node]
+        node = src[node]
+
+
+@numba.njit(cache=True)
+def _unpin(st, r, src, pins, cached, lru_prev, lru_next):
+    node = r
+    while node >= 0:
+        pins[node] -= 1
+        if pins[node] == 0 and cached[node] > 0:
+            _lru_append(st, node, lru_prev, lru_next)
+            st[_EVICTABLE] += cached[node]
+        node = src[node]
+
+
+@numba.njit(cache=True)
+def _allocate(st, k, cached, lru_prev, lru_next):
+    """Take ``k`` free blocks (uncached first, then LRU evictions). False if too few."""
+    if k <= 0:
+        return True
+    if st[_FREE_UNCACHED] + st[_EVICTABLE] < k:
+        return False
+    take = min(k, st[_FREE_UNCACHED])
+    st[_FREE_UNCACHED] -= take
+    rest = k - take
+    while rest > 0:
+        node = st[_LRU_HEAD]
+        x = min(rest, cached[node])
+        cached[node] -= x
+        st[_EVICTABLE] -= x
+        rest -= x
+        if cached[node] == 0:
+            _lru_remove(st, node, lru_prev, lru_next)
+    return True
+
+
+@numba.njit(cache=True)
+def _hit_blocks(r, num_tokens, bs, src, start, cached, chain):
+    """Leading blocks of ``r``'s ``num_tokens`` tokens found in the cache."""
+    depth = 0
+    node = r
+    while node >= 0:
+        chain[depth] = node
+        depth += 1
+        node = src[node]
+    hit = 0
+    done = False
+    for k in range(depth - 1, 0, -1):
+        node = chain[k]
+        end = start[chain[k - 1]]
+        covered = start[node] + cached[node]
+        if covered < end:
+            hit = covered
+            done = True
+            break
+        hit = end
+    if not done:
+        hit = start[r] + cached[r]
+    limit = (num_tokens - 1) // bs
+    return min(hit, limit)
+
+
+@numba.njit(cache=True)
+def _transfer(r, old, new, bs, src, start, cached, chain):
+    """Ancestor blocks ``r`` just computed join their owner's cache; returns how many."""
+    hi = min(new // bs, start[r])
+    j = old // bs
+    if j >= hi:
+        return 0
+    depth = 0
+    node = r
+    while node >= 0:
+        chain[depth] = node
+        depth += 1
+        node = src[node]
+    moved = 0
+    k = depth - 1
+    while j < hi:
+        # owner of block j: the deepest chain node whose range starts at or below j
+        while k > 0 and start[chain[k - 1]] <= j:
+            k -= 1
+        node = chain[k]
+        if cached[node] == j - start[node]:
+            cached[node] += 1
+            moved += 1
+        j += 1
+    return moved
+
+
+@numba.njit(cache=True)
+def _heap_push(heap_t, heap_i, st, t, i):
+    pos = st[_HEAP_SIZE]
+    st[_HEAP_SIZE] += 1
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        pt = heap_t[parent]
+        if pt < t or (pt == t and heap_i[parent] < i):
+            break
+        heap_t[pos] = pt
+        heap_i[pos] = heap_i[parent]
+        pos = parent
+    heap_t[pos] = t
+    heap_i[pos] = i
+
+
+@numba.njit(cache=True)
+def _heap_pop(heap_t, heap_i, st):
+    top = heap_i[0]
+    size = st[_HEAP_SIZE] - 1
+    st[_HEAP_SIZE] = size
+    if size > 0:
+        t = heap_t[size]
+        i = heap_i[size]
+        pos = 0
+        while True:
+            child = 2 * pos + 1
+            if child >= size:
+                break
+            if child + 1 < size:
+                ct, ci = heap_t[child], heap_i[child]
+                dt, di = heap_t[child + 1], heap_i[child + 1]
+                if dt < ct or (dt == ct and di < ci):
+                    child += 1
+            ct, ci = heap_t[child], heap_i[child]
+            if t < ct or (t == ct and i < ci):
+                break
+            heap_t[pos] = ct
+            heap_i[pos] = ci
+            pos = child
+        heap_t[pos] = t
+        heap_i[pos] = i
+    return top
+
+
+@numba.njit(cache=True)
+def _itl_bin(gap):
+    if gap <= ITL_MIN_S:
+        return 0
+    b = int(math.log(gap / ITL_MIN_S) * ITL_BINS_PER_E)
+    return min(b, ITL_NUM_BINS - 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def simulate_kernel(
+    arrival, prompt, output, rejected, itl_cls, init_order, child_ptr, child_idx,
+    src, start, shareable, coeffs,
+    max_num_seqs, budget_max, bs, num_blocks, caching, ingress, egress, conc,
+    max_depth, ring_size, num_classes,
+    send, first, finish, completed, preemptions, cached_tokens,
+    itl_hist, itl_sum, itl_count, stats,
+):
+    """Run one replica to completion. Output arrays are filled in place; ``finish`` holds
+    a request's last client token time while it is unfinished. Returns 0, or STALLED."""
+    n = prompt.shape[0]
+    num_nodes = src.shape[0]
+    st = np.zeros(_NUM_STATE, np.int64)
+    st[_FREE_UNCACHED] = num_blocks
+    st[_LRU_HEAD] = -1
+    st[_LRU_TAIL] = -1
+    st[_RUN_HEAD] = -1
+    st[_RUN_TAIL] = -1
+    st[_NEXT_CLOSED] = conc
+    cached = np.zeros(num_nodes, np.int64)
+    pins = np.zeros(num_nodes, np.int32)
+    lru_prev = np.full(num_nodes, -1, np.int64)
+    lru_next = np.full(num_nodes, -1, np.int64)
+    generated = np.zeros(n, np.int32)
+    chain = np.zeros(max_depth + 1, np.int64)
+    heap_t = np.zeros(n + 1, np.float64)
+    heap_i = np.zeros(n + 1, np.int64)
+    waitq = np.zeros(n + 1, np.int64)
+    qcap = n + 1
+    # slot state
+    S = max_num_seqs
+    slot_req = np.full(S, -1, np.int64)
+    slot_prev = np.full(S, -1, np.int64)
+    slot_next = np.full(S, -1, np.int64)
+    slot_seq = np.zeros(S, np.int64)
+    slot_dec = np.zeros(S, np.bool_)
+    slot_computed = np.zeros(S, np.int64)  # prefill slots: tokens computed
+    slot_c0 = np.zeros(S, np.int64)  # decode slots: computed at entry
+    slot_g0 = np.zeros(S, np.int64)  # decode slots: first decode step
+    slot_gen0 = np.zeros(S, np.int64)  # decode slots: generated at entry
+    slot_ref = np.zeros(S, np.int64)
+    slot_private = np.zeros(S, np.int64)  # prefill: now; decode: at entry
+    slot_fin = np.zeros(S, np.int64)
+    slot_bprev = np.full(S, -1, np.int64)
+    slot_bnext = np.full(S, -1, np.int64)
+    free_slots = np.arange(S - 1, -1, -1).astype(np.int64)
+    num_free_slots = S
+    bucket = np.full(ring_size, -1, np.int64)
+    key_count = np.zeros(bs, np.int64)
+    dec_cls = np.zeros(num_classes, np.int64)
+    pf_slot = np.zeros(S, np.int64)
+    pf_q = np.zeros(S, np.int64)
+    fin_slots = np.zeros(S, np.int64)
+    mask = ring_size - 1
+
+    t = 0.0
+    last_client_t = 0.0
+    G = 0
+    busy = 0.0
+    max_used = 0
+    num_init = init_order.shape[0]
+
+    while True:
+        # ---- releases: merge the pre-sorted initial requests with the dynamic heap
+        while True:
+            it = math.inf
+            ii = -1
+            if st[_INIT_PTR] < num_init:
+                ii = init_order[st[_INIT_PTR]]
+                it = send[ii] + ingress
+            from_heap = False
+            if st[_HEAP_SIZE] > 0:
+                ht = heap_t[0]
+                hi = heap_i[0]
+                if ht < it or (ht == it and hi < ii):
+                    it = ht
+                    ii = hi
+                    from_heap = True
+            if ii < 0 or it > t:
+                break
+            if from_heap:
+                _heap_pop(heap_t, heap_i, st)
+            else:
+                st[_INIT_PTR] += 1
+            if rejected[ii]:
+                finish[ii] = send[ii]
+                resp_t = send[ii]
+                for c in child_idx[child_ptr[ii]:child_ptr[ii + 1]]:
+                    send[c] = max(arrival[c], resp_t)
+                    _heap_push(heap_t, heap_i, st, send[c] + ingress, c)
+                if conc > 0 and st[_NEXT_CLOSED] < n:
+                    c = st[_NEXT_CLOSED]
+                    st[_NEXT_CLOSED] += 1
+                    send[c] = max(arrival[c], resp_t)
+                    _heap_push(heap_t, heap_i, st, send[c] + ingress, c)
+            else:
+                waitq[(st[_WAIT_HEAD] + st[_WAIT_COUNT]) % qcap] = ii
+                st[_WAIT_COUNT] += 1
+        if st[_NUM_RUNNING] == 0 and st[_WAIT_COUNT] == 0:
+            nt = math.inf
+            if st[_INIT_PTR] < num_init:
+                nt = send[init_order[st[_INIT_PTR]]] + ingress
+            if st[_HEAP_SIZE] > 0 and heap_t[0] < nt:
+                nt = heap_t[0]
+            if nt == math.inf:
+                break
+            if nt > t:
+                t = nt
+            continue
+
+        # ---- schedule: running requests first
+        budget = budget_max
+        preempted_any = False
+        kidx = (-G) % bs
+        n_pf = 0
+        tail = st[_RUN_TAIL]
+        has_p = tail >= 0 and not slot_dec[tail]
+        need_dec = key_count[kidx]
+        need_p = 0
+        q_p = 0
+        if has_p:
+            r = slot_req[tail]
+            q_p = min(prompt[r] + generated[r] - slot_computed[tail], budget - st[_N_DEC])
+            need_p = _cdiv(slot_computed[tail] + q_p, bs) - slot_ref[tail] - slot_private[tail]
+        if st[_FREE_UNCACHED] + st[_EVICTABLE] >= need_dec + need_p:
+            _allocate(st, need_dec + need_p, cached, lru_prev, lru_next)
+            if has_p:
+                slot_private[tail] += max(need_p, 0)
+                pf_slot[0] = tail
+                pf_q[0] = q_p
+                n_pf = 1
+        else:
+            # Slow path, exactly vLLM's loop: walk in order, preempt from the tail.
+            s = st[_RUN_HEAD]
+            n_sched_dec = 0
+            while s >= 0:
+                nxt = slot_next[s]
+                r = slot_req[s]
+                if slot_dec[s]:
+                    c = slot_c0[s] + G - slot_g0[s]
+                    need = 1 if c % bs == 0 else 0
+                    q = 1
+                else:
+                    q = min(prompt[r] + generated[r] - slot_computed[s], budget - n_sched_dec)
+                    need = _cdiv(slot_computed[s] + q, bs) - slot_ref[s] - slot_private[s]
+                ok = True
+                while not _allocate(st, need, cached, lru_prev, lru_next):
+                    victim = st[_RUN_TAIL]
+                    num_free_slots = _preempt(
+                        victim, st, G, last_client_t, bs, caching, prompt, generated, finish,
+                        preemptions, itl_cls, src, start, pins, cached, lru_prev, lru_next,
+                        slot_req, slot_prev, slot_next, slot_dec, slot_computed, slot_c0, slot_g0,
+                        slot_gen0, slot_ref, slot_private, slot_fin, slot_bprev, slot_bnext, bucket,
+                        mask, key_count, dec_cls, free_slots, num_free_slots, waitq, qcap,
+                    )
+                    preempted_any = True
+                    if victim == s:
+                        ok = False
+                        break
+                if not ok:
+                    break
+                if slot_dec[s]:
+                    n_sched_dec += 1
+                else:
+                    slot_private[s] += max(need, 0)
+                    pf_slot[n_pf] = s
+                    pf_q[n_pf] = q
+                    n_pf += 1
+                if s == st[_RUN_TAIL]:
+                    break
+                s = nxt
+        budget -= st[_N_DEC]
+        for k in range(n_pf):
+            budget -= pf_q[k]
+
+        # ---- then waiting requests, unless something was preempted
+        if not preempted_any:
+            while st[_WAIT_COUNT] > 0 and budget > 0 and st[_NUM_RUNNING] < max_num_seqs:
+                r = waitq[st[_WAIT_HEAD]]
+                _pin(st, r, src, pins, cached, lru_prev, lru_next)
+                num_tok = prompt[r] + generated[r]
+                hit = _hit_blocks(r, num_tok, bs, src, start, cached, chain) if caching else 0
+                q = min(num_tok - hit * bs, budget)
+                need = _cdiv(hit * bs + q, bs) - hit
+                if not _allocate(st, need, cached, lru_prev, lru_next):
+                    _unpin(st, r, src, pins, cached, lru_prev, lru_next)
+                    break
+                st[_WAIT_HEAD] = (st[_WAIT_HEAD] + 1) % qcap
+                st[_WAIT_COUNT] -= 1
+                num_free_slots -= 1
+                s = free_slots[num_free_slots]
+                slot_req[s] = r
+                slot_dec[s] = False
+                slot_computed[s] = hit * bs
+                slot_ref[s] = hit
+                slot_private[s] = need
+                slot_seq[s] = st[_SEQ]
+                st[_SEQ] += 1
+                _run_append(st, s, slot_prev, slot_next)
+                if cached_tokens[r] < 0:
+                    cached_tokens[r] = hit * bs
+                pf_slot[n_pf] = s
+                pf_q[n_pf] = q
+                n_pf += 1
+                budget -= q
+
+        n_dec = st[_N_DEC]
+        if n_dec == 0 and n_pf == 0:
+            if st[_NUM_RUNNING] == 0 and st[_WAIT_COUNT] > 0 and not preempted_any:
+                return STALLED
+            continue
+
+        used = num_blocks - st[_FREE_UNCACHED] - st[_EVICTABLE]
+        if used > max_used:
+            max_used = used
+        # ---- step duration
+        num_tok = n_dec
+        pairs = 0
+        for k in range(n_pf):
+            q = pf_q[k]
+            num_tok += q
+            pairs += q * slot_computed[pf_slot[k]] + q * (q + 1) // 2
+        dec_ctx = st[_SUM_C0_G0] + n_dec * (G + 1)
+        d = step_time_s_jit(coeffs, float(num_tok), float(n_dec + n_pf), float(n_pf),
+                            float(pairs), float(dec_ctx))
+        t_end = t + d
+        busy += d
+        client_t = t_end + egress
+
+        # ---- decode tokens: one gap per decoding request, all equal to this step's
+        if n_dec > 0:
+            gap = client_t - last_client_t
+            b = _itl_bin(gap)
+            for k in range(num_classes):
+                m = dec_cls[k]
+                if m > 0:
+                    itl_hist[k, b] += m
+                    itl_sum[k] += gap * m
+                    itl_count[k] += m
+        n_fin = 0
+        s = bucket[G & mask]
+        while s >= 0:
+            fin_slots[n_fin] = s
+            n_fin += 1
+            s = slot_bnext[s]
+        # ---- prefill chunks: progress, cache transfer, first tokens
+        for k in range(n_pf):
+            s = pf_slot[k]
+            r = slot_req[s]
+            old = slot_computed[s]
+            new = old + pf_q[k]
+            slot_computed[s] = new
+            if caching and old < start[r] * bs:
+                moved = _transfer(r, old, new, bs, src, start, cached, chain)
+                slot_private[s] -= moved
+                slot_ref[s] += moved
+            if new < prompt[r] + generated[r]:
+                continue
+            generated[r] += 1
+            if generated[r] == 1:
+                first[r] = client_t
+            elif itl_cls[r] >= 0:
+                gap = client_t - finish[r]
+                c = itl_cls[r]
+                itl_hist[c, _itl_bin(gap)] += 1
+                itl_sum[c] += gap
+                itl_count[c] += 1
+            finish[r] = client_t
+            if generated[r] == output[r]:
+                fin_slots[n_fin] = s
+                n_fin += 1
+                continue
+            # becomes a decoder from the next step
+            slot_dec[s] = True
+            slot_c0[s] = new
+            slot_g0[s] = G + 1
+            slot_gen0[s] = generated[r]
+            fin = G + 1 + output[r] - generated[r] - 1
+            slot_fin[s] = fin
+            key = (new - (G + 1)) % bs
+            key_count[key] += 1
+            st[_SUM_C0_G0] += new - (G + 1)
+            st[_N_DEC] += 1
+            if itl_cls[r] >= 0:
+                dec_cls[itl_cls[r]] += 1
+            head = bucket[fin & mask]
+            slot_bprev[s] = -1
+            slot_bnext[s] = head
+            if head >= 0:
+                slot_bprev[head] = s
+            bucket[fin & mask] = s
+        # ---- finishes, in admission order (as vLLM frees them)
+        if n_fin > 1:
+            fs = fin_slots[:n_fin]
+            order = np.argsort(slot_seq[fs], kind="mergesort")
+            fs_sorted = fs[order].copy()
+            fin_slots[:n_fin] = fs_sorted
+        for k in range(n_fin):
+            s = fin_slots[k]
+            r = slot_req[s]
+            if slot_dec[s]:
+                c = slot_c0[s] + G + 1 - slot_g0[s]
+                private = slot_private[s] + _cdiv(c, bs) - _cdiv(slot_c0[s], bs)
+                generated[r] = slot_gen0[s] + G + 1 - slot_g0[s]
+                _decoder_leave(s, r, st, slot_c0, slot_g0, slot_fin, slot_bprev, slot_bnext,
+                               bucket, mask, key_count, dec_cls, itl_cls, bs)
+            else:
+                c = slot_computed[s]
+                private = slot_private[s]
+            _release(r, c, private, shareable[r], st, bs, caching, src, start, pins, cached,
+                     lru_prev, lru_next)
+            _run_remove(st, s, slot_prev, slot_next)
+            slot_req[s] = -1
+            free_slots[num_free_slots] = s
+            num_free_slots += 1
+            finish[r] = client_t
+            completed[r] = True
+            for c2 in child_idx[child_ptr[r]:child_ptr[r + 1]]:
+                send[c2] = max(arrival[c2], client_t)
+                _heap_push(heap_t, heap_i, st, send[c2] + ingress, c2)
+            if conc > 0 and st[_NEXT_CLOSED] < n:
+                c2 = st[_NEXT_CLOSED]
+                st[_NEXT_CLOSED] += 1
+                send[c2] = max(arrival[c2], client_t)
+                _heap_push(heap_t, heap_i, st, send[c2] + ingress, c2)
+        last_client_t = client_t
+        t = t_end
+        G += 1
+
+    stats[0] = G
+    stats[1] = max_used
+    stats[2] = busy
+    return 0
+
+
+@numba.njit(cache=True)
+def _run_append(st, s, slot_prev, slot_next):
+    tail = st[_RUN_TAIL]
+    slot_prev[s] = tail
+    slot_next[s] = -1
+    if tail >= 0:
+        slot_next[tail] = s
+    else:
+        st[_RUN_HEAD] = s
+    st[_RUN_TAIL] = s
+    st[_NUM_RUNNING] += 1
+
+
+@numba.njit(cache=True)
+def _run_remove(st, s, slot_prev, slot_next):
+    p = slot_prev[s]
+    q = slot_next[s]
+    if p >= 0:
+        slot_next[p] = q
+    else:
+        st[_RUN_HEAD] = q
+    if q >= 0:
+        slot_prev[q] = p
+    else:
+        st[_RUN_TAIL] = p
+    st[_NUM_RUNNING] -= 1
+
+
+@numba.njit(cache=True)
+def _decoder_leave(s, r, st, slot_c0, slot_g0, slot_fin, slot_bprev, slot_bnext, bucket, mask,
+                   key_count, dec_cls, itl_cls, bs):
+    key = (slot_c0[s] - slot_g0[s]) % bs
+    key_count[key] -= 1
+    st[_SUM_C0_G0] -= slot_c0[s] - slot_g0[s]
+    st[_N_DEC] -= 1
+    if itl_cls[r] >= 0:
+        dec_cls[itl_cls[r]] -= 1
+    p = slot_bprev[s]
+    q = slot_bnext[s]
+    if p >= 0:
+        slot_bnext[p] = q
+    else:
+        bucket[slot_fin[s] & mask] = q
+    if q >= 0:
+        slot_bprev[q] = p
+    slot_bprev[s] = -1
+    slot_bnext[s] = -1
+
+
+@numba.njit(cache=True)
+def _release(r, computed, private, cache_own, st, bs, caching, src, start, pins, cached,
+             lru_prev, lru_next):
+    """Free a leaving request's blocks; its own full blocks join its node's cache."""
+    freed = private
+    if cache_own and caching:
+        own_full = computed // bs - start[r]
+        if own_full > cached[r]:
+            freed -= own_full - cached[r]
+            cached[r] = own_full
+    st[_FREE_UNCACHED] += freed
+    _unpin(st, r, src, pins, cached, lru_prev, lru_next)
+
+
+@numba.njit(cache=True)
+def _preempt(s, st, G, last_client_t, bs, caching, prompt, generated, finish, preemptions,
+             itl_cls, src, start, pins, cached, lru_prev, lru_next, slot_req, slot_prev,
+             slot_next, slot_dec, slot_computed, slot_c0, slot_g0, slot_gen0, slot_ref,
+             slot_private, slot_fin, slot_bprev, slot_bnext, bucket, mask, key_count, dec_cls,
+             free_slots, num_free_slots, waitq, qcap):
+    """Preempt the request in slot ``s`` (recompute): free its KV, put it at the front of
+    the waiting queue. Returns the new number of free slots."""
+    r = slot_req[s]
+    if slot_dec[s]:
+        c = slot_c0[s] + G - slot_g0[s]
+        private = slot_private[s] + _cdiv(c, bs) - _cdiv(slot_c0[s], bs)
+        generated[r] = slot_gen0[s] + G - slot_g0[s]
+        finish[r] = last_client_t
+        _decoder_leave(s, r, st, slot_c0, slot_g0, slot_fin, slot_bprev, slot_bnext, bucket,
+                       mask, key_count, dec_cls, itl_cls, bs)
+    else:
+        c = slot_computed[s]
+        private = slot_private[s]
+    _release(r, c, private, True, st, bs, caching, src, start, pins, cached, lru_prev, lru_next)
+    _run_remove(st, s, slot_prev, slot_next)
+    slot_req[s] = -1
+    slot_dec[s] = False
+    free_slots[num_free_slots] = s
+    preemptions[r] += 1
+    head = (st[_WAIT_HEAD] - 1) % qcap
+    st[_WAIT_HEAD] = head
+    waitq[head] = r
+    st[_WAIT_COUNT] += 1
+    return num_free_slots + 1

@@ -1,0 +1,354 @@
+"""Plain-Python reference twin of the replica simulator: the semantics, written plainly.
+
+This module imports nothing from the fast kernel. Tests run both on small cases and require
+identical per-request results. It models a vLLM v1 engine:
+
+* **Steps.** Each step the scheduler walks the running list in admission order giving each
+  request ``min(tokens it still needs, remaining token budget)`` (decodes need 1; a
+  partially prefilled request needs the rest of its prompt), allocating KV blocks as it
+  goes. When blocks run out it preempts the *last* running request (recompute: its KV is
+  freed, it goes to the front of the waiting queue) until the current one fits, or the
+  current one is itself preempted. Only if nothing was preempted does it then admit waiting
+  requests in FIFO order while the budget lasts and fewer than ``max_num_seqs`` run,
+  stopping at the first that cannot get its blocks. The step's duration comes from
+  :func:`capacitor.perf.step_time.step_time_s`; all its tokens appear at its end.
+* **Prefix cache.** Full blocks are shared through prefix nodes (see
+  :mod:`capacitor.workload.requests`). A cached block is either pinned (its node is used
+  by a running request) or evictable; free blocks without cached content are used first,
+  then evictable blocks in LRU order of their node's release, tail block first (vLLM
+  frees a request's blocks in reverse order). A request's own blocks join the cache when it
+  finishes (if some request uses it as a prefix) or is preempted (for its own resumption);
+  blocks of shared ancestors (system prompts) join as soon as they are computed. A hit
+  covers whole blocks and leaves at least one prompt token to compute.
+* **Clients.** A request reaches the engine ``ingress_s`` after it is sent; its tokens
+  reach the client ``egress_s`` after the step that made them. Rejected requests (longer
+  than ``max_model_len``) get their error at the send time.
+
+Simplifications are documented in the README (a used node is pinned whole; non-cached free
+blocks are reused before evicting cached ones).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import OrderedDict, deque
+
+import numpy as np
+
+from capacitor.engine.config import EngineConfig
+from capacitor.engine.prefix_chain import normalise_prefix_chains
+from capacitor.engine.result import ITL_BINS_PER_E, ITL_MIN_S, ITL_NUM_BINS, EngineResult
+from capacitor.perf.step_time import prefill_pairs, step_time_s
+from capacitor.workload.requests import RequestBatch
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _itl_bin(gap_s: float) -> int:
+    if gap_s <= ITL_MIN_S:
+        return 0
+    return min(int(math.log(gap_s / ITL_MIN_S) * ITL_BINS_PER_E), ITL_NUM_BINS - 1)
+
+
+class _Cache:
+    """Prefix-node block cache with per-block LRU bookkeeping (independent of the kernel's
+    per-node counters): ``lru`` holds evictable blocks ``(node, j)`` oldest first."""
+
+    def __init__(self, num_blocks: int, start: list[int], src: list[int]):
+        self.free_uncached = num_blocks
+        self.cached: dict[int, set[int]] = {}
+        self.pins: dict[int, int] = {}
+        self.lru: OrderedDict[tuple[int, int], None] = OrderedDict()
+        self.start = start
+        self.src = src
+
+    def chain(self, r: int) -> list[int]:
+        out = [r]
+        s = self.src[r]
+        while s >= 0:
+            out.append(s)
+            s = self.src[s]
+        return out
+
+    def owner(self, r: int, j: int) -> int:
+        node = r
+        while j < self.start[node]:
+            node = self.src[node]
+        return node
+
+    def num_free(self) -> int:
+        return self.free_uncached + len(self.lru)
+
+    def pin(self, r: int) -> None:
+        for node in self.chain(r):
+            self.pins[node] = self.pins.get(node, 0) + 1
+            if self.pins[node] == 1:
+                for j in self.cached.get(node, ()):
+                    del self.lru[(node, j)]
+
+    def unpin(self, r: int) -> None:
+        for node in self.chain(r):
+            self.pins[node] -= 1
+            if self.pins[node] == 0:
+                for j in sorted(self.cached.get(node, ()), reverse=True):
+                    self.lru[(node, j)] = None
+
+    def allocate(self, k: int) -> bool:
+        if k <= 0:
+            return True
+        if self.num_free() < k:
+            return False
+        take = min(k, self.free_uncached)
+        self.free_uncached -= take
+        for _ in range(k - take):
+            (node, j), _ = self.lru.popitem(last=False)
+            self.cached[node].discard(j)
+        return True
+
+    def hit_blocks(self, r: int, num_tokens: int, block_size: int) -> int:
+        limit = (num_tokens - 1) // block_size
+        j = 0
+        while j < limit:
+            node = self.owner(r, j)
+            if j not in self.cached.get(node, ()):
+                break
+            j += 1
+        return j
+
+
+def simulate(
+    batch: RequestBatch,
+    config: EngineConfig,
+    coeffs: np.ndarray,
+    *,
+    itl_class: np.ndarray | None = None,
+    num_itl_classes: int = 1,
+) -> EngineResult:
+    """Simulate one replica serving ``batch``; see the module docstring for the model."""
+    batch.check()
+    n = len(batch)
+    bs = config.block_size
+    src_arr, plen_arr = normalise_prefix_chains(
+        batch.prefix_src, batch.prefix_len, batch.prompt_len, batch.output_len,
+        batch.segment_len, bs,
+    )
+    src = [int(x) for x in src_arr]
+    start = [int(x) // bs for x in plen_arr]
+    shareable = [False] * len(src)
+    for r in range(n):
+        if batch.prefix_src[r] >= 0:
+            shareable[int(batch.prefix_src[r])] = True
+    prompt = [int(x) for x in batch.prompt_len]
+    output = [int(x) for x in batch.output_len]
+    cls = [0] * n if itl_class is None else [int(x) for x in itl_class]
+    caching = config.enable_prefix_caching
+    max_model_len = config.effective_max_model_len
+    cache = _Cache(config.num_gpu_blocks, start, src)
+
+    send = [math.nan] * n
+    first = [math.nan] * n
+    finish = [math.nan] * n
+    completed = [False] * n
+    preemptions = [0] * n
+    cached_tokens = [-1] * n
+    last_token = [0.0] * n
+    generated = [0] * n
+    computed = [0] * n
+    decoding = [False] * n  # emitted a token and not preempted since
+    ref_blocks = [0] * n  # blocks referenced in node caches
+    private = [0] * n  # blocks allocated to the request alone
+    hist = np.zeros((num_itl_classes, ITL_NUM_BINS), np.int64)
+    itl_sum = np.zeros(num_itl_classes)
+    itl_count = np.zeros(num_itl_classes, np.int64)
+
+    children: dict[int, list[int]] = {}
+    for i in range(n):
+        if batch.gate[i] >= 0:
+            children.setdefault(int(batch.gate[i]), []).append(i)
+    conc = batch.concurrency
+    next_closed = conc
+    releases: list[tuple[float, int]] = []  # (engine arrival time, request)
+    for i in range(n):
+        if batch.gate[i] < 0 and (conc == 0 or i < conc):
+            send[i] = float(batch.arrival_s[i])
+            heapq.heappush(releases, (send[i] + config.ingress_s, i))
+
+    def on_response(i: int, client_t: float) -> None:
+        nonlocal next_closed
+        for c in children.get(i, ()):
+            send[c] = max(float(batch.arrival_s[c]), client_t)
+            heapq.heappush(releases, (send[c] + config.ingress_s, c))
+        if conc and next_closed < n:
+            c = next_closed
+            next_closed += 1
+            send[c] = max(float(batch.arrival_s[c]), client_t)
+            heapq.heappush(releases, (send[c] + config.ingress_s, c))
+
+    def num_tokens(r: int) -> int:
+        return prompt[r] + generated[r]
+
+    def release_blocks(r: int, cache_own: bool) -> None:
+        own_full = max(computed[r] // bs - start[r], 0)
+        node_blocks = cache.cached.setdefault(r, set())
+        freed = private[r]
+        if cache_own and caching:
+            for j in range(start[r], start[r] + own_full):
+                if j not in node_blocks:
+                    node_blocks.add(j)
+                    freed -= 1
+        cache.free_uncached += freed
+        private[r] = 0
+        ref_blocks[r] = 0
+        cache.unpin(r)
+
+    def preempt(r: int) -> None:
+        release_blocks(r, cache_own=True)
+        computed[r] = 0
+        decoding[r] = False
+        preemptions[r] += 1
+
+    def transfer(r: int, old: int, new: int) -> None:
+        """Blocks of ancestors that ``r`` just computed join their owner's cache."""
+        for j in range(old // bs, min(new // bs, start[r])):
+            node = cache.owner(r, j)
+            blocks = cache.cached.setdefault(node, set())
+            if caching and j not in blocks and (j == start[node] or (j - 1) in blocks):
+                blocks.add(j)
+                private[r] -= 1
+                ref_blocks[r] += 1
+
+    waiting: deque[int] = deque()
+    running: list[int] = []
+    t = 0.0
+    num_steps = 0
+    busy = 0.0
+    max_used = 0
+
+    while True:
+        while releases and releases[0][0] <= t:
+            _, i = heapq.heappop(releases)
+            if batch.rejected[i] or prompt[i] + output[i] > max_model_len:
+                finish[i] = send[i]
+                on_response(i, send[i])
+            else:
+                waiting.append(i)
+        if not running and not waiting:
+            if not releases:
+                break
+            t = max(t, releases[0][0])
+            continue
+
+        budget = config.max_num_batched_tokens
+        scheduled: list[tuple[int, int]] = []
+        preempted_any = False
+        idx = 0
+        while idx < len(running) and budget > 0:
+            r = running[idx]
+            num_new = min(num_tokens(r) - computed[r], budget)
+            fits = True
+            while True:
+                need = _cdiv(computed[r] + num_new, bs) - ref_blocks[r] - private[r]
+                if cache.allocate(need):
+                    private[r] += max(need, 0)
+                    break
+                victim = running.pop()
+                preempt(victim)
+                waiting.appendleft(victim)
+                preempted_any = True
+                if victim == r:
+                    fits = False
+                    break
+            if not fits:
+                break
+            scheduled.append((r, num_new))
+            budget -= num_new
+            idx += 1
+        if not preempted_any:
+            while waiting and budget > 0 and len(running) < config.max_num_seqs:
+                r = waiting[0]
+                cache.pin(r)
+                hit = cache.hit_blocks(r, num_tokens(r), bs) if caching else 0
+                num_new = min(num_tokens(r) - hit * bs, budget)
+                need = _cdiv(hit * bs + num_new, bs) - hit
+                if not cache.allocate(need):
+                    cache.unpin(r)
+                    break
+                waiting.popleft()
+                computed[r] = hit * bs
+                ref_blocks[r] = hit
+                private[r] = need
+                if cached_tokens[r] < 0:
+                    cached_tokens[r] = hit * bs
+                running.append(r)
+                scheduled.append((r, num_new))
+                budget -= num_new
+
+        if not scheduled:
+            if not running and waiting and not preempted_any:
+                raise RuntimeError("engine stalled: waiting request cannot be scheduled")
+            continue
+
+        used = config.num_gpu_blocks - cache.num_free()
+        max_used = max(max_used, used)
+        num_tok = 0
+        num_prefill = 0
+        pairs = 0
+        dec_ctx = 0
+        for r, q in scheduled:
+            num_tok += q
+            if decoding[r]:
+                dec_ctx += computed[r] + 1
+            else:
+                num_prefill += 1
+                pairs += prefill_pairs(q, computed[r])
+        d = step_time_s(coeffs, float(num_tok), float(len(scheduled)), float(num_prefill),
+                        float(pairs), float(dec_ctx))
+        t_end = t + d
+        num_steps += 1
+        busy += d
+        client_t = t_end + config.egress_s
+        finished: list[int] = []
+        for r, q in scheduled:
+            old = computed[r]
+            computed[r] = old + q
+            if old < start[r] * bs:
+                transfer(r, old, computed[r])
+            if computed[r] < num_tokens(r):
+                continue  # partial prefill: no token this step
+            decoding[r] = True
+            generated[r] += 1
+            if generated[r] == 1:
+                first[r] = client_t
+            elif cls[r] >= 0:
+                gap = client_t - last_token[r]
+                hist[cls[r], _itl_bin(gap)] += 1
+                itl_sum[cls[r]] += gap
+                itl_count[cls[r]] += 1
+            last_token[r] = client_t
+            if generated[r] == output[r]:
+                finished.append(r)
+        for r in finished:
+            running.remove(r)
+            release_blocks(r, cache_own=shareable[r])
+            finish[r] = client_t
+            completed[r] = True
+            on_response(r, client_t)
+        t = t_end
+
+    return EngineResult(
+        send_s=np.asarray(send, np.float64),
+        first_token_s=np.asarray(first, np.float64),
+        finish_s=np.asarray(finish, np.float64),
+        completed=np.asarray(completed, np.bool_),
+        num_preemptions=np.asarray(preemptions, np.int32),
+        num_cached_tokens=np.maximum(np.asarray(cached_tokens, np.int32), 0),
+        itl_hist=hist,
+        itl_sum_s=itl_sum,
+        itl_count=itl_count,
+        num_steps=num_steps,
+        busy_s=busy,
+        max_blocks_used=max_used,
+    )

@@ -1,0 +1,127 @@
+"""Public entry point of the replica simulator: validate, prepare arrays, run the kernel.
+
+:func:`simulate` is the readable wrapper over :func:`capacitor.engine._kernel.simulate_kernel`
+(numba, struct-of-arrays); :func:`capacitor.engine.reference.simulate` has the same
+signature and semantics in plain Python and is what tests compare against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from capacitor.engine._kernel import STALLED, simulate_kernel
+from capacitor.engine.config import EngineConfig
+from capacitor.engine.prefix_chain import normalise_prefix_chains
+from capacitor.engine.result import ITL_NUM_BINS, EngineResult
+from capacitor.errors import ConfigError
+from capacitor.perf.step_time import NUM_COEFFS
+from capacitor.workload.requests import RequestBatch
+
+
+def _chain_depth(src: np.ndarray) -> int:
+    depth = np.zeros(src.shape[0], np.int64)
+    # sources precede dependants for requests; segments are roots
+    for node in range(src.shape[0]):
+        s = src[node]
+        if s >= 0:
+            depth[node] = depth[s] + 1 if s < node else 1
+    return int(depth.max(initial=0))
+
+
+def prepare(batch: RequestBatch, config: EngineConfig) -> dict:
+    """Arrays the kernel needs, derived once from the batch (shared with tests)."""
+    batch.check()
+    n = len(batch)
+    bs = config.block_size
+    src, plen = normalise_prefix_chains(
+        batch.prefix_src, batch.prefix_len, batch.prompt_len, batch.output_len,
+        batch.segment_len, bs,
+    )
+    start = plen // bs
+    shareable = np.zeros(src.shape[0], np.bool_)
+    has_src = batch.prefix_src >= 0
+    shareable[batch.prefix_src[has_src]] = True
+    rejected = batch.rejected | (
+        batch.prompt_len.astype(np.int64) + batch.output_len > config.effective_max_model_len
+    )
+    gate = batch.gate.astype(np.int64)
+    gated = np.nonzero(gate >= 0)[0]
+    order = np.argsort(gate[gated], kind="stable")
+    child_idx = gated[order].astype(np.int64)
+    counts = np.bincount(gate[gated], minlength=n) if n else np.zeros(0, np.int64)
+    child_ptr = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=child_ptr[1:])
+    initial = np.nonzero(gate < 0)[0]
+    if batch.concurrency > 0:
+        initial = initial[initial < batch.concurrency]
+    init_order = initial[np.argsort(batch.arrival_s[initial], kind="stable")].astype(np.int64)
+    max_out = int(batch.output_len.max(initial=1))
+    ring = 1 << int(max_out + 2).bit_length()
+    return dict(
+        src=src, start=start, shareable=shareable, rejected=rejected, child_ptr=child_ptr,
+        child_idx=child_idx, init_order=init_order, max_depth=_chain_depth(src), ring_size=ring,
+    )
+
+
+def simulate(
+    batch: RequestBatch,
+    config: EngineConfig,
+    coeffs: np.ndarray,
+    *,
+    itl_class: np.ndarray | None = None,
+    num_itl_classes: int = 1,
+) -> EngineResult:
+    """Simulate one replica serving ``batch`` to completion (every request finishes).
+
+    Args:
+        batch: the requests (see :class:`capacitor.workload.requests.RequestBatch`).
+        config: engine settings; ``config.num_gpu_blocks`` KV blocks of ``block_size``.
+        coeffs: step-time coefficients (:mod:`capacitor.perf.step_time` layout).
+        itl_class: per request, the ITL histogram its gaps go to, or -1 to leave them out
+            (warm-up); default all 0.
+        num_itl_classes: number of ITL histograms.
+
+    Returns:
+        Per-request client-visible times and ITL histograms.
+
+    Raises:
+        ConfigError: malformed coefficients or classes.
+    """
+    coeffs = np.ascontiguousarray(coeffs, np.float64)
+    if coeffs.shape != (NUM_COEFFS,) or not np.all(np.isfinite(coeffs)) or np.any(coeffs < 0):
+        raise ConfigError(f"step-time coefficients must be {NUM_COEFFS} finite values >= 0")
+    n = len(batch)
+    cls = np.zeros(n, np.int64) if itl_class is None else np.asarray(itl_class, np.int64)
+    if cls.shape != (n,) or (n and cls.max() >= num_itl_classes):
+        raise ConfigError("itl_class must give each request a class below num_itl_classes")
+    p = prepare(batch, config)
+    send = np.full(n, np.nan)
+    initial = p["init_order"]
+    send[initial] = batch.arrival_s[initial]
+    first = np.full(n, np.nan)
+    finish = np.full(n, np.nan)
+    completed = np.zeros(n, np.bool_)
+    preemptions = np.zeros(n, np.int32)
+    cached_tokens = np.full(n, -1, np.int32)
+    hist = np.zeros((num_itl_classes, ITL_NUM_BINS), np.int64)
+    itl_sum = np.zeros(num_itl_classes)
+    itl_count = np.zeros(num_itl_classes, np.int64)
+    stats = np.zeros(3)
+    code = simulate_kernel(
+        np.ascontiguousarray(batch.arrival_s, np.float64), batch.prompt_len.astype(np.int64),
+        batch.output_len.astype(np.int64), p["rejected"], cls, initial, p["child_ptr"],
+        p["child_idx"], p["src"], p["start"], p["shareable"], coeffs,
+        config.max_num_seqs, config.max_num_batched_tokens, config.block_size,
+        config.num_gpu_blocks, config.enable_prefix_caching, config.ingress_s, config.egress_s,
+        batch.concurrency, p["max_depth"], p["ring_size"], num_itl_classes,
+        send, first, finish, completed, preemptions, cached_tokens,
+        hist, itl_sum, itl_count, stats,
+    )
+    if code == STALLED:
+        raise ConfigError("the engine stalled: a waiting request can never be scheduled")
+    return EngineResult(
+        send_s=send, first_token_s=first, finish_s=finish, completed=completed,
+        num_preemptions=preemptions, num_cached_tokens=np.maximum(cached_tokens, 0),
+        itl_hist=hist, itl_sum_s=itl_sum, itl_count=itl_count, num_steps=int(stats[0]),
+        busy_s=float(stats[2]), max_blocks_used=int(stats[1]),
+    )
