@@ -1,0 +1,217 @@
+"""inference-perf's shared-prefix workload, as the server sees it.
+
+Modelled from kubernetes-sigs/inference-perf (read 2026):
+
+- ``inference_perf/datagen/shared_prefix_datagen.py``: ``num_groups`` random system prompts
+  of ``system_prompt_len`` tokens; per group ``num_prompts_per_group`` (our
+  ``users_per_group``) questions of ``question_len`` tokens, built group by group, so there
+  are ``N = num_groups * users_per_group`` prompts. Without ``question_distribution`` /
+  ``output_distribution`` the lengths come from ``Distribution(min=max=mean=len,
+  std_dev=0)``: constant. ``load_lazy_data`` serves data index ``i`` with prompt
+  ``i % N`` and ``max_tokens`` of that prompt.
+  *Single turn*: prompt = system prompt + " " + question; the prompt list (with its output
+  lengths) is shuffled once, so request ``i`` belongs to group ``perm[i % N] //
+  users_per_group`` for a random permutation ``perm``.
+  *Multi turn*: one ``LocalUserSession`` per prompt, its context initialised to the group's
+  system prompt; the *sessions* are shuffled (the prompts are not), and request ``i`` is
+  round ``i // N`` of session ``i % N``.
+- ``inference_perf/apis/user_session.py``: ``to_payload`` waits on the session's lock
+  (queued rounds go in order), then sends context + " " + question; on success the context
+  becomes prompt + " " + response; on failure (``process_failure``) it is left as it was.
+- ``inference_perf/client/modelserver/openai_client.py``: the latency timer starts after
+  ``to_payload``, i.e. after the previous round of the session has returned; a non-200
+  answer goes to ``process_failure`` (recent versions; see below).
+- ``inference_perf/loadgen/load_generator.py``: every stage calls ``datagen.get_data()``
+  afresh, so the data index restarts at 0 in each stage (pass ``stage_counts``); multi-turn
+  requests carry ``preferred_worker_id = i % num_groups`` so a session always lands on the
+  same worker process and its context persists across stages.
+
+What the server sees, in :class:`RequestBatch` terms (the single separator spaces and the
+re-tokenisation of response text are ignored; token counts are as configured):
+
+- segment ``s`` (node ``n + s``) is group ``s``'s system prompt, ``system_prompt_len`` long;
+- single turn: ``prompt_len = system_prompt_len + question_len``, source = the group's
+  segment, ``prefix_len = system_prompt_len``, no gate;
+- multi turn, round ``k`` of a user (counted over the whole run): with every earlier round
+  accepted, ``prompt_len = system_prompt_len + question_len + k * (question_len +
+  output_len)``; the source is the user's previous accepted request (its prompt and all its
+  ``output_len`` tokens, ignore_eos) or the group segment in round 0; the gate is the user's
+  previous request (the session lock: sent at ``max(scheduled, previous return)``).
+- vLLM answers HTTP 400 at once when ``prompt_len + output_len > max_model_len``
+  (``rejected``); the context then does not grow, so that round's prompt repeats, and every
+  later round of the user is rejected too.
+
+Version notes. Older ``openai_client.process_request`` called ``process_response`` even on
+a 400, which appends the (empty) response, so the context grew by the question after a
+rejection; since later rounds are rejected either way this only changes the prompt length
+recorded for rejected requests. The newest versions clear the session registry between
+stages and re-prime every conversation from its system prompt
+(``reset_sessions_each_stage=True``). The measured runs in ``data/validation`` pin
+inference-perf commit ``e8e0aa99`` (inference-sim/tektonc-data-collection,
+``tekton/tasks/install-inference-perf-blis.yaml``), which is not in the copies read here;
+they date from February 2026, when sessions were plain objects kept for the whole run (no
+reset), so the default is no reset. The shuffles use Python's unseeded ``random`` there;
+here they come from ``seed``. The newest generator also shuffles prompts and sessions with
+one permutation; with constant lengths that changes nothing the server sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from capacitor.errors import ConfigError
+from capacitor.workload.requests import RequestBatch
+from capacitor.workload.stages import require_int as _int
+
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def _arrivals(arrival_s: np.ndarray) -> np.ndarray:
+    a = np.array(arrival_s, np.float64, copy=True)
+    if a.ndim != 1:
+        raise ConfigError(f"arrival_s must be one-dimensional, got shape {a.shape}")
+    if a.size and (not np.all(np.isfinite(a)) or np.any(np.diff(a) < 0)):
+        raise ConfigError("arrival_s must be finite and nondecreasing")
+    return a
+
+
+def _local_index(n: int, stage_counts: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per request: the data index inference-perf gives it (restarting per stage), its stage."""
+    if stage_counts is None:
+        return np.arange(n, dtype=np.int64), np.zeros(n, np.int64)
+    counts = np.asarray([_int("stage_counts", c, 0) for c in stage_counts], np.int64)
+    if int(counts.sum()) != n:
+        raise ConfigError(f"stage_counts sum to {int(counts.sum())} but arrival_s has {n} requests")
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    stage = np.repeat(np.arange(counts.size, dtype=np.int64), counts)
+    return np.arange(n, dtype=np.int64) - first, stage
+
+
+def generate(
+    *,
+    system_prompt_len: int,
+    question_len: int,
+    output_len: int,
+    num_groups: int,
+    users_per_group: int,
+    enable_multi_turn_chat: bool,
+    arrival_s: np.ndarray,
+    seed: int,
+    max_model_len: int,
+    stage_counts: Sequence[int] | None = None,
+    reset_sessions_each_stage: bool = False,
+) -> RequestBatch:
+    """The requests inference-perf's shared-prefix generator sends at times ``arrival_s``.
+
+    ``stage_counts`` (requests per load stage, summing to ``len(arrival_s)``) makes the data
+    index restart at each stage as inference-perf's load generator does; ``None`` treats the
+    run as one stage. ``reset_sessions_each_stage`` restarts every conversation at each stage
+    (newest inference-perf). Lengths are in tokens; see the module docstring for semantics.
+    """
+    sys_len = _int("system_prompt_len", system_prompt_len, 0)
+    q_len = _int("question_len", question_len, 1)
+    o_len = _int("output_len", output_len, 1)
+    groups = _int("num_groups", num_groups, 1)
+    per_group = _int("users_per_group", users_per_group, 1)
+    max_len = _int("max_model_len", max_model_len, 1)
+    arrivals = _arrivals(arrival_s)
+    n = arrivals.shape[0]
+    num_prompts = groups * per_group
+
+    rng = np.random.default_rng(seed)
+    # The one shuffle: prompt (single turn) or session (multi turn) slot -> original position.
+    slot_group = (rng.permutation(num_prompts) // per_group).astype(np.int64)
+    local, stage = _local_index(n, stage_counts)
+    slot = local % num_prompts
+    group = slot_group[slot]
+
+    if sys_len > 0:
+        segment_len = np.full(groups, sys_len, np.int32)
+        seg_src, seg_len = n + group, sys_len
+    else:
+        segment_len = np.zeros(0, np.int32)
+        seg_src, seg_len = np.full(n, -1, np.int64), 0
+
+    if not enable_multi_turn_chat:
+        prompt = sys_len + q_len
+        return _batch(
+            arrivals,
+            prompt_len=np.full(n, prompt, np.int64),
+            output_len=o_len,
+            prefix_src=seg_src,
+            prefix_len=np.full(n, seg_len, np.int64),
+            gate=np.full(n, -1, np.int64),
+            rejected=np.full(n, prompt + o_len > max_len, np.bool_),
+            segment_len=segment_len,
+        )
+
+    # A user is a session slot (per stage when sessions reset); its requests in index order.
+    user = slot + stage * num_prompts if reset_sessions_each_stage else slot
+    order = np.argsort(user, kind="stable")
+    sorted_user = user[order]
+    pos = np.empty(n, np.int64)
+    pos[order] = np.arange(n, dtype=np.int64)
+    run_start = np.flatnonzero(np.r_[n > 0, sorted_user[1:] != sorted_user[:-1]])
+    rank_sorted = np.arange(n, dtype=np.int64) - np.repeat(run_start, np.diff(np.r_[run_start, n]))
+    rnd = rank_sorted[pos]  # round k of each request within its user's conversation
+
+    # Rounds 0..k_max fit (prompt + output <= max_model_len); later ones repeat round k_max+1.
+    step = q_len + o_len
+    room = max_len - (sys_len + q_len + o_len)
+    k_max = room // step if room >= 0 else -1
+    eff = np.minimum(rnd, k_max + 1)
+    prompt_len = sys_len + q_len + eff * step
+    rejected = rnd > k_max
+
+    gate = np.full(n, -1, np.int64)
+    has_prev = rnd > 0
+    gate[has_prev] = order[pos[has_prev] - 1]
+
+    prefix_src = np.array(seg_src, np.int64, copy=True)
+    prefix_len = np.full(n, seg_len, np.int64)
+    if k_max >= 0:
+        chained = has_prev  # source: the user's last accepted request, round min(k-1, k_max)
+        src_round = np.minimum(rnd[chained] - 1, k_max)
+        prefix_src[chained] = order[pos[chained] - rnd[chained] + src_round]
+        prefix_len[chained] = sys_len + q_len + src_round * step + o_len
+    return _batch(
+        arrivals,
+        prompt_len=prompt_len,
+        output_len=o_len,
+        prefix_src=prefix_src,
+        prefix_len=prefix_len,
+        gate=gate,
+        rejected=rejected,
+        segment_len=segment_len,
+    )
+
+
+def _batch(
+    arrivals: np.ndarray,
+    *,
+    prompt_len: np.ndarray,
+    output_len: int,
+    prefix_src: np.ndarray,
+    prefix_len: np.ndarray,
+    gate: np.ndarray,
+    rejected: np.ndarray,
+    segment_len: np.ndarray,
+) -> RequestBatch:
+    n = arrivals.shape[0]
+    if n and int(prompt_len.max()) + output_len > _INT32_MAX:
+        raise ConfigError("shared_prefix: prompt lengths overflow int32; lower the lengths")
+    return RequestBatch(
+        arrival_s=arrivals,
+        prompt_len=prompt_len.astype(np.int32),
+        output_len=np.full(n, output_len, np.int32),
+        prefix_src=np.asarray(prefix_src).astype(np.int32),
+        prefix_len=prefix_len.astype(np.int32),
+        gate=gate.astype(np.int32),
+        rejected=rejected,
+        segment_len=segment_len,
+    )
+
+
+__all__ = ["generate"]
