@@ -52,12 +52,12 @@ _NUM_STATE = 15
 STALLED = 1
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", error_model="numpy")
 def _cdiv(a, b):
     return -((-a) // b)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _lru_remove(st, node, lru_prev, lru_next):
     p = lru_prev[node]
     q = lru_next[node]
@@ -73,7 +73,7 @@ def _lru_remove(st, node, lru_prev, lru_next):
     lru_next[node] = -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _lru_append(st, node, lru_prev, lru_next):
     tail = st[_LRU_TAIL]
     lru_prev[node] = tail
@@ -85,7 +85,7 @@ def _lru_append(st, node, lru_prev, lru_next):
     st[_LRU_TAIL] = node
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _pin(st, r, src, pins, cached, lru_prev, lru_next):
     node = r
     while node >= 0:
@@ -96,7 +96,7 @@ def _pin(st, r, src, pins, cached, lru_prev, lru_next):
         node = src[node]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _unpin(st, r, src, pins, cached, lru_prev, lru_next):
     node = r
     while node >= 0:
@@ -107,7 +107,7 @@ def _unpin(st, r, src, pins, cached, lru_prev, lru_next):
         node = src[node]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _allocate(st, k, cached, lru_prev, lru_next):
     """Take ``k`` free blocks (uncached first, then LRU evictions). False if too few."""
     if k <= 0:
@@ -128,7 +128,7 @@ def _allocate(st, k, cached, lru_prev, lru_next):
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _hit_blocks(r, num_tokens, bs, src, start, cached, chain):
     """Leading blocks of ``r``'s ``num_tokens`` tokens found in the cache."""
     depth = 0
@@ -154,7 +154,7 @@ def _hit_blocks(r, num_tokens, bs, src, start, cached, chain):
     return min(hit, limit)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _transfer(r, old, new, bs, src, start, cached, chain):
     """Ancestor blocks ``r`` just computed join their owner's cache; returns how many."""
     hi = min(new // bs, start[r])
@@ -181,7 +181,7 @@ def _transfer(r, old, new, bs, src, start, cached, chain):
     return moved
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _heap_push(heap_t, heap_i, st, t, i):
     pos = st[_HEAP_SIZE]
     st[_HEAP_SIZE] += 1
@@ -197,7 +197,7 @@ def _heap_push(heap_t, heap_i, st, t, i):
     heap_i[pos] = i
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _heap_pop(heap_t, heap_i, st):
     top = heap_i[0]
     size = st[_HEAP_SIZE] - 1
@@ -226,7 +226,7 @@ def _heap_pop(heap_t, heap_i, st):
     return top
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _itl_bin(gap):
     if gap <= ITL_MIN_S:
         return 0
@@ -234,7 +234,7 @@ def _itl_bin(gap):
     return min(b, ITL_NUM_BINS - 1)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def simulate_kernel(
     arrival, prompt, output, rejected, itl_cls, init_order, child_ptr, child_idx,
     src, start, shareable, coeffs,
@@ -344,6 +344,46 @@ def simulate_kernel(
             if nt > t:
                 t = nt
             continue
+
+        # ---- decode-only stretch: while nothing can join, leave, or be preempted, a step
+        # is O(1): no prefill, no admission possible, no arrival due, no finish this step.
+        # NOTE: identical arithmetic to the general path below, for performance only.
+        tail = st[_RUN_TAIL]
+        if (tail >= 0 and slot_dec[tail]
+                and (st[_WAIT_COUNT] == 0 or st[_NUM_RUNNING] >= max_num_seqs)):
+            nt = math.inf
+            if st[_INIT_PTR] < num_init:
+                nt = send[init_order[st[_INIT_PTR]]] + ingress
+            if st[_HEAP_SIZE] > 0 and heap_t[0] < nt:
+                nt = heap_t[0]
+            n_dec = st[_N_DEC]
+            while nt > t and bucket[G & mask] < 0:
+                need = key_count[(-G) % bs]
+                if st[_FREE_UNCACHED] >= need:
+                    st[_FREE_UNCACHED] -= need
+                elif not _allocate(st, need, cached, lru_prev, lru_next):
+                    break
+                used = num_blocks - st[_FREE_UNCACHED] - st[_EVICTABLE]
+                if used > max_used:
+                    max_used = used
+                dec_ctx = st[_SUM_C0_G0] + n_dec * (G + 1)
+                d = step_time_s_jit(coeffs, float(n_dec), float(n_dec), 0.0, 0.0, float(dec_ctx))
+                t_end = t + d
+                busy += d
+                client_t = t_end + egress
+                gap = client_t - last_client_t
+                b = _itl_bin(gap)
+                for k in range(num_classes):
+                    m = dec_cls[k]
+                    if m > 0:
+                        itl_hist[k, b] += m
+                        itl_sum[k] += gap * m
+                        itl_count[k] += m
+                last_client_t = client_t
+                t = t_end
+                G += 1
+            if nt <= t:
+                continue
 
         # ---- schedule: running requests first
         budget = budget_max
@@ -527,11 +567,14 @@ def simulate_kernel(
                 slot_bprev[head] = s
             bucket[fin & mask] = s
         # ---- finishes, in admission order (as vLLM frees them)
-        if n_fin > 1:
-            fs = fin_slots[:n_fin]
-            order = np.argsort(slot_seq[fs], kind="mergesort")
-            fs_sorted = fs[order].copy()
-            fin_slots[:n_fin] = fs_sorted
+        # insertion sort by admission sequence (few finish per step; no allocation)
+        for a in range(1, n_fin):
+            x = fin_slots[a]
+            j = a - 1
+            while j >= 0 and slot_seq[fin_slots[j]] > slot_seq[x]:
+                fin_slots[j + 1] = fin_slots[j]
+                j -= 1
+            fin_slots[j + 1] = x
         for k in range(n_fin):
             s = fin_slots[k]
             r = slot_req[s]
@@ -570,7 +613,7 @@ def simulate_kernel(
     return 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _run_append(st, s, slot_prev, slot_next):
     tail = st[_RUN_TAIL]
     slot_prev[s] = tail
@@ -583,7 +626,7 @@ def _run_append(st, s, slot_prev, slot_next):
     st[_NUM_RUNNING] += 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _run_remove(st, s, slot_prev, slot_next):
     p = slot_prev[s]
     q = slot_next[s]
@@ -598,7 +641,7 @@ def _run_remove(st, s, slot_prev, slot_next):
     st[_NUM_RUNNING] -= 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _decoder_leave(s, r, st, slot_c0, slot_g0, slot_fin, slot_bprev, slot_bnext, bucket, mask,
                    key_count, dec_cls, itl_cls, bs):
     key = (slot_c0[s] - slot_g0[s]) % bs
@@ -619,7 +662,7 @@ def _decoder_leave(s, r, st, slot_c0, slot_g0, slot_fin, slot_bprev, slot_bnext,
     slot_bnext[s] = -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _release(r, computed, private, cache_own, st, bs, caching, src, start, pins, cached,
              lru_prev, lru_next):
     """Free a leaving request's blocks; its own full blocks join its node's cache."""
@@ -633,7 +676,7 @@ def _release(r, computed, private, cache_own, st, bs, caching, src, start, pins,
     _unpin(st, r, src, pins, cached, lru_prev, lru_next)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _preempt(s, st, G, last_client_t, bs, caching, prompt, generated, finish, preemptions,
              itl_cls, src, start, pins, cached, lru_prev, lru_next, slot_req, slot_prev,
              slot_next, slot_dec, slot_computed, slot_c0, slot_g0, slot_gen0, slot_ref,
