@@ -23,6 +23,7 @@ cases = st.fixed_dictionaries(
         "spare_blocks": st.integers(0, 200),
         "caching": st.booleans(),
         "concurrency": st.sampled_from([0, 0, 1, 5]),
+        "cpu_blocks": st.sampled_from([0, 0, 10, 200]),
     }
 )
 
@@ -43,6 +44,7 @@ def _build(c):
     cfg = config(
         max_num_seqs=c["max_num_seqs"], max_num_batched_tokens=c["max_num_seqs"] + c["budget_extra"],
         block_size=bs, num_gpu_blocks=blocks, enable_prefix_caching=c["caching"],
+        num_cpu_blocks=c["cpu_blocks"], cpu_load_s_per_block=1e-4,
     )
     return batch, cfg
 

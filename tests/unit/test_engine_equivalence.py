@@ -15,6 +15,14 @@ CASES = {
     "sessions": (dict(n=300, sessions=10, prompt=(20, 80), output=(1, 40)), dict(num_gpu_blocks=600)),
     "no_prefix_caching": (dict(num_segments=3), dict(enable_prefix_caching=False)),
     "ingress_egress": (dict(), dict(ingress_s=0.004, egress_s=0.002)),
+    "cpu_offload": (
+        dict(n=300, sessions=12, prompt=(40, 200), output=(1, 40)),
+        dict(num_gpu_blocks=160, num_cpu_blocks=300, cpu_load_s_per_block=1e-4),
+    ),
+    "cpu_offload_tiny_host": (
+        dict(n=300, sessions=12, num_segments=2, prompt=(40, 200), output=(1, 40)),
+        dict(num_gpu_blocks=160, num_cpu_blocks=40, cpu_load_s_per_block=1e-4),
+    ),
     "small_blocks_big_budget": (dict(), dict(block_size=4, num_gpu_blocks=900, max_num_batched_tokens=2048)),
 }
 
@@ -47,6 +55,9 @@ def test_kernel_matches_reference(case):
         assert ref.num_preemptions.sum() > 0, "case must exercise preemption"
     if case in ("prefix_hits", "sessions"):
         assert ref.num_cached_tokens.sum() > 0, "case must exercise prefix hits"
+    if case == "cpu_offload":
+        no_host = _compare(batch, config(**{**overrides, "num_cpu_blocks": 0}))
+        assert ref.num_cached_tokens.sum() > no_host.num_cached_tokens.sum(), "host tier adds hits"
     if case == "no_prefix_caching":
         assert ref.num_cached_tokens.sum() == 0
 

@@ -47,7 +47,10 @@ _WAIT_COUNT = 11
 _NEXT_CLOSED = 12
 _INIT_PTR = 13
 _SEQ = 14
-_NUM_STATE = 15
+_CPU_TOTAL = 15
+_CPU_HEAD = 16
+_CPU_TAIL = 17
+_NUM_STATE = 18
 
 STALLED = 1
 
@@ -58,31 +61,66 @@ def _cdiv(a, b):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _lru_remove(st, node, lru_prev, lru_next):
-    p = lru_prev[node]
-    q = lru_next[node]
+def _list_remove(st, head_at, node, prev, nxt):
+    p = prev[node]
+    q = nxt[node]
     if p >= 0:
-        lru_next[p] = q
+        nxt[p] = q
     else:
-        st[_LRU_HEAD] = q
+        st[head_at] = q
     if q >= 0:
-        lru_prev[q] = p
+        prev[q] = p
     else:
-        st[_LRU_TAIL] = p
-    lru_prev[node] = -1
-    lru_next[node] = -1
+        st[head_at + 1] = p
+    prev[node] = -1
+    nxt[node] = -1
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _list_append(st, head_at, node, prev, nxt):
+    tail = st[head_at + 1]
+    prev[node] = tail
+    nxt[node] = -1
+    if tail >= 0:
+        nxt[tail] = node
+    else:
+        st[head_at] = node
+    st[head_at + 1] = node
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _lru_remove(st, node, lru_prev, lru_next):
+    _list_remove(st, _LRU_HEAD, node, lru_prev, lru_next)
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _lru_append(st, node, lru_prev, lru_next):
-    tail = st[_LRU_TAIL]
-    lru_prev[node] = tail
-    lru_next[node] = -1
-    if tail >= 0:
-        lru_next[tail] = node
-    else:
-        st[_LRU_HEAD] = node
-    st[_LRU_TAIL] = node
+    _list_append(st, _LRU_HEAD, node, lru_prev, lru_next)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _cpu_touch(st, node, cached, cpu_cached, cpu_prev, cpu_next, cpu_cap):
+    """Write-through to the host tier (capacity ``cpu_cap`` blocks; 0 = no tier): it holds
+    every block the node has on the GPU, and the node becomes its most recently used
+    (evicted last, tail block first). A node is in the host LRU iff it holds blocks."""
+    if cpu_cap <= 0:
+        return
+    was_in = cpu_cached[node] > 0
+    if cached[node] > cpu_cached[node]:
+        st[_CPU_TOTAL] += cached[node] - cpu_cached[node]
+        cpu_cached[node] = cached[node]
+    if cpu_cached[node] == 0:
+        return
+    if was_in:
+        _list_remove(st, _CPU_HEAD, node, cpu_prev, cpu_next)
+    _list_append(st, _CPU_HEAD, node, cpu_prev, cpu_next)
+    while st[_CPU_TOTAL] > cpu_cap:
+        h = st[_CPU_HEAD]
+        x = min(st[_CPU_TOTAL] - cpu_cap, cpu_cached[h])
+        cpu_cached[h] -= x
+        st[_CPU_TOTAL] -= x
+        if cpu_cached[h] == 0:
+            _list_remove(st, _CPU_HEAD, h, cpu_prev, cpu_next)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -129,8 +167,9 @@ def _allocate(st, k, cached, lru_prev, lru_next):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _hit_blocks(r, num_tokens, bs, src, start, cached, chain):
-    """Leading blocks of ``r``'s ``num_tokens`` tokens found in the cache."""
+def _hit_blocks(r, num_tokens, bs, src, start, cached, chain, cpu_cached, any_tier):
+    """Leading blocks of ``r``'s ``num_tokens`` tokens found in the GPU cache, or with
+    ``any_tier`` in the GPU or host cache."""
     depth = 0
     node = r
     while node >= 0:
@@ -142,20 +181,27 @@ def _hit_blocks(r, num_tokens, bs, src, start, cached, chain):
     for k in range(depth - 1, 0, -1):
         node = chain[k]
         end = start[chain[k - 1]]
-        covered = start[node] + cached[node]
+        held = cached[node]
+        if any_tier and cpu_cached[node] > held:
+            held = cpu_cached[node]
+        covered = start[node] + held
         if covered < end:
             hit = covered
             done = True
             break
         hit = end
     if not done:
-        hit = start[r] + cached[r]
+        held = cached[r]
+        if any_tier and cpu_cached[r] > held:
+            held = cpu_cached[r]
+        hit = start[r] + held
     limit = (num_tokens - 1) // bs
     return min(hit, limit)
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _transfer(r, old, new, bs, src, start, cached, chain):
+def _transfer(r, old, new, bs, src, start, cached, chain, st, cpu_cached, cpu_prev, cpu_next,
+              cpu_cap):
     """Ancestor blocks ``r`` just computed join their owner's cache; returns how many."""
     hi = min(new // bs, start[r])
     j = old // bs
@@ -177,8 +223,26 @@ def _transfer(r, old, new, bs, src, start, cached, chain):
         if cached[node] == j - start[node]:
             cached[node] += 1
             moved += 1
+            _cpu_touch(st, node, cached, cpu_cached, cpu_prev, cpu_next, cpu_cap)
         j += 1
     return moved
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _touch_range(r, lo, hi, src, start, chain, st, cached, cpu_cached, cpu_prev, cpu_next,
+                 cpu_cap):
+    """Touch, root to leaf, each chain node owning a block in ``[lo, hi)``."""
+    depth = 0
+    node = r
+    while node >= 0:
+        chain[depth] = node
+        depth += 1
+        node = src[node]
+    for k in range(depth - 1, -1, -1):
+        node = chain[k]
+        end = start[chain[k - 1]] if k > 0 else hi
+        if start[node] < hi and end > lo and start[node] < end:
+            _cpu_touch(st, node, cached, cpu_cached, cpu_prev, cpu_next, cpu_cap)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -238,7 +302,7 @@ def _itl_bin(gap):
 def simulate_kernel(
     arrival, prompt, output, rejected, itl_cls, init_order, child_ptr, child_idx,
     src, start, shareable, coeffs,
-    max_num_seqs, budget_max, bs, num_blocks, caching, ingress, egress, conc,
+    max_num_seqs, budget_max, bs, num_blocks, caching, ingress, egress, conc, cpu_cap, cpu_load_s,
     max_depth, ring_size, num_classes,
     send, first, finish, completed, preemptions, cached_tokens,
     itl_hist, itl_sum, itl_count, stats,
@@ -254,10 +318,16 @@ def simulate_kernel(
     st[_RUN_HEAD] = -1
     st[_RUN_TAIL] = -1
     st[_NEXT_CLOSED] = conc
+    st[_CPU_HEAD] = -1
+    st[_CPU_TAIL] = -1
     cached = np.zeros(num_nodes, np.int64)
     pins = np.zeros(num_nodes, np.int32)
     lru_prev = np.full(num_nodes, -1, np.int64)
     lru_next = np.full(num_nodes, -1, np.int64)
+    cpu_nodes = num_nodes if cpu_cap > 0 else 1
+    cpu_cached = np.zeros(cpu_nodes, np.int64)
+    cpu_prev = np.full(cpu_nodes, -1, np.int64)
+    cpu_next = np.full(cpu_nodes, -1, np.int64)
     generated = np.zeros(n, np.int32)
     chain = np.zeros(max_depth + 1, np.int64)
     heap_t = np.zeros(n + 1, np.float64)
@@ -388,6 +458,7 @@ def simulate_kernel(
         # ---- schedule: running requests first
         budget = budget_max
         preempted_any = False
+        loaded_blocks = 0
         kidx = (-G) % bs
         n_pf = 0
         tail = st[_RUN_TAIL]
@@ -429,6 +500,7 @@ def simulate_kernel(
                         slot_req, slot_prev, slot_next, slot_dec, slot_computed, slot_c0, slot_g0,
                         slot_gen0, slot_ref, slot_private, slot_fin, slot_bprev, slot_bnext, bucket,
                         mask, key_count, dec_cls, free_slots, num_free_slots, waitq, qcap,
+                        cpu_cached, cpu_prev, cpu_next, cpu_cap,
                     )
                     preempted_any = True
                     if victim == s:
@@ -456,9 +528,16 @@ def simulate_kernel(
                 r = waitq[st[_WAIT_HEAD]]
                 _pin(st, r, src, pins, cached, lru_prev, lru_next)
                 num_tok = prompt[r] + generated[r]
-                hit = _hit_blocks(r, num_tok, bs, src, start, cached, chain) if caching else 0
-                q = min(num_tok - hit * bs, budget)
-                need = _cdiv(hit * bs + q, bs) - hit
+                hit = 0
+                total = 0
+                if caching:
+                    hit = _hit_blocks(r, num_tok, bs, src, start, cached, chain, cpu_cached, False)
+                    total = hit
+                    if cpu_cap > 0:
+                        total = _hit_blocks(r, num_tok, bs, src, start, cached, chain, cpu_cached,
+                                            True)
+                q = min(num_tok - total * bs, budget)
+                need = _cdiv(total * bs + q, bs) - hit
                 if not _allocate(st, need, cached, lru_prev, lru_next):
                     _unpin(st, r, src, pins, cached, lru_prev, lru_next)
                     break
@@ -468,14 +547,23 @@ def simulate_kernel(
                 s = free_slots[num_free_slots]
                 slot_req[s] = r
                 slot_dec[s] = False
-                slot_computed[s] = hit * bs
+                slot_computed[s] = total * bs
                 slot_ref[s] = hit
                 slot_private[s] = need
                 slot_seq[s] = st[_SEQ]
                 st[_SEQ] += 1
                 _run_append(st, s, slot_prev, slot_next)
+                if total > hit:
+                    # host-tier hit: load the blocks back, as if computed
+                    loaded_blocks += total - hit
+                    _touch_range(r, hit, total, src, start, chain, st, cached, cpu_cached,
+                                 cpu_prev, cpu_next, cpu_cap)
+                    moved = _transfer(r, hit * bs, total * bs, bs, src, start, cached, chain, st,
+                                      cpu_cached, cpu_prev, cpu_next, cpu_cap)
+                    slot_private[s] -= moved
+                    slot_ref[s] += moved
                 if cached_tokens[r] < 0:
-                    cached_tokens[r] = hit * bs
+                    cached_tokens[r] = total * bs
                 pf_slot[n_pf] = s
                 pf_q[n_pf] = q
                 n_pf += 1
@@ -500,6 +588,7 @@ def simulate_kernel(
         dec_ctx = st[_SUM_C0_G0] + n_dec * (G + 1)
         d = step_time_s_jit(coeffs, float(num_tok), float(n_dec + n_pf), float(n_pf),
                             float(pairs), float(dec_ctx))
+        d += loaded_blocks * cpu_load_s
         t_end = t + d
         busy += d
         client_t = t_end + egress
@@ -528,7 +617,8 @@ def simulate_kernel(
             new = old + pf_q[k]
             slot_computed[s] = new
             if caching and old < start[r] * bs:
-                moved = _transfer(r, old, new, bs, src, start, cached, chain)
+                moved = _transfer(r, old, new, bs, src, start, cached, chain, st, cpu_cached,
+                                  cpu_prev, cpu_next, cpu_cap)
                 slot_private[s] -= moved
                 slot_ref[s] += moved
             if new < prompt[r] + generated[r]:
@@ -588,7 +678,7 @@ def simulate_kernel(
                 c = slot_computed[s]
                 private = slot_private[s]
             _release(r, c, private, shareable[r], st, bs, caching, src, start, pins, cached,
-                     lru_prev, lru_next)
+                     lru_prev, lru_next, cpu_cached, cpu_prev, cpu_next, cpu_cap)
             _run_remove(st, s, slot_prev, slot_next)
             slot_req[s] = -1
             free_slots[num_free_slots] = s
@@ -664,7 +754,7 @@ def _decoder_leave(s, r, st, slot_c0, slot_g0, slot_fin, slot_bprev, slot_bnext,
 
 @numba.njit(cache=True, error_model="numpy")
 def _release(r, computed, private, cache_own, st, bs, caching, src, start, pins, cached,
-             lru_prev, lru_next):
+             lru_prev, lru_next, cpu_cached, cpu_prev, cpu_next, cpu_cap):
     """Free a leaving request's blocks; its own full blocks join its node's cache."""
     freed = private
     if cache_own and caching:
@@ -672,6 +762,7 @@ def _release(r, computed, private, cache_own, st, bs, caching, src, start, pins,
         if own_full > cached[r]:
             freed -= own_full - cached[r]
             cached[r] = own_full
+            _cpu_touch(st, r, cached, cpu_cached, cpu_prev, cpu_next, cpu_cap)
     st[_FREE_UNCACHED] += freed
     _unpin(st, r, src, pins, cached, lru_prev, lru_next)
 
@@ -681,7 +772,7 @@ def _preempt(s, st, G, last_client_t, bs, caching, prompt, generated, finish, pr
              itl_cls, src, start, pins, cached, lru_prev, lru_next, slot_req, slot_prev,
              slot_next, slot_dec, slot_computed, slot_c0, slot_g0, slot_gen0, slot_ref,
              slot_private, slot_fin, slot_bprev, slot_bnext, bucket, mask, key_count, dec_cls,
-             free_slots, num_free_slots, waitq, qcap):
+             free_slots, num_free_slots, waitq, qcap, cpu_cached, cpu_prev, cpu_next, cpu_cap):
     """Preempt the request in slot ``s`` (recompute): free its KV, put it at the front of
     the waiting queue. Returns the new number of free slots."""
     r = slot_req[s]
@@ -695,7 +786,8 @@ def _preempt(s, st, G, last_client_t, bs, caching, prompt, generated, finish, pr
     else:
         c = slot_computed[s]
         private = slot_private[s]
-    _release(r, c, private, True, st, bs, caching, src, start, pins, cached, lru_prev, lru_next)
+    _release(r, c, private, True, st, bs, caching, src, start, pins, cached, lru_prev, lru_next,
+             cpu_cached, cpu_prev, cpu_next, cpu_cap)
     _run_remove(st, s, slot_prev, slot_next)
     slot_req[s] = -1
     slot_dec[s] = False

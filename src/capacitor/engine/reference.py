@@ -57,8 +57,11 @@ class _Cache:
     """Prefix-node block cache with per-block LRU bookkeeping (independent of the kernel's
     per-node counters): ``lru`` holds evictable blocks ``(node, j)`` oldest first."""
 
-    def __init__(self, num_blocks: int, start: list[int], src: list[int]):
+    def __init__(self, num_blocks: int, start: list[int], src: list[int], num_cpu_blocks: int):
         self.free_uncached = num_blocks
+        self.num_cpu_blocks = num_cpu_blocks
+        self.cpu: dict[int, set[int]] = {}
+        self.cpu_lru: OrderedDict[tuple[int, int], None] = OrderedDict()
         self.cached: dict[int, set[int]] = {}
         self.pins: dict[int, int] = {}
         self.lru: OrderedDict[tuple[int, int], None] = OrderedDict()
@@ -108,15 +111,32 @@ class _Cache:
             self.cached[node].discard(j)
         return True
 
-    def hit_blocks(self, r: int, num_tokens: int, block_size: int) -> int:
+    def hit_blocks(self, r: int, num_tokens: int, block_size: int, tier: str = "gpu") -> int:
+        """Leading blocks found on the GPU (``tier="gpu"``) or on GPU or host ("any")."""
         limit = (num_tokens - 1) // block_size
         j = 0
         while j < limit:
             node = self.owner(r, j)
-            if j not in self.cached.get(node, ()):
+            if j not in self.cached.get(node, ()) and (
+                tier == "gpu" or j not in self.cpu.get(node, ())
+            ):
                 break
             j += 1
         return j
+
+    def cpu_touch(self, node: int) -> None:
+        """Write-through: the host tier holds every block the node has on the GPU; the
+        node becomes most recently used there (its last block first out)."""
+        if self.num_cpu_blocks <= 0:
+            return
+        blocks = self.cpu.setdefault(node, set())
+        blocks.update(self.cached.get(node, ()))
+        for j in sorted(blocks, reverse=True):
+            self.cpu_lru.pop((node, j), None)
+            self.cpu_lru[(node, j)] = None
+        while len(self.cpu_lru) > self.num_cpu_blocks:
+            (victim, j), _ = self.cpu_lru.popitem(last=False)
+            self.cpu[victim].discard(j)
 
 
 def simulate(
@@ -146,7 +166,8 @@ def simulate(
     cls = [0] * n if itl_class is None else [int(x) for x in itl_class]
     caching = config.enable_prefix_caching
     max_model_len = config.effective_max_model_len
-    cache = _Cache(config.num_gpu_blocks, start, src)
+    cache = _Cache(config.num_gpu_blocks, start, src, config.num_cpu_blocks if caching else 0)
+    offload = caching and config.num_cpu_blocks > 0
 
     send = [math.nan] * n
     first = [math.nan] * n
@@ -195,10 +216,14 @@ def simulate(
         node_blocks = cache.cached.setdefault(r, set())
         freed = private[r]
         if cache_own and caching:
+            grew = False
             for j in range(start[r], start[r] + own_full):
                 if j not in node_blocks:
                     node_blocks.add(j)
                     freed -= 1
+                    grew = True
+            if grew:
+                cache.cpu_touch(r)
         cache.free_uncached += freed
         private[r] = 0
         ref_blocks[r] = 0
@@ -219,6 +244,7 @@ def simulate(
                 blocks.add(j)
                 private[r] -= 1
                 ref_blocks[r] += 1
+                cache.cpu_touch(node)
 
     waiting: deque[int] = deque()
     running: list[int] = []
@@ -244,6 +270,7 @@ def simulate(
         budget = config.max_num_batched_tokens
         scheduled: list[tuple[int, int]] = []
         preempted_any = False
+        loaded_blocks = 0
         idx = 0
         while idx < len(running) and budget > 0:
             r = running[idx]
@@ -271,17 +298,28 @@ def simulate(
                 r = waiting[0]
                 cache.pin(r)
                 hit = cache.hit_blocks(r, num_tokens(r), bs) if caching else 0
-                num_new = min(num_tokens(r) - hit * bs, budget)
-                need = _cdiv(hit * bs + num_new, bs) - hit
+                # blocks found only in host memory are loaded back (counted as computed)
+                total = cache.hit_blocks(r, num_tokens(r), bs, "any") if offload else hit
+                num_new = min(num_tokens(r) - total * bs, budget)
+                need = _cdiv(total * bs + num_new, bs) - hit
                 if not cache.allocate(need):
                     cache.unpin(r)
                     break
                 waiting.popleft()
-                computed[r] = hit * bs
+                computed[r] = total * bs
                 ref_blocks[r] = hit
                 private[r] = need
+                if total > hit:
+                    loaded_blocks += total - hit
+                    touched = -1
+                    for j in range(hit, total):  # root to leaf, each node once
+                        node = cache.owner(r, j)
+                        if node != touched:
+                            cache.cpu_touch(node)
+                            touched = node
+                    transfer(r, hit * bs, total * bs)
                 if cached_tokens[r] < 0:
-                    cached_tokens[r] = hit * bs
+                    cached_tokens[r] = total * bs
                 running.append(r)
                 scheduled.append((r, num_new))
                 budget -= num_new
@@ -306,6 +344,7 @@ def simulate(
                 pairs += prefill_pairs(q, computed[r])
         d = step_time_s(coeffs, float(num_tok), float(len(scheduled)), float(num_prefill),
                         float(pairs), float(dec_ctx))
+        d += loaded_blocks * config.cpu_load_s_per_block
         t_end = t + d
         num_steps += 1
         busy += d

@@ -1,0 +1,175 @@
+"""One serving replica as a deployment describes it, resolved into what the simulator runs.
+
+:class:`ReplicaSpec` is the operator's view (model, GPU, parallelism, precision, engine and its
+settings, each None meaning "the engine's own default"); :func:`build_replica` resolves the
+defaults (:func:`capacitor.perf.profile.engine_defaults`), sizes the KV cache
+(:func:`capacitor.perf.memory.num_gpu_blocks`, or the engine's reported ``total_kv_blocks``),
+and returns the :class:`~capacitor.engine.config.EngineConfig` with the step-time coefficients
+(:func:`capacitor.perf.coefficients.build_coefficients`).
+
+``max_model_len`` left unset becomes ``min(model.max_position_embeddings, blocks x
+block_size)``: vLLM refuses to start when the model's full context does not fit the KV cache,
+so an operator of such a server must have set ``--max-model-len`` to what fits, and we assume
+the largest such value.
+
+KV offloading (``cpu_offload``): the host tier holds ``cpu_offload_gib`` per GPU (profile
+``memory.cpu_offload_gib``; the runs record no size), i.e. ``cpu_offload_gib x 2**30 /
+block bytes per GPU`` blocks, and a block comes back in ``block bytes per GPU / (pcie_gb_s x
+pcie_bw)`` seconds (every GPU copies its own shard of the block in parallel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from capacitor.engine.config import EngineConfig
+from capacitor.errors import ConfigError
+from capacitor.perf.coefficients import build_coefficients
+from capacitor.perf.memory import (
+    GiB,
+    check_parallelism,
+    kv_bytes_per_block_per_gpu,
+    kv_dtype_bytes,
+    normalize_precision,
+    num_gpu_blocks,
+    resolve_constants,
+)
+from capacitor.perf.profile import PerfProfile, check_engine, engine_defaults
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """A replica of ``tp x pp`` GPUs serving one model with one engine.
+
+    Attributes:
+        model: a :class:`capacitor.catalog.models.ModelSpec`.
+        gpu: a :class:`capacitor.catalog.hardware.GPUSpec`.
+        tp, pp: tensor / pipeline parallel sizes; ep: expert-parallel size over the same
+            GPUs (None = 1).
+        precision: weight precision FP16/BF16/FP8/FP4 (None = the checkpoint's weight_dtype).
+        kv_cache_dtype: vLLM name (``auto`` = 16-bit, ``fp8`` ...); None = auto.
+        engine: ``vllm``, ``sglang`` or ``trtllm``.
+        max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, block_size,
+        enable_prefix_caching: engine settings in vLLM's names (for sglang they stand for
+            max_running_requests, chunked_prefill_size, mem_fraction_static, page_size and the
+            radix cache; for trtllm max_batch_size, max_num_tokens, free_gpu_memory_fraction,
+            tokens_per_block and block reuse); None = the engine's default.
+        cpu_offload: the engine also keeps KV blocks in host memory (None = False).
+        total_kv_blocks: the KV block count the engine reported (None = derive from memory).
+        max_model_len: longest request accepted (None = what fits, see the module docstring).
+    """
+
+    model: Any
+    gpu: Any
+    tp: int = 1
+    pp: int = 1
+    ep: int | None = 1
+    precision: str | None = None
+    kv_cache_dtype: str | None = "auto"
+    engine: str = "vllm"
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    gpu_memory_utilization: float | None = None
+    block_size: int | None = None
+    enable_prefix_caching: bool | None = None
+    cpu_offload: bool | None = False
+    total_kv_blocks: int | None = None
+    max_model_len: int | None = None
+
+
+def _positive_int(field: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{field}={value!r}: must be an integer >= 1")
+    return value
+
+
+def resolved_settings(spec: ReplicaSpec) -> dict[str, Any]:
+    """The spec's engine settings with every None replaced by the engine's default."""
+    engine = check_engine(spec.engine)
+    defaults = engine_defaults(engine, spec.gpu, tp=spec.tp, pp=spec.pp)
+    out = {}
+    for key, default in defaults.items():
+        value = getattr(spec, key)
+        out[key] = default if value is None else value
+    for key in ("max_num_seqs", "max_num_batched_tokens", "block_size"):
+        _positive_int(key, out[key])
+    util = out["gpu_memory_utilization"]
+    if not isinstance(util, int | float) or not 0.0 < util <= 1.0:
+        raise ConfigError(f"gpu_memory_utilization={util!r}: must be in (0, 1]")
+    return out
+
+
+def build_replica(
+    spec: ReplicaSpec, profile: PerfProfile | None = None
+) -> tuple[EngineConfig, np.ndarray]:
+    """Resolve ``spec`` into the simulator's (EngineConfig, step-time coefficients).
+
+    Raises:
+        ConfigError: invalid tp (< 1, not dividing the attention heads), pp, ep, engine,
+            precision, kv_cache_dtype or engine setting; the message names the field.
+        MemoryFitError: the model does not fit (from :func:`num_gpu_blocks`).
+    """
+    model, gpu = spec.model, spec.gpu
+    tp, pp = _positive_int("tp", spec.tp), _positive_int("pp", spec.pp)
+    ep = 1 if spec.ep is None else _positive_int("ep", spec.ep)
+    check_parallelism(model, tp, pp, ep)
+    engine = check_engine(spec.engine)
+    precision = normalize_precision(spec.precision, model)
+    kv_dtype = spec.kv_cache_dtype or "auto"
+    kv_dtype_bytes(kv_dtype)  # validates the name
+    settings = resolved_settings(spec)
+    constants = resolve_constants(profile, gpu, engine)
+    block_size = settings["block_size"]
+
+    if spec.total_kv_blocks is not None:
+        blocks = _positive_int("total_kv_blocks", spec.total_kv_blocks)
+    else:
+        blocks = num_gpu_blocks(
+            model, gpu, tp=tp, pp=pp, ep=ep, precision=precision, kv_cache_dtype=kv_dtype,
+            gpu_memory_utilization=float(settings["gpu_memory_utilization"]),
+            block_size=block_size,
+            max_num_batched_tokens=settings["max_num_batched_tokens"],
+            max_num_seqs=settings["max_num_seqs"], engine=engine, profile=constants,
+        )
+
+    capacity = blocks * block_size
+    if spec.max_model_len is None:
+        max_model_len = min(model.max_position_embeddings, capacity)
+    else:
+        max_model_len = _positive_int("max_model_len", spec.max_model_len)
+        if max_model_len > model.max_position_embeddings:
+            raise ConfigError(
+                f"max_model_len={max_model_len} exceeds max_position_embeddings="
+                f"{model.max_position_embeddings} of {model.name}"
+            )
+
+    block_bytes = kv_bytes_per_block_per_gpu(model, tp, pp, block_size, kv_dtype)
+    num_cpu_blocks, load_s = 0, 0.0
+    if spec.cpu_offload:
+        num_cpu_blocks = int(constants.memory.cpu_offload_gib * GiB // block_bytes)
+        host_link = gpu.pcie_gb_s * 1e9 * constants.efficiency.pcie_bw
+        load_s = block_bytes / host_link
+
+    config = EngineConfig(
+        max_num_seqs=settings["max_num_seqs"],
+        max_num_batched_tokens=settings["max_num_batched_tokens"],
+        block_size=block_size,
+        num_gpu_blocks=blocks,
+        enable_prefix_caching=bool(settings["enable_prefix_caching"]),
+        max_model_len=max_model_len,
+        num_cpu_blocks=num_cpu_blocks,
+        cpu_load_s_per_block=load_s,
+        ingress_s=constants.request_path.ingress_s,
+        egress_s=constants.request_path.egress_s,
+    )
+    coeffs = build_coefficients(
+        model, gpu, tp=tp, pp=pp, ep=ep, precision=precision, kv_cache_dtype=kv_dtype,
+        engine=engine, profile=constants,
+    )
+    return config, coeffs
+
+
+__all__ = ["ReplicaSpec", "build_replica", "resolved_settings"]
