@@ -300,7 +300,8 @@ def _itl_bin(gap):
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def simulate_kernel(
-    arrival, prompt, output, rejected, itl_cls, init_order, child_ptr, child_idx,
+    arrival, prompt, output, rejected, itl_cls, init_order, init_identity, child_gate, child_idx,
+    heap_cap,
     src, start, shareable, coeffs,
     max_num_seqs, budget_max, bs, num_blocks, caching, ingress, egress, conc, cpu_cap, cpu_load_s,
     max_depth, ring_size, num_classes,
@@ -320,19 +321,20 @@ def simulate_kernel(
     st[_NEXT_CLOSED] = conc
     st[_CPU_HEAD] = -1
     st[_CPU_TAIL] = -1
-    cached = np.zeros(num_nodes, np.int64)
+    # NOTE: per-node and per-request state is int32 for memory (~100 bytes per request)
+    cached = np.zeros(num_nodes, np.int32)
     pins = np.zeros(num_nodes, np.int32)
-    lru_prev = np.full(num_nodes, -1, np.int64)
-    lru_next = np.full(num_nodes, -1, np.int64)
+    lru_prev = np.full(num_nodes, -1, np.int32)
+    lru_next = np.full(num_nodes, -1, np.int32)
     cpu_nodes = num_nodes if cpu_cap > 0 else 1
-    cpu_cached = np.zeros(cpu_nodes, np.int64)
-    cpu_prev = np.full(cpu_nodes, -1, np.int64)
-    cpu_next = np.full(cpu_nodes, -1, np.int64)
+    cpu_cached = np.zeros(cpu_nodes, np.int32)
+    cpu_prev = np.full(cpu_nodes, -1, np.int32)
+    cpu_next = np.full(cpu_nodes, -1, np.int32)
     generated = np.zeros(n, np.int32)
     chain = np.zeros(max_depth + 1, np.int64)
-    heap_t = np.zeros(n + 1, np.float64)
-    heap_i = np.zeros(n + 1, np.int64)
-    waitq = np.zeros(n + 1, np.int64)
+    heap_t = np.zeros(heap_cap + 1, np.float64)
+    heap_i = np.zeros(heap_cap + 1, np.int32)
+    waitq = np.zeros(n + 1, np.int32)
     qcap = n + 1
     # slot state
     S = max_num_seqs
@@ -365,7 +367,7 @@ def simulate_kernel(
     G = 0
     busy = 0.0
     max_used = 0
-    num_init = init_order.shape[0]
+    num_init = n if init_identity else init_order.shape[0]
 
     while True:
         # ---- releases: merge the pre-sorted initial requests with the dynamic heap
@@ -373,7 +375,7 @@ def simulate_kernel(
             it = math.inf
             ii = -1
             if st[_INIT_PTR] < num_init:
-                ii = init_order[st[_INIT_PTR]]
+                ii = st[_INIT_PTR] if init_identity else init_order[st[_INIT_PTR]]
                 it = send[ii] + ingress
             from_heap = False
             if st[_HEAP_SIZE] > 0:
@@ -392,9 +394,12 @@ def simulate_kernel(
             if rejected[ii]:
                 finish[ii] = send[ii]
                 resp_t = send[ii]
-                for c in child_idx[child_ptr[ii]:child_ptr[ii + 1]]:
+                k = np.searchsorted(child_gate, ii)
+                while k < child_gate.shape[0] and child_gate[k] == ii:
+                    c = child_idx[k]
                     send[c] = max(arrival[c], resp_t)
                     _heap_push(heap_t, heap_i, st, send[c] + ingress, c)
+                    k += 1
                 if conc > 0 and st[_NEXT_CLOSED] < n:
                     c = st[_NEXT_CLOSED]
                     st[_NEXT_CLOSED] += 1
@@ -406,7 +411,7 @@ def simulate_kernel(
         if st[_NUM_RUNNING] == 0 and st[_WAIT_COUNT] == 0:
             nt = math.inf
             if st[_INIT_PTR] < num_init:
-                nt = send[init_order[st[_INIT_PTR]]] + ingress
+                nt = send[st[_INIT_PTR] if init_identity else init_order[st[_INIT_PTR]]] + ingress
             if st[_HEAP_SIZE] > 0 and heap_t[0] < nt:
                 nt = heap_t[0]
             if nt == math.inf:
@@ -423,7 +428,7 @@ def simulate_kernel(
                 and (st[_WAIT_COUNT] == 0 or st[_NUM_RUNNING] >= max_num_seqs)):
             nt = math.inf
             if st[_INIT_PTR] < num_init:
-                nt = send[init_order[st[_INIT_PTR]]] + ingress
+                nt = send[st[_INIT_PTR] if init_identity else init_order[st[_INIT_PTR]]] + ingress
             if st[_HEAP_SIZE] > 0 and heap_t[0] < nt:
                 nt = heap_t[0]
             n_dec = st[_N_DEC]
@@ -685,9 +690,12 @@ def simulate_kernel(
             num_free_slots += 1
             finish[r] = client_t
             completed[r] = True
-            for c2 in child_idx[child_ptr[r]:child_ptr[r + 1]]:
+            k2 = np.searchsorted(child_gate, r)
+            while k2 < child_gate.shape[0] and child_gate[k2] == r:
+                c2 = child_idx[k2]
                 send[c2] = max(arrival[c2], client_t)
                 _heap_push(heap_t, heap_i, st, send[c2] + ingress, c2)
+                k2 += 1
             if conc > 0 and st[_NEXT_CLOSED] < n:
                 c2 = st[_NEXT_CLOSED]
                 st[_NEXT_CLOSED] += 1

@@ -20,8 +20,10 @@ import numpy as np
 
 
 @numba.njit(cache=True)
-def _normalise(src: np.ndarray, plen: np.ndarray, node_len: np.ndarray, block_size: int) -> None:
+def _normalise(src: np.ndarray, plen: np.ndarray, node_len: np.ndarray, block_size: int) -> int:
     n = src.shape[0]
+    depth = np.zeros(n, np.int32)
+    max_depth = 0
     for r in range(n):
         s = src[r]
         if s < 0:
@@ -37,6 +39,10 @@ def _normalise(src: np.ndarray, plen: np.ndarray, node_len: np.ndarray, block_si
             length = 0
         src[r] = s
         plen[r] = length
+        if s >= 0:
+            depth[r] = depth[s] + 1
+            max_depth = max(max_depth, depth[r])
+    return max_depth
 
 
 def normalise_prefix_chains(
@@ -46,8 +52,9 @@ def normalise_prefix_chains(
     output_len: np.ndarray,
     segment_len: np.ndarray,
     block_size: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(src, plen)`` over the node space (requests then segments).
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Return ``(src, plen, max_depth)`` over the node space (requests then segments);
+    ``max_depth`` is the longest chain of sources above any node.
 
     Segments are roots (no source). A request node's length is its prompt plus output.
     Sources must come before their dependants for requests (``prefix_src[i] < i`` or a
@@ -55,12 +62,12 @@ def normalise_prefix_chains(
     """
     n = prompt_len.shape[0]
     num_nodes = n + segment_len.shape[0]
-    src = np.full(num_nodes, -1, np.int64)
-    plen = np.zeros(num_nodes, np.int64)
+    src = np.full(num_nodes, -1, np.int32)
+    plen = np.zeros(num_nodes, np.int32)
     src[:n] = prefix_src
     plen[:n] = prefix_len
-    node_len = np.empty(num_nodes, np.int64)
-    node_len[:n] = prompt_len.astype(np.int64) + output_len
+    node_len = np.empty(num_nodes, np.int32)
+    node_len[:n] = prompt_len + output_len
     node_len[n:] = segment_len
-    _normalise(src, plen, node_len, block_size)
-    return src, plen
+    max_depth = _normalise(src, plen, node_len, block_size)
+    return src, plen, int(max_depth)

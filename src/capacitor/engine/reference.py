@@ -151,7 +151,7 @@ def simulate(
     batch.check()
     n = len(batch)
     bs = config.block_size
-    src_arr, plen_arr = normalise_prefix_chains(
+    src_arr, plen_arr, _ = normalise_prefix_chains(
         batch.prefix_src, batch.prefix_len, batch.prompt_len, batch.output_len,
         batch.segment_len, bs,
     )

@@ -128,11 +128,19 @@ def build_replica(
         blocks = _positive_int("total_kv_blocks", spec.total_kv_blocks)
     else:
         blocks = num_gpu_blocks(
-            model, gpu, tp=tp, pp=pp, ep=ep, precision=precision, kv_cache_dtype=kv_dtype,
+            model,
+            gpu,
+            tp=tp,
+            pp=pp,
+            ep=ep,
+            precision=precision,
+            kv_cache_dtype=kv_dtype,
             gpu_memory_utilization=float(settings["gpu_memory_utilization"]),
             block_size=block_size,
             max_num_batched_tokens=settings["max_num_batched_tokens"],
-            max_num_seqs=settings["max_num_seqs"], engine=engine, profile=constants,
+            max_num_seqs=settings["max_num_seqs"],
+            engine=engine,
+            profile=constants,
         )
 
     capacity = blocks * block_size
@@ -166,8 +174,15 @@ def build_replica(
         egress_s=constants.request_path.egress_s,
     )
     coeffs = build_coefficients(
-        model, gpu, tp=tp, pp=pp, ep=ep, precision=precision, kv_cache_dtype=kv_dtype,
-        engine=engine, profile=constants,
+        model,
+        gpu,
+        tp=tp,
+        pp=pp,
+        ep=ep,
+        precision=precision,
+        kv_cache_dtype=kv_dtype,
+        engine=engine,
+        profile=constants,
     )
     return config, coeffs
 

@@ -18,48 +18,43 @@ from capacitor.perf.step_time import NUM_COEFFS
 from capacitor.workload.requests import RequestBatch
 
 
-def _chain_depth(src: np.ndarray) -> int:
-    depth = np.zeros(src.shape[0], np.int64)
-    # sources precede dependants for requests; segments are roots
-    for node in range(src.shape[0]):
-        s = src[node]
-        if s >= 0:
-            depth[node] = depth[s] + 1 if s < node else 1
-    return int(depth.max(initial=0))
-
-
 def prepare(batch: RequestBatch, config: EngineConfig) -> dict:
-    """Arrays the kernel needs, derived once from the batch (shared with tests)."""
+    """Arrays the kernel needs, derived once from the batch (int32 where per request)."""
     batch.check()
     n = len(batch)
     bs = config.block_size
-    src, plen = normalise_prefix_chains(
+    src, plen, max_depth = normalise_prefix_chains(
         batch.prefix_src, batch.prefix_len, batch.prompt_len, batch.output_len,
         batch.segment_len, bs,
     )
-    start = plen // bs
+    start = (plen // bs).astype(np.int32)
+    del plen
     shareable = np.zeros(src.shape[0], np.bool_)
-    has_src = batch.prefix_src >= 0
-    shareable[batch.prefix_src[has_src]] = True
+    shareable[batch.prefix_src[batch.prefix_src >= 0]] = True
     rejected = batch.rejected | (
         batch.prompt_len.astype(np.int64) + batch.output_len > config.effective_max_model_len
     )
-    gate = batch.gate.astype(np.int64)
-    gated = np.nonzero(gate >= 0)[0]
-    order = np.argsort(gate[gated], kind="stable")
-    child_idx = gated[order].astype(np.int64)
-    counts = np.bincount(gate[gated], minlength=n) if n else np.zeros(0, np.int64)
-    child_ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(counts, out=child_ptr[1:])
-    initial = np.nonzero(gate < 0)[0]
+    gated = np.nonzero(batch.gate >= 0)[0]
+    order = np.argsort(batch.gate[gated], kind="stable")
+    child_idx = gated[order].astype(np.int32)
+    child_gate = batch.gate[child_idx].astype(np.int32)
+    num_dynamic = len(gated)
     if batch.concurrency > 0:
-        initial = initial[initial < batch.concurrency]
-    init_order = initial[np.argsort(batch.arrival_s[initial], kind="stable")].astype(np.int64)
+        num_dynamic += max(n - batch.concurrency, 0)
+    identity = num_dynamic == 0 and bool(np.all(np.diff(batch.arrival_s) >= 0))
+    if identity:
+        init_order = np.zeros(0, np.int32)
+    else:
+        initial = np.nonzero(batch.gate < 0)[0]
+        if batch.concurrency > 0:
+            initial = initial[initial < batch.concurrency]
+        init_order = initial[np.argsort(batch.arrival_s[initial], kind="stable")].astype(np.int32)
     max_out = int(batch.output_len.max(initial=1))
-    ring = 1 << int(max_out + 2).bit_length()
     return dict(
-        src=src, start=start, shareable=shareable, rejected=rejected, child_ptr=child_ptr,
-        child_idx=child_idx, init_order=init_order, max_depth=_chain_depth(src), ring_size=ring,
+        src=src.astype(np.int32), start=start, shareable=shareable, rejected=rejected,
+        child_gate=child_gate, child_idx=child_idx, init_order=init_order,
+        init_identity=identity, heap_cap=num_dynamic, max_depth=max_depth,
+        ring_size=1 << int(max_out + 2).bit_length(),
     )
 
 
@@ -91,13 +86,22 @@ def simulate(
     if coeffs.shape != (NUM_COEFFS,) or not np.all(np.isfinite(coeffs)) or np.any(coeffs < 0):
         raise ConfigError(f"step-time coefficients must be {NUM_COEFFS} finite values >= 0")
     n = len(batch)
-    cls = np.zeros(n, np.int64) if itl_class is None else np.asarray(itl_class, np.int64)
-    if cls.shape != (n,) or (n and cls.max() >= num_itl_classes):
+    if not 1 <= num_itl_classes <= 32767:
+        raise ConfigError(f"num_itl_classes={num_itl_classes}: must be in 1..32767")
+    if itl_class is None:
+        cls = np.zeros(n, np.int16)
+    else:
+        cls = np.asarray(itl_class)
+        if cls.shape != (n,) or (n and (cls.max() >= num_itl_classes or cls.min() < -1)):
+            raise ConfigError("itl_class must give each request a class below num_itl_classes, or -1")
+        cls = cls.astype(np.int16)
         raise ConfigError("itl_class must give each request a class below num_itl_classes")
     p = prepare(batch, config)
     send = np.full(n, np.nan)
-    initial = p["init_order"]
-    send[initial] = batch.arrival_s[initial]
+    if p["init_identity"]:
+        send[:] = batch.arrival_s
+    else:
+        send[p["init_order"]] = batch.arrival_s[p["init_order"]]
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
     completed = np.zeros(n, np.bool_)
@@ -108,9 +112,11 @@ def simulate(
     itl_count = np.zeros(num_itl_classes, np.int64)
     stats = np.zeros(3)
     code = simulate_kernel(
-        np.ascontiguousarray(batch.arrival_s, np.float64), batch.prompt_len.astype(np.int64),
-        batch.output_len.astype(np.int64), p["rejected"], cls, initial, p["child_ptr"],
-        p["child_idx"], p["src"], p["start"], p["shareable"], coeffs,
+        np.ascontiguousarray(batch.arrival_s, np.float64),
+        np.ascontiguousarray(batch.prompt_len, np.int32),
+        np.ascontiguousarray(batch.output_len, np.int32), p["rejected"], cls, p["init_order"],
+        p["init_identity"], p["child_gate"], p["child_idx"], p["heap_cap"],
+        p["src"], p["start"], p["shareable"], coeffs,
         config.max_num_seqs, config.max_num_batched_tokens, config.block_size,
         config.num_gpu_blocks, config.enable_prefix_caching, config.ingress_s, config.egress_s,
         batch.concurrency, config.num_cpu_blocks if config.enable_prefix_caching else 0,

@@ -76,8 +76,16 @@ class RequestBatch:
                 raise ConfigError(f"RequestBatch.{name} has shape {getattr(self, name).shape}, expected ({n},)")
         if n and (self.prompt_len.min() < 1 or self.output_len.min() < 1):
             raise ConfigError("every request needs prompt_len >= 1 and output_len >= 1")
-        if np.any(self.prefix_src >= self.num_nodes) or np.any(self.gate >= n):
-            raise ConfigError("prefix_src / gate index out of range")
+        idx = np.arange(n)
+        src = self.prefix_src
+        if np.any((src >= idx) & (src < n)) or np.any(src >= self.num_nodes) or np.any(src < -1):
+            raise ConfigError("prefix_src must name an earlier request, a segment, or -1")
+        if np.any(self.gate >= idx) or np.any(self.gate < -1):
+            raise ConfigError("gate must name an earlier request, or -1")
+        if self.concurrency > 0 and np.any(self.gate >= 0):
+            raise ConfigError("a closed-loop batch (concurrency > 0) cannot also gate requests")
+        if np.any((src >= 0) & (self.prefix_len < 0)):
+            raise ConfigError("prefix_len must be >= 0")
         if self.concurrency < 0 or self.num_warmup < 0 or self.num_warmup > n:
             raise ConfigError(f"bad concurrency={self.concurrency} or num_warmup={self.num_warmup}")
 
