@@ -70,3 +70,16 @@ def test_closed_loop_and_rejections_match():
     ref = _compare(batch, config())
     assert not ref.completed[::17].any()
     assert ref.completed.sum() == 200 - len(range(0, 200, 17))
+
+
+def test_itl_classes_split_and_exclude_gaps():
+    batch = make_requests(300, output=(2, 60))
+    cls = (np.arange(300) % 3) - 1  # -1 (excluded), 0, 1
+    coeffs = coeffs_8b_like()
+    fast = simulate(batch, config(), coeffs, itl_class=cls, num_itl_classes=2)
+    ref = reference.simulate(batch, config(), coeffs, itl_class=cls, num_itl_classes=2)
+    np.testing.assert_array_equal(fast.itl_hist, ref.itl_hist)
+    for k in (0, 1):
+        assert fast.itl_count[k] == int((batch.output_len[cls == k] - 1).sum())
+    everything = simulate(batch, config(), coeffs)
+    assert everything.itl_count[0] == int((batch.output_len - 1).sum())

@@ -28,274 +28,39 @@ import math
 import numba
 import numpy as np
 
-from capacitor.engine.result import ITL_BINS_PER_E, ITL_MIN_S, ITL_NUM_BINS
+from capacitor.engine._kernel_cache import (
+    _allocate,
+    _cpu_touch,
+    _hit_blocks,
+    _pin,
+    _touch_range,
+    _transfer,
+    _unpin,
+)
+from capacitor.engine._kernel_util import _cdiv, _heap_pop, _heap_push, _itl_bin
+from capacitor.engine._state import (
+    _CPU_HEAD,
+    _CPU_TAIL,
+    _EVICTABLE,
+    _FREE_UNCACHED,
+    _HEAP_SIZE,
+    _INIT_PTR,
+    _LRU_HEAD,
+    _LRU_TAIL,
+    _N_DEC,
+    _NEXT_CLOSED,
+    _NUM_RUNNING,
+    _NUM_STATE,
+    _RUN_HEAD,
+    _RUN_TAIL,
+    _SEQ,
+    _SUM_C0_G0,
+    _WAIT_COUNT,
+    _WAIT_HEAD,
+)
 from capacitor.perf.step_time import step_time_s_jit
 
-# Indices into the int64 state vector ``st`` (scalars shared by the helpers).
-_FREE_UNCACHED = 0
-_EVICTABLE = 1
-_LRU_HEAD = 2
-_LRU_TAIL = 3
-_RUN_HEAD = 4
-_RUN_TAIL = 5
-_NUM_RUNNING = 6
-_N_DEC = 7
-_SUM_C0_G0 = 8
-_HEAP_SIZE = 9
-_WAIT_HEAD = 10
-_WAIT_COUNT = 11
-_NEXT_CLOSED = 12
-_INIT_PTR = 13
-_SEQ = 14
-_CPU_TOTAL = 15
-_CPU_HEAD = 16
-_CPU_TAIL = 17
-_NUM_STATE = 18
-
 STALLED = 1
-
-
-@numba.njit(cache=True, inline="always", error_model="numpy")
-def _cdiv(a, b):
-    return -((-a) // b)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _list_remove(st, head_at, node, prev, nxt):
-    p = prev[node]
-    q = nxt[node]
-    if p >= 0:
-        nxt[p] = q
-    else:
-        st[head_at] = q
-    if q >= 0:
-        prev[q] = p
-    else:
-        st[head_at + 1] = p
-    prev[node] = -1
-    nxt[node] = -1
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _list_append(st, head_at, node, prev, nxt):
-    tail = st[head_at + 1]
-    prev[node] = tail
-    nxt[node] = -1
-    if tail >= 0:
-        nxt[tail] = node
-    else:
-        st[head_at] = node
-    st[head_at + 1] = node
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _lru_remove(st, node, lru_prev, lru_next):
-    _list_remove(st, _LRU_HEAD, node, lru_prev, lru_next)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _lru_append(st, node, lru_prev, lru_next):
-    _list_append(st, _LRU_HEAD, node, lru_prev, lru_next)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _cpu_touch(st, node, cached, cpu_cached, cpu_prev, cpu_next, cpu_cap):
-    """Write-through to the host tier (capacity ``cpu_cap`` blocks; 0 = no tier): it holds
-    every block the node has on the GPU, and the node becomes its most recently used
-    (evicted last, tail block first). A node is in the host LRU iff it holds blocks."""
-    if cpu_cap <= 0:
-        return
-    was_in = cpu_cached[node] > 0
-    if cached[node] > cpu_cached[node]:
-        st[_CPU_TOTAL] += cached[node] - cpu_cached[node]
-        cpu_cached[node] = cached[node]
-    if cpu_cached[node] == 0:
-        return
-    if was_in:
-        _list_remove(st, _CPU_HEAD, node, cpu_prev, cpu_next)
-    _list_append(st, _CPU_HEAD, node, cpu_prev, cpu_next)
-    while st[_CPU_TOTAL] > cpu_cap:
-        h = st[_CPU_HEAD]
-        x = min(st[_CPU_TOTAL] - cpu_cap, cpu_cached[h])
-        cpu_cached[h] -= x
-        st[_CPU_TOTAL] -= x
-        if cpu_cached[h] == 0:
-            _list_remove(st, _CPU_HEAD, h, cpu_prev, cpu_next)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _pin(st, r, src, pins, cached, lru_prev, lru_next):
-    node = r
-    while node >= 0:
-        pins[node] += 1
-        if pins[node] == 1 and cached[node] > 0:
-            _lru_remove(st, node, lru_prev, lru_next)
-            st[_EVICTABLE] -= cached[node]
-        node = src[node]
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _unpin(st, r, src, pins, cached, lru_prev, lru_next):
-    node = r
-    while node >= 0:
-        pins[node] -= 1
-        if pins[node] == 0 and cached[node] > 0:
-            _lru_append(st, node, lru_prev, lru_next)
-            st[_EVICTABLE] += cached[node]
-        node = src[node]
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _allocate(st, k, cached, lru_prev, lru_next):
-    """Take ``k`` free blocks (uncached first, then LRU evictions). False if too few."""
-    if k <= 0:
-        return True
-    if st[_FREE_UNCACHED] + st[_EVICTABLE] < k:
-        return False
-    take = min(k, st[_FREE_UNCACHED])
-    st[_FREE_UNCACHED] -= take
-    rest = k - take
-    while rest > 0:
-        node = st[_LRU_HEAD]
-        x = min(rest, cached[node])
-        cached[node] -= x
-        st[_EVICTABLE] -= x
-        rest -= x
-        if cached[node] == 0:
-            _lru_remove(st, node, lru_prev, lru_next)
-    return True
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _hit_blocks(r, num_tokens, bs, src, start, cached, chain, cpu_cached, any_tier):
-    """Leading blocks of ``r``'s ``num_tokens`` tokens found in the GPU cache, or with
-    ``any_tier`` in the GPU or host cache."""
-    depth = 0
-    node = r
-    while node >= 0:
-        chain[depth] = node
-        depth += 1
-        node = src[node]
-    hit = 0
-    done = False
-    for k in range(depth - 1, 0, -1):
-        node = chain[k]
-        end = start[chain[k - 1]]
-        held = cached[node]
-        if any_tier and cpu_cached[node] > held:
-            held = cpu_cached[node]
-        covered = start[node] + held
-        if covered < end:
-            hit = covered
-            done = True
-            break
-        hit = end
-    if not done:
-        held = cached[r]
-        if any_tier and cpu_cached[r] > held:
-            held = cpu_cached[r]
-        hit = start[r] + held
-    limit = (num_tokens - 1) // bs
-    return min(hit, limit)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _transfer(r, old, new, bs, src, start, cached, chain, st, cpu_cached, cpu_prev, cpu_next,
-              cpu_cap):
-    """Ancestor blocks ``r`` just computed join their owner's cache; returns how many."""
-    hi = min(new // bs, start[r])
-    j = old // bs
-    if j >= hi:
-        return 0
-    depth = 0
-    node = r
-    while node >= 0:
-        chain[depth] = node
-        depth += 1
-        node = src[node]
-    moved = 0
-    k = depth - 1
-    while j < hi:
-        # owner of block j: the deepest chain node whose range starts at or below j
-        while k > 0 and start[chain[k - 1]] <= j:
-            k -= 1
-        node = chain[k]
-        if cached[node] == j - start[node]:
-            cached[node] += 1
-            moved += 1
-            _cpu_touch(st, node, cached, cpu_cached, cpu_prev, cpu_next, cpu_cap)
-        j += 1
-    return moved
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _touch_range(r, lo, hi, src, start, chain, st, cached, cpu_cached, cpu_prev, cpu_next,
-                 cpu_cap):
-    """Touch, root to leaf, each chain node owning a block in ``[lo, hi)``."""
-    depth = 0
-    node = r
-    while node >= 0:
-        chain[depth] = node
-        depth += 1
-        node = src[node]
-    for k in range(depth - 1, -1, -1):
-        node = chain[k]
-        end = start[chain[k - 1]] if k > 0 else hi
-        if start[node] < hi and end > lo and start[node] < end:
-            _cpu_touch(st, node, cached, cpu_cached, cpu_prev, cpu_next, cpu_cap)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _heap_push(heap_t, heap_i, st, t, i):
-    pos = st[_HEAP_SIZE]
-    st[_HEAP_SIZE] += 1
-    while pos > 0:
-        parent = (pos - 1) >> 1
-        pt = heap_t[parent]
-        if pt < t or (pt == t and heap_i[parent] < i):
-            break
-        heap_t[pos] = pt
-        heap_i[pos] = heap_i[parent]
-        pos = parent
-    heap_t[pos] = t
-    heap_i[pos] = i
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _heap_pop(heap_t, heap_i, st):
-    top = heap_i[0]
-    size = st[_HEAP_SIZE] - 1
-    st[_HEAP_SIZE] = size
-    if size > 0:
-        t = heap_t[size]
-        i = heap_i[size]
-        pos = 0
-        while True:
-            child = 2 * pos + 1
-            if child >= size:
-                break
-            if child + 1 < size:
-                ct, ci = heap_t[child], heap_i[child]
-                dt, di = heap_t[child + 1], heap_i[child + 1]
-                if dt < ct or (dt == ct and di < ci):
-                    child += 1
-            ct, ci = heap_t[child], heap_i[child]
-            if t < ct or (t == ct and i < ci):
-                break
-            heap_t[pos] = ct
-            heap_i[pos] = ci
-            pos = child
-        heap_t[pos] = t
-        heap_i[pos] = i
-    return top
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _itl_bin(gap):
-    if gap <= ITL_MIN_S:
-        return 0
-    b = int(math.log(gap / ITL_MIN_S) * ITL_BINS_PER_E)
-    return min(b, ITL_NUM_BINS - 1)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -806,3 +571,4 @@ def _preempt(s, st, G, last_client_t, bs, caching, prompt, generated, finish, pr
     waitq[head] = r
     st[_WAIT_COUNT] += 1
     return num_free_slots + 1
+

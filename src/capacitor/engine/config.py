@@ -55,7 +55,8 @@ class EngineConfig:
             raise ConfigError(f"max_model_len={self.max_model_len}: must be >= 2 (or 0 for the KV capacity)")
         if self.max_model_len > capacity:
             raise ConfigError(
-                f"max_model_len={self.max_model_len} exceeds the KV cache capacity of {capacity} tokens "
+                f"max_model_len={self.max_model_len} exceeds the KV cache capacity of "
+                f"{capacity} tokens "
                 f"(num_gpu_blocks={self.num_gpu_blocks} x block_size={self.block_size}); "
                 "vLLM refuses to start such a server: lower max_model_len or add memory"
             )

@@ -93,9 +93,10 @@ def simulate(
     else:
         cls = np.asarray(itl_class)
         if cls.shape != (n,) or (n and (cls.max() >= num_itl_classes or cls.min() < -1)):
-            raise ConfigError("itl_class must give each request a class below num_itl_classes, or -1")
+            raise ConfigError(
+                "itl_class must give each request a class below num_itl_classes, or -1"
+            )
         cls = cls.astype(np.int16)
-        raise ConfigError("itl_class must give each request a class below num_itl_classes")
     p = prepare(batch, config)
     send = np.full(n, np.nan)
     if p["init_identity"]:

@@ -1,0 +1,69 @@
+"""Small fast-kernel helpers: integer ceil-division, the release heap, ITL binning."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+
+from capacitor.engine._state import _HEAP_SIZE
+from capacitor.engine.result import ITL_BINS_PER_E, ITL_MIN_S, ITL_NUM_BINS
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _cdiv(a, b):
+    return -((-a) // b)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _heap_push(heap_t, heap_i, st, t, i):
+    pos = st[_HEAP_SIZE]
+    st[_HEAP_SIZE] += 1
+    while pos > 0:
+        parent = (pos - 1) >> 1
+        pt = heap_t[parent]
+        if pt < t or (pt == t and heap_i[parent] < i):
+            break
+        heap_t[pos] = pt
+        heap_i[pos] = heap_i[parent]
+        pos = parent
+    heap_t[pos] = t
+    heap_i[pos] = i
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _heap_pop(heap_t, heap_i, st):
+    top = heap_i[0]
+    size = st[_HEAP_SIZE] - 1
+    st[_HEAP_SIZE] = size
+    if size > 0:
+        t = heap_t[size]
+        i = heap_i[size]
+        pos = 0
+        while True:
+            child = 2 * pos + 1
+            if child >= size:
+                break
+            if child + 1 < size:
+                ct, ci = heap_t[child], heap_i[child]
+                dt, di = heap_t[child + 1], heap_i[child + 1]
+                if dt < ct or (dt == ct and di < ci):
+                    child += 1
+            ct, ci = heap_t[child], heap_i[child]
+            if t < ct or (t == ct and i < ci):
+                break
+            heap_t[pos] = ct
+            heap_i[pos] = ci
+            pos = child
+        heap_t[pos] = t
+        heap_i[pos] = i
+    return top
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _itl_bin(gap):
+    if gap <= ITL_MIN_S:
+        return 0
+    b = int(math.log(gap / ITL_MIN_S) * ITL_BINS_PER_E)
+    return min(b, ITL_NUM_BINS - 1)
+
