@@ -1,0 +1,367 @@
+"""The ``capacitor`` command line (typer): run, validate, catalogue listings, bench.
+
+Exit codes everywhere: 0 success, 1 some rows failed (or an SLO was missed), 2 bad input.
+Every :class:`~capacitor.errors.CapacitorError` becomes one red line on stderr and exit 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from capacitor.errors import CapacitorError, ConfigError
+
+app = typer.Typer(
+    name="capacitor",
+    help="Digital twin of an LLM inference fleet: can this fleet deliver this demand?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="The bundled model catalogue.", invoke_without_command=True)
+scenario_app = typer.Typer(
+    help="Scenario files (arrive with the fleet layer).", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+app.add_typer(scenario_app, name="scenario")
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The replica ``capacitor run`` simulates until scenario files exist (an experiments row).
+DEFAULT_RUN_ROW = {
+    "id": "default-replica",
+    "model": "meta-llama/Llama-3.1-8B-Instruct",
+    "hardware": "H100",
+    "tp": "1",
+    "precision": "FP16",
+    "engine": "vllm",
+    "max_num_seqs": "128",
+    "max_num_batched_tokens": "2048",
+    "enable_prefix_caching": "true",
+    "workload": "shared_prefix",
+    "system_prompt_len": "100",
+    "question_len": "447",
+    "output_len": "248",
+    "num_groups": "9",
+    "users_per_group": "5",
+    "enable_multi_turn_chat": "false",
+    "arrival": "poisson",
+    "stages": "25@60",
+    "seed": "42",
+}
+NOT_YET = "is not available yet: scenario files arrive with the fleet layer"
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One red line on stderr, then exit with ``code``."""
+    err_console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def user_errors(fn: F) -> F:
+    """Turn CapacitorError into one red line and exit 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CapacitorError as exc:
+            fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _ms(value: float) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:,.1f}"
+
+
+# ---- validate ------------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def validate(
+    experiments: Annotated[Path, typer.Argument(help="Experiments CSV (see DESIGN.md).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Predictions CSV to write.")],
+    measured: Annotated[
+        Path | None, typer.Option("--measured", help="Measured CSV: print the error per row.")
+    ] = None,
+    profile: Annotated[Path | None, typer.Option("--profile", help="Engine profile YAML.")] = None,
+) -> None:
+    """Predict every experiment of EXPERIMENTS.csv into PREDICTIONS.csv (exit 1 if a row fails)."""
+    from capacitor.validate import run_validate
+
+    columns = (
+        TextColumn("[bold]validate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
+    bar = Progress(*columns, console=err_console)
+    task = bar.add_task("", total=None)
+
+    def step(done: int, total: int, row_id: str, error: str | None) -> None:
+        if not bar.live.is_started:  # started on the first row: bad input shows no bar
+            bar.start()
+        bar.update(task, completed=done, total=total, description=escape(row_id))
+
+    try:
+        report = run_validate(experiments, out, measured, profile, progress=step)
+    finally:
+        bar.stop()
+    for pred in report.predictions:
+        if pred["error"]:
+            err_console.print(
+                f"[yellow]row {escape(str(pred['id']))}:[/] {escape(str(pred['error']))}",
+                soft_wrap=True,
+            )
+    rows, bad = len(report.predictions), report.num_errors
+    err_console.print(
+        f"{rows - bad}/{rows} rows ran, {bad} failed; "
+        f"predictions in {escape(str(report.out_path))} ({report.elapsed_s:.1f} s)",
+        soft_wrap=True,
+    )
+    if measured is not None:
+        console.print(_ape_table(report))
+    raise typer.Exit(report.exit_code)
+
+
+def _ape_table(report: Any) -> Table:
+    """Absolute percentage error per row and metric, and the median per metric."""
+    table = Table(title="absolute percentage error (%)", show_footer=True, box=box.SIMPLE_HEAD)
+    rows = [[_pct(e.get(c)) for c in report.ape_columns] for e in report.ape.values()]
+    columns = []
+    for j, col in enumerate(report.ape_columns):
+        footer = _pct(report.median_ape.get(col))
+        header = col.removesuffix("_ms").replace("_", "\n")
+        width = max(len(x) for x in [footer, *header.split(), *(r[j] for r in rows)])
+        columns.append((header, footer, width))
+    id_width = max(12, console.width - sum(w + 3 for *_, w in columns) - 4)
+    table.add_column("id", footer="median", no_wrap=True, overflow="ellipsis", max_width=id_width)
+    for header, footer, width in columns:
+        table.add_column(header, justify="right", footer=footer, min_width=width)
+    for rid, cells in zip(report.ape, rows, strict=True):
+        table.add_row(escape(rid), *cells)
+    return table
+
+
+def _pct(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
+
+
+# ---- run -----------------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def run(
+    scenario: Annotated[Path | None, typer.Argument(help="Scenario YAML (not yet).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the run directory here.")] = None,
+    profile: Annotated[Path | None, typer.Option("--profile", help="Engine profile YAML.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="local or ray.")] = "local",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Simulate a scenario (for now: the default single Llama-3.1-8B replica on one H100)."""
+    if scenario is not None:
+        fail(
+            f"{scenario}: scenario files arrive with the fleet layer; run `capacitor run` "
+            "without a file to simulate the default single replica"
+        )
+    if backend != "local":
+        raise ConfigError(f"--backend {backend!r}: only 'local' is available yet")
+    from capacitor.engine import simulate
+    from capacitor.perf.profile import load_profile
+    from capacitor.results import request_metrics, requests_table
+    from capacitor.validate import Row, build_row
+
+    plan = build_row(Row(dict(DEFAULT_RUN_ROW), Path.cwd()), load_profile(profile))
+    start = time.perf_counter()
+    result = simulate(plan.batch, plan.config, plan.coeffs)
+    wall_s = time.perf_counter() - start
+    metrics = request_metrics(plan.batch, result, plan.measured_mask)
+    summary = {
+        "scenario": "default-replica",
+        "replica": {k: v for k, v in DEFAULT_RUN_ROW.items() if k != "id"},
+        "num_requests": len(plan.batch),
+        "kv_blocks": plan.config.num_gpu_blocks,
+        "metrics": {
+            k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()
+        },
+    }
+    if out is not None:
+        import pyarrow.parquet as pq
+        import yaml
+
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "scenario.yaml").write_text(yaml.safe_dump(summary["replica"], sort_keys=False))
+            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            pq.write_table(
+                requests_table(plan.batch, result, plan.measured_mask), out / "requests.parquet"
+            )
+        except OSError as exc:
+            fail(f"--out {out}: cannot write the run directory ({exc})")
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    console.print(_latency_table(metrics))
+    err_console.print(
+        f"{len(plan.batch):,} requests simulated in {wall_s:.2f} s "
+        f"({len(plan.batch) / max(wall_s, 1e-9):,.0f} requests/s)"
+        + (f"; run directory {escape(str(out))}" if out is not None else "")
+    )
+
+
+def _latency_table(metrics: dict[str, Any]) -> Table:
+    title = "Llama-3.1-8B-Instruct on 1×H100 (vLLM)\nshared prefix, 25 req/s Poisson for 60 s"
+    table = Table(title=title)
+    table.add_column("latency (ms)")
+    for stat in ("mean", "p50", "p90", "p99"):
+        table.add_column(stat, justify="right")
+    for name in ("ttft", "itl", "tpot", "e2e"):
+        stats = ("mean", "median", "p90", "p99")
+        table.add_row(name.upper(), *(_ms(metrics[f"{name}_{s}_ms"]) for s in stats))
+    table.caption = (
+        f"completed {metrics['completed']:,} · {_ms(metrics['request_throughput_rps'])} req/s · "
+        f"{_ms(metrics['output_tokens_per_s'])} output tokens/s"
+    )
+    return table
+
+
+# ---- catalogues ----------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def gpus() -> None:
+    """The GPU catalogue."""
+    from capacitor.catalog.hardware import list_gpus
+
+    headers = ("name", "family", "GiB", "TB/s", "BF16", "FP8", "FP4", "link GB/s", "TDP W")
+    rows = []
+    for g in list_gpus():
+        tf = [_num(g.dense_tflops.get(k), sep="") for k in ("bf16", "fp8", "fp4")]
+        link = f"{g.interconnect} {g.interconnect_gb_s:.0f}"
+        mem, bw = _num(g.memory_gib), _num(g.hbm_tb_s, 2)
+        rows.append((g.name, g.family, mem, bw, *tf, link, _num(g.tdp_w, sep="")))
+    table = Table(title="GPUs (dense TFLOPS per precision)", box=None, header_style="bold")
+    for i, col in enumerate(headers):
+        width = max(len(r[i]) for r in [headers, *rows])
+        table.add_column(col, justify="left" if i < 2 else "right", min_width=width)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _num(value: float | None, digits: int = 0, sep: str = ",") -> str:
+    return "-" if value is None else f"{value:{sep}.{digits}f}"
+
+
+@models_app.callback()
+@user_errors
+def models(ctx: typer.Context) -> None:
+    """The bundled model catalogue (``models show NAME``, ``models import CONFIG.json``)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from capacitor.catalog.models import list_models
+
+    table = Table(title="models (capacitor models show NAME for one)")
+    table.add_column("name", overflow="fold")
+    for col in ("params B", "active B", "layers", "experts", "dtype"):
+        table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
+    for m in list_models():
+        experts = f"{m.num_experts_per_tok}/{m.num_experts}" if m.num_experts else "-"
+        params = (f"{n / 1e9:.1f}" for n in (m.param_count(), m.active_param_count()))
+        table.add_row(m.name, *params, str(m.num_layers), experts, m.weight_dtype)
+    console.print(table)
+
+
+def _print_spec(spec: Any) -> None:
+    table = Table(title=spec.name, show_header=False)
+    table.add_column("field")
+    table.add_column("value", overflow="fold")
+    for f in dataclasses.fields(spec):
+        value = getattr(spec, f.name)
+        table.add_row(f.name, ", ".join(value) if isinstance(value, tuple) else str(value))
+    table.add_row("[bold]parameters", f"{spec.param_count():,} ({spec.param_count() / 1e9:.2f} B)")
+    table.add_row("[bold]active parameters", f"{spec.active_param_count():,}")
+    table.add_row("[bold]KV bytes/token (16-bit)", f"{spec.kv_bytes_per_token(2):,.0f}")
+    console.print(table)
+
+
+@models_app.command("show")
+@user_errors
+def models_show(name: Annotated[str, typer.Argument(help="Bundled name or HF repo id.")]) -> None:
+    """A bundled model's architecture and parameter counts."""
+    from capacitor.catalog.models import resolve_model
+
+    _print_spec(resolve_model(name))
+
+
+@models_app.command("import")
+@user_errors
+def models_import(
+    config: Annotated[Path, typer.Argument(help="A Hugging Face config.json.")],
+) -> None:
+    """Parse a Hugging Face config.json and print the spec capacitor reads from it."""
+    from capacitor.catalog.models import load_config_file
+
+    _print_spec(load_config_file(config))
+
+
+# ---- bench and what arrives later ----------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def bench() -> None:
+    """Simulator speed on the standard workloads (beside the reference implementation)."""
+    try:
+        from capacitor.bench import run_bench
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("capacitor.bench", "capacitor"):
+            raise
+        fail("capacitor bench is not available in this build (capacitor.bench is missing)")
+    code = run_bench()
+    raise typer.Exit(code if isinstance(code, int) else 0)
+
+
+@scenario_app.command("schema")
+def scenario_schema() -> None:
+    """Print the scenario JSON Schema (not yet available)."""
+    fail(f"capacitor scenario schema {NOT_YET}")
+
+
+@scenario_app.command("check")
+def scenario_check(file: Annotated[Path, typer.Argument(help="Scenario YAML.")]) -> None:
+    """Validate a scenario file (not yet available)."""
+    fail(f"capacitor scenario check {NOT_YET}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,409 @@
+"""The validate contract: an experiments CSV in, a predictions CSV out (DESIGN.md, "validate").
+
+Each row of the experiments file is one replica of ``tp × pp`` GPUs driven by one workload;
+:func:`run_validate` simulates every row and writes one predictions row per experiment:
+``id, completed``, the TTFT / ITL / TPOT / E2E mean, median, p90 and p99 in milliseconds,
+``request_throughput_rps``, ``output_tokens_per_s`` and ``error``.
+
+A file that cannot be read or lacks a required column raises
+:class:`~capacitor.errors.ValidationDataError` before anything runs (CLI exit 2). A problem
+with one row (a value it needs is missing or malformed, an unknown model or GPU, a model that
+does not fit, ``num_requests`` disagreeing with ``stages`` ...) fills that row's ``error``
+with one line naming the column and value, and the other rows still run (CLI exit 1).
+
+Blank cells: ``tp`` / ``pp`` 1, ``engine`` vllm, ``block_size`` 16, ``seed`` 42, ``arrival``
+poisson, ``enable_multi_turn_chat`` false; closed loop ``min_length_fraction`` 1.0,
+``num_requests`` 10 × concurrency, ``num_warmup_requests`` 0; offline ``num_requests`` per
+:func:`capacitor.workload.offline.default_num_requests`; any other engine setting is None,
+i.e. the engine's own default (:func:`capacitor.perf.profile.engine_defaults`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from capacitor.errors import CapacitorError, CatalogError, MemoryFitError, ValidationDataError
+from capacitor.results import (
+    PREDICTION_COLUMNS,
+    absolute_percentage_errors,
+    read_csv,
+    read_measured,
+    request_metrics,
+    write_predictions,
+)
+
+REQUIRED_COLUMNS = ("id", "model", "hardware", "workload")
+WORKLOADS = ("shared_prefix", "closed_loop", "offline")
+ENGINES = ("vllm", "sglang", "trtllm")
+PRECISIONS = ("fp16", "bf16", "fp8", "fp4")
+ARRIVALS = ("poisson", "constant")
+DEFAULT_SEED = 42
+DEFAULT_BLOCK_SIZE = 16
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+#: ``progress(done, total, row_id, error)`` is called after each row (error None on success).
+ProgressCallback = Callable[[int, int, str, "str | None"], None]
+
+
+class RowError(ValidationDataError):
+    """One experiments row cannot run; the message names the column and its value."""
+
+    def __init__(self, column: str, value: object, reason: str) -> None:
+        shown = f"{column}={value!r}" if value not in ("", None) else f"{column} (blank)"
+        super().__init__(f"{shown}: {reason}")
+        self.column = column
+
+
+def integer(minimum: int = 1) -> Callable[[str], int]:
+    """Parser of an integer cell (``128`` or ``128.0``) that is at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not value.is_integer():
+            raise ValueError("not an integer")
+        if value < minimum:
+            raise ValueError(f"must be >= {minimum}")
+        return int(value)
+
+    return parse
+
+
+def fraction(text: str) -> float:
+    """Parser of a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("not a number") from None
+    if not 0.0 < value <= 1.0:
+        raise ValueError("must be in (0, 1]")
+    return value
+
+
+def boolean(text: str) -> bool:
+    """Parser of true/false, 1/0, yes/no (any case)."""
+    if text.lower() in _TRUE + _FALSE:
+        return text.lower() in _TRUE
+    raise ValueError("not a boolean (true/false, 1/0, yes/no)")
+
+
+def one_of(options: tuple[str, ...]) -> Callable[[str], str]:
+    """Parser of a case-insensitive choice; returns it lower-cased."""
+
+    def parse(text: str) -> str:
+        if text.lower() not in options:
+            raise ValueError(f"unknown; expected one of {', '.join(options)}")
+        return text.lower()
+
+    return parse
+
+
+# The public shared-prefix validation runs (inference-perf against vLLM, the
+# inference-sim/tektonc-data-collection campaign) served with --max-model-len 4096; with
+# multi-turn sessions that limit decides how many rounds each user completes (later rounds
+# are refused with HTTP 400), so a blank ``max_model_len`` on a shared_prefix row means 4096
+# (or the model's own limit / the KV capacity if smaller). A ``max_model_len`` column
+# overrides it; other workloads default to the model's limit capped by the KV capacity.
+SHARED_PREFIX_MAX_MODEL_LEN = 4096
+
+COUNT, COUNT0 = integer(1), integer(0)
+Parser = Callable[[str], Any]
+
+
+class Row:
+    """Typed access to the cells of one experiments row (a missing column reads as blank)."""
+
+    def __init__(self, cells: dict[str, str], base_dir: str | Path) -> None:
+        self.cells = cells
+        self.base_dir = Path(base_dir)
+        self.workload = ""
+
+    def text(self, col: str) -> str:
+        return self.cells.get(col, "")
+
+    def get(self, col: str, parse: Parser = str, default: Any = None, *, required: bool = False):
+        """``parse(cell)``, or ``default`` when blank; RowError naming the column otherwise."""
+        text = self.text(col)
+        if not text:
+            if required:
+                who = "every row" if col in REQUIRED_COLUMNS else f"workload={self.workload}"
+                raise RowError(col, "", f"missing (needed by {who})")
+            return default
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise RowError(col, text, str(exc)) from None
+
+    def model_ref(self) -> str:
+        """``model`` as given, or as a path relative to the experiments file when one exists."""
+        ref = self.get("model", required=True)
+        here, there = Path(ref), self.base_dir / ref
+        if not here.exists() and (there.is_file() or (there / "config.json").is_file()):
+            return str(there)
+        return ref
+
+
+@dataclass(slots=True)
+class RowPlan:
+    """What one row simulates: the request batch, the replica, and which requests count."""
+
+    batch: Any
+    config: Any
+    coeffs: np.ndarray
+    measured_mask: np.ndarray
+
+
+def build_replica_for_row(row: Row, profile: object) -> tuple[Any, np.ndarray]:
+    """ReplicaSpec from the row's model / hardware / engine columns → (EngineConfig, coeffs)."""
+    from capacitor.catalog.hardware import get_gpu
+    from capacitor.catalog.models import resolve_model
+    from capacitor.engine.replica import ReplicaSpec, build_replica
+
+    ref, hardware = row.model_ref(), row.get("hardware", required=True)
+    try:
+        model = resolve_model(ref)
+    except CatalogError as exc:
+        raise RowError("model", row.text("model"), str(exc)) from None
+    try:
+        gpu = get_gpu(hardware)
+    except CatalogError as exc:
+        raise RowError("hardware", hardware, str(exc)) from None
+    tp, pp, num_gpus = row.get("tp", COUNT, 1), row.get("pp", COUNT, 1), row.get("num_gpus", COUNT)
+    if num_gpus is not None and num_gpus != tp * pp:
+        raise RowError("num_gpus", num_gpus, f"must equal tp × pp = {tp} × {pp} = {tp * pp}")
+    spec = ReplicaSpec(
+        model=model,
+        gpu=gpu,
+        tp=tp,
+        pp=pp,
+        ep=row.get("ep", COUNT),
+        precision=row.get("precision", one_of(PRECISIONS)),
+        kv_cache_dtype=row.get("kv_cache_dtype", str.lower),
+        engine=row.get("engine", one_of(ENGINES), "vllm"),
+        max_num_seqs=row.get("max_num_seqs", COUNT),
+        max_num_batched_tokens=row.get("max_num_batched_tokens", COUNT),
+        gpu_memory_utilization=row.get("gpu_memory_utilization", fraction),
+        block_size=row.get("block_size", COUNT, DEFAULT_BLOCK_SIZE),
+        enable_prefix_caching=row.get("enable_prefix_caching", boolean),
+        cpu_offload=row.get("cpu_offload", boolean),
+        total_kv_blocks=row.get("total_kv_blocks", COUNT),
+        max_model_len=row.get("max_model_len", integer(2)),
+    )
+    try:
+        return build_replica(spec, profile)
+    except MemoryFitError as exc:
+        where = f"on hardware={hardware} with tp={tp} pp={pp}"
+        raise RowError("model", row.text("model"), f"does not fit {where}: {exc}") from None
+
+
+def _shared_prefix(row: Row, seed: int, max_model_len: int) -> Any:
+    from capacitor.workload import shared_prefix
+    from capacitor.workload.stages import arrival_times, parse_stages, stage_counts
+
+    text = row.get("stages", required=True)
+    try:
+        stages = parse_stages(text)
+        counts = [int(c) for c in stage_counts(stages)]
+    except (CapacitorError, ValueError) as exc:
+        raise RowError("stages", text, str(exc)) from None
+    num_requests = row.get("num_requests", COUNT)
+    if num_requests is not None and num_requests != sum(counts):
+        reason = f"stages {text!r} send {sum(counts)} requests"
+        raise RowError("num_requests", num_requests, reason)
+    arrival = row.get("arrival", one_of(ARRIVALS), "poisson")
+    shape = {c: row.get(c, COUNT, required=True) for c in _SHARED_PREFIX_COUNTS}
+    shape["system_prompt_len"] = row.get("system_prompt_len", COUNT0, required=True)
+    multi_turn = row.get("enable_multi_turn_chat", boolean, False)
+    arrival_s = arrival_times(stages, arrival, np.random.default_rng(seed))
+    return shared_prefix.generate(
+        **shape,
+        enable_multi_turn_chat=multi_turn,
+        arrival_s=arrival_s,
+        seed=seed,
+        max_model_len=max_model_len,
+        stage_counts=counts,
+    )
+
+
+_SHARED_PREFIX_COUNTS = ("question_len", "output_len", "num_groups", "users_per_group")
+
+
+def build_workload(row: Row, max_model_len: int) -> Any:
+    """The row's request batch (shared_prefix, closed_loop or offline)."""
+    seed = row.get("seed", COUNT0, DEFAULT_SEED)
+    if row.workload == "shared_prefix":
+        return _shared_prefix(row, seed, max_model_len)
+    isl, osl = row.get("isl", COUNT, required=True), row.get("osl", COUNT, required=True)
+    if row.workload == "closed_loop":
+        from capacitor.workload import closed_loop
+
+        concurrency = row.get("concurrency", COUNT, required=True)
+        num_requests = row.get("num_requests", COUNT, 10 * concurrency)
+        warmup = row.get("num_warmup_requests", COUNT0, 0)
+        if warmup >= num_requests:
+            reason = f"leaves no measured request of num_requests={num_requests}"
+            raise RowError("num_warmup_requests", warmup, reason)
+        return closed_loop.generate(
+            concurrency=concurrency,
+            num_requests=num_requests,
+            isl=isl,
+            osl=osl,
+            min_length_fraction=row.get("min_length_fraction", fraction, 1.0),
+            num_warmup_requests=warmup,
+            seed=seed,
+            max_model_len=max_model_len,
+        )
+    from capacitor.workload import offline
+
+    num_requests = row.get("num_requests", COUNT)  # None: the generator's documented default
+    return offline.generate(
+        num_requests=num_requests, isl=isl, osl=osl, max_model_len=max_model_len
+    )
+
+
+def build_row(row: Row, profile: object) -> RowPlan:
+    """Everything one row simulates. Raises RowError / CapacitorError when it cannot run."""
+    row.workload = row.get("workload", one_of(WORKLOADS), required=True)
+    config, coeffs = build_replica_for_row(row, profile)
+    if row.workload == "shared_prefix" and not row.text("max_model_len"):
+        limit = min(config.effective_max_model_len, SHARED_PREFIX_MAX_MODEL_LEN)
+        config = dataclasses.replace(config, max_model_len=limit)
+    batch = build_workload(row, config.effective_max_model_len)
+    mask = np.arange(len(batch)) >= int(batch.num_warmup)
+    if mask.any() and batch.rejected[mask].all():  # nothing would run: say why, on the row
+        need = int((batch.prompt_len + batch.output_len)[mask].min())
+        kv_tokens, hw = config.num_gpu_blocks * config.block_size, row.text("hardware")
+        reason = f"requests of {need} tokens exceed max_model_len={config.effective_max_model_len}"
+        if need > kv_tokens:
+            reason = (
+                f"does not fit on hardware={hw}: {need} tokens per request, KV cache {kv_tokens}"
+            )
+        raise RowError("model", row.text("model"), reason)
+    return RowPlan(batch=batch, config=config, coeffs=coeffs, measured_mask=mask)
+
+
+def predict_row(row: Row, profile: object) -> dict[str, float | int]:
+    """Simulate one experiment row and return its metric columns."""
+    from capacitor.engine import simulate
+
+    plan = build_row(row, profile)
+    itl_class = np.where(plan.measured_mask, 0, -1).astype(np.int32)
+    result = simulate(plan.batch, plan.config, plan.coeffs, itl_class=itl_class, num_itl_classes=1)
+    return request_metrics(plan.batch, result, plan.measured_mask)
+
+
+@dataclass(slots=True)
+class ValidateReport:
+    """Outcome of :func:`run_validate`.
+
+    Attributes:
+        predictions: one dict per experiment row, keyed by :data:`PREDICTION_COLUMNS`.
+        out_path: where the predictions CSV was written.
+        ape_columns: metric columns present in both predictions and the measured file.
+        ape: per row id with a measurement, absolute percentage error (%) per metric.
+        median_ape: per metric, the median APE over the rows that have one.
+        elapsed_s: wall-clock seconds the run took (goes to no file).
+    """
+
+    predictions: list[dict[str, object]]
+    out_path: Path
+    ape_columns: list[str] = field(default_factory=list)
+    ape: dict[str, dict[str, float]] = field(default_factory=dict)
+    median_ape: dict[str, float] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    @property
+    def num_errors(self) -> int:
+        return sum(1 for p in self.predictions if p["error"])
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every row ran, 1 when some row failed."""
+        return 1 if self.num_errors else 0
+
+
+def _row_error(exc: Exception) -> str:
+    """One line for the ``error`` column."""
+    text = (
+        str(exc)
+        if isinstance(exc, CapacitorError)
+        else f"internal error: {type(exc).__name__}: {exc}"
+    )
+    return " ".join(text.split())
+
+
+def run_validate(
+    experiments_path: str | Path,
+    out_path: str | Path,
+    measured_path: str | Path | None = None,
+    profile_path: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> ValidateReport:
+    """Simulate every row of ``experiments_path`` and write the predictions CSV to ``out_path``.
+
+    Args:
+        measured_path: optional measured CSV (``id`` plus metric columns) to compare with.
+        profile_path: optional engine profile YAML (default: the bundled calibrated one).
+        progress: called after each row as ``progress(done, total, row_id, error)``.
+
+    Raises:
+        ValidationDataError: an input file cannot be read or lacks a required column.
+        CapacitorError: the profile cannot be loaded.
+    """
+    from capacitor.perf.profile import load_profile
+
+    start = time.perf_counter()
+    experiments_path = Path(experiments_path)
+    _, rows = read_csv(experiments_path, REQUIRED_COLUMNS, "experiments CSV")
+    ape_columns, measured = read_measured(measured_path) if measured_path is not None else ([], {})
+    profile = load_profile(None if profile_path is None else Path(profile_path))
+
+    predictions: list[dict[str, object]] = []
+    seen: set[str] = set()
+    for index, cells in enumerate(rows):
+        rid = cells.get("id", "")
+        pred: dict[str, object] = dict.fromkeys(PREDICTION_COLUMNS, "")
+        pred["id"] = rid
+        try:
+            if not rid or rid in seen:
+                raise RowError("id", rid, "missing" if not rid else "appears on an earlier row too")
+            seen.add(rid)
+            pred.update(predict_row(Row(cells, experiments_path.parent), profile))
+        except Exception as exc:  # noqa: BLE001 - a failing row is reported on its row
+            pred["error"] = _row_error(exc)
+        predictions.append(pred)
+        if progress is not None:
+            progress(index + 1, len(rows), rid, str(pred["error"]) or None)
+
+    write_predictions(Path(out_path), predictions)
+    report = ValidateReport(
+        predictions=predictions, out_path=Path(out_path), ape_columns=ape_columns
+    )
+    if measured_path is not None:
+        report.ape, report.median_ape = absolute_percentage_errors(
+            predictions, measured, ape_columns
+        )
+    report.elapsed_s = time.perf_counter() - start
+    return report
+
+
+__all__ = [
+    "PREDICTION_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "Row",
+    "RowError",
+    "ValidateReport",
+    "build_row",
+    "run_validate",
+]
