@@ -280,7 +280,8 @@ def build_row(row: Row, profile: object) -> RowPlan:
         limit = min(config.effective_max_model_len, SHARED_PREFIX_MAX_MODEL_LEN)
         config = dataclasses.replace(config, max_model_len=limit)
     batch = build_workload(row, config.effective_max_model_len)
-    mask = np.arange(len(batch)) >= int(batch.num_warmup)
+    mask = np.ones(len(batch), np.bool_)
+    mask[: int(batch.num_warmup)] = False
     if mask.any() and batch.rejected[mask].all():  # nothing would run: say why, on the row
         need = int((batch.prompt_len + batch.output_len)[mask].min())
         kv_tokens, hw = config.num_gpu_blocks * config.block_size, row.text("hardware")

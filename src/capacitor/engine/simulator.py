@@ -77,7 +77,8 @@ def simulate(
         num_itl_classes: number of ITL histograms.
 
     Returns:
-        Per-request client-visible times and ITL histograms.
+        Per-request client-visible times and ITL histograms. When no request waits on
+        another, ``send_s`` is ``batch.arrival_s`` itself (shared, not copied).
 
     Raises:
         ConfigError: malformed coefficients or classes.
@@ -98,10 +99,12 @@ def simulate(
             )
         cls = cls.astype(np.int16)
     p = prepare(batch, config)
-    send = np.full(n, np.nan)
     if p["init_identity"]:
-        send[:] = batch.arrival_s
+        # NOTE: nothing waits on anything, so every send time is the arrival time; share the
+        # array rather than copy it (memory: ten million requests).
+        send = np.ascontiguousarray(batch.arrival_s, np.float64)
     else:
+        send = np.full(n, np.nan)
         send[p["init_order"]] = batch.arrival_s[p["init_order"]]
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
@@ -129,7 +132,7 @@ def simulate(
         raise ConfigError("the engine stalled: a waiting request can never be scheduled")
     return EngineResult(
         send_s=send, first_token_s=first, finish_s=finish, completed=completed,
-        num_preemptions=preemptions, num_cached_tokens=np.maximum(cached_tokens, 0),
+        num_preemptions=preemptions, num_cached_tokens=np.maximum(cached_tokens, 0, out=cached_tokens),
         itl_hist=hist, itl_sum_s=itl_sum, itl_count=itl_count, num_steps=int(stats[0]),
         busy_s=float(stats[2]), max_blocks_used=int(stats[1]),
     )

@@ -89,6 +89,38 @@ def _local_index(n: int, stage_counts: Sequence[int] | None) -> tuple[np.ndarray
     return np.arange(n, dtype=np.int64) - first, stage
 
 
+def _single_turn(arrivals, slot_group, stage_counts, sys_len, q_len, o_len, max_len, groups):
+    """Single-turn requests: system prompt of the slot's group + question, no gating."""
+    # NOTE: built in int32 without per-request temporaries: ten million requests must stay
+    # within ~100 bytes each.
+    n = arrivals.shape[0]
+    counts = [n] if stage_counts is None else [_int("stage_counts", c, 0) for c in stage_counts]
+    if sum(counts) != n:
+        raise ConfigError(f"stage_counts sum to {sum(counts)} but arrival_s has {n} requests")
+    prompt = sys_len + q_len
+    if sys_len > 0:
+        segment_len = np.full(groups, sys_len, np.int32)
+        src = np.empty(n, np.int32)
+        pattern = (slot_group + n).astype(np.int32)
+        offset = 0
+        for count in counts:  # the data index restarts at every stage
+            src[offset:offset + count] = np.resize(pattern, count)
+            offset += count
+    else:
+        segment_len = np.zeros(0, np.int32)
+        src = np.full(n, -1, np.int32)
+    return _batch(
+        arrivals,
+        prompt_len=np.full(n, prompt, np.int32),
+        output_len=o_len,
+        prefix_src=src,
+        prefix_len=np.full(n, sys_len if sys_len > 0 else 0, np.int32),
+        gate=np.full(n, -1, np.int32),
+        rejected=np.full(n, prompt + o_len > max_len, np.bool_),
+        segment_len=segment_len,
+    )
+
+
 def generate(
     *,
     system_prompt_len: int,
@@ -123,6 +155,9 @@ def generate(
     rng = np.random.default_rng(seed)
     # The one shuffle: prompt (single turn) or session (multi turn) slot -> original position.
     slot_group = (rng.permutation(num_prompts) // per_group).astype(np.int64)
+    if not enable_multi_turn_chat:
+        return _single_turn(arrivals, slot_group, stage_counts, sys_len, q_len, o_len, max_len,
+                            groups)
     local, stage = _local_index(n, stage_counts)
     slot = local % num_prompts
     group = slot_group[slot]
@@ -133,19 +168,6 @@ def generate(
     else:
         segment_len = np.zeros(0, np.int32)
         seg_src, seg_len = np.full(n, -1, np.int64), 0
-
-    if not enable_multi_turn_chat:
-        prompt = sys_len + q_len
-        return _batch(
-            arrivals,
-            prompt_len=np.full(n, prompt, np.int64),
-            output_len=o_len,
-            prefix_src=seg_src,
-            prefix_len=np.full(n, seg_len, np.int64),
-            gate=np.full(n, -1, np.int64),
-            rejected=np.full(n, prompt + o_len > max_len, np.bool_),
-            segment_len=segment_len,
-        )
 
     # A user is a session slot (per stage when sessions reset); its requests in index order.
     user = slot + stage * num_prompts if reset_sessions_each_stage else slot
@@ -204,11 +226,11 @@ def _batch(
         raise ConfigError("shared_prefix: prompt lengths overflow int32; lower the lengths")
     return RequestBatch(
         arrival_s=arrivals,
-        prompt_len=prompt_len.astype(np.int32),
+        prompt_len=prompt_len.astype(np.int32, copy=False),
         output_len=np.full(n, output_len, np.int32),
-        prefix_src=np.asarray(prefix_src).astype(np.int32),
-        prefix_len=prefix_len.astype(np.int32),
-        gate=gate.astype(np.int32),
+        prefix_src=np.asarray(prefix_src).astype(np.int32, copy=False),
+        prefix_len=prefix_len.astype(np.int32, copy=False),
+        gate=gate.astype(np.int32, copy=False),
         rejected=rejected,
         segment_len=segment_len,
     )

@@ -120,16 +120,25 @@ def arrival_times(stages: Sequence[Stage], arrival: str, rng: np.random.Generato
     starts = stage_starts(stages)
     durations = np.array([s.duration_s for s in stages], np.float64)
     rates = np.array([s.rate_rps for s in stages], np.float64)
-    start_i = np.repeat(starts, counts)
+    # NOTE: filled stage by stage in place (no per-request temporaries) for memory
+    bounds = np.concatenate([[0], np.cumsum(counts)])
     if kind == "constant":
-        first = np.repeat(np.cumsum(counts) - counts, counts)
-        k = np.arange(total, dtype=np.float64) - first
-        return start_i + k / np.repeat(rates, counts)
+        t = np.empty(total, np.float64)
+        for k in range(len(stages)):
+            a, b = bounds[k], bounds[k + 1]
+            t[a:b] = np.arange(b - a, dtype=np.float64)
+            t[a:b] /= rates[k]
+            t[a:b] += starts[k]
+        return t
     # poisson: uniforms on each window; the windows are disjoint and ordered, so one global
     # sort sorts every stage.
-    end_i = np.repeat(starts + durations, counts)
-    t = start_i + rng.random(total) * np.repeat(durations, counts)
-    np.minimum(t, np.nextafter(end_i, -np.inf), out=t)  # keep t < stage end after rounding
+    t = rng.random(total)
+    for k in range(len(stages)):
+        a, b = bounds[k], bounds[k + 1]
+        t[a:b] *= durations[k]
+        t[a:b] += starts[k]
+        # keep t < stage end after rounding
+        np.minimum(t[a:b], np.nextafter(starts[k] + durations[k], -np.inf), out=t[a:b])
     t.sort()
     return t
 

@@ -1,0 +1,142 @@
+"""``capacitor bench``: simulated requests per second of wall time on the standard workload.
+
+The standard workload is the replica-twin benchmark: Llama-3.1-8B-Instruct on one H100
+(TP1, FP16, vLLM, ``max_num_seqs`` 128, ``max_num_batched_tokens`` 2048, prefix caching
+on) serving inference-perf's shared-prefix stream (9 groups x 5 users, 100-token system
+prompt + 447-token question, 248 output tokens, single turn) at Poisson 25 requests/s.
+
+Everything goes through the same code path as ``capacitor validate``: an experiments row
+is turned into a replica (catalogue + shipped step-time model), a workload, a simulation
+and the predictions columns. Timed separately:
+
+* ``end to end``: workload generation + replica build + simulation + metrics;
+* ``engine core``: the numba kernel alone (``capacitor.engine.simulate``);
+* ``reference``: the plain-Python twin on a smaller run of the same row, in this process.
+
+The first call to the kernel in a process loads it from numba's on-disk cache (compiled on
+the very first run after install); that start-up cost is reported on its own line.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+STANDARD_ROW: dict[str, str] = {
+    "id": "bench-standard",
+    "model": "meta-llama/Llama-3.1-8B-Instruct",
+    "hardware": "H100",
+    "tp": "1",
+    "precision": "FP16",
+    "engine": "vllm",
+    "max_num_seqs": "128",
+    "max_num_batched_tokens": "2048",
+    "enable_prefix_caching": "true",
+    "workload": "shared_prefix",
+    "system_prompt_len": "100",
+    "question_len": "447",
+    "output_len": "248",
+    "num_groups": "9",
+    "users_per_group": "5",
+    "enable_multi_turn_chat": "false",
+    "arrival": "poisson",
+    "seed": "42",
+}
+RATE_RPS = 25.0
+
+
+@dataclass(slots=True)
+class BenchResult:
+    """Rates in simulated requests per second of wall time (process CPU contention aside)."""
+
+    num_requests: int
+    end_to_end_s: float
+    engine_s: float
+    reference_requests: int
+    reference_s: float
+    startup_s: float
+    peak_rss_mb: float
+
+    @property
+    def end_to_end_rps(self) -> float:
+        return self.num_requests / self.end_to_end_s
+
+    @property
+    def engine_rps(self) -> float:
+        return self.num_requests / self.engine_s
+
+    @property
+    def reference_rps(self) -> float:
+        return self.reference_requests / self.reference_s
+
+
+def standard_row(num_requests: int) -> dict[str, str]:
+    """The standard row sending ``num_requests`` at 25 requests/s."""
+    row = dict(STANDARD_ROW)
+    row["stages"] = f"{RATE_RPS:g}@{num_requests / RATE_RPS:g}"
+    row["num_requests"] = str(num_requests)
+    return row
+
+
+def _plan(cells: dict[str, str]):
+    from capacitor.perf.profile import load_profile
+    from capacitor.validate import Row, build_row
+
+    return build_row(Row(cells, "."), load_profile(None))
+
+
+def run(num_requests: int = 1_000_000, reference_requests: int = 2_000) -> BenchResult:
+    """Measure the standard workload; see the module docstring for what each time covers."""
+    from capacitor.engine import reference, simulate
+    from capacitor.results import request_metrics
+
+    t0 = time.perf_counter()
+    warm = _plan(standard_row(50))
+    simulate(warm.batch, warm.config, warm.coeffs)
+    startup = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    plan = _plan(standard_row(num_requests))
+    t1 = time.perf_counter()
+    cls = np.where(plan.measured_mask, 0, -1)
+    result = simulate(plan.batch, plan.config, plan.coeffs, itl_class=cls)
+    t2 = time.perf_counter()
+    request_metrics(plan.batch, result, plan.measured_mask)
+    t3 = time.perf_counter()
+
+    small = _plan(standard_row(reference_requests))
+    r0 = time.perf_counter()
+    reference.simulate(small.batch, small.config, small.coeffs)
+    r1 = time.perf_counter()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return BenchResult(num_requests, t3 - t0, t2 - t1, reference_requests, r1 - r0, startup, rss_mb)
+
+
+def run_bench(num_requests: int = 1_000_000, reference_requests: int = 2_000) -> int:
+    """Run :func:`run` and print a rich table; returns the exit code (0)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    with console.status(f"simulating {num_requests:,} requests of the standard workload..."):
+        res = run(num_requests, reference_requests)
+    table = Table(title="capacitor bench: standard workload (Llama-3.1-8B, H100, 25 req/s)")
+    table.add_column("path")
+    table.add_column("requests", justify="right")
+    table.add_column("wall s", justify="right")
+    table.add_column("simulated req/s", justify="right")
+    table.add_column("vs reference", justify="right")
+    ref = res.reference_rps
+    table.add_row("end to end (as validate)", f"{res.num_requests:,}", f"{res.end_to_end_s:.2f}",
+                  f"{res.end_to_end_rps:,.0f}", f"{res.end_to_end_rps / ref:,.0f}x")
+    table.add_row("engine core (numba)", f"{res.num_requests:,}", f"{res.engine_s:.2f}",
+                  f"{res.engine_rps:,.0f}", f"{res.engine_rps / ref:,.0f}x")
+    table.add_row("reference (plain Python)", f"{res.reference_requests:,}",
+                  f"{res.reference_s:.2f}", f"{ref:,.0f}", "1x")
+    console.print(table)
+    console.print(f"start-up (kernel load + first tiny run): {res.startup_s:.2f} s; "
+                  f"peak RSS {res.peak_rss_mb:,.0f} MB")
+    return 0
