@@ -24,6 +24,7 @@ cases = st.fixed_dictionaries(
         "caching": st.booleans(),
         "concurrency": st.sampled_from([0, 0, 1, 5]),
         "cpu_blocks": st.sampled_from([0, 0, 10, 200]),
+        "reservation": st.sampled_from(["on_demand", "on_demand", "full_request"]),
     }
 )
 
@@ -45,6 +46,7 @@ def _build(c):
         max_num_seqs=c["max_num_seqs"], max_num_batched_tokens=c["max_num_seqs"] + c["budget_extra"],
         block_size=bs, num_gpu_blocks=blocks, enable_prefix_caching=c["caching"],
         num_cpu_blocks=c["cpu_blocks"], cpu_load_s_per_block=1e-4,
+        kv_reservation=c["reservation"],
     )
     return batch, cfg
 
@@ -63,6 +65,8 @@ def test_invariants_and_reference_agreement(c):
     assert int(fast.itl_count.sum()) == int((batch.output_len[ok] - 1).sum())
     # KV never over-allocated
     assert fast.max_blocks_used <= cfg.num_gpu_blocks
+    if cfg.kv_reservation == "full_request":
+        assert fast.num_preemptions.sum() == 0
     # causality and monotone time
     assert np.all(fast.send_s >= batch.arrival_s)
     assert np.all(fast.first_token_s[ok] > fast.send_s[ok])

@@ -23,6 +23,10 @@ CASES = {
         dict(n=300, sessions=12, num_segments=2, prompt=(40, 200), output=(1, 40)),
         dict(num_gpu_blocks=160, num_cpu_blocks=40, cpu_load_s_per_block=1e-4),
     ),
+    "full_request_reservation": (
+        dict(num_segments=2, output=(20, 200)),
+        dict(num_gpu_blocks=300, max_num_seqs=32, kv_reservation="full_request"),
+    ),
     "small_blocks_big_budget": (dict(), dict(block_size=4, num_gpu_blocks=900, max_num_batched_tokens=2048)),
 }
 
@@ -58,6 +62,10 @@ def test_kernel_matches_reference(case):
     if case == "cpu_offload":
         no_host = _compare(batch, config(**{**overrides, "num_cpu_blocks": 0}))
         assert ref.num_cached_tokens.sum() > no_host.num_cached_tokens.sum(), "host tier adds hits"
+    if case == "full_request_reservation":
+        assert ref.num_preemptions.sum() == 0, "a reserved request is never preempted"
+        on_demand = _compare(batch, config(**{**overrides, "kv_reservation": "on_demand"}))
+        assert on_demand.num_preemptions.sum() > 0, "the same load preempts on demand"
     if case == "no_prefix_caching":
         assert ref.num_cached_tokens.sum() == 0
 

@@ -69,6 +69,7 @@ def simulate_kernel(
     heap_cap,
     src, start, shareable, coeffs,
     max_num_seqs, budget_max, bs, num_blocks, caching, ingress, egress, conc, cpu_cap, cpu_load_s,
+    reserve_full,
     max_depth, ring_size, num_classes,
     send, first, finish, completed, preemptions, cached_tokens,
     itl_hist, itl_sum, itl_count, stats,
@@ -270,7 +271,7 @@ def simulate_kernel(
                         slot_req, slot_prev, slot_next, slot_dec, slot_computed, slot_c0, slot_g0,
                         slot_gen0, slot_ref, slot_private, slot_fin, slot_bprev, slot_bnext, bucket,
                         mask, key_count, dec_cls, free_slots, num_free_slots, waitq, qcap,
-                        cpu_cached, cpu_prev, cpu_next, cpu_cap,
+                        cpu_cached, cpu_prev, cpu_next, cpu_cap, reserve_full,
                     )
                     preempted_any = True
                     if victim == s:
@@ -308,6 +309,8 @@ def simulate_kernel(
                                             True)
                 q = min(num_tok - total * bs, budget)
                 need = _cdiv(total * bs + q, bs) - hit
+                if reserve_full:  # blocks for the whole request, up front
+                    need = _cdiv(prompt[r] + output[r], bs) - hit
                 if not _allocate(st, need, cached, lru_prev, lru_next):
                     _unpin(st, r, src, pins, cached, lru_prev, lru_next)
                     break
@@ -415,7 +418,8 @@ def simulate_kernel(
             fin = G + 1 + output[r] - generated[r] - 1
             slot_fin[s] = fin
             key = (new - (G + 1)) % bs
-            key_count[key] += 1
+            if not reserve_full:  # reserved requests never allocate while decoding
+                key_count[key] += 1
             st[_SUM_C0_G0] += new - (G + 1)
             st[_N_DEC] += 1
             if itl_cls[r] >= 0:
@@ -440,10 +444,12 @@ def simulate_kernel(
             r = slot_req[s]
             if slot_dec[s]:
                 c = slot_c0[s] + G + 1 - slot_g0[s]
-                private = slot_private[s] + _cdiv(c, bs) - _cdiv(slot_c0[s], bs)
+                private = slot_private[s]
+                if not reserve_full:
+                    private += _cdiv(c, bs) - _cdiv(slot_c0[s], bs)
                 generated[r] = slot_gen0[s] + G + 1 - slot_g0[s]
                 _decoder_leave(s, r, st, slot_c0, slot_g0, slot_fin, slot_bprev, slot_bnext,
-                               bucket, mask, key_count, dec_cls, itl_cls, bs)
+                               bucket, mask, key_count, dec_cls, itl_cls, bs, reserve_full)
             else:
                 c = slot_computed[s]
                 private = slot_private[s]
@@ -506,9 +512,10 @@ def _run_remove(st, s, slot_prev, slot_next):
 
 @numba.njit(cache=True, error_model="numpy")
 def _decoder_leave(s, r, st, slot_c0, slot_g0, slot_fin, slot_bprev, slot_bnext, bucket, mask,
-                   key_count, dec_cls, itl_cls, bs):
+                   key_count, dec_cls, itl_cls, bs, reserve_full):
     key = (slot_c0[s] - slot_g0[s]) % bs
-    key_count[key] -= 1
+    if not reserve_full:
+        key_count[key] -= 1
     st[_SUM_C0_G0] -= slot_c0[s] - slot_g0[s]
     st[_N_DEC] -= 1
     if itl_cls[r] >= 0:
@@ -545,17 +552,20 @@ def _preempt(s, st, G, last_client_t, bs, caching, prompt, generated, finish, pr
              itl_cls, src, start, pins, cached, lru_prev, lru_next, slot_req, slot_prev,
              slot_next, slot_dec, slot_computed, slot_c0, slot_g0, slot_gen0, slot_ref,
              slot_private, slot_fin, slot_bprev, slot_bnext, bucket, mask, key_count, dec_cls,
-             free_slots, num_free_slots, waitq, qcap, cpu_cached, cpu_prev, cpu_next, cpu_cap):
+             free_slots, num_free_slots, waitq, qcap, cpu_cached, cpu_prev, cpu_next, cpu_cap,
+             reserve_full):
     """Preempt the request in slot ``s`` (recompute): free its KV, put it at the front of
     the waiting queue. Returns the new number of free slots."""
     r = slot_req[s]
     if slot_dec[s]:
         c = slot_c0[s] + G - slot_g0[s]
-        private = slot_private[s] + _cdiv(c, bs) - _cdiv(slot_c0[s], bs)
+        private = slot_private[s]
+        if not reserve_full:
+            private += _cdiv(c, bs) - _cdiv(slot_c0[s], bs)
         generated[r] = slot_gen0[s] + G - slot_g0[s]
         finish[r] = last_client_t
         _decoder_leave(s, r, st, slot_c0, slot_g0, slot_fin, slot_bprev, slot_bnext, bucket,
-                       mask, key_count, dec_cls, itl_cls, bs)
+                       mask, key_count, dec_cls, itl_cls, bs, reserve_full)
     else:
         c = slot_computed[s]
         private = slot_private[s]

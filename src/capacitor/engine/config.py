@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from capacitor.errors import ConfigError
 
 
+#: KV admission policies by name (see EngineConfig.kv_reservation).
+KV_RESERVATIONS = ("on_demand", "full_request")
+
+
 @dataclass(frozen=True, slots=True)
 class EngineConfig:
     """Scheduler and KV-cache settings of one serving replica.
@@ -25,6 +29,11 @@ class EngineConfig:
         cpu_load_s_per_block: time to bring one offloaded block back over the host link.
         ingress_s: client send to engine arrival (HTTP, tokenization, queue hand-off).
         egress_s: engine token to client (detokenization, streaming).
+        kv_reservation: ``on_demand`` (vLLM, SGLang: blocks are allocated as tokens are
+            computed; a request may be preempted when they run out) or ``full_request``
+            (TensorRT-LLM's default ``GUARANTEED_NO_EVICT``: a request is admitted only
+            when blocks for its prompt plus all its output are free, and is never
+            preempted).
     """
 
     max_num_seqs: int
@@ -37,6 +46,7 @@ class EngineConfig:
     cpu_load_s_per_block: float = 0.0
     ingress_s: float = 0.0
     egress_s: float = 0.0
+    kv_reservation: str = "on_demand"
 
     def __post_init__(self) -> None:
         if self.max_num_seqs < 1:
@@ -64,6 +74,10 @@ class EngineConfig:
             raise ConfigError("num_cpu_blocks and cpu_load_s_per_block must be >= 0")
         if self.ingress_s < 0 or self.egress_s < 0:
             raise ConfigError("ingress_s and egress_s must be >= 0")
+        if self.kv_reservation not in KV_RESERVATIONS:
+            raise ConfigError(
+                f"kv_reservation={self.kv_reservation!r}; valid: {', '.join(KV_RESERVATIONS)}"
+            )
 
     @property
     def effective_max_model_len(self) -> int:

@@ -166,6 +166,7 @@ def simulate(
     cls = [0] * n if itl_class is None else [int(x) for x in itl_class]
     caching = config.enable_prefix_caching
     max_model_len = config.effective_max_model_len
+    reserve_full = config.kv_reservation == "full_request"
     cache = _Cache(config.num_gpu_blocks, start, src, config.num_cpu_blocks if caching else 0)
     offload = caching and config.num_cpu_blocks > 0
 
@@ -302,6 +303,8 @@ def simulate(
                 total = cache.hit_blocks(r, num_tokens(r), bs, "any") if offload else hit
                 num_new = min(num_tokens(r) - total * bs, budget)
                 need = _cdiv(total * bs + num_new, bs) - hit
+                if reserve_full:  # blocks for the whole request, up front
+                    need = _cdiv(prompt[r] + output[r], bs) - hit
                 if not cache.allocate(need):
                     cache.unpin(r)
                     break

@@ -80,6 +80,14 @@ class ReplicaSpec:
     max_model_len: int | None = None
 
 
+#: How each engine admits requests against KV memory (EngineConfig.kv_reservation). vLLM v1
+#: and SGLang allocate blocks as tokens are computed and preempt (recompute / retract) when
+#: they run out; TensorRT-LLM's default capacity scheduler, GUARANTEED_NO_EVICT, admits a
+#: request only when blocks for its prompt plus max output tokens are free and never pauses
+#: it (TensorRT-LLM docs, "Useful Runtime Options: Capacity Scheduler Policy").
+KV_RESERVATION_BY_ENGINE = {"vllm": "on_demand", "sglang": "on_demand", "trtllm": "full_request"}
+
+
 def _positive_int(field: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{field}={value!r}: must be an integer >= 1")
@@ -172,6 +180,7 @@ def build_replica(
         cpu_load_s_per_block=load_s,
         ingress_s=constants.request_path.ingress_s,
         egress_s=constants.request_path.egress_s,
+        kv_reservation=KV_RESERVATION_BY_ENGINE[engine],
     )
     coeffs = build_coefficients(
         model,

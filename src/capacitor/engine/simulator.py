@@ -124,7 +124,7 @@ def simulate(
         config.max_num_seqs, config.max_num_batched_tokens, config.block_size,
         config.num_gpu_blocks, config.enable_prefix_caching, config.ingress_s, config.egress_s,
         batch.concurrency, config.num_cpu_blocks if config.enable_prefix_caching else 0,
-        config.cpu_load_s_per_block, p["max_depth"], p["ring_size"], num_itl_classes,
+        config.cpu_load_s_per_block, config.kv_reservation == "full_request", p["max_depth"], p["ring_size"], num_itl_classes,
         send, first, finish, completed, preemptions, cached_tokens,
         hist, itl_sum, itl_count, stats,
     )
