@@ -169,6 +169,70 @@ def _pct(value: float | None) -> str:
     return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
 
 
+# ---- calibrate -------------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def calibrate(
+    experiments: Annotated[
+        list[Path], typer.Option("--experiments", help="Experiments CSV (repeat for more files).")
+    ],
+    measured: Annotated[
+        list[Path],
+        typer.Option("--measured", help="Measured CSV for each --experiments, in the same order."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Profile YAML to write.")],
+    profile: Annotated[
+        Path | None, typer.Option("--profile", help="Prior profile YAML (default: shipped).")
+    ] = None,
+    leave_out: Annotated[
+        str, typer.Option("--leave-out", help="Out-of-sample check: model, hardware or none.")
+    ] = "model",
+    max_evaluations: Annotated[
+        int, typer.Option("--max-evaluations", help="Budget of simulated passes per fit.")
+    ] = 60,
+) -> None:
+    """Fit the step-time constants to measured runs and write a profile for --profile.
+
+    Prints the in-sample and leave-one-out median absolute percentage error per metric.
+    The shipped profile is never changed.
+    """
+    from capacitor.calibrate import median_by_metric, run_calibrate
+
+    if len(experiments) != len(measured):
+        fail(f"got {len(experiments)} --experiments but {len(measured)} --measured files; "
+             "give one measured file per experiments file")
+    if max_evaluations < 1:
+        fail(f"--max-evaluations={max_evaluations}: must be >= 1")
+    with err_console.status("calibrating...") as status:
+        report = run_calibrate(
+            list(zip(experiments, measured, strict=True)), out, profile_path=profile,
+            leave_out=leave_out, max_nfev=max_evaluations,
+            progress=lambda msg: status.update(escape(msg)),
+        )
+    table = Table(title=f"median absolute percentage error (%), {report['rows']} rows, "
+                        f"{report['free_constants']} free constants", box=box.SIMPLE_HEAD)
+    table.add_column("metric")
+    table.add_column("in sample", justify="right")
+    has_loo = "out_of_sample" in report
+    if has_loo:
+        table.add_column(f"leave one {leave_out} out", justify="right")
+    ins = median_by_metric(report["in_sample"])
+    loo = median_by_metric(report["out_of_sample"]) if has_loo else {}
+    for metric, value in ins.items():
+        cells = [_pct(value)] + ([_pct(loo.get(metric))] if has_loo else [])
+        table.add_row(metric, *cells)
+    console.print(table)
+    mults = Table(title="fitted multipliers on the prior", box=box.SIMPLE_HEAD)
+    mults.add_column("constant")
+    mults.add_column("x prior", justify="right")
+    for name, value in report["multipliers"].items():
+        mults.add_row(escape(name), f"{value:.3f}")
+    console.print(mults)
+    err_console.print(f"profile written to {escape(str(out))}; use it with --profile")
+
+
 # ---- run -----------------------------------------------------------------------------------
 
 

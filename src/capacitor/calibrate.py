@@ -1,0 +1,461 @@
+"""Fit the step-time model's constants to measured runs: ``capacitor calibrate``.
+
+The model keeps its physical structure (weights streamed, KV read, GEMM and attention FLOPs,
+all-reduce, CPU overheads, the request path); calibration only moves the few constants of the
+profile (:mod:`capacitor.perf.profile`) that scale those terms. It fits them to
+*workload-level* measurements — mean and tail TTFT, ITL and E2E, throughput — by simulating
+every measured run with the candidate constants, not to single steps.
+
+Parameters are log-multipliers on the prior profile's values, in three scopes:
+
+* ``global``: one multiplier per hardware constant shared by every GPU family, so a family
+  with no measurements (B200, MI355X ...) inherits what the data says about the others;
+* ``family``: a deviation for one family (``hopper``, ``ampere`` ...), from its rows only;
+* ``engine``: per-engine CPU overheads and request-path times (``vllm``, ``trtllm`` ...).
+
+The objective is the sum of squared log errors ``log(predicted / measured)`` over every
+metric present (scaled by an assumed 5% measurement noise), plus a Gaussian prior on each
+log-multiplier (standard deviation ``sigma``), so constants the data cannot see stay at their
+physical prior. It is minimised with
+``scipy.optimize.least_squares``; predictions are memoised per (row, resolved constants), so
+a finite-difference step on one family's constant re-simulates only that family's rows.
+
+A fit needs at least three measured runs and two measured values per free constant, and
+refuses otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from capacitor.errors import CalibrationError, CapacitorError
+from capacitor.perf.profile import FAMILIES, PerfProfile, load_profile
+from capacitor.results import read_csv, read_measured
+from capacitor.validate import REQUIRED_COLUMNS, Row, predict_row
+
+#: Hardware constants (per GPU family): (section, key, prior sigma of the log-multiplier).
+FAMILY_KEYS: tuple[tuple[str, str, float], ...] = (
+    ("efficiency", "weight_bw", 0.3),
+    ("efficiency", "kv_bw", 0.3),
+    ("efficiency", "gemm_max", 0.3),
+    ("efficiency", "gemm_max_low_precision", 0.3),
+    ("efficiency", "attention", 0.4),
+    ("efficiency", "allreduce_latency_s", 2.0),
+)
+#: Engine constants (per serving engine).
+#: Engine constants (per serving engine). Their priors are rough (CPU costs vary with the
+#: host and the engine version), so their prior widths are wide: a factor e^2 ~ 7.
+ENGINE_KEYS: tuple[tuple[str, str, float], ...] = (
+    ("overhead", "step_fixed_s", 2.0),
+    ("overhead", "per_seq_s", 2.0),
+    ("overhead", "per_prefill_seq_s", 2.0),
+    ("request_path", "ingress_s", 2.0),
+    ("request_path", "egress_s", 2.0),
+)
+#: Fractions of a peak may not exceed 1.
+FRACTION_KEYS = {"weight_bw", "kv_bw", "gemm_max", "gemm_max_low_precision", "attention"}
+#: Metrics the fit compares, when the measured file has them.
+FIT_METRICS = (
+    "ttft_mean_ms", "ttft_median_ms", "ttft_p90_ms", "ttft_p99_ms",
+    "itl_mean_ms", "itl_median_ms", "itl_p90_ms", "itl_p99_ms",
+    "tpot_mean_ms", "tpot_median_ms", "e2e_mean_ms", "e2e_median_ms", "e2e_p90_ms",
+    "e2e_p99_ms", "request_throughput_rps", "output_tokens_per_s",
+)
+FAILED_ROW_PENALTY = 5.0  # log-error charged per metric when a row cannot run
+#: Run-to-run noise assumed for a measured metric (log scale, ~5%): a data residual is
+#: log(predicted / measured) / MEASUREMENT_SIGMA, a prior residual log-multiplier / sigma.
+MEASUREMENT_SIGMA = 0.05
+MIN_ROWS = 3  # a fit needs at least this many measured runs ...
+MIN_VALUES_PER_CONSTANT = 2  # ... and this many measured values per free constant
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One free log-multiplier: scope ``global`` / ``family`` / ``engine``, the group it
+    applies to (a family, an engine, or ``*``), and the profile key it scales."""
+
+    scope: str
+    group: str
+    section: str
+    key: str
+    sigma: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.scope}:{self.group}:{self.section}.{self.key}"
+
+
+@dataclass(slots=True)
+class Observation:
+    """One measured run: its experiments cells and measured metrics."""
+
+    cells: dict[str, str]
+    measured: dict[str, float]
+    base_dir: Path
+    family: str = ""
+    engine: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.cells.get("id", "")
+
+
+@dataclass(slots=True)
+class FitResult:
+    """A fitted profile and how well it predicts its own rows."""
+
+    profile: dict[str, Any]
+    params: list[Param]
+    theta: np.ndarray
+    predictions: dict[str, dict[str, float]]
+    cost: float
+    num_evaluations: int
+    message: str = ""
+    multipliers: dict[str, float] = field(default_factory=dict)
+
+
+def load_observations(pairs: Sequence[tuple[str | Path, str | Path]]) -> list[Observation]:
+    """Rows of (experiments CSV, measured CSV) pairs that have at least one measured metric.
+
+    Raises:
+        ValidationDataError: a file cannot be read or lacks its required columns.
+    """
+    from capacitor.catalog.hardware import get_gpu
+
+    out: list[Observation] = []
+    for exp_path, meas_path in pairs:
+        exp_path = Path(exp_path)
+        _, rows = read_csv(exp_path, REQUIRED_COLUMNS, "experiments CSV")
+        _, measured = read_measured(meas_path)
+        for cells in rows:
+            values = {k: v for k, v in measured.get(cells.get("id", ""), {}).items()
+                      if k in FIT_METRICS and v > 0}
+            if not values:
+                continue
+            obs = Observation(cells=cells, measured=values, base_dir=exp_path.parent)
+            obs.engine = (cells.get("engine") or "vllm").lower()
+            try:
+                obs.family = get_gpu(cells.get("hardware", "")).family
+            except CapacitorError:
+                obs.family = ""  # the row will fail and be charged the penalty
+            out.append(obs)
+    return out
+
+
+def free_params(observations: Sequence[Observation]) -> list[Param]:
+    """The constants the observations can inform.
+
+    Hardware constants get one ``global`` multiplier; with rows from two or more GPU
+    families, each family also gets its own deviation (with half the prior width). A
+    constant no row exercises is left out: the low-precision GEMM efficiency without FP8 /
+    FP4 rows, the all-reduce latency without multi-GPU rows, the request path without
+    latency measurements. Engine constants are per engine present.
+    """
+    families = sorted({o.family for o in observations if o.family})
+    engines = sorted({o.engine for o in observations if o.engine})
+    low_precision = any(o.cells.get("precision", "").upper() in ("FP8", "FP4")
+                        for o in observations)
+    multi_gpu = any(_int(o.cells.get("tp")) * _int(o.cells.get("pp")) > 1 for o in observations)
+    latency = any(m.startswith(("ttft", "itl", "tpot", "e2e"))
+                  for o in observations for m in o.measured)
+    skip = set()
+    if not low_precision:
+        skip.add("gemm_max_low_precision")
+    if not multi_gpu:
+        skip.add("allreduce_latency_s")
+    if not latency:
+        skip |= {"ingress_s", "egress_s"}
+    params: list[Param] = []
+    for section, key, sigma in FAMILY_KEYS:
+        if key in skip:
+            continue
+        params.append(Param("global", "*", section, key, sigma))
+        if len(families) > 1:
+            params += [Param("family", fam, section, key, sigma / 2) for fam in families]
+    for section, key, sigma in ENGINE_KEYS:
+        if key not in skip:
+            params += [Param("engine", eng, section, key, sigma) for eng in engines]
+    return params
+
+
+def _int(text: str | None) -> int:
+    try:
+        return max(int(text or 1), 1)
+    except ValueError:
+        return 1
+
+
+def _base_value(prior: PerfProfile, p: Param, family: str) -> float:
+    engine = p.group if p.scope == "engine" else "vllm"
+    fam = family if p.scope != "engine" else "hopper"
+    return float(getattr(getattr(prior.constants(fam, engine), p.section), p.key))
+
+
+def profile_dict(prior: PerfProfile, params: Sequence[Param], theta: np.ndarray) -> dict[str, Any]:
+    """The prior profile's content with the fitted multipliers applied (a valid profile)."""
+    data = prior.to_dict()
+    families = data.setdefault("families", {})
+    engines = data.setdefault("engines", {})
+    by_key: dict[tuple[str, str], dict[str, float]] = {}
+    for p, t in zip(params, theta, strict=True):
+        by_key.setdefault((p.section, p.key), {})[f"{p.scope}:{p.group}"] = float(t)
+    for section, key, _ in FAMILY_KEYS:
+        logs = by_key.get((section, key))
+        if not logs:
+            continue
+        for fam in FAMILIES:
+            log_mult = logs.get("global:*", 0.0) + logs.get(f"family:{fam}", 0.0)
+            if "global:*" not in logs and f"family:{fam}" not in logs:
+                continue
+            value = _base_value(prior, Param("family", fam, section, key, 1.0), fam)
+            value *= math.exp(log_mult)
+            if key in FRACTION_KEYS:
+                value = min(value, 1.0)
+            layer = families.setdefault(fam, {}).setdefault("defaults", {})
+            layer.setdefault(section, {})[key] = float(value)
+            for eng_layer in families[fam].get("engines", {}).values():
+                eng_layer.get(section, {}).pop(key, None)
+    for section, key, _ in ENGINE_KEYS:
+        for group, log_mult in by_key.get((section, key), {}).items():
+            scope, eng = group.split(":")
+            if scope != "engine":
+                continue
+            value = _base_value(prior, Param("engine", eng, section, key, 1.0), "hopper")
+            value *= math.exp(log_mult)
+            engines.setdefault(eng, {}).setdefault(section, {})[key] = float(value)
+            for fam_data in families.values():
+                for layer in [fam_data.get("defaults", {}), *fam_data.get("engines", {}).values()]:
+                    layer.get(section, {}).pop(key, None)
+    return data
+
+
+def _constants_key(consts: Any) -> tuple:
+    """A hashable fingerprint of resolved ProfileConstants (memo key)."""
+    parts: list[Any] = [consts.family, consts.engine]
+    for section in ("efficiency", "overhead", "request_path", "memory"):
+        obj = getattr(consts, section)
+        for name in obj.__slots__:
+            value = getattr(obj, name)
+            parts.append(tuple(sorted(value.items())) if hasattr(value, "items") else value)
+    return tuple(parts)
+
+
+class _Predictor:
+    """Row predictions memoised on the row's resolved constants."""
+
+    def __init__(self, observations: Sequence[Observation]):
+        self.observations = list(observations)
+        self.cache: dict[tuple, dict[str, float] | None] = {}
+        self.num_simulations = 0
+
+    def predict(self, profile: PerfProfile) -> list[dict[str, float] | None]:
+        out = []
+        for i, obs in enumerate(self.observations):
+            try:
+                consts = profile.constants(obs.family, obs.engine) if obs.family else None
+            except CapacitorError:
+                consts = None
+            key = (i, None if consts is None else _constants_key(consts))
+            if key not in self.cache:
+                self.num_simulations += 1
+                try:
+                    pred = predict_row(Row(obs.cells, obs.base_dir), profile)
+                    self.cache[key] = {k: float(v) for k, v in pred.items()
+                                       if isinstance(v, int | float)}
+                except Exception:  # noqa: BLE001 - a failing row is charged a penalty
+                    self.cache[key] = None
+            out.append(self.cache[key])
+        return out
+
+
+def log_errors(obs: Observation, pred: dict[str, float] | None) -> list[float]:
+    """``log(predicted / measured)`` per measured metric (penalty when it cannot run)."""
+    out = []
+    for metric, meas in sorted(obs.measured.items()):
+        value = None if pred is None else pred.get(metric)
+        if value is None or not math.isfinite(value) or value <= 0:
+            out.append(FAILED_ROW_PENALTY)
+        else:
+            out.append(math.log(value / meas))
+    return out
+
+
+def fit(
+    observations: Sequence[Observation],
+    prior: PerfProfile,
+    params: Sequence[Param] | None = None,
+    *,
+    max_nfev: int = 60,
+    progress: Callable[[int, float], None] | None = None,
+) -> FitResult:
+    """Fit ``params`` (default :func:`free_params`) to ``observations``.
+
+    Raises:
+        CalibrationError: fewer measured rows than free constants, or no usable rows.
+    """
+    from scipy.optimize import least_squares
+
+    params = list(free_params(observations) if params is None else params)
+    usable = [o for o in observations if o.family]
+    if not usable:
+        raise CalibrationError("no measured row names a known GPU: nothing to fit")
+    num_free = len(params)
+    num_values = sum(len(o.measured) for o in usable)
+    if num_values < MIN_VALUES_PER_CONSTANT * num_free or len(usable) < MIN_ROWS:
+        raise CalibrationError(
+            f"{len(usable)} measured rows ({num_values} measured values) cannot fit "
+            f"{num_free} free constants ({', '.join(p.name for p in params[:4])}"
+            f"{' ...' if num_free > 4 else ''}): a fit needs at least {MIN_ROWS} rows and "
+            f"{MIN_VALUES_PER_CONSTANT} measured values per constant "
+            f"({MIN_VALUES_PER_CONSTANT * num_free}); add rows or measured metrics"
+        )
+    predictor = _Predictor(usable)
+    sigmas = np.array([p.sigma for p in params])
+    calls = [0]
+
+    def residuals(theta: np.ndarray) -> np.ndarray:
+        profile = PerfProfile(profile_dict(prior, params, theta), origin="<calibration>")
+        res: list[float] = []
+        for obs, pred in zip(usable, predictor.predict(profile), strict=True):
+            res += log_errors(obs, pred)
+        calls[0] += 1
+        out = np.concatenate([np.asarray(res) / MEASUREMENT_SIGMA, theta / sigmas])
+        if progress is not None:
+            progress(calls[0], float(0.5 * np.sum(out**2)))
+        return out
+
+    x0 = np.zeros(num_free)
+    # NOTE: a discrete-event simulation is piecewise smooth in its constants: finite
+    # differences need a step (2% in log-multiplier) well above its event-time jitter.
+    sol = least_squares(residuals, x0, method="trf", diff_step=0.02, max_nfev=max_nfev,
+                        xtol=1e-6, ftol=1e-6)
+    data = profile_dict(prior, params, sol.x)
+    final = PerfProfile(data, origin="<calibration>")
+    preds = predictor.predict(final)
+    return FitResult(
+        profile=data, params=params, theta=sol.x,
+        predictions={o.id: (p or {}) for o, p in zip(usable, preds, strict=True)},
+        cost=float(sol.cost), num_evaluations=calls[0], message=str(sol.message),
+        multipliers={p.name: float(math.exp(t)) for p, t in zip(params, sol.x, strict=True)},
+    )
+
+
+def ape_table(observations: Sequence[Observation],
+              predictions: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """{id: {metric: absolute percentage error}} (NaN where a prediction is missing)."""
+    out = {}
+    for obs in observations:
+        pred = predictions.get(obs.id, {})
+        out[obs.id] = {
+            m: (abs(pred[m] / v - 1.0) * 100.0 if pred.get(m) else math.nan)
+            for m, v in obs.measured.items()
+        }
+    return out
+
+
+def leave_one_out(
+    observations: Sequence[Observation],
+    prior: PerfProfile,
+    group_of: Callable[[Observation], str],
+    *,
+    max_nfev: int = 60,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Out-of-sample predictions: for each group (a model, a GPU), fit on the other rows
+    and predict that group's rows with the result."""
+    groups = sorted({group_of(o) for o in observations})
+    out: dict[str, dict[str, float]] = {}
+    for g in groups:
+        if progress is not None:
+            progress(g)
+        train = [o for o in observations if group_of(o) != g]
+        test = [o for o in observations if group_of(o) == g]
+        params = [p for p in free_params(train)]
+        result = fit(train, prior, params, max_nfev=max_nfev)
+        profile = PerfProfile(result.profile, origin="<leave-one-out>")
+        for obs, pred in zip(test, _Predictor(test).predict(profile), strict=True):
+            out[obs.id] = pred or {}
+    return out
+
+
+def write_profile(data: dict[str, Any], path: str | Path, description: str) -> None:
+    """Write a fitted profile YAML (validated first)."""
+    data = dict(data)
+    data["description"] = description
+    PerfProfile(data, origin=str(path))
+    Path(path).write_text(
+        "# capacitor engine profile written by `capacitor calibrate` (see capacitor/calibrate.py)\n"
+        + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def run_calibrate(
+    pairs: Sequence[tuple[str | Path, str | Path]],
+    out_path: str | Path,
+    *,
+    profile_path: str | Path | None = None,
+    leave_out: str = "model",
+    max_nfev: int = 60,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Fit, report in-sample and leave-one-out error, and write the profile to ``out_path``.
+
+    ``leave_out`` is ``model``, ``hardware`` or ``none``. The shipped profile is never
+    changed; ``profile_path`` is the prior (default: the shipped profile).
+    """
+    if leave_out not in ("model", "hardware", "none"):
+        raise CalibrationError(f"leave_out={leave_out!r}; valid: model, hardware, none")
+    prior = load_profile(profile_path)
+    observations = load_observations(pairs)
+    if progress:
+        progress(f"fitting {len(free_params(observations))} constants to "
+                 f"{len(observations)} measured rows")
+    result = fit(observations, prior, max_nfev=max_nfev)
+    report: dict[str, Any] = {
+        "rows": len(observations),
+        "free_constants": len(result.params),
+        "multipliers": result.multipliers,
+        "in_sample": ape_table(observations, result.predictions),
+    }
+    if leave_out != "none":
+        def group_of(o: Observation) -> str:
+            return o.cells.get(leave_out, "")
+
+        loo = leave_one_out(observations, prior, group_of, max_nfev=max_nfev,
+                            progress=(lambda g: progress(f"leave-one-{leave_out}-out: {g}"))
+                            if progress else None)
+        report["out_of_sample"] = ape_table(observations, loo)
+    write_profile(result.profile, out_path,
+                  f"fitted by capacitor calibrate to {len(observations)} measured rows")
+    return report
+
+
+def median_by_metric(table: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Median absolute percentage error per metric over the rows of an APE table."""
+    metrics = sorted({m for row in table.values() for m in row})
+    return {m: float(np.nanmedian([row[m] for row in table.values() if m in row]))
+            for m in metrics}
+
+
+__all__ = [
+    "ENGINE_KEYS",
+    "FAMILY_KEYS",
+    "FitResult",
+    "Observation",
+    "Param",
+    "ape_table",
+    "fit",
+    "free_params",
+    "leave_one_out",
+    "load_observations",
+    "median_by_metric",
+    "profile_dict",
+    "run_calibrate",
+    "write_profile",
+]

@@ -1,0 +1,126 @@
+"""capacitor calibrate: the fit recovers known constants from synthetic measurements.
+
+The oracle is independent of the shipped constants: a *truth* profile is made by scaling
+the shipped one by known factors; "measurements" are the model's predictions under the
+truth; the fit starts from the shipped prior and must find the factors again.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+
+from capacitor.calibrate import (
+    Observation,
+    Param,
+    fit,
+    free_params,
+    load_observations,
+    profile_dict,
+    run_calibrate,
+)
+from capacitor.errors import CalibrationError
+from capacitor.perf.profile import PerfProfile, load_profile
+from capacitor.validate import Row, predict_row
+
+TRUTH = {  # (scope, group, section, key) -> factor applied to the shipped value
+    ("global", "*", "efficiency", "weight_bw"): 0.80,
+    ("engine", "vllm", "overhead", "step_fixed_s"): 3.0,
+    ("engine", "vllm", "request_path", "ingress_s"): 4.0,
+}
+METRICS = ("ttft_mean_ms", "itl_mean_ms", "e2e_mean_ms", "output_tokens_per_s")
+
+
+MODELS = (
+    ("meta-llama/Llama-3.1-8B-Instruct", "1"),
+    ("mistralai/Mistral-Nemo-Instruct-2407", "1"),
+    ("meta-llama/Llama-3.1-70B-Instruct", "4"),
+)
+
+
+def _rows(hardware: str) -> list[dict[str, str]]:
+    """Closed-loop runs of a small and a large model (different weight bytes per GPU make
+    the per-step overhead and the weight-streaming efficiency separately identifiable)."""
+    rows = []
+    for i, (conc, isl, osl) in enumerate(
+        [(1, 256, 64), (4, 512, 128), (16, 1024, 128), (32, 256, 256), (8, 2048, 64),
+         (64, 512, 128), (2, 4096, 32), (24, 1024, 256), (12, 128, 512), (48, 768, 96),
+         (1, 1024, 128), (6, 256, 64)]
+    ):
+        model, tp = MODELS[i % 3]
+        rows.append({
+            "id": f"r{i}", "model": model, "hardware": hardware,
+            "tp": tp, "precision": "FP16", "engine": "vllm", "max_num_seqs": "64",
+            "max_num_batched_tokens": "2048", "workload": "closed_loop",
+            "concurrency": str(conc), "isl": str(isl), "osl": str(osl),
+            "num_requests": str(4 * conc + 8), "seed": "7",
+        })
+    return rows
+
+
+def _truth_profile(prior: PerfProfile, params: list[Param]) -> PerfProfile:
+    theta = [math.log(TRUTH.get((p.scope, p.group, p.section, p.key), 1.0)) for p in params]
+    return PerfProfile(profile_dict(prior, params, theta), origin="<truth>")
+
+
+def _write(tmp_path, rows, profile):
+    exp = tmp_path / "exp.csv"
+    with exp.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    meas = tmp_path / "meas.csv"
+    with meas.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", *METRICS])
+        for row in rows:
+            pred = predict_row(Row(row, "."), profile)
+            w.writerow([row["id"], *(repr(pred[m]) for m in METRICS)])
+    return exp, meas
+
+
+def test_fit_recovers_known_constants_on_a_different_gpu(tmp_path):
+    prior = load_profile(None)
+    rows = _rows("A100-80GB")  # not the GPU family of the public vLLM runs
+    skeleton = [Observation(cells=r, measured={"e2e_mean_ms": 1.0}, base_dir=tmp_path,
+                            family="ampere", engine="vllm") for r in rows]
+    params = free_params(skeleton)
+    exp, meas = _write(tmp_path, rows, _truth_profile(prior, params))
+    observations = load_observations([(exp, meas)])
+    assert len(observations) == len(rows)
+    result = fit(observations, prior, max_nfev=80)
+    for (scope, group, section, key), factor in TRUTH.items():
+        name = f"{scope}:{group}:{section}.{key}"
+        assert result.multipliers[name] == pytest.approx(factor, rel=0.15), name
+    # the fitted profile reproduces the synthetic measurements
+    for obs in observations:
+        for metric, value in obs.measured.items():
+            assert result.predictions[obs.id][metric] == pytest.approx(value, rel=0.03)
+
+
+def test_too_few_rows_is_refused_with_a_clear_message(tmp_path):
+    prior = load_profile(None)
+    rows = _rows("H100")[:3]
+    exp, meas = _write(tmp_path, rows, prior)
+    with pytest.raises(CalibrationError, match="cannot fit .* free constants"):
+        run_calibrate([(exp, meas)], tmp_path / "out.yaml", leave_out="none")
+    assert not (tmp_path / "out.yaml").exists()
+
+
+def test_calibrate_writes_a_loadable_profile_and_keeps_the_shipped_one(tmp_path):
+    prior = load_profile(None)
+    shipped_before = prior.to_dict()
+    rows = _rows("H100")
+    exp, meas = _write(tmp_path, rows, prior)
+    out = tmp_path / "fitted.yaml"
+    report = run_calibrate([(exp, meas)], out, leave_out="none", max_nfev=30)
+    fitted = load_profile(out)
+    assert fitted.constants("hopper", "vllm").efficiency.weight_bw > 0
+    assert report["rows"] == len(rows)
+    # measurements made with the prior: the fit stays near it
+    for mult in report["multipliers"].values():
+        assert 0.8 < mult < 1.25
+    load_profile.cache_clear() if hasattr(load_profile, "cache_clear") else None
+    assert load_profile(None).to_dict() == shipped_before
