@@ -13,7 +13,7 @@ from capacitor.catalog.hardware import get_gpu
 from capacitor.catalog.models import resolve_model
 from capacitor.errors import CalibrationError, ConfigError, MemoryFitError
 from capacitor.perf import step_time as st
-from capacitor.perf.coefficients import build_coefficients, describe_coefficients
+from capacitor.perf.coefficients import build_coefficients, describe_coefficients, ep_imbalance
 from capacitor.perf.memory import (
     kv_bytes_per_block_per_gpu,
     kv_bytes_per_token_per_gpu,
@@ -330,3 +330,129 @@ def test_step_times_are_physical() -> None:
     prefill = st.step_time_s(c, 2048, 1, 1, st.prefill_pairs(2048, 0), 0)
     assert 5e-3 < one < batch < prefill < 0.1
     assert np.all(np.isfinite(c)) and np.all(c >= 0)
+
+
+# ---- expert parallelism ------------------------------------------------------------------------
+
+MIXTRAL = resolve_model("mistralai/Mixtral-8x7B-v0.1")
+
+
+def _moe_weight_term(c: np.ndarray, tokens: int) -> float:
+    """Step time a decode batch of ``tokens`` spends on routed experts (all else cancels)."""
+    no_moe = c.copy()
+    no_moe[st.C_MOE_TOPK_FRACTION] = 0.0
+    return st.step_time_s(c, tokens, tokens, 0, 0, 0) - st.step_time_s(
+        no_moe, tokens, tokens, 0, 0, 0
+    )
+
+
+def _monte_carlo_imbalance(num_experts, top_k, ep, tokens, trials=400, seed=0) -> float:
+    """Busiest GPU's touched experts over the mean, routing each token to top_k distinct
+    experts uniformly at random (experts 0..E-1 laid out in ep contiguous groups)."""
+    rng = np.random.default_rng(seed)
+    picks = np.argpartition(rng.random((trials, tokens, num_experts)), top_k, axis=-1)[..., :top_k]
+    touched = np.zeros((trials, num_experts), dtype=bool)
+    touched[np.arange(trials)[:, None], picks.reshape(trials, -1)] = True
+    per_gpu = touched.reshape(trials, ep, num_experts // ep).sum(axis=2)
+    mean_touched = num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens) / ep
+    return float(per_gpu.max(axis=1).mean() / mean_touched)
+
+
+def test_ep_single_decode_token_mixtral_matches_hand_count() -> None:
+    # One token picks 2 of 8 experts; at ep=2 each GPU owns 4. Both picks land on one GPU in
+    # 2*C(4,2) = 12 of C(8,2) = 28 cases, so the busiest GPU streams E[max] = (12*2 + 16*1)/28
+    # = 10/7 experts where TP slicing streams the mean, 1 expert's worth per GPU.
+    tp1 = build_coefficients(MIXTRAL, H100, tp=2, ep=1, precision="BF16")
+    ep2 = build_coefficients(MIXTRAL, H100, tp=2, ep=2, precision="BF16")
+    assert tp1[st.C_MOE_TOPK_FRACTION] == pytest.approx(2 / 8)
+    assert _moe_weight_term(ep2, 1) / _moe_weight_term(tp1, 1) == pytest.approx(10 / 7, rel=0.02)
+    # The binomial model (experts touched independently) is within 3% of the exact count.
+    assert ep_imbalance(8, 2, 2, 1) == pytest.approx(10 / 7, rel=0.03)
+    assert ep_imbalance(8, 2, 1, 1) == 1.0
+    # Every expert touched: whole experts or slices, each GPU streams the same bytes.
+    assert _moe_weight_term(ep2, 256) == pytest.approx(_moe_weight_term(tp1, 256), rel=1e-4)
+    ratios = [_moe_weight_term(ep2, t) / _moe_weight_term(tp1, t) for t in (1, 2, 4, 8, 16, 32)]
+    assert all(b <= a + 1e-12 for a, b in zip(ratios, ratios[1:], strict=False)), ratios
+    # Bytes per GPU, all other slots and the full-load step are unchanged.
+    same = [i for i in range(st.NUM_COEFFS) if i != st.C_MOE_TOPK_FRACTION]
+    assert np.array_equal(tp1[same], ep2[same])
+
+
+@pytest.mark.parametrize(
+    ("model_ref", "tp", "tolerance"),
+    [("mistralai/Mixtral-8x7B-v0.1", 2, 0.05), ("Qwen/Qwen3-30B-A3B", 4, 0.25)],
+)
+def test_ep_imbalance_tracks_monte_carlo_routing(model_ref, tp, tolerance) -> None:
+    model = resolve_model(model_ref)
+    base = build_coefficients(model, H100, tp=tp, ep=1, precision="BF16")
+    ep = build_coefficients(model, H100, tp=tp, ep=tp, precision="BF16")
+    for tokens in (1, 2, 4, 8, 16, 32):
+        modeled = _moe_weight_term(ep, tokens) / _moe_weight_term(base, tokens)
+        simulated = _monte_carlo_imbalance(model.num_experts, model.num_experts_per_tok, tp, tokens)
+        assert modeled >= 1.0
+        assert modeled == pytest.approx(simulated, rel=tolerance), (tokens, modeled, simulated)
+
+
+def test_ep_slower_per_token_at_small_batches_only() -> None:
+    tp1 = build_coefficients(MIXTRAL, H100, tp=2, ep=1, precision="BF16")
+    ep2 = build_coefficients(MIXTRAL, H100, tp=2, ep=2, precision="BF16")
+
+    def decode(c, t):
+        return st.step_time_s(c, t, t, 0, 0, t * 500)
+
+    assert decode(ep2, 1) > 1.15 * decode(tp1, 1)
+    assert decode(ep2, 4) > 1.05 * decode(tp1, 4)
+    assert decode(ep2, 128) == pytest.approx(decode(tp1, 128), rel=1e-3)
+    prefill = (2048, 1, 1, st.prefill_pairs(2048, 0), 0)
+    assert st.step_time_s(ep2, *prefill) == pytest.approx(st.step_time_s(tp1, *prefill), rel=1e-6)
+
+
+def test_ep_keeps_allreduce_unless_all_to_all_is_modelled() -> None:
+    tp1 = build_coefficients(MIXTRAL, H100, tp=2, ep=1, precision="BF16")
+    ep2 = build_coefficients(MIXTRAL, H100, tp=2, ep=2, precision="BF16")
+    a2a = build_coefficients(MIXTRAL, H100, tp=2, ep=2, precision="BF16", moe_all_to_all=True)
+    for slot in (st.C_COMM_FIXED_S, st.C_COMM_S_PER_TOKEN):
+        assert ep2[slot] == tp1[slot]  # vLLM, dp = 1: the MoE output is all-reduced as in TP
+    # Dispatch/combine layout, Mixtral (32 MoE layers, hidden 4096, top-2) at tp = ep = 2:
+    # per MoE layer, reduce-scatter + all-gather for attention (ring bytes 2*(1/2)*4096*2 per
+    # token) and a dispatch + a combine of 2 experts x 4096 x 2 bytes x (1/2 remote) for each
+    # rank's half of the tokens: 2 * 2 * 4096 * 2 * 1/2 / 2 = 8192 bytes per batch token.
+    link = 450e9  # H100 SXM NVLink per direction
+    ar_bw = _file_constant("efficiency", "allreduce_bw")
+    a2a_bw = _file_constant("efficiency", "all_to_all_bw")
+    per_token = 32 * (4096 * 2 / (link * ar_bw) + 8192 / (link * a2a_bw))
+    assert a2a[st.C_COMM_S_PER_TOKEN] == pytest.approx(per_token, rel=1e-9)
+    latency = 32 * (
+        2 * _file_constant("efficiency", "allreduce_latency_s")
+        + 2 * _file_constant("efficiency", "all_to_all_latency_s")
+    )
+    assert a2a[st.C_COMM_FIXED_S] == pytest.approx(latency, rel=1e-9)
+    # Qwen3-30B-A3B (every layer MoE, hidden 2048, top-8) at tp = ep = 4: the ring moves
+    # 2*(3/4)*2048*2 = 6144 bytes per token per collective; dispatch + combine move
+    # 2 * 8 * 2048 * 2 * (3/4) / 4 = 12288: twice the MoE all-reduce they replace.
+    qwen = resolve_model("Qwen/Qwen3-30B-A3B")
+    plain = build_coefficients(qwen, H100, tp=4, ep=4, precision="BF16")
+    spread = build_coefficients(qwen, H100, tp=4, ep=4, precision="BF16", moe_all_to_all=True)
+    expected = (6144 / ar_bw + 12288 / a2a_bw) / (2 * 6144 / ar_bw)
+    ratio = spread[st.C_COMM_S_PER_TOKEN] / plain[st.C_COMM_S_PER_TOKEN]
+    assert ratio == pytest.approx(expected, rel=1e-9) and ratio > 1.2
+
+
+def test_ep_validation_names_ep() -> None:
+    with pytest.raises(ConfigError, match=r"ep=2: .*dense"):
+        build_coefficients(LLAMA8B, H100, tp=2, ep=2)
+    with pytest.raises(ConfigError, match=r"ep=4: must equal tp=2"):
+        build_coefficients(MIXTRAL, H100, tp=2, ep=4)
+    with pytest.raises(ConfigError, match=r"ep=2: must equal tp=4"):
+        num_gpu_blocks(MIXTRAL, H100, tp=4, ep=2, precision="BF16")
+    with pytest.raises(ConfigError, match=r"ep=16: must divide num_experts=8"):
+        build_coefficients(MIXTRAL, H100, tp=16, ep=16)
+    with pytest.raises(ConfigError, match=r"ep=8: must equal tp=2 \(or tp\*pp=4\)"):
+        build_coefficients(MIXTRAL, H100, tp=2, pp=2, ep=8)
+    # A layer's experts spread over its own stage's tp GPUs: ep = tp*pp reads the same.
+    by_stage = build_coefficients(MIXTRAL, H100, tp=2, pp=2, ep=2)
+    by_replica = build_coefficients(MIXTRAL, H100, tp=2, pp=2, ep=4)
+    assert np.array_equal(by_stage, by_replica)
+    assert weight_bytes_per_gpu(MIXTRAL, "BF16", tp=4, ep=4) == weight_bytes_per_gpu(
+        MIXTRAL, "BF16", tp=4
+    )

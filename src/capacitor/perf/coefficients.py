@@ -16,11 +16,14 @@ gemm_half_tokens         profile gemm_half_tokens
 attn_prefill_s_per_pair  layers x attention_flops_per_pair_per_layer / tp / (16-bit peak, or
                          FP8 peak when the KV cache is FP8 and the GPU has FP8, x attention)
 attn_decode_s_per_token  KV bytes per token per GPU (all layers) / (HBM B/s x kv_bw)
-comm_fixed_s             tp > 1: 2 all-reduces per layer x latency; pp > 1: (pp-1) sends
+comm_fixed_s             tp > 1: 2 all-reduces per layer x latency; pp > 1: (pp-1) sends;
+                         moe_all_to_all: + dispatch/combine latencies (below)
 comm_s_per_token         tp > 1: 2 x layers x hidden x 2 bytes x 2(tp-1)/tp / (link B/s x
-                         allreduce_bw) (ring); pp > 1: + (pp-1) x hidden x 2 bytes / link
+                         allreduce_bw) (ring); pp > 1: + (pp-1) x hidden x 2 bytes / link;
+                         moe_all_to_all: MoE layers' all-reduce -> dispatch + combine (below)
 moe_weight_s             routed-expert bytes / tp / (HBM B/s x weight_bw)
-moe_topk_fraction        num_experts_per_tok / num_experts (0 for dense models)
+moe_topk_fraction        num_experts_per_tok / num_experts (0 for dense models); with ep > 1
+                         the busiest GPU's effective fraction ep_touch_fraction(E, k, ep)
 moe_gemm_s_per_token     2 x routed params one token uses / tp / peak x gemm_max
 fixed_s, per_seq_s,      profile overheads; per_seq_s adds the LM-head GEMM of one sequence
 per_prefill_seq_s        (2 x vocab x hidden / tp at the 16-bit rate)
@@ -34,13 +37,58 @@ latency model of one batch, pessimistic for throughput at pp > 1.
 
 Weight-only quantization: FP8 weights on a GPU without FP8 tensor cores (Ampere) and FP4
 weights without FP4 tensor cores (Hopper, Ada, CDNA3) shrink the bytes streamed but compute
-at the 16-bit rate, as vLLM's Marlin W8A16 / W4A16 kernels do. Expert parallelism is assumed
-to keep the same per-GPU bytes and FLOPs as TP-sliced experts (balanced routing); its
-all-to-all is not modelled separately from the all-reduce.
+at the 16-bit rate, as vLLM's Marlin W8A16 / W4A16 kernels do.
+
+Expert parallelism (vLLM ``--enable-expert-parallel``; ``ep`` = tp, the EP group being
+TP x DP with DP = 1 inside one replica, per pipeline stage). Each of the tp GPUs of a stage
+holds ``n = E / ep`` whole experts instead of a 1/tp slice of all E. Per GPU the bytes and,
+on average, the FLOPs are the same as TP slicing; what changes:
+
+(a) Routing imbalance. A step waits for its busiest GPU. With TP slicing every GPU streams
+    its slice of each expert the batch touches (``E p_T`` of them, ``p_T = 1 - (1 - k/E)^T``
+    for T tokens choosing top-k of E uniformly), so all GPUs do the same work. With EP a GPU
+    streams the whole experts it owns that were touched, ``U_g ~ Binomial(n, p_T)``
+    (independence between experts assumed), and the step streams
+    ``E[max_g U_g] = sum_{j=0}^{n-1} (1 - F_{n,p_T}(j)^ep)`` experts' worth of bytes
+    (order statistics of ep i.i.d. counts; F the binomial CDF) against a mean of ``n p_T``.
+    The ratio ``E[max_g U_g] / (n p_T)`` is the imbalance factor on the expert-weight term:
+    10/7 = 1.43 for one Mixtral decode token at ep=2 (the two chosen experts land on one
+    GPU with probability 3/7), falling to 1 once every expert is touched (T >~ 16 for
+    Mixtral). To keep ``step_time_s``'s 13-slot layout and its T-dependence, ep > 1 stores an
+    effective per-token touch fraction ``f_ep`` in ``moe_topk_fraction`` instead of k/E:
+    the modelled busiest-GPU share ``1 - (1 - f_ep)^T`` is least-squares fitted (in log) to
+    ``E[max_g U_g] / n`` at T = 1, 2, 4, ..., 64 (the decode batches of one replica),
+    :func:`ep_touch_fraction`. It stays exact at T -> infinity (all experts), is within 2% of
+    a Monte-Carlo of top-k routing for Mixtral (8 experts, top-2) and within ~25% of the
+    factor for top-1 routing or 128-256 experts (one fraction cannot follow the decay of a
+    binomial maximum at every T; :func:`ep_imbalance` is the exact-model factor). Routing is
+    assumed uniform:
+    real routers are skewed (DeepSeek-V3 tech report, arXiv 2412.19437, which adds redundant
+    experts / EPLB for that), so this is a lower bound on the imbalance. The busiest GPU's
+    token-expert GEMM work is also above the mean, by ``~1 + z_ep sqrt((ep-1)/(T k))``
+    under uniform routing: under 3% where the GEMM term binds (T >~ 1000), so not modelled.
+(b) Communication. vLLM runs all-to-all dispatch/combine kernels only when
+    ``FusedMoEParallelConfig.use_all2all_kernels`` holds, i.e. EP with data parallel
+    attention (dp > 1) or sequence-parallel MoE (which itself needs dp > 1); inside one
+    replica (dp = 1) the tokens are already replicated on every TP rank after the attention
+    all-reduce, each rank runs its own experts on them (``expert_map``) and the MoE output is
+    all-reduced exactly as with TP-sliced experts. So the default keeps the all-reduce.
+    ``moe_all_to_all=True`` models the dispatch/combine layout instead (tokens sharded T/tp
+    per rank): per MoE layer the MoE all-reduce becomes a dispatch and a combine, each
+    ``k x hidden x 2 bytes x (ep-1)/ep`` per token a rank owns, i.e.
+    ``k x hidden x 2 x (ep-1) / (ep x tp)`` per batch token per GPU, over the link at
+    ``all_to_all_bw`` with ``all_to_all_latency_s`` each; the attention all-reduce becomes a
+    reduce-scatter + all-gather (same bytes, two latencies).
+
+Direction: for one replica at small batches ep > 1 is slower per token than TP-sliced
+experts (the busiest GPU streams more expert bytes than the mean), by up to the factor above
+on the expert-weight term; at large batches (every expert touched) the two are equal.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -60,6 +108,10 @@ from capacitor.perf.profile import PerfProfile, ProfileConstants
 #: Bytes per activation value crossing the interconnect (bf16/fp16 hidden states).
 ACTIVATION_BYTES = 2.0
 _SIXTEEN_BIT = ("bf16", "fp16")
+#: Batch sizes (tokens per step) at which :func:`ep_touch_fraction` matches the busiest GPU's
+#: expected expert count: the decode batches of one replica.
+EP_FIT_TOKENS = (1, 2, 4, 8, 16, 32, 64)
+_EP_FIT_GRID = 2001
 
 
 def compute_precision(weight_precision: str, gpu: Any) -> str:
@@ -82,6 +134,65 @@ def _attention_flops_per_s(gpu: Any, kv_cache_dtype: str | None, c: ProfileConst
     return gpu.tflops(precision) * 1e12 * c.efficiency.attention
 
 
+def expected_max_binomial(n: int, p: float, num_groups: int) -> float:
+    """Expected maximum of ``num_groups`` independent Binomial(n, p) counts:
+    ``sum_{j=0}^{n-1} (1 - F(j)^num_groups)`` with F the Binomial(n, p) CDF.
+
+    >>> round(expected_max_binomial(4, 0.25, 2), 4)
+    1.4616
+    """
+    if p <= 0.0 or n <= 0:
+        return 0.0
+    if p >= 1.0:
+        return float(n)
+    cdf, total = 0.0, 0.0
+    for j in range(n):
+        cdf = min(1.0, cdf + math.comb(n, j) * p**j * (1.0 - p) ** (n - j))
+        total += 1.0 - cdf**num_groups
+    return total
+
+
+def ep_imbalance(num_experts: int, top_k: int, ep: int, num_tokens: float) -> float:
+    """Expert-weight bytes the busiest of ``ep`` GPUs streams over the mean, for a step of
+    ``num_tokens`` tokens routed uniformly top-``top_k`` of ``num_experts`` (>= 1; 1 at ep=1):
+    ``E[max_g U_g] / (n p_T)``, ``U_g ~ Binomial(n = E/ep, p_T = 1 - (1 - k/E)^T)``."""
+    if ep <= 1:
+        return 1.0
+    n = num_experts // ep
+    p = 1.0 - (1.0 - top_k / num_experts) ** num_tokens
+    return expected_max_binomial(n, p, ep) / (n * p)
+
+
+@functools.cache
+def ep_touch_fraction(num_experts: int, top_k: int, ep: int) -> float:
+    """The ``moe_topk_fraction`` slot for experts spread over ``ep`` GPUs (module docstring).
+
+    ``k/E`` at ep = 1. Otherwise the f in [k/E, 1] whose ``1 - (1 - f)^T`` best matches (least
+    squares in log) the busiest GPU's expected share of its experts touched,
+    ``E[max_g U_g] / n``, at T in :data:`EP_FIT_TOKENS`; ``step_time_s`` then charges
+    ``moe_weight_s x (1 - (1 - f)^T)``, which tends to all the GPU's experts as T grows.
+
+    Raises:
+        ValueError: ``ep`` does not divide ``num_experts`` or ``top_k`` not in 1..E.
+    """
+    if num_experts < 1 or not 1 <= top_k <= num_experts:
+        raise ValueError(f"top_k={top_k} must be in 1..num_experts={num_experts}")
+    base = top_k / num_experts
+    if ep <= 1:
+        return base
+    if num_experts % ep:
+        raise ValueError(f"ep={ep} must divide num_experts={num_experts}")
+    n = num_experts // ep
+    tokens = np.asarray(EP_FIT_TOKENS, dtype=np.float64)
+    target = np.array(
+        [expected_max_binomial(n, 1.0 - (1.0 - base) ** t, ep) / n for t in EP_FIT_TOKENS]
+    )
+    grid = np.linspace(base, 1.0, _EP_FIT_GRID)
+    modeled = 1.0 - (1.0 - grid[:, None]) ** tokens[None, :]  # > 0: grid starts at k/E > 0
+    error = ((np.log(modeled) - np.log(target)[None, :]) ** 2).sum(axis=1)
+    return float(grid[int(np.argmin(error))])
+
+
 def build_coefficients(
     model: Any,
     gpu: Any,
@@ -93,16 +204,23 @@ def build_coefficients(
     kv_cache_dtype: str | None = "auto",
     engine: str = "vllm",
     profile: PerfProfile | ProfileConstants | None = None,
+    moe_all_to_all: bool = False,
 ) -> np.ndarray:
     """The ``NUM_COEFFS`` float64 vector for :func:`step_time_s` (layout in step_time.py).
 
     ``precision`` None means the checkpoint's ``model.weight_dtype``; ``profile`` None the
-    shipped default, resolved for ``gpu.family`` and ``engine``.
+    shipped default, resolved for ``gpu.family`` and ``engine``. ``ep`` > 1 (whole experts on
+    each of the tp GPUs) raises the busiest GPU's expert-weight share (module docstring, (a));
+    ``moe_all_to_all`` with ep > 1 replaces the MoE layers' all-reduce by all-to-all dispatch
+    and combine ((b); not what vLLM runs inside one dp = 1 replica, hence off by default).
 
     Raises:
         ConfigError: invalid tp/pp/ep, unknown engine, precision or kv_cache_dtype.
     """
     check_parallelism(model, tp, pp, ep)
+    # The GPUs one MoE layer's experts spread over: the tp GPUs of its pipeline stage (ep is
+    # tp, or tp*pp counting every stage's GPUs; check_parallelism allows nothing else).
+    ep_group = tp if ep > 1 else 1
     c = resolve_constants(profile, gpu, engine)
     eff = c.efficiency
     weight_precision = normalize_precision(precision, model)
@@ -138,8 +256,21 @@ def build_coefficients(
     comm_fixed = comm_per_token = 0.0
     if tp > 1:
         ring = 2.0 * (tp - 1) / tp
-        comm_fixed += 2 * layers * latency
-        comm_per_token += 2 * layers * hidden * ACTIVATION_BYTES * ring / link
+        all_reduces = 2 * layers
+        if moe_all_to_all and ep_group > 1:
+            # Per MoE layer: attention all-reduce -> reduce-scatter + all-gather (same bytes,
+            # two latencies); MoE all-reduce -> dispatch + combine of each rank's T/tp tokens.
+            moe_layers = model.num_moe_layers
+            all_reduces -= moe_layers
+            a2a_link = gpu.interconnect_gb_s * 1e9 * eff.all_to_all_bw
+            a2a_latency = eff.all_to_all_latency_s
+            if gpu.interconnect == "pcie":
+                a2a_latency = max(a2a_latency, eff.allreduce_latency_pcie_s)
+            comm_fixed += moe_layers * (latency + 2 * a2a_latency)
+            k_remote = model.num_experts_per_tok * (ep_group - 1) / (ep_group * tp)
+            comm_per_token += moe_layers * 2 * k_remote * hidden * ACTIVATION_BYTES / a2a_link
+        comm_fixed += all_reduces * latency
+        comm_per_token += all_reduces * hidden * ACTIVATION_BYTES * ring / link
     if pp > 1:
         comm_fixed += (pp - 1) * latency
         comm_per_token += (pp - 1) * hidden * ACTIVATION_BYTES / link
@@ -149,7 +280,9 @@ def build_coefficients(
     if model.is_moe:
         routed_per_token = model.active_param_count() - model.dense_param_count()
         coeffs[st.C_MOE_WEIGHT_S] = experts * bpp / tp / (hbm * eff.weight_bw)
-        coeffs[st.C_MOE_TOPK_FRACTION] = model.num_experts_per_tok / model.num_experts
+        coeffs[st.C_MOE_TOPK_FRACTION] = ep_touch_fraction(
+            model.num_experts, model.num_experts_per_tok, ep_group
+        )
         coeffs[st.C_MOE_GEMM_S_PER_TOKEN] = 2.0 * routed_per_token / tp / gemm_rate
     return coeffs
 
@@ -161,4 +294,13 @@ def describe_coefficients(coeffs: np.ndarray) -> dict[str, float]:
     return {name: float(value) for name, value in zip(st.COEFF_NAMES, coeffs, strict=True)}
 
 
-__all__ = ["ACTIVATION_BYTES", "build_coefficients", "compute_precision", "describe_coefficients"]
+__all__ = [
+    "ACTIVATION_BYTES",
+    "EP_FIT_TOKENS",
+    "build_coefficients",
+    "compute_precision",
+    "describe_coefficients",
+    "ep_imbalance",
+    "ep_touch_fraction",
+    "expected_max_binomial",
+]

@@ -8,8 +8,10 @@ its per-channel / 128x128 block scales being negligible, FP4 0.5 byte plus one F
 16 values = 0.5625 byte); input embedding and LM head stay 16-bit, as quantized checkpoints
 keep them. Tensor parallelism splits everything tp ways (vocab-parallel embeddings, column/
 row-parallel projections, experts sliced per rank). Expert parallelism (vLLM
-``--enable-expert-parallel``) places whole experts on the same tp*pp GPUs instead of slicing
-them: the bytes per GPU are the same, so ``ep`` only has to be valid. Pipeline parallelism
+``--enable-expert-parallel``) places E/tp whole experts on each GPU of a stage instead of a
+1/tp slice of all E: the bytes per GPU are the same (E divisible by ep), and with dp = 1 no
+all-to-all buffers are allocated, so ``ep`` only has to be valid (:func:`check_parallelism`);
+its step-time effects are in :mod:`capacitor.perf.coefficients`. Pipeline parallelism
 puts ceil(layers/pp) layers on the fullest stage, plus the embedding (first stage) or the LM
 head (last stage); we size every GPU like that fullest stage (conservative by < 1 layer).
 
@@ -98,8 +100,11 @@ def check_parallelism(model: Any, tp: int, pp: int, ep: int) -> None:
     """ConfigError naming the field when tp, pp or ep cannot work for ``model``.
 
     tp must divide the attention heads (and, like vLLM, divide or be a multiple of the KV
-    heads); pp must be 1..num_layers; ep > 1 needs an MoE model, must divide tp*pp (experts
-    are spread over the replica's GPUs) and the number of experts."""
+    heads); pp must be 1..num_layers; ep > 1 needs an MoE model, must divide the number of
+    experts, and must equal tp: vLLM's ``--enable-expert-parallel`` sets the expert-parallel
+    group to TP x DP with DP = 1 inside one replica (pipeline stages hold different layers,
+    so a layer's experts spread over its stage's tp GPUs). ``ep = tp*pp`` (every GPU of the
+    replica counted) is accepted as the same layout."""
     for field, value in (("tp", tp), ("pp", pp), ("ep", ep)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{field}={value!r}: must be an integer >= 1")
@@ -114,10 +119,18 @@ def check_parallelism(model: Any, tp: int, pp: int, ep: int) -> None:
         raise ConfigError(f"pp={pp}: exceeds num_layers={model.num_layers} of {model.name}")
     if ep > 1:
         if not model.is_moe:
-            raise ConfigError(f"ep={ep}: {model.name} has no experts to spread")
-        if (tp * pp) % ep or model.num_experts % ep:
             raise ConfigError(
-                f"ep={ep}: must divide tp*pp={tp * pp} and num_experts={model.num_experts}"
+                f"ep={ep}: {model.name} is a dense model, it has no experts to spread; use ep=1"
+            )
+        if ep not in (tp, tp * pp):
+            both = f"tp={tp}" if pp == 1 else f"tp={tp} (or tp*pp={tp * pp})"
+            raise ConfigError(
+                f"ep={ep}: must equal {both}: vLLM's expert-parallel group is TP x DP, "
+                "DP = 1 in one replica"
+            )
+        if model.num_experts % ep:
+            raise ConfigError(
+                f"ep={ep}: must divide num_experts={model.num_experts} of {model.name}"
             )
 
 

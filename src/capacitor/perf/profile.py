@@ -53,7 +53,10 @@ class Efficiency:
     allreduce_bw: NCCL bus bandwidth as a fraction of the per-direction link rate.
     allreduce_latency_s / allreduce_latency_pcie_s: fixed cost of one all-reduce (or
     pipeline send) over NVLink/xGMI / over PCIe, seconds. pcie_bw: fraction of the host
-    link rate achieved copying KV blocks (CPU offload).
+    link rate achieved copying KV blocks (CPU offload). all_to_all_bw, all_to_all_latency_s:
+    MoE expert-parallel dispatch or combine (all-to-all): fraction of the per-direction link
+    rate, and fixed cost of one such call over NVLink/xGMI (seconds); used only when the
+    dispatch/combine layout is modelled (``build_coefficients(moe_all_to_all=True)``).
     """
 
     weight_bw: float
@@ -66,6 +69,8 @@ class Efficiency:
     allreduce_latency_s: float
     allreduce_latency_pcie_s: float
     pcie_bw: float
+    all_to_all_bw: float
+    all_to_all_latency_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +154,8 @@ class _EfficiencyIn(_Strict):
     allreduce_latency_s: float | None = Field(None, ge=0.0, le=1e-2)
     allreduce_latency_pcie_s: float | None = Field(None, ge=0.0, le=1e-2)
     pcie_bw: float | None = Field(None, **_FRACTION)
+    all_to_all_bw: float | None = Field(None, **_FRACTION)
+    all_to_all_latency_s: float | None = Field(None, ge=0.0, le=1e-2)
 
 
 class _OverheadIn(_Strict):
