@@ -82,7 +82,7 @@ def _cpu_touch(st, node, cached, cpu_cached, cpu_prev, cpu_next, cpu_cap):
             _list_remove(st, _CPU_HEAD, h, cpu_prev, cpu_next)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _pin(st, r, src, pins, cached, lru_prev, lru_next):
     node = r
     while node >= 0:
@@ -93,7 +93,7 @@ def _pin(st, r, src, pins, cached, lru_prev, lru_next):
         node = src[node]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _unpin(st, r, src, pins, cached, lru_prev, lru_next):
     node = r
     while node >= 0:
@@ -104,7 +104,7 @@ def _unpin(st, r, src, pins, cached, lru_prev, lru_next):
         node = src[node]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _allocate(st, k, cached, lru_prev, lru_next):
     """Take ``k`` free blocks (uncached first, then LRU evictions). False if too few."""
     if k <= 0:
@@ -125,7 +125,7 @@ def _allocate(st, k, cached, lru_prev, lru_next):
     return True
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _hit_blocks(r, num_tokens, bs, src, start, cached, chain, cpu_cached, any_tier):
     """Leading blocks of ``r``'s ``num_tokens`` tokens found in the GPU cache, or with
     ``any_tier`` in the GPU or host cache."""

@@ -1,12 +1,14 @@
-"""Small fast-kernel helpers: integer ceil-division, the release heap, ITL binning."""
+"""Small fast-kernel helpers: integer ceil-division, the release heap, ITL binning, and
+releasing the clients that wait on an answer."""
 
 from __future__ import annotations
 
 import math
 
 import numba
+import numpy as np
 
-from capacitor.engine._state import _HEAP_SIZE
+from capacitor.engine._state import _HEAP_SIZE, _NEXT_CLOSED
 from capacitor.engine.result import ITL_BINS_PER_E, ITL_MIN_S, ITL_NUM_BINS
 
 
@@ -15,7 +17,7 @@ def _cdiv(a, b):
     return -((-a) // b)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _heap_push(heap_t, heap_i, st, t, i):
     pos = st[_HEAP_SIZE]
     st[_HEAP_SIZE] += 1
@@ -31,7 +33,7 @@ def _heap_push(heap_t, heap_i, st, t, i):
     heap_i[pos] = i
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _heap_pop(heap_t, heap_i, st):
     top = heap_i[0]
     size = st[_HEAP_SIZE] - 1
@@ -60,10 +62,26 @@ def _heap_pop(heap_t, heap_i, st):
     return top
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _itl_bin(gap):
     if gap <= ITL_MIN_S:
         return 0
     b = int(math.log(gap / ITL_MIN_S) * ITL_BINS_PER_E)
     return min(b, ITL_NUM_BINS - 1)
 
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _respond(i, client_t, n, arrival, send, ingress, child_gate, child_idx, conc, gst, heap_t,
+             heap_i):
+    """Client ``i`` got its answer at ``client_t``: release what waits on it."""
+    k = np.searchsorted(child_gate, i)
+    while k < child_gate.shape[0] and child_gate[k] == i:
+        c = child_idx[k]
+        send[c] = max(arrival[c], client_t)
+        _heap_push(heap_t, heap_i, gst, send[c] + ingress, c)
+        k += 1
+    if conc > 0 and gst[_NEXT_CLOSED] < n:
+        c = gst[_NEXT_CLOSED]
+        gst[_NEXT_CLOSED] += 1
+        send[c] = max(arrival[c], client_t)
+        _heap_push(heap_t, heap_i, gst, send[c] + ingress, c)

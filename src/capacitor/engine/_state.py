@@ -1,5 +1,11 @@
-"""Indices into the fast kernel's int64 state vector ``st`` (scalars shared by helpers)."""
+"""Indices into the fast kernel's state vectors.
 
+``st[rep]`` (int64, one row per replica) holds a replica's scalars; the cache helpers get the
+row as a 1-D view. ``gst`` (int64) holds the fleet's global scalars (release heap, cursors).
+``stf[rep]`` (float64) holds a replica's clock, last token time and busy time.
+"""
+
+# per-replica int64 state (st[rep, ...])
 _FREE_UNCACHED = 0
 _EVICTABLE = 1
 _LRU_HEAD = 2
@@ -9,14 +15,50 @@ _RUN_TAIL = 5
 _NUM_RUNNING = 6
 _N_DEC = 7
 _SUM_C0_G0 = 8
-_HEAP_SIZE = 9
+_HEAP_SIZE = 9  # global (gst), shared index with the heap helpers
 _WAIT_HEAD = 10
 _WAIT_COUNT = 11
-_NEXT_CLOSED = 12
-_INIT_PTR = 13
+_NEXT_CLOSED = 12  # global (gst)
+_INIT_PTR = 13  # global (gst)
 _SEQ = 14
 _CPU_TOTAL = 15
 _CPU_HEAD = 16
 _CPU_TAIL = 17
-_NUM_STATE = 18
+_WAIT_TAIL = 18
+_NUM_FREE_SLOTS = 19
+_G = 20
+_MAX_USED = 21
+_ACTIVE = 22  # replica has a pending event in the replica heap
+_RR = 23  # global (gst): round-robin cursor
+_NUM_STATE = 24
 
+# per-replica float64 state (stf[rep, ...])
+_T = 0
+_LAST_CLIENT_T = 1
+_BUSY = 2
+_NUM_STATE_F = 3
+
+# slot fields (slots[rep, field, slot], int64)
+F_REQ = 0
+F_PREV = 1
+F_NEXT = 2
+F_SEQ = 3
+F_DEC = 4
+F_COMPUTED = 5  # prefill slots: tokens computed
+F_C0 = 6  # decode slots: computed at entry
+F_G0 = 7  # decode slots: first decode step
+F_GEN0 = 8  # decode slots: generated at entry
+F_REF = 9
+F_PRIVATE = 10  # prefill: now; decode: at entry
+F_FIN = 11
+F_BPREV = 12
+F_BNEXT = 13
+F_FREE = 14  # stack of free slot ids
+NUM_SLOT_FIELDS = 15
+
+# request status codes (status[i], int8)
+S_PENDING = 0
+S_COMPLETED = 1
+S_REJECTED = 2  # longer than max_model_len (HTTP 400 at once)
+S_SHED = 3  # refused by admission control at the router
+S_LOST = 4  # in flight on a replica that failed

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from capacitor.errors import ConfigError
 
-
 #: KV admission policies by name (see EngineConfig.kv_reservation).
 KV_RESERVATIONS = ("on_demand", "full_request")
 

@@ -42,7 +42,10 @@ class EngineResult:
         itl_count: int64[num_classes] number of gaps per class.
         num_steps: engine steps executed.
         busy_s: total duration of those steps.
-        max_blocks_used: peak KV blocks held by running requests (for invariants).
+        max_blocks_used: peak KV blocks held by running requests on any replica.
+        status: per request (int8): 1 completed, 2 rejected (longer than max_model_len),
+            3 shed by admission control, 4 lost to a replica failure (see engine._state).
+        replica: per request, the replica the router chose (-1: never routed).
     """
 
     send_s: np.ndarray
@@ -57,6 +60,8 @@ class EngineResult:
     num_steps: int
     busy_s: float
     max_blocks_used: int
+    status: np.ndarray | None = None
+    replica: np.ndarray | None = None
 
     def itl_quantiles_s(self, qs: list[float], itl_class: int = 0) -> np.ndarray:
         """Quantiles (0..1) of the inter-token gaps of one class, seconds.

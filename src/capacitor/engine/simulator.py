@@ -1,6 +1,7 @@
 """Public entry point of the replica simulator: validate, prepare arrays, run the kernel.
 
-:func:`simulate` is the readable wrapper over :func:`capacitor.engine._kernel.simulate_kernel`
+:func:`simulate` (one replica) and :func:`simulate_pool` (identical replicas behind a router)
+are the readable wrappers over :func:`capacitor.engine._kernel.fleet_kernel`
 (numba, struct-of-arrays); :func:`capacitor.engine.reference.simulate` has the same
 signature and semantics in plain Python and is what tests compare against.
 """
@@ -9,7 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from capacitor.engine._kernel import STALLED, simulate_kernel
+from capacitor.engine._kernel import (
+    ROUTE_KEY,
+    ROUTE_LEAST_OUTSTANDING,
+    ROUTE_POWER_OF_TWO,
+    ROUTE_ROUND_ROBIN,
+    STALLED,
+    fleet_kernel,
+)
 from capacitor.engine.config import EngineConfig
 from capacitor.engine.prefix_chain import normalise_prefix_chains
 from capacitor.engine.result import ITL_NUM_BINS, EngineResult
@@ -27,8 +35,6 @@ def prepare(batch: RequestBatch, config: EngineConfig) -> dict:
         batch.prefix_src, batch.prefix_len, batch.prompt_len, batch.output_len,
         batch.segment_len, bs,
     )
-    start = (plen // bs).astype(np.int32)
-    del plen
     shareable = np.zeros(src.shape[0], np.bool_)
     shareable[batch.prefix_src[batch.prefix_src >= 0]] = True
     rejected = batch.rejected | (
@@ -51,11 +57,22 @@ def prepare(batch: RequestBatch, config: EngineConfig) -> dict:
         init_order = initial[np.argsort(batch.arrival_s[initial], kind="stable")].astype(np.int32)
     max_out = int(batch.output_len.max(initial=1))
     return dict(
-        src=src.astype(np.int32), start=start, shareable=shareable, rejected=rejected,
+        src=src, plen=plen, shareable=shareable, rejected=rejected,
         child_gate=child_gate, child_idx=child_idx, init_order=init_order,
         init_identity=identity, heap_cap=num_dynamic, max_depth=max_depth,
         ring_size=1 << int(max_out + 2).bit_length(),
     )
+
+
+#: Routing policies of a pool, by name. ``session_affinity`` and ``prefix_affinity`` send
+#: a request to ``route_key % num_replicas`` (the key being a session or a prefix id).
+ROUTERS = {
+    "round_robin": ROUTE_ROUND_ROBIN,
+    "least_outstanding_tokens": ROUTE_LEAST_OUTSTANDING,
+    "power_of_two": ROUTE_POWER_OF_TWO,
+    "session_affinity": ROUTE_KEY,
+    "prefix_affinity": ROUTE_KEY,
+}
 
 
 def simulate(
@@ -83,6 +100,55 @@ def simulate(
     Raises:
         ConfigError: malformed coefficients or classes.
     """
+    return simulate_pool(batch, config, coeffs, num_replicas=1, itl_class=itl_class,
+                         num_itl_classes=num_itl_classes)
+
+
+def simulate_pool(
+    batch: RequestBatch,
+    config: EngineConfig,
+    coeffs: np.ndarray,
+    *,
+    num_replicas: int,
+    routing: str = "round_robin",
+    route_key: np.ndarray | None = None,
+    max_queue: int = 0,
+    seed: int = 0,
+    itl_class: np.ndarray | None = None,
+    num_itl_classes: int = 1,
+) -> EngineResult:
+    """Simulate ``num_replicas`` identical replicas behind a router serving ``batch``.
+
+    Args:
+        routing: a name in :data:`ROUTERS`. ``least_outstanding_tokens`` sends each request to
+            the replica with the fewest prompt + output tokens of unfinished requests;
+            ``power_of_two`` compares two replicas drawn at random (from ``seed``).
+        route_key: per request, the session / prefix id for the affinity routers.
+        max_queue: shed a request (status 3) when its replica already has this many waiting
+            (0: never shed).
+        Other arguments as :func:`simulate`.
+
+    Raises:
+        ConfigError: unknown routing, missing route_key, bad sizes.
+    """
+    if routing not in ROUTERS:
+        raise ConfigError(f"routing={routing!r} unknown; valid: {', '.join(ROUTERS)}")
+    if num_replicas < 1:
+        raise ConfigError(f"num_replicas={num_replicas}: must be >= 1")
+    if max_queue < 0:
+        raise ConfigError(f"max_queue={max_queue}: must be >= 0")
+    policy = ROUTERS[routing]
+    n = len(batch)
+    if policy == ROUTE_KEY:
+        if route_key is None or np.shape(route_key) != (n,):
+            raise ConfigError(f"routing={routing!r} needs a route_key per request")
+        key = np.asarray(route_key, np.int64) % num_replicas
+    else:
+        key = np.zeros(1, np.int64)
+    if policy == ROUTE_POWER_OF_TWO and num_replicas > 1:
+        pick2 = np.random.default_rng(seed).integers(0, num_replicas, (n, 2)).astype(np.int32)
+    else:
+        pick2 = np.zeros((1, 2), np.int32)
     coeffs = np.ascontiguousarray(coeffs, np.float64)
     if coeffs.shape != (NUM_COEFFS,) or not np.all(np.isfinite(coeffs)) or np.any(coeffs < 0):
         raise ConfigError(f"step-time coefficients must be {NUM_COEFFS} finite values >= 0")
@@ -108,31 +174,34 @@ def simulate(
         send[p["init_order"]] = batch.arrival_s[p["init_order"]]
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
-    completed = np.zeros(n, np.bool_)
+    status = np.zeros(n, np.int8)
+    replica = np.full(n, -1, np.int32)
     preemptions = np.zeros(n, np.int32)
     cached_tokens = np.full(n, -1, np.int32)
     hist = np.zeros((num_itl_classes, ITL_NUM_BINS), np.int64)
     itl_sum = np.zeros(num_itl_classes)
     itl_count = np.zeros(num_itl_classes, np.int64)
     stats = np.zeros(3)
-    code = simulate_kernel(
+    code = fleet_kernel(
         np.ascontiguousarray(batch.arrival_s, np.float64),
         np.ascontiguousarray(batch.prompt_len, np.int32),
         np.ascontiguousarray(batch.output_len, np.int32), p["rejected"], cls, p["init_order"],
         p["init_identity"], p["child_gate"], p["child_idx"], p["heap_cap"],
-        p["src"], p["start"], p["shareable"], coeffs,
+        p["src"], p["plen"], len(batch.segment_len), p["shareable"], coeffs,
+        num_replicas, policy, key, pick2, max_queue,
         config.max_num_seqs, config.max_num_batched_tokens, config.block_size,
         config.num_gpu_blocks, config.enable_prefix_caching, config.ingress_s, config.egress_s,
         batch.concurrency, config.num_cpu_blocks if config.enable_prefix_caching else 0,
-        config.cpu_load_s_per_block, config.kv_reservation == "full_request", p["max_depth"], p["ring_size"], num_itl_classes,
-        send, first, finish, completed, preemptions, cached_tokens,
+        config.cpu_load_s_per_block, config.kv_reservation == "full_request", p["max_depth"],
+        p["ring_size"], num_itl_classes,
+        send, first, finish, status, replica, preemptions, cached_tokens,
         hist, itl_sum, itl_count, stats,
     )
     if code == STALLED:
         raise ConfigError("the engine stalled: a waiting request can never be scheduled")
     return EngineResult(
-        send_s=send, first_token_s=first, finish_s=finish, completed=completed,
+        send_s=send, first_token_s=first, finish_s=finish, completed=status == 1,
         num_preemptions=preemptions, num_cached_tokens=np.maximum(cached_tokens, 0, out=cached_tokens),
         itl_hist=hist, itl_sum_s=itl_sum, itl_count=itl_count, num_steps=int(stats[0]),
-        busy_s=float(stats[2]), max_blocks_used=int(stats[1]),
+        busy_s=float(stats[2]), max_blocks_used=int(stats[1]), status=status, replica=replica,
     )
