@@ -1,0 +1,106 @@
+"""A pool of replicas behind a router: exactness against independent replicas, routing
+directions, admission shedding, affinity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from capacitor.engine import simulate
+from capacitor.engine.simulator import simulate_pool
+from capacitor.errors import ConfigError
+from capacitor.workload.requests import RequestBatch
+from tests.engine_cases import coeffs_8b_like, config, make_requests
+
+
+def _subset(batch: RequestBatch, idx: np.ndarray) -> RequestBatch:
+    sub = RequestBatch.simple(batch.arrival_s[idx], batch.prompt_len[idx], batch.output_len[idx])
+    n = len(batch)
+    seg = batch.prefix_src[idx] >= n
+    sub.segment_len = batch.segment_len
+    sub.prefix_src[seg] = len(idx) + (batch.prefix_src[idx][seg] - n)
+    sub.prefix_len[seg] = batch.prefix_len[idx][seg]
+    return sub
+
+
+def test_round_robin_pool_equals_independent_replicas():
+    batch = make_requests(600, rate_rps=60.0, num_segments=3, segment_len=64)
+    cfg = config(num_gpu_blocks=300, max_num_seqs=16)
+    coeffs = coeffs_8b_like()
+    pool = simulate_pool(batch, cfg, coeffs, num_replicas=3, routing="round_robin")
+    assert pool.completed.all()
+    for rep in range(3):
+        idx = np.arange(rep, 600, 3)
+        assert np.all(pool.replica[idx] == rep)
+        alone = simulate(_subset(batch, idx), cfg, coeffs)
+        np.testing.assert_array_equal(pool.first_token_s[idx], alone.first_token_s)
+        np.testing.assert_array_equal(pool.finish_s[idx], alone.finish_s)
+        np.testing.assert_array_equal(pool.num_cached_tokens[idx], alone.num_cached_tokens)
+        np.testing.assert_array_equal(pool.num_preemptions[idx], alone.num_preemptions)
+
+
+def _p99_e2e(r):
+    return float(np.percentile((r.finish_s - r.send_s)[r.completed], 99))
+
+
+def test_load_aware_routing_beats_round_robin_on_skewed_sizes():
+    # every 4th request is 20x longer: round robin piles them on one replica
+    n = 800
+    rng = np.random.default_rng(1)
+    arrival = np.sort(rng.uniform(0, 40, n))
+    prompt = np.where(np.arange(n) % 4 == 0, 2000, 100)
+    output = np.where(np.arange(n) % 4 == 0, 400, 20)
+    batch = RequestBatch.simple(arrival, prompt, output)
+    cfg = config(num_gpu_blocks=2000, max_num_seqs=32, max_num_batched_tokens=1024)
+    coeffs = coeffs_8b_like()
+    rr = simulate_pool(batch, cfg, coeffs, num_replicas=4, routing="round_robin")
+    lot = simulate_pool(batch, cfg, coeffs, num_replicas=4, routing="least_outstanding_tokens")
+    p2c = simulate_pool(batch, cfg, coeffs, num_replicas=4, routing="power_of_two", seed=3)
+    assert np.all(rr.replica[::4] == 0)
+    assert _p99_e2e(lot) < 0.8 * _p99_e2e(rr)
+    assert _p99_e2e(p2c) < _p99_e2e(rr)
+    # load is spread: no replica serves more than 40% of the tokens under LOT
+    tokens = np.bincount(lot.replica, weights=prompt + output, minlength=4)
+    assert tokens.max() < 0.4 * tokens.sum()
+
+
+def test_queue_length_shedding_refuses_and_accounts_for_every_request():
+    batch = make_requests(500, rate_rps=400.0, prompt=(200, 400), output=(50, 100))
+    cfg = config(max_num_seqs=4, num_gpu_blocks=400)
+    r = simulate_pool(batch, cfg, coeffs_8b_like(), num_replicas=2, routing="round_robin",
+                      max_queue=5)
+    shed = r.status == 3
+    assert 0 < shed.sum() < 500
+    assert np.all(r.finish_s[shed] == r.send_s[shed])
+    assert np.all((r.status == 1) | shed)  # every request completed or shed, once
+    unlimited = simulate_pool(batch, cfg, coeffs_8b_like(), num_replicas=2)
+    assert unlimited.completed.all()
+    wait = r.first_token_s - r.send_s
+    assert np.nanmax(wait) < np.nanmax(unlimited.first_token_s - unlimited.send_s)
+
+
+def test_session_affinity_keeps_conversations_and_their_cache_together():
+    batch = make_requests(420, sessions=21, prompt=(200, 300), output=(10, 40), rate_rps=40)
+    session = np.arange(420) % 21  # 21 sessions: round robin scatters each over 4 replicas
+    cfg = config(num_gpu_blocks=3000, max_num_seqs=32, max_num_batched_tokens=2048)
+    aff = simulate_pool(batch, cfg, coeffs_8b_like(), num_replicas=4,
+                        routing="session_affinity", route_key=session)
+    rr = simulate_pool(batch, cfg, coeffs_8b_like(), num_replicas=4, routing="round_robin")
+    for s in range(21):
+        assert len(set(aff.replica[session == s])) == 1
+    second_round = np.arange(21, 42)  # round 1 of each session
+    assert np.all(aff.num_cached_tokens[second_round] > 0)  # hits the first round's KV
+    assert np.all(rr.num_cached_tokens[second_round] == 0)  # round 0 ran on another replica
+    assert aff.num_cached_tokens.sum() > 1.2 * rr.num_cached_tokens.sum()
+    assert aff.completed.all() and rr.completed.all()
+
+
+def test_pool_argument_errors():
+    batch = make_requests(10)
+    with pytest.raises(ConfigError, match="routing"):
+        simulate_pool(batch, config(), coeffs_8b_like(), num_replicas=2, routing="random")
+    with pytest.raises(ConfigError, match="route_key"):
+        simulate_pool(batch, config(), coeffs_8b_like(), num_replicas=2,
+                      routing="prefix_affinity")
+    with pytest.raises(ConfigError, match="num_replicas"):
+        simulate_pool(batch, config(), coeffs_8b_like(), num_replicas=0)
