@@ -26,9 +26,11 @@ def memory(num_requests: int) -> None:
     simulate(plan.batch, plan.config, plan.coeffs)
     t2 = time.perf_counter()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{num_requests:,} requests: build {t1 - t0:.1f} s, simulate {t2 - t1:.1f} s "
-          f"({num_requests / (t2 - t1):,.0f} req/s), peak RSS {rss_mb:,.0f} MB "
-          f"({rss_mb * 2**20 / num_requests:.0f} bytes/request incl. interpreter)")
+    print(
+        f"{num_requests:,} requests: build {t1 - t0:.1f} s, simulate {t2 - t1:.1f} s "
+        f"({num_requests / (t2 - t1):,.0f} req/s), peak RSS {rss_mb:,.0f} MB "
+        f"({rss_mb * 2**20 / num_requests:.0f} bytes/request incl. interpreter)"
+    )
 
 
 if __name__ == "__main__":

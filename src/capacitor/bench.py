@@ -130,13 +130,30 @@ def run_bench(num_requests: int = 1_000_000, reference_requests: int = 2_000) ->
     table.add_column("simulated req/s", justify="right")
     table.add_column("vs reference", justify="right")
     ref = res.reference_rps
-    table.add_row("end to end (as validate)", f"{res.num_requests:,}", f"{res.end_to_end_s:.2f}",
-                  f"{res.end_to_end_rps:,.0f}", f"{res.end_to_end_rps / ref:,.0f}x")
-    table.add_row("engine core (numba)", f"{res.num_requests:,}", f"{res.engine_s:.2f}",
-                  f"{res.engine_rps:,.0f}", f"{res.engine_rps / ref:,.0f}x")
-    table.add_row("reference (plain Python)", f"{res.reference_requests:,}",
-                  f"{res.reference_s:.2f}", f"{ref:,.0f}", "1x")
+    table.add_row(
+        "end to end (as validate)",
+        f"{res.num_requests:,}",
+        f"{res.end_to_end_s:.2f}",
+        f"{res.end_to_end_rps:,.0f}",
+        f"{res.end_to_end_rps / ref:,.0f}x",
+    )
+    table.add_row(
+        "engine core (numba)",
+        f"{res.num_requests:,}",
+        f"{res.engine_s:.2f}",
+        f"{res.engine_rps:,.0f}",
+        f"{res.engine_rps / ref:,.0f}x",
+    )
+    table.add_row(
+        "reference (plain Python)",
+        f"{res.reference_requests:,}",
+        f"{res.reference_s:.2f}",
+        f"{ref:,.0f}",
+        "1x",
+    )
     console.print(table)
-    console.print(f"start-up (kernel load + first tiny run): {res.startup_s:.2f} s; "
-                  f"peak RSS {res.peak_rss_mb:,.0f} MB")
+    console.print(
+        f"start-up (kernel load + first tiny run): {res.startup_s:.2f} s; "
+        f"peak RSS {res.peak_rss_mb:,.0f} MB"
+    )
     return 0

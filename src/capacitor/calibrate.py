@@ -63,10 +63,22 @@ ENGINE_KEYS: tuple[tuple[str, str, float], ...] = (
 FRACTION_KEYS = {"weight_bw", "kv_bw", "gemm_max", "gemm_max_low_precision", "attention"}
 #: Metrics the fit compares, when the measured file has them.
 FIT_METRICS = (
-    "ttft_mean_ms", "ttft_median_ms", "ttft_p90_ms", "ttft_p99_ms",
-    "itl_mean_ms", "itl_median_ms", "itl_p90_ms", "itl_p99_ms",
-    "tpot_mean_ms", "tpot_median_ms", "e2e_mean_ms", "e2e_median_ms", "e2e_p90_ms",
-    "e2e_p99_ms", "request_throughput_rps", "output_tokens_per_s",
+    "ttft_mean_ms",
+    "ttft_median_ms",
+    "ttft_p90_ms",
+    "ttft_p99_ms",
+    "itl_mean_ms",
+    "itl_median_ms",
+    "itl_p90_ms",
+    "itl_p99_ms",
+    "tpot_mean_ms",
+    "tpot_median_ms",
+    "e2e_mean_ms",
+    "e2e_median_ms",
+    "e2e_p90_ms",
+    "e2e_p99_ms",
+    "request_throughput_rps",
+    "output_tokens_per_s",
 )
 FAILED_ROW_PENALTY = 5.0  # log-error charged per metric when a row cannot run
 #: Run-to-run noise assumed for a measured metric (log scale, ~5%): a data residual is
@@ -135,8 +147,11 @@ def load_observations(pairs: Sequence[tuple[str | Path, str | Path]]) -> list[Ob
         _, rows = read_csv(exp_path, REQUIRED_COLUMNS, "experiments CSV")
         _, measured = read_measured(meas_path)
         for cells in rows:
-            values = {k: v for k, v in measured.get(cells.get("id", ""), {}).items()
-                      if k in FIT_METRICS and v > 0}
+            values = {
+                k: v
+                for k, v in measured.get(cells.get("id", ""), {}).items()
+                if k in FIT_METRICS and v > 0
+            }
             if not values:
                 continue
             obs = Observation(cells=cells, measured=values, base_dir=exp_path.parent)
@@ -160,11 +175,13 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
     """
     families = sorted({o.family for o in observations if o.family})
     engines = sorted({o.engine for o in observations if o.engine})
-    low_precision = any(o.cells.get("precision", "").upper() in ("FP8", "FP4")
-                        for o in observations)
+    low_precision = any(
+        o.cells.get("precision", "").upper() in ("FP8", "FP4") for o in observations
+    )
     multi_gpu = any(_int(o.cells.get("tp")) * _int(o.cells.get("pp")) > 1 for o in observations)
-    latency = any(m.startswith(("ttft", "itl", "tpot", "e2e"))
-                  for o in observations for m in o.measured)
+    latency = any(
+        m.startswith(("ttft", "itl", "tpot", "e2e")) for o in observations for m in o.measured
+    )
     skip = set()
     if not low_precision:
         skip.add("gemm_max_low_precision")
@@ -267,8 +284,9 @@ class _Predictor:
                 self.num_simulations += 1
                 try:
                     pred = predict_row(Row(obs.cells, obs.base_dir), profile)
-                    self.cache[key] = {k: float(v) for k, v in pred.items()
-                                       if isinstance(v, int | float)}
+                    self.cache[key] = {
+                        k: float(v) for k, v in pred.items() if isinstance(v, int | float)
+                    }
                 except Exception:  # noqa: BLE001 - a failing row is charged a penalty
                     self.cache[key] = None
             out.append(self.cache[key])
@@ -334,21 +352,27 @@ def fit(
     x0 = np.zeros(num_free)
     # NOTE: a discrete-event simulation is piecewise smooth in its constants: finite
     # differences need a step (2% in log-multiplier) well above its event-time jitter.
-    sol = least_squares(residuals, x0, method="trf", diff_step=0.02, max_nfev=max_nfev,
-                        xtol=1e-6, ftol=1e-6)
+    sol = least_squares(
+        residuals, x0, method="trf", diff_step=0.02, max_nfev=max_nfev, xtol=1e-6, ftol=1e-6
+    )
     data = profile_dict(prior, params, sol.x)
     final = PerfProfile(data, origin="<calibration>")
     preds = predictor.predict(final)
     return FitResult(
-        profile=data, params=params, theta=sol.x,
+        profile=data,
+        params=params,
+        theta=sol.x,
         predictions={o.id: (p or {}) for o, p in zip(usable, preds, strict=True)},
-        cost=float(sol.cost), num_evaluations=calls[0], message=str(sol.message),
+        cost=float(sol.cost),
+        num_evaluations=calls[0],
+        message=str(sol.message),
         multipliers={p.name: float(math.exp(t)) for p, t in zip(params, sol.x, strict=True)},
     )
 
 
-def ape_table(observations: Sequence[Observation],
-              predictions: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+def ape_table(
+    observations: Sequence[Observation], predictions: dict[str, dict[str, float]]
+) -> dict[str, dict[str, float]]:
     """{id: {metric: absolute percentage error}} (NaN where a prediction is missing)."""
     out = {}
     for obs in observations:
@@ -392,7 +416,9 @@ def write_profile(data: dict[str, Any], path: str | Path, description: str) -> N
     PerfProfile(data, origin=str(path))
     Path(path).write_text(
         "# capacitor engine profile written by `capacitor calibrate` (see capacitor/calibrate.py)\n"
-        + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        + yaml.safe_dump(data, sort_keys=False),
+        encoding="utf-8",
+    )
 
 
 def run_calibrate(
@@ -414,8 +440,10 @@ def run_calibrate(
     prior = load_profile(profile_path)
     observations = load_observations(pairs)
     if progress:
-        progress(f"fitting {len(free_params(observations))} constants to "
-                 f"{len(observations)} measured rows")
+        progress(
+            f"fitting {len(free_params(observations))} constants to "
+            f"{len(observations)} measured rows"
+        )
     result = fit(observations, prior, max_nfev=max_nfev)
     report: dict[str, Any] = {
         "rows": len(observations),
@@ -424,23 +452,30 @@ def run_calibrate(
         "in_sample": ape_table(observations, result.predictions),
     }
     if leave_out != "none":
+
         def group_of(o: Observation) -> str:
             return o.cells.get(leave_out, "")
 
-        loo = leave_one_out(observations, prior, group_of, max_nfev=max_nfev,
-                            progress=(lambda g: progress(f"leave-one-{leave_out}-out: {g}"))
-                            if progress else None)
+        loo = leave_one_out(
+            observations,
+            prior,
+            group_of,
+            max_nfev=max_nfev,
+            progress=(lambda g: progress(f"leave-one-{leave_out}-out: {g}")) if progress else None,
+        )
         report["out_of_sample"] = ape_table(observations, loo)
-    write_profile(result.profile, out_path,
-                  f"fitted by capacitor calibrate to {len(observations)} measured rows")
+    write_profile(
+        result.profile,
+        out_path,
+        f"fitted by capacitor calibrate to {len(observations)} measured rows",
+    )
     return report
 
 
 def median_by_metric(table: dict[str, dict[str, float]]) -> dict[str, float]:
     """Median absolute percentage error per metric over the rows of an APE table."""
     metrics = sorted({m for row in table.values() for m in row})
-    return {m: float(np.nanmedian([row[m] for row in table.values() if m in row]))
-            for m in metrics}
+    return {m: float(np.nanmedian([row[m] for row in table.values() if m in row])) for m in metrics}
 
 
 __all__ = [

@@ -31,8 +31,14 @@ cases = st.fixed_dictionaries(
 
 def _build(c):
     batch = make_requests(
-        c["n"], seed=c["seed"], rate_rps=c["rate_rps"], prompt=(1, 120), output=(1, 50),
-        num_segments=c["num_segments"], segment_len=24, sessions=c["sessions"] if c["n"] > 8 else 0,
+        c["n"],
+        seed=c["seed"],
+        rate_rps=c["rate_rps"],
+        prompt=(1, 120),
+        output=(1, 50),
+        num_segments=c["num_segments"],
+        segment_len=24,
+        sessions=c["sessions"] if c["n"] > 8 else 0,
     )
     if c["concurrency"]:
         batch.gate[:] = -1
@@ -43,9 +49,13 @@ def _build(c):
     # KV for the longest request, plus slack: preemption stays possible but never deadlocks
     blocks = -(-longest // bs) + c["spare_blocks"]
     cfg = config(
-        max_num_seqs=c["max_num_seqs"], max_num_batched_tokens=c["max_num_seqs"] + c["budget_extra"],
-        block_size=bs, num_gpu_blocks=blocks, enable_prefix_caching=c["caching"],
-        num_cpu_blocks=c["cpu_blocks"], cpu_load_s_per_block=1e-4,
+        max_num_seqs=c["max_num_seqs"],
+        max_num_batched_tokens=c["max_num_seqs"] + c["budget_extra"],
+        block_size=bs,
+        num_gpu_blocks=blocks,
+        enable_prefix_caching=c["caching"],
+        num_cpu_blocks=c["cpu_blocks"],
+        cpu_load_s_per_block=1e-4,
         kv_reservation=c["reservation"],
     )
     return batch, cfg

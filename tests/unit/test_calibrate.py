@@ -45,18 +45,40 @@ def _rows(hardware: str) -> list[dict[str, str]]:
     the per-step overhead and the weight-streaming efficiency separately identifiable)."""
     rows = []
     for i, (conc, isl, osl) in enumerate(
-        [(1, 256, 64), (4, 512, 128), (16, 1024, 128), (32, 256, 256), (8, 2048, 64),
-         (64, 512, 128), (2, 4096, 32), (24, 1024, 256), (12, 128, 512), (48, 768, 96),
-         (1, 1024, 128), (6, 256, 64)]
+        [
+            (1, 256, 64),
+            (4, 512, 128),
+            (16, 1024, 128),
+            (32, 256, 256),
+            (8, 2048, 64),
+            (64, 512, 128),
+            (2, 4096, 32),
+            (24, 1024, 256),
+            (12, 128, 512),
+            (48, 768, 96),
+            (1, 1024, 128),
+            (6, 256, 64),
+        ]
     ):
         model, tp = MODELS[i % 3]
-        rows.append({
-            "id": f"r{i}", "model": model, "hardware": hardware,
-            "tp": tp, "precision": "FP16", "engine": "vllm", "max_num_seqs": "64",
-            "max_num_batched_tokens": "2048", "workload": "closed_loop",
-            "concurrency": str(conc), "isl": str(isl), "osl": str(osl),
-            "num_requests": str(4 * conc + 8), "seed": "7",
-        })
+        rows.append(
+            {
+                "id": f"r{i}",
+                "model": model,
+                "hardware": hardware,
+                "tp": tp,
+                "precision": "FP16",
+                "engine": "vllm",
+                "max_num_seqs": "64",
+                "max_num_batched_tokens": "2048",
+                "workload": "closed_loop",
+                "concurrency": str(conc),
+                "isl": str(isl),
+                "osl": str(osl),
+                "num_requests": str(4 * conc + 8),
+                "seed": "7",
+            }
+        )
     return rows
 
 
@@ -84,8 +106,16 @@ def _write(tmp_path, rows, profile):
 def test_fit_recovers_known_constants_on_a_different_gpu(tmp_path):
     prior = load_profile(None)
     rows = _rows("A100-80GB")  # not the GPU family of the public vLLM runs
-    skeleton = [Observation(cells=r, measured={"e2e_mean_ms": 1.0}, base_dir=tmp_path,
-                            family="ampere", engine="vllm") for r in rows]
+    skeleton = [
+        Observation(
+            cells=r,
+            measured={"e2e_mean_ms": 1.0},
+            base_dir=tmp_path,
+            family="ampere",
+            engine="vllm",
+        )
+        for r in rows
+    ]
     params = free_params(skeleton)
     exp, meas = _write(tmp_path, rows, _truth_profile(prior, params))
     observations = load_observations([(exp, meas)])

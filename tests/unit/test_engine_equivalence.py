@@ -12,7 +12,10 @@ CASES = {
     "chunked_prefill": (dict(prompt=(300, 1500)), dict(num_gpu_blocks=4000)),
     "prefix_hits": (dict(num_segments=3, segment_len=100), dict(num_gpu_blocks=4000)),
     "preemption": (dict(num_segments=2), dict(num_gpu_blocks=150, max_num_seqs=32)),
-    "sessions": (dict(n=300, sessions=10, prompt=(20, 80), output=(1, 40)), dict(num_gpu_blocks=600)),
+    "sessions": (
+        dict(n=300, sessions=10, prompt=(20, 80), output=(1, 40)),
+        dict(num_gpu_blocks=600),
+    ),
     "no_prefix_caching": (dict(num_segments=3), dict(enable_prefix_caching=False)),
     "ingress_egress": (dict(), dict(ingress_s=0.004, egress_s=0.002)),
     "cpu_offload": (
@@ -27,7 +30,10 @@ CASES = {
         dict(num_segments=2, output=(20, 200)),
         dict(num_gpu_blocks=300, max_num_seqs=32, kv_reservation="full_request"),
     ),
-    "small_blocks_big_budget": (dict(), dict(block_size=4, num_gpu_blocks=900, max_num_batched_tokens=2048)),
+    "small_blocks_big_budget": (
+        dict(),
+        dict(block_size=4, num_gpu_blocks=900, max_num_batched_tokens=2048),
+    ),
 }
 
 

@@ -23,8 +23,14 @@ def _hand_coeffs():
 
 def _one(prompt, output, budget):
     batch = RequestBatch.simple(np.array([1.0]), np.array([prompt]), np.array([output]))
-    cfg = EngineConfig(max_num_seqs=4, max_num_batched_tokens=budget, block_size=16,
-                       num_gpu_blocks=100, ingress_s=0.01, egress_s=0.005)
+    cfg = EngineConfig(
+        max_num_seqs=4,
+        max_num_batched_tokens=budget,
+        block_size=16,
+        num_gpu_blocks=100,
+        ingress_s=0.01,
+        egress_s=0.005,
+    )
     return simulate(batch, cfg, _hand_coeffs())
 
 
@@ -54,8 +60,14 @@ def test_underloaded_replica_behaves_like_isolated_requests():
     # one request every 2 s, each takes ~0.33 s: almost never overlapping
     n = 200
     batch = RequestBatch.simple(np.arange(n) * 2.0 + 1.0, np.full(n, 300), np.full(n, 50))
-    cfg = EngineConfig(max_num_seqs=4, max_num_batched_tokens=2048, block_size=16,
-                       num_gpu_blocks=100, ingress_s=0.01, egress_s=0.005)
+    cfg = EngineConfig(
+        max_num_seqs=4,
+        max_num_batched_tokens=2048,
+        block_size=16,
+        num_gpu_blocks=100,
+        ingress_s=0.01,
+        egress_s=0.005,
+    )
     r = simulate(batch, cfg, _hand_coeffs())
     e2e = r.finish_s - r.send_s
     assert np.allclose(e2e, isolated_e2e, rtol=1e-9)
@@ -87,8 +99,9 @@ def test_smaller_token_budget_means_more_steps_and_later_first_tokens():
 
 
 def test_prefix_caching_reuses_shared_system_prompts():
-    batch = make_requests(400, rate_rps=20.0, prompt=(520, 560), output=(5, 20),
-                          num_segments=2, segment_len=512)
+    batch = make_requests(
+        400, rate_rps=20.0, prompt=(520, 560), output=(5, 20), num_segments=2, segment_len=512
+    )
     on_t, on = _mean_ttft(batch, config(enable_prefix_caching=True, num_gpu_blocks=2000))
     off_t, off = _mean_ttft(batch, config(enable_prefix_caching=False, num_gpu_blocks=2000))
     assert on.num_cached_tokens.mean() > 400
@@ -109,14 +122,24 @@ def test_engine_config_errors_name_the_field():
     with pytest.raises(ConfigError, match="max_num_batched_tokens"):
         EngineConfig(max_num_seqs=256, max_num_batched_tokens=128, block_size=16, num_gpu_blocks=10)
     with pytest.raises(ConfigError, match="max_model_len"):
-        EngineConfig(max_num_seqs=1, max_num_batched_tokens=8, block_size=16, num_gpu_blocks=10,
-                     max_model_len=1000)
+        EngineConfig(
+            max_num_seqs=1,
+            max_num_batched_tokens=8,
+            block_size=16,
+            num_gpu_blocks=10,
+            max_model_len=1000,
+        )
 
 
 def test_requests_longer_than_max_model_len_are_rejected_not_lost():
     batch = RequestBatch.simple(np.array([0.0, 0.1]), np.array([100, 1000]), np.array([10, 10]))
-    cfg = EngineConfig(max_num_seqs=4, max_num_batched_tokens=64, block_size=16,
-                       num_gpu_blocks=100, max_model_len=512)
+    cfg = EngineConfig(
+        max_num_seqs=4,
+        max_num_batched_tokens=64,
+        block_size=16,
+        num_gpu_blocks=100,
+        max_model_len=512,
+    )
     r = simulate(batch, cfg, coeffs_8b_like())
     assert r.completed.tolist() == [True, False]
     assert r.finish_s[1] == r.send_s[1] == 0.1

@@ -67,8 +67,9 @@ def test_load_aware_routing_beats_round_robin_on_skewed_sizes():
 def test_queue_length_shedding_refuses_and_accounts_for_every_request():
     batch = make_requests(500, rate_rps=400.0, prompt=(200, 400), output=(50, 100))
     cfg = config(max_num_seqs=4, num_gpu_blocks=400)
-    r = simulate_pool(batch, cfg, coeffs_8b_like(), num_replicas=2, routing="round_robin",
-                      max_queue=5)
+    r = simulate_pool(
+        batch, cfg, coeffs_8b_like(), num_replicas=2, routing="round_robin", max_queue=5
+    )
     shed = r.status == 3
     assert 0 < shed.sum() < 500
     assert np.all(r.finish_s[shed] == r.send_s[shed])
@@ -83,8 +84,9 @@ def test_session_affinity_keeps_conversations_and_their_cache_together():
     batch = make_requests(420, sessions=21, prompt=(200, 300), output=(10, 40), rate_rps=40)
     session = np.arange(420) % 21  # 21 sessions: round robin scatters each over 4 replicas
     cfg = config(num_gpu_blocks=3000, max_num_seqs=32, max_num_batched_tokens=2048)
-    aff = simulate_pool(batch, cfg, coeffs_8b_like(), num_replicas=4,
-                        routing="session_affinity", route_key=session)
+    aff = simulate_pool(
+        batch, cfg, coeffs_8b_like(), num_replicas=4, routing="session_affinity", route_key=session
+    )
     rr = simulate_pool(batch, cfg, coeffs_8b_like(), num_replicas=4, routing="round_robin")
     for s in range(21):
         assert len(set(aff.replica[session == s])) == 1
@@ -100,7 +102,39 @@ def test_pool_argument_errors():
     with pytest.raises(ConfigError, match="routing"):
         simulate_pool(batch, config(), coeffs_8b_like(), num_replicas=2, routing="random")
     with pytest.raises(ConfigError, match="route_key"):
-        simulate_pool(batch, config(), coeffs_8b_like(), num_replicas=2,
-                      routing="prefix_affinity")
+        simulate_pool(batch, config(), coeffs_8b_like(), num_replicas=2, routing="prefix_affinity")
     with pytest.raises(ConfigError, match="num_replicas"):
         simulate_pool(batch, config(), coeffs_8b_like(), num_replicas=0)
+
+
+def test_a_failed_replica_loses_running_work_and_takes_none_until_repaired():
+    batch = make_requests(900, rate_rps=60.0, prompt=(100, 300), output=(50, 150))
+    cfg = config(num_gpu_blocks=2000, max_num_seqs=16)
+    failures = (np.array([5.0]), np.array([1]), np.array([4.0]))
+    r = simulate_pool(
+        batch, cfg, coeffs_8b_like(), num_replicas=3, routing="round_robin", failures=failures
+    )
+    lost = r.status == 4
+    assert lost.sum() > 0
+    assert np.all(r.replica[lost] == 1)
+    # lost requests were sent before the failure and end when it lands (within one step)
+    assert np.all(r.send_s[lost] < 5.0)
+    assert np.all((r.finish_s[lost] >= 5.0) & (r.finish_s[lost] < 5.2))
+    # nothing is routed to the failed replica while it is down
+    routed_later = (r.replica == 1) & (r.send_s > 5.2) & (r.send_s < 9.0)
+    assert not routed_later.any()
+    assert ((r.replica == 1) & (r.send_s > 9.5)).any()  # back after repair
+    # every request accounted for exactly once
+    assert np.all((r.status == 1) | lost)
+    assert r.completed.sum() + lost.sum() == 900
+    healthy = simulate_pool(batch, cfg, coeffs_8b_like(), num_replicas=3)
+    assert healthy.completed.all()
+
+
+def test_all_replicas_down_sheds():
+    batch = make_requests(200, rate_rps=50.0)
+    failures = (np.array([1.0, 1.0]), np.array([0, 1]), np.array([100.0, 100.0]))
+    r = simulate_pool(batch, config(), coeffs_8b_like(), num_replicas=2, failures=failures)
+    late = r.send_s > 1.5
+    assert np.all(r.status[late] == 3)
+    assert np.all(np.isin(r.status, [1, 3, 4]))

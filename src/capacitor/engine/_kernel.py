@@ -101,6 +101,7 @@ from capacitor.engine._state import (
     F_SEQ,
     NUM_SLOT_FIELDS,
     S_COMPLETED,
+    S_LOST,
     S_REJECTED,
     S_SHED,
 )
@@ -115,26 +116,34 @@ ROUTE_KEY = 3
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _route(i, policy, num_replicas, gst, outstanding, route_key, pick2):
-    if num_replicas == 1:
-        return 0
-    if policy == ROUTE_ROUND_ROBIN:
-        rep = gst[_RR] % num_replicas
-        gst[_RR] += 1
-        return rep
+def _route(i, policy, num_replicas, gst, outstanding, route_key, pick2, down_until, now):
+    """The replica for request ``i``, skipping replicas down at ``now``; -1 if none is up."""
+    R = num_replicas
     if policy == ROUTE_LEAST_OUTSTANDING:
-        best = 0
-        for rep in range(1, num_replicas):
-            if outstanding[rep] < outstanding[best]:
+        best = -1
+        for rep in range(R):
+            if down_until[rep] <= now and (best < 0 or outstanding[rep] < outstanding[best]):
                 best = rep
         return best
-    if policy == ROUTE_POWER_OF_TWO:
-        a = pick2[i, 0] % num_replicas
-        b = pick2[i, 1] % num_replicas
-        if outstanding[b] < outstanding[a] or (outstanding[b] == outstanding[a] and b < a):
-            return b
-        return a
-    return route_key[i] % num_replicas
+    if policy == ROUTE_ROUND_ROBIN:
+        first = gst[_RR] % R
+        gst[_RR] += 1
+    elif policy == ROUTE_POWER_OF_TWO:
+        a = pick2[i, 0] % R
+        b = pick2[i, 1] % R
+        if down_until[a] > now or (
+            down_until[b] <= now
+            and (outstanding[b] < outstanding[a] or (outstanding[b] == outstanding[a] and b < a))
+        ):
+            a = b
+        first = a
+    else:
+        first = route_key[i] % R
+    for k in range(R):  # the first choice, or the next replica that is up
+        rep = (first + k) % R
+        if down_until[rep] <= now:
+            return rep
+    return -1
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -157,15 +166,148 @@ def _bind_source(i, rep, n, num_segments, bs, orig_src, orig_plen, node_rep, src
     node_rep[i] = rep
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _fail_replica(
+    rep,
+    now,
+    sr,
+    sf,
+    sl,
+    bk,
+    kc,
+    dc,
+    src,
+    cached,
+    pins,
+    lru_next,
+    cpu_cached,
+    cpu_next,
+    wait_next,
+    status,
+    finish,
+    n,
+    arrival,
+    send,
+    ingress,
+    child_gate,
+    child_idx,
+    conc,
+    gst,
+    heap_t,
+    heap_i,
+    num_blocks,
+):
+    """Replica ``rep`` fails at ``now``: its running requests are lost (their clients get an
+    error at once), its waiting requests go back to the router, its KV cache is gone."""
+    s = sr[_RUN_HEAD]
+    while s >= 0:
+        r = sl[F_REQ, s]
+        node = r
+        while node >= 0:  # the request's whole prefix chain lived on this replica
+            cached[node] = 0
+            pins[node] = 0
+            if cpu_cached.shape[0] > 1:
+                cpu_cached[node] = 0
+            node = src[node]
+        status[r] = S_LOST
+        finish[r] = now
+        _respond(
+            r, now, n, arrival, send, ingress, child_gate, child_idx, conc, gst, heap_t, heap_i
+        )
+        s = sl[F_NEXT, s]
+    node = sr[_LRU_HEAD]
+    while node >= 0:
+        cached[node] = 0
+        node = lru_next[node]
+    node = sr[_CPU_HEAD]
+    while node >= 0:
+        cpu_cached[node] = 0
+        node = cpu_next[node]
+    i = sr[_WAIT_HEAD]
+    for _ in range(sr[_WAIT_COUNT]):
+        nxt = wait_next[i]
+        _heap_push(heap_t, heap_i, gst, now, i)  # re-sent to the router at once
+        i = nxt
+    for k in range(sr.shape[0]):
+        if k not in (_G, _MAX_USED, _SEQ, _ACTIVE):  # counters and heap membership survive
+            sr[k] = 0
+    sr[_FREE_UNCACHED] = num_blocks
+    for k in (
+        _LRU_HEAD,
+        _LRU_TAIL,
+        _RUN_HEAD,
+        _RUN_TAIL,
+        _CPU_HEAD,
+        _CPU_TAIL,
+        _WAIT_HEAD,
+        _WAIT_TAIL,
+    ):
+        sr[k] = -1
+    S = sl.shape[1]
+    sr[_NUM_FREE_SLOTS] = S
+    for s in range(S):
+        sl[F_REQ, s] = -1
+        sl[F_DEC, s] = 0
+        sl[F_BPREV, s] = -1
+        sl[F_BNEXT, s] = -1
+        sl[F_FREE, s] = S - 1 - s
+    bk[:] = -1
+    kc[:] = 0
+    dc[:] = 0
+    sf[_T] = now
+    sf[_LAST_CLIENT_T] = now
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def fleet_kernel(
-    arrival, prompt, output, rejected, itl_cls, init_order, init_identity, child_gate, child_idx,
-    heap_cap, orig_src, orig_plen, num_segments, shareable, coeffs,
-    num_replicas, policy, route_key, pick2, max_queue,
-    max_num_seqs, budget_max, bs, num_blocks, caching, ingress, egress, conc, cpu_cap,
-    cpu_load_s, reserve_full, max_depth, ring_size, num_classes,
-    send, first, finish, status, replica, preemptions, cached_tokens,
-    itl_hist, itl_sum, itl_count, stats,
+    arrival,
+    prompt,
+    output,
+    rejected,
+    itl_cls,
+    init_order,
+    init_identity,
+    child_gate,
+    child_idx,
+    heap_cap,
+    orig_src,
+    orig_plen,
+    num_segments,
+    shareable,
+    coeffs,
+    num_replicas,
+    policy,
+    route_key,
+    pick2,
+    max_queue,
+    fail_t,
+    fail_rep,
+    fail_repair_s,
+    max_num_seqs,
+    budget_max,
+    bs,
+    num_blocks,
+    caching,
+    ingress,
+    egress,
+    conc,
+    cpu_cap,
+    cpu_load_s,
+    reserve_full,
+    max_depth,
+    ring_size,
+    num_classes,
+    send,
+    first,
+    finish,
+    status,
+    replica,
+    preemptions,
+    cached_tokens,
+    itl_hist,
+    itl_sum,
+    itl_count,
+    stats,
 ):
     """Run a pool of ``num_replicas`` identical replicas to completion. Per-request outputs
     are filled in place (``finish`` holds the last client token time while unfinished);
@@ -182,8 +324,16 @@ def fleet_kernel(
     slots = np.zeros((R, NUM_SLOT_FIELDS, S), np.int64)
     for rep in range(R):
         st[rep, _FREE_UNCACHED] = num_blocks
-        for k in (_LRU_HEAD, _LRU_TAIL, _RUN_HEAD, _RUN_TAIL, _CPU_HEAD, _CPU_TAIL, _WAIT_HEAD,
-                  _WAIT_TAIL):
+        for k in (
+            _LRU_HEAD,
+            _LRU_TAIL,
+            _RUN_HEAD,
+            _RUN_TAIL,
+            _CPU_HEAD,
+            _CPU_TAIL,
+            _WAIT_HEAD,
+            _WAIT_TAIL,
+        ):
             st[rep, k] = -1
         st[rep, _NUM_FREE_SLOTS] = S
         for s in range(S):
@@ -219,6 +369,8 @@ def fleet_kernel(
     pf_q = np.zeros(S, np.int64)
     fin_slots = np.zeros(S, np.int64)
     num_init = n if init_identity else init_order.shape[0]
+    down_until = np.full(R, -math.inf)
+    fail_ptr = 0
 
     while True:
         # the next release: pre-sorted initial requests merged with the dynamic heap
@@ -236,6 +388,47 @@ def fleet_kernel(
                 ii = hi
                 from_heap = True
         t_rep = rh_t[0] if rh_state[_HEAP_SIZE] > 0 else math.inf
+        t_fail = fail_t[fail_ptr] if fail_ptr < fail_t.shape[0] else math.inf
+        if t_fail < it and t_fail <= t_rep:
+            # ---- a replica fails: running requests are lost, waiting ones re-routed
+            rep = fail_rep[fail_ptr]
+            fail_ptr += 1
+            now = t_fail
+            if st[rep, _ACTIVE] and stf[rep, _T] > now:
+                now = stf[rep, _T]  # the step in progress completes first
+            _fail_replica(
+                rep,
+                now,
+                st[rep],
+                stf[rep],
+                slots[rep],
+                bucket[rep],
+                key_count[rep],
+                dec_cls[rep],
+                src,
+                cached,
+                pins,
+                lru_next,
+                cpu_cached,
+                cpu_next,
+                wait_next,
+                status,
+                finish,
+                n,
+                arrival,
+                send,
+                ingress,
+                child_gate,
+                child_idx,
+                conc,
+                gst,
+                heap_t,
+                heap_i,
+                num_blocks,
+            )
+            outstanding[rep] = 0
+            down_until[rep] = now + fail_repair_s[fail_ptr - 1]
+            continue
         if ii >= 0 and it <= t_rep:
             if from_heap:
                 _heap_pop(heap_t, heap_i, gst)
@@ -244,20 +437,46 @@ def fleet_kernel(
             if rejected[ii]:
                 status[ii] = S_REJECTED
                 finish[ii] = send[ii]
-                _respond(ii, send[ii], n, arrival, send, ingress, child_gate, child_idx, conc,
-                         gst, heap_t, heap_i)
+                _respond(
+                    ii,
+                    send[ii],
+                    n,
+                    arrival,
+                    send,
+                    ingress,
+                    child_gate,
+                    child_idx,
+                    conc,
+                    gst,
+                    heap_t,
+                    heap_i,
+                )
                 continue
-            rep = _route(ii, policy, R, gst, outstanding, route_key, pick2)
+            rep = _route(ii, policy, R, gst, outstanding, route_key, pick2, down_until, it)
             replica[ii] = rep
-            if max_queue > 0 and st[rep, _WAIT_COUNT] >= max_queue:
+            if rep < 0 or (max_queue > 0 and st[rep, _WAIT_COUNT] >= max_queue):
                 status[ii] = S_SHED
                 finish[ii] = send[ii]
-                _respond(ii, send[ii], n, arrival, send, ingress, child_gate, child_idx, conc,
-                         gst, heap_t, heap_i)
+                _respond(
+                    ii,
+                    send[ii],
+                    n,
+                    arrival,
+                    send,
+                    ingress,
+                    child_gate,
+                    child_idx,
+                    conc,
+                    gst,
+                    heap_t,
+                    heap_i,
+                )
                 continue
             _bind_source(ii, rep, n, num_segments, bs, orig_src, orig_plen, node_rep, src, start)
             outstanding[rep] += prompt[ii] + output[ii]
             _wait_push_back(st[rep], wait_next, ii)
+            if st[rep, _NUM_RUNNING] == 0 and st[rep, _WAIT_COUNT] == 1 and it > stf[rep, _T]:
+                stf[rep, _T] = it  # an idle replica wakes at the arrival
             if st[rep, _ACTIVE] == 0:
                 st[rep, _ACTIVE] = 1
                 if it > stf[rep, _T]:
@@ -266,7 +485,11 @@ def fleet_kernel(
             continue
         if rh_state[_HEAP_SIZE] == 0:
             break
+        t_popped = rh_t[0]
         rep = _heap_pop(rh_t, rh_r, rh_state)
+        if stf[rep, _T] > t_popped:  # its clock moved on (woken later, or failed): requeue
+            _heap_push(rh_t, rh_r, rh_state, stf[rep, _T], rep)
+            continue
         # ---- scheduling iterations of replica ``rep`` at its clock, for as long as it holds
         # the earliest event (the body of the engine; kept in this function because a call
         # with this many array arguments costs as much as a decode step -- NOTE: for
@@ -285,191 +508,39 @@ def fleet_kernel(
             if gst[_HEAP_SIZE] > 0 and heap_t[0] < until_t:
                 until_t = heap_t[0]
             for _once in range(1):
-                    n = prompt.shape[0]
-                    mask = bk.shape[0] - 1
-                    t = sf[_T]
-                    G = sr[_G]
-                    # ---- decode-only stretch: while nothing can join, leave, or be preempted, a step
-                    # is O(1): no prefill, no admission possible, no arrival due, no finish this step.
-                    # NOTE: identical arithmetic to the general path below, for performance only.
-                    tail = sr[_RUN_TAIL]
-                    if (tail >= 0 and sl[F_DEC, tail]
-                            and (sr[_WAIT_COUNT] == 0 or sr[_NUM_RUNNING] >= max_num_seqs)):
-                        n_dec = sr[_N_DEC]
-                        last_client_t = sf[_LAST_CLIENT_T]
-                        busy = sf[_BUSY]
-                        max_used = sr[_MAX_USED]
-                        while until_t > t and bk[G & mask] < 0:
-                            need = kc[(-G) % bs]
-                            if sr[_FREE_UNCACHED] >= need:
-                                sr[_FREE_UNCACHED] -= need
-                            elif not _allocate(sr, need, cached, lru_prev, lru_next):
-                                break
-                            used = num_blocks - sr[_FREE_UNCACHED] - sr[_EVICTABLE]
-                            if used > max_used:
-                                max_used = used
-                            dec_ctx = sr[_SUM_C0_G0] + n_dec * (G + 1)
-                            d = step_time_s_jit(coeffs, float(n_dec), float(n_dec), 0.0, 0.0, float(dec_ctx))
-                            t_end = t + d
-                            busy += d
-                            client_t = t_end + egress
-                            gap = client_t - last_client_t
-                            b = _itl_bin(gap)
-                            for k in range(num_classes):
-                                m = dc[k]
-                                if m > 0:
-                                    itl_hist[k, b] += m
-                                    itl_sum[k] += gap * m
-                                    itl_count[k] += m
-                            last_client_t = client_t
-                            t = t_end
-                            G += 1
-                        sf[_T] = t
-                        sf[_LAST_CLIENT_T] = last_client_t
-                        sf[_BUSY] = busy
-                        sr[_MAX_USED] = max_used
-                        sr[_G] = G
-                        if until_t <= t:
-                            break
-
-                    last_client_t = sf[_LAST_CLIENT_T]
-                    # ---- schedule: running requests first
-                    budget = budget_max
-                    preempted_any = False
-                    loaded_blocks = 0
-                    kidx = (-G) % bs
-                    n_pf = 0
-                    tail = sr[_RUN_TAIL]
-                    has_p = tail >= 0 and not sl[F_DEC, tail]
-                    need_dec = kc[kidx]
-                    need_p = 0
-                    q_p = 0
-                    if has_p:
-                        r = sl[F_REQ, tail]
-                        q_p = min(prompt[r] + generated[r] - sl[F_COMPUTED, tail], budget - sr[_N_DEC])
-                        need_p = _cdiv(sl[F_COMPUTED, tail] + q_p, bs) - sl[F_REF, tail] - sl[F_PRIVATE, tail]
-                    if sr[_FREE_UNCACHED] + sr[_EVICTABLE] >= need_dec + need_p:
-                        _allocate(sr, need_dec + need_p, cached, lru_prev, lru_next)
-                        if has_p:
-                            sl[F_PRIVATE, tail] += max(need_p, 0)
-                            pf_slot[0] = tail
-                            pf_q[0] = q_p
-                            n_pf = 1
-                    else:
-                        # Slow path, exactly vLLM's loop: walk in order, preempt from the tail.
-                        s = sr[_RUN_HEAD]
-                        n_sched_dec = 0
-                        while s >= 0:
-                            nxt = sl[F_NEXT, s]
-                            r = sl[F_REQ, s]
-                            if sl[F_DEC, s]:
-                                c = sl[F_C0, s] + G - sl[F_G0, s]
-                                need = 1 if c % bs == 0 else 0
-                                q = 1
-                            else:
-                                q = min(prompt[r] + generated[r] - sl[F_COMPUTED, s], budget - n_sched_dec)
-                                need = _cdiv(sl[F_COMPUTED, s] + q, bs) - sl[F_REF, s] - sl[F_PRIVATE, s]
-                            ok = True
-                            while not _allocate(sr, need, cached, lru_prev, lru_next):
-                                victim = sr[_RUN_TAIL]
-                                _preempt(victim, sr, sl, G, last_client_t, bs, caching, generated, finish,
-                                         preemptions, itl_cls, src, start, pins, cached, lru_prev, lru_next,
-                                         bk, mask, kc, dc, wait_next, cpu_cached, cpu_prev,
-                                         cpu_next, cpu_cap, reserve_full)
-                                preempted_any = True
-                                if victim == s:
-                                    ok = False
-                                    break
-                            if not ok:
-                                break
-                            if sl[F_DEC, s]:
-                                n_sched_dec += 1
-                            else:
-                                sl[F_PRIVATE, s] += max(need, 0)
-                                pf_slot[n_pf] = s
-                                pf_q[n_pf] = q
-                                n_pf += 1
-                            if s == sr[_RUN_TAIL]:
-                                break
-                            s = nxt
-                    budget -= sr[_N_DEC]
-                    for k in range(n_pf):
-                        budget -= pf_q[k]
-
-                    # ---- then waiting requests, unless something was preempted
-                    if not preempted_any:
-                        while sr[_WAIT_COUNT] > 0 and budget > 0 and sr[_NUM_RUNNING] < max_num_seqs:
-                            r = sr[_WAIT_HEAD]
-                            _pin(sr, r, src, pins, cached, lru_prev, lru_next)
-                            num_tok = prompt[r] + generated[r]
-                            hit = 0
-                            total = 0
-                            if caching:
-                                hit = _hit_blocks(r, num_tok, bs, src, start, cached, chain, cpu_cached, False)
-                                total = hit
-                                if cpu_cap > 0:
-                                    total = _hit_blocks(r, num_tok, bs, src, start, cached, chain, cpu_cached,
-                                                        True)
-                            q = min(num_tok - total * bs, budget)
-                            need = _cdiv(total * bs + q, bs) - hit
-                            if reserve_full:  # blocks for the whole request, up front
-                                need = _cdiv(prompt[r] + output[r], bs) - hit
-                            if not _allocate(sr, need, cached, lru_prev, lru_next):
-                                _unpin(sr, r, src, pins, cached, lru_prev, lru_next)
-                                break
-                            _wait_pop_front(sr, wait_next)
-                            sr[_NUM_FREE_SLOTS] -= 1
-                            s = sl[F_FREE, sr[_NUM_FREE_SLOTS]]
-                            sl[F_REQ, s] = r
-                            sl[F_DEC, s] = 0
-                            sl[F_COMPUTED, s] = total * bs
-                            sl[F_REF, s] = hit
-                            sl[F_PRIVATE, s] = need
-                            sl[F_SEQ, s] = sr[_SEQ]
-                            sr[_SEQ] += 1
-                            _run_append(sr, sl, s)
-                            if total > hit:
-                                # host-tier hit: load the blocks back, as if computed
-                                loaded_blocks += total - hit
-                                _touch_range(r, hit, total, src, start, chain, sr, cached, cpu_cached,
-                                             cpu_prev, cpu_next, cpu_cap)
-                                moved = _transfer(r, hit * bs, total * bs, bs, src, start, cached, chain, sr,
-                                                  cpu_cached, cpu_prev, cpu_next, cpu_cap)
-                                sl[F_PRIVATE, s] -= moved
-                                sl[F_REF, s] += moved
-                            if cached_tokens[r] < 0:
-                                cached_tokens[r] = total * bs
-                            pf_slot[n_pf] = s
-                            pf_q[n_pf] = q
-                            n_pf += 1
-                            budget -= q
-
+                n = prompt.shape[0]
+                mask = bk.shape[0] - 1
+                t = sf[_T]
+                G = sr[_G]
+                # ---- decode-only stretch: while nothing can join, leave, or be preempted, a step
+                # is O(1): no prefill, no admission possible, no arrival due, no finish this step.
+                # NOTE: identical arithmetic to the general path below, for performance only.
+                tail = sr[_RUN_TAIL]
+                if (
+                    tail >= 0
+                    and sl[F_DEC, tail]
+                    and (sr[_WAIT_COUNT] == 0 or sr[_NUM_RUNNING] >= max_num_seqs)
+                ):
                     n_dec = sr[_N_DEC]
-                    if n_dec == 0 and n_pf == 0:
-                        if sr[_NUM_RUNNING] == 0 and sr[_WAIT_COUNT] > 0 and not preempted_any:
-                            return STALLED
-                        break
-
-                    used = num_blocks - sr[_FREE_UNCACHED] - sr[_EVICTABLE]
-                    if used > sr[_MAX_USED]:
-                        sr[_MAX_USED] = used
-                    # ---- step duration
-                    num_tok = n_dec
-                    pairs = 0
-                    for k in range(n_pf):
-                        q = pf_q[k]
-                        num_tok += q
-                        pairs += q * sl[F_COMPUTED, pf_slot[k]] + q * (q + 1) // 2
-                    dec_ctx = sr[_SUM_C0_G0] + n_dec * (G + 1)
-                    d = step_time_s_jit(coeffs, float(num_tok), float(n_dec + n_pf), float(n_pf),
-                                        float(pairs), float(dec_ctx))
-                    d += loaded_blocks * cpu_load_s
-                    t_end = t + d
-                    sf[_BUSY] += d
-                    client_t = t_end + egress
-
-                    # ---- decode tokens: one gap per decoding request, all equal to this step's
-                    if n_dec > 0:
+                    last_client_t = sf[_LAST_CLIENT_T]
+                    busy = sf[_BUSY]
+                    max_used = sr[_MAX_USED]
+                    while until_t > t and bk[G & mask] < 0:
+                        need = kc[(-G) % bs]
+                        if sr[_FREE_UNCACHED] >= need:
+                            sr[_FREE_UNCACHED] -= need
+                        elif not _allocate(sr, need, cached, lru_prev, lru_next):
+                            break
+                        used = num_blocks - sr[_FREE_UNCACHED] - sr[_EVICTABLE]
+                        if used > max_used:
+                            max_used = used
+                        dec_ctx = sr[_SUM_C0_G0] + n_dec * (G + 1)
+                        d = step_time_s_jit(
+                            coeffs, float(n_dec), float(n_dec), 0.0, 0.0, float(dec_ctx)
+                        )
+                        t_end = t + d
+                        busy += d
+                        client_t = t_end + egress
                         gap = client_t - last_client_t
                         b = _itl_bin(gap)
                         for k in range(num_classes):
@@ -478,93 +549,358 @@ def fleet_kernel(
                                 itl_hist[k, b] += m
                                 itl_sum[k] += gap * m
                                 itl_count[k] += m
-                    n_fin = 0
-                    s = bk[G & mask]
+                        last_client_t = client_t
+                        t = t_end
+                        G += 1
+                    sf[_T] = t
+                    sf[_LAST_CLIENT_T] = last_client_t
+                    sf[_BUSY] = busy
+                    sr[_MAX_USED] = max_used
+                    sr[_G] = G
+                    if until_t <= t:
+                        break
+
+                last_client_t = sf[_LAST_CLIENT_T]
+                # ---- schedule: running requests first
+                budget = budget_max
+                preempted_any = False
+                loaded_blocks = 0
+                kidx = (-G) % bs
+                n_pf = 0
+                tail = sr[_RUN_TAIL]
+                has_p = tail >= 0 and not sl[F_DEC, tail]
+                need_dec = kc[kidx]
+                need_p = 0
+                q_p = 0
+                if has_p:
+                    r = sl[F_REQ, tail]
+                    q_p = min(prompt[r] + generated[r] - sl[F_COMPUTED, tail], budget - sr[_N_DEC])
+                    need_p = (
+                        _cdiv(sl[F_COMPUTED, tail] + q_p, bs)
+                        - sl[F_REF, tail]
+                        - sl[F_PRIVATE, tail]
+                    )
+                if sr[_FREE_UNCACHED] + sr[_EVICTABLE] >= need_dec + need_p:
+                    _allocate(sr, need_dec + need_p, cached, lru_prev, lru_next)
+                    if has_p:
+                        sl[F_PRIVATE, tail] += max(need_p, 0)
+                        pf_slot[0] = tail
+                        pf_q[0] = q_p
+                        n_pf = 1
+                else:
+                    # Slow path, exactly vLLM's loop: walk in order, preempt from the tail.
+                    s = sr[_RUN_HEAD]
+                    n_sched_dec = 0
                     while s >= 0:
-                        fin_slots[n_fin] = s
-                        n_fin += 1
-                        s = sl[F_BNEXT, s]
-                    # ---- prefill chunks: progress, cache transfer, first tokens
-                    for k in range(n_pf):
-                        s = pf_slot[k]
-                        r = sl[F_REQ, s]
-                        old = sl[F_COMPUTED, s]
-                        new = old + pf_q[k]
-                        sl[F_COMPUTED, s] = new
-                        if caching and old < start[r] * bs:
-                            moved = _transfer(r, old, new, bs, src, start, cached, chain, sr, cpu_cached,
-                                              cpu_prev, cpu_next, cpu_cap)
-                            sl[F_PRIVATE, s] -= moved
-                            sl[F_REF, s] += moved
-                        if new < prompt[r] + generated[r]:
-                            continue
-                        generated[r] += 1
-                        if generated[r] == 1:
-                            first[r] = client_t
-                        elif itl_cls[r] >= 0:
-                            gap = client_t - finish[r]
-                            c = itl_cls[r]
-                            itl_hist[c, _itl_bin(gap)] += 1
-                            itl_sum[c] += gap
-                            itl_count[c] += 1
-                        finish[r] = client_t
-                        if generated[r] == output[r]:
-                            fin_slots[n_fin] = s
-                            n_fin += 1
-                            continue
-                        # becomes a decoder from the next step
-                        sl[F_DEC, s] = 1
-                        sl[F_C0, s] = new
-                        sl[F_G0, s] = G + 1
-                        sl[F_GEN0, s] = generated[r]
-                        fin = G + 1 + output[r] - generated[r] - 1
-                        sl[F_FIN, s] = fin
-                        key = (new - (G + 1)) % bs
-                        if not reserve_full:  # reserved requests never allocate while decoding
-                            kc[key] += 1
-                        sr[_SUM_C0_G0] += new - (G + 1)
-                        sr[_N_DEC] += 1
-                        if itl_cls[r] >= 0:
-                            dc[itl_cls[r]] += 1
-                        head = bk[fin & mask]
-                        sl[F_BPREV, s] = -1
-                        sl[F_BNEXT, s] = head
-                        if head >= 0:
-                            sl[F_BPREV, head] = s
-                        bk[fin & mask] = s
-                    # ---- finishes, in admission order (as vLLM frees them)
-                    # insertion sort by admission sequence (few finish per step; no allocation)
-                    for a in range(1, n_fin):
-                        x = fin_slots[a]
-                        j = a - 1
-                        while j >= 0 and sl[F_SEQ, fin_slots[j]] > sl[F_SEQ, x]:
-                            fin_slots[j + 1] = fin_slots[j]
-                            j -= 1
-                        fin_slots[j + 1] = x
-                    for k in range(n_fin):
-                        s = fin_slots[k]
+                        nxt = sl[F_NEXT, s]
                         r = sl[F_REQ, s]
                         if sl[F_DEC, s]:
-                            c, private, gen = _slot_progress(s, sl, G + 1, bs, reserve_full)
-                            generated[r] = gen
-                            _decoder_leave(s, r, sr, sl, bk, mask, kc, dc, itl_cls, bs,
-                                           reserve_full)
+                            c = sl[F_C0, s] + G - sl[F_G0, s]
+                            need = 1 if c % bs == 0 else 0
+                            q = 1
                         else:
-                            c = sl[F_COMPUTED, s]
-                            private = sl[F_PRIVATE, s]
-                        _release(r, c, private, shareable[r], sr, bs, caching, src, start, pins, cached,
-                                 lru_prev, lru_next, cpu_cached, cpu_prev, cpu_next, cpu_cap)
-                        _run_remove(sr, sl, s)
-                        _slot_free(sr, sl, s)
-                        finish[r] = client_t
-                        status[r] = S_COMPLETED
-                        outstanding[rep] -= prompt[r] + output[r]
-                        _respond(r, client_t, n, arrival, send, ingress, child_gate, child_idx, conc, gst,
-                                 heap_t, heap_i)
-                    sf[_LAST_CLIENT_T] = client_t
-                    sf[_T] = t_end
-                    sr[_G] = G + 1
+                            q = min(
+                                prompt[r] + generated[r] - sl[F_COMPUTED, s], budget - n_sched_dec
+                            )
+                            need = (
+                                _cdiv(sl[F_COMPUTED, s] + q, bs) - sl[F_REF, s] - sl[F_PRIVATE, s]
+                            )
+                        ok = True
+                        while not _allocate(sr, need, cached, lru_prev, lru_next):
+                            victim = sr[_RUN_TAIL]
+                            _preempt(
+                                victim,
+                                sr,
+                                sl,
+                                G,
+                                last_client_t,
+                                bs,
+                                caching,
+                                generated,
+                                finish,
+                                preemptions,
+                                itl_cls,
+                                src,
+                                start,
+                                pins,
+                                cached,
+                                lru_prev,
+                                lru_next,
+                                bk,
+                                mask,
+                                kc,
+                                dc,
+                                wait_next,
+                                cpu_cached,
+                                cpu_prev,
+                                cpu_next,
+                                cpu_cap,
+                                reserve_full,
+                            )
+                            preempted_any = True
+                            if victim == s:
+                                ok = False
+                                break
+                        if not ok:
+                            break
+                        if sl[F_DEC, s]:
+                            n_sched_dec += 1
+                        else:
+                            sl[F_PRIVATE, s] += max(need, 0)
+                            pf_slot[n_pf] = s
+                            pf_q[n_pf] = q
+                            n_pf += 1
+                        if s == sr[_RUN_TAIL]:
+                            break
+                        s = nxt
+                budget -= sr[_N_DEC]
+                for k in range(n_pf):
+                    budget -= pf_q[k]
+
+                # ---- then waiting requests, unless something was preempted
+                if not preempted_any:
+                    while sr[_WAIT_COUNT] > 0 and budget > 0 and sr[_NUM_RUNNING] < max_num_seqs:
+                        r = sr[_WAIT_HEAD]
+                        _pin(sr, r, src, pins, cached, lru_prev, lru_next)
+                        num_tok = prompt[r] + generated[r]
+                        hit = 0
+                        total = 0
+                        if caching:
+                            hit = _hit_blocks(
+                                r, num_tok, bs, src, start, cached, chain, cpu_cached, False
+                            )
+                            total = hit
+                            if cpu_cap > 0:
+                                total = _hit_blocks(
+                                    r, num_tok, bs, src, start, cached, chain, cpu_cached, True
+                                )
+                        q = min(num_tok - total * bs, budget)
+                        need = _cdiv(total * bs + q, bs) - hit
+                        if reserve_full:  # blocks for the whole request, up front
+                            need = _cdiv(prompt[r] + output[r], bs) - hit
+                        if not _allocate(sr, need, cached, lru_prev, lru_next):
+                            _unpin(sr, r, src, pins, cached, lru_prev, lru_next)
+                            break
+                        _wait_pop_front(sr, wait_next)
+                        sr[_NUM_FREE_SLOTS] -= 1
+                        s = sl[F_FREE, sr[_NUM_FREE_SLOTS]]
+                        sl[F_REQ, s] = r
+                        sl[F_DEC, s] = 0
+                        sl[F_COMPUTED, s] = total * bs
+                        sl[F_REF, s] = hit
+                        sl[F_PRIVATE, s] = need
+                        sl[F_SEQ, s] = sr[_SEQ]
+                        sr[_SEQ] += 1
+                        _run_append(sr, sl, s)
+                        if total > hit:
+                            # host-tier hit: load the blocks back, as if computed
+                            loaded_blocks += total - hit
+                            _touch_range(
+                                r,
+                                hit,
+                                total,
+                                src,
+                                start,
+                                chain,
+                                sr,
+                                cached,
+                                cpu_cached,
+                                cpu_prev,
+                                cpu_next,
+                                cpu_cap,
+                            )
+                            moved = _transfer(
+                                r,
+                                hit * bs,
+                                total * bs,
+                                bs,
+                                src,
+                                start,
+                                cached,
+                                chain,
+                                sr,
+                                cpu_cached,
+                                cpu_prev,
+                                cpu_next,
+                                cpu_cap,
+                            )
+                            sl[F_PRIVATE, s] -= moved
+                            sl[F_REF, s] += moved
+                        if cached_tokens[r] < 0:
+                            cached_tokens[r] = total * bs
+                        pf_slot[n_pf] = s
+                        pf_q[n_pf] = q
+                        n_pf += 1
+                        budget -= q
+
+                n_dec = sr[_N_DEC]
+                if n_dec == 0 and n_pf == 0:
+                    if sr[_NUM_RUNNING] == 0 and sr[_WAIT_COUNT] > 0 and not preempted_any:
+                        return STALLED
                     break
+
+                used = num_blocks - sr[_FREE_UNCACHED] - sr[_EVICTABLE]
+                if used > sr[_MAX_USED]:
+                    sr[_MAX_USED] = used
+                # ---- step duration
+                num_tok = n_dec
+                pairs = 0
+                for k in range(n_pf):
+                    q = pf_q[k]
+                    num_tok += q
+                    pairs += q * sl[F_COMPUTED, pf_slot[k]] + q * (q + 1) // 2
+                dec_ctx = sr[_SUM_C0_G0] + n_dec * (G + 1)
+                d = step_time_s_jit(
+                    coeffs,
+                    float(num_tok),
+                    float(n_dec + n_pf),
+                    float(n_pf),
+                    float(pairs),
+                    float(dec_ctx),
+                )
+                d += loaded_blocks * cpu_load_s
+                t_end = t + d
+                sf[_BUSY] += d
+                client_t = t_end + egress
+
+                # ---- decode tokens: one gap per decoding request, all equal to this step's
+                if n_dec > 0:
+                    gap = client_t - last_client_t
+                    b = _itl_bin(gap)
+                    for k in range(num_classes):
+                        m = dc[k]
+                        if m > 0:
+                            itl_hist[k, b] += m
+                            itl_sum[k] += gap * m
+                            itl_count[k] += m
+                n_fin = 0
+                s = bk[G & mask]
+                while s >= 0:
+                    fin_slots[n_fin] = s
+                    n_fin += 1
+                    s = sl[F_BNEXT, s]
+                # ---- prefill chunks: progress, cache transfer, first tokens
+                for k in range(n_pf):
+                    s = pf_slot[k]
+                    r = sl[F_REQ, s]
+                    old = sl[F_COMPUTED, s]
+                    new = old + pf_q[k]
+                    sl[F_COMPUTED, s] = new
+                    if caching and old < start[r] * bs:
+                        moved = _transfer(
+                            r,
+                            old,
+                            new,
+                            bs,
+                            src,
+                            start,
+                            cached,
+                            chain,
+                            sr,
+                            cpu_cached,
+                            cpu_prev,
+                            cpu_next,
+                            cpu_cap,
+                        )
+                        sl[F_PRIVATE, s] -= moved
+                        sl[F_REF, s] += moved
+                    if new < prompt[r] + generated[r]:
+                        continue
+                    generated[r] += 1
+                    if generated[r] == 1:
+                        first[r] = client_t
+                    elif itl_cls[r] >= 0:
+                        gap = client_t - finish[r]
+                        c = itl_cls[r]
+                        itl_hist[c, _itl_bin(gap)] += 1
+                        itl_sum[c] += gap
+                        itl_count[c] += 1
+                    finish[r] = client_t
+                    if generated[r] == output[r]:
+                        fin_slots[n_fin] = s
+                        n_fin += 1
+                        continue
+                    # becomes a decoder from the next step
+                    sl[F_DEC, s] = 1
+                    sl[F_C0, s] = new
+                    sl[F_G0, s] = G + 1
+                    sl[F_GEN0, s] = generated[r]
+                    fin = G + 1 + output[r] - generated[r] - 1
+                    sl[F_FIN, s] = fin
+                    key = (new - (G + 1)) % bs
+                    if not reserve_full:  # reserved requests never allocate while decoding
+                        kc[key] += 1
+                    sr[_SUM_C0_G0] += new - (G + 1)
+                    sr[_N_DEC] += 1
+                    if itl_cls[r] >= 0:
+                        dc[itl_cls[r]] += 1
+                    head = bk[fin & mask]
+                    sl[F_BPREV, s] = -1
+                    sl[F_BNEXT, s] = head
+                    if head >= 0:
+                        sl[F_BPREV, head] = s
+                    bk[fin & mask] = s
+                # ---- finishes, in admission order (as vLLM frees them)
+                # insertion sort by admission sequence (few finish per step; no allocation)
+                for a in range(1, n_fin):
+                    x = fin_slots[a]
+                    j = a - 1
+                    while j >= 0 and sl[F_SEQ, fin_slots[j]] > sl[F_SEQ, x]:
+                        fin_slots[j + 1] = fin_slots[j]
+                        j -= 1
+                    fin_slots[j + 1] = x
+                for k in range(n_fin):
+                    s = fin_slots[k]
+                    r = sl[F_REQ, s]
+                    if sl[F_DEC, s]:
+                        c, private, gen = _slot_progress(s, sl, G + 1, bs, reserve_full)
+                        generated[r] = gen
+                        _decoder_leave(s, r, sr, sl, bk, mask, kc, dc, itl_cls, bs, reserve_full)
+                    else:
+                        c = sl[F_COMPUTED, s]
+                        private = sl[F_PRIVATE, s]
+                    _release(
+                        r,
+                        c,
+                        private,
+                        shareable[r],
+                        sr,
+                        bs,
+                        caching,
+                        src,
+                        start,
+                        pins,
+                        cached,
+                        lru_prev,
+                        lru_next,
+                        cpu_cached,
+                        cpu_prev,
+                        cpu_next,
+                        cpu_cap,
+                    )
+                    _run_remove(sr, sl, s)
+                    _slot_free(sr, sl, s)
+                    finish[r] = client_t
+                    status[r] = S_COMPLETED
+                    outstanding[rep] -= prompt[r] + output[r]
+                    _respond(
+                        r,
+                        client_t,
+                        n,
+                        arrival,
+                        send,
+                        ingress,
+                        child_gate,
+                        child_idx,
+                        conc,
+                        gst,
+                        heap_t,
+                        heap_i,
+                    )
+                sf[_LAST_CLIENT_T] = client_t
+                sf[_T] = t_end
+                sr[_G] = G + 1
+                break
             if sr[_NUM_RUNNING] == 0 and sr[_WAIT_COUNT] == 0:
                 sr[_ACTIVE] = 0
                 break
@@ -575,8 +911,9 @@ def fleet_kernel(
                 nxt += ingress
             if gst[_HEAP_SIZE] > 0 and heap_t[0] < nxt:
                 nxt = heap_t[0]
-            if nxt <= now or (rh_state[_HEAP_SIZE] > 0
-                              and (rh_t[0] < now or (rh_t[0] == now and rh_r[0] < rep))):
+            if nxt <= now or (
+                rh_state[_HEAP_SIZE] > 0 and (rh_t[0] < now or (rh_t[0] == now and rh_r[0] < rep))
+            ):
                 _heap_push(rh_t, rh_r, rh_state, now, rep)
                 break
 

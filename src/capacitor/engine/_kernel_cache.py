@@ -159,8 +159,9 @@ def _hit_blocks(r, num_tokens, bs, src, start, cached, chain, cpu_cached, any_ti
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _transfer(r, old, new, bs, src, start, cached, chain, st, cpu_cached, cpu_prev, cpu_next,
-              cpu_cap):
+def _transfer(
+    r, old, new, bs, src, start, cached, chain, st, cpu_cached, cpu_prev, cpu_next, cpu_cap
+):
     """Ancestor blocks ``r`` just computed join their owner's cache; returns how many."""
     hi = min(new // bs, start[r])
     j = old // bs
@@ -188,8 +189,7 @@ def _transfer(r, old, new, bs, src, start, cached, chain, st, cpu_cached, cpu_pr
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _touch_range(r, lo, hi, src, start, chain, st, cached, cpu_cached, cpu_prev, cpu_next,
-                 cpu_cap):
+def _touch_range(r, lo, hi, src, start, chain, st, cached, cpu_cached, cpu_prev, cpu_next, cpu_cap):
     """Touch, root to leaf, each chain node owning a block in ``[lo, hi)``."""
     depth = 0
     node = r
@@ -202,4 +202,3 @@ def _touch_range(r, lo, hi, src, start, chain, st, cached, cpu_cached, cpu_prev,
         end = start[chain[k - 1]] if k > 0 else hi
         if start[node] < hi and end > lo and start[node] < end:
             _cpu_touch(st, node, cached, cpu_cached, cpu_prev, cpu_next, cpu_cap)
-

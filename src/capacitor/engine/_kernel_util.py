@@ -71,8 +71,9 @@ def _itl_bin(gap):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _respond(i, client_t, n, arrival, send, ingress, child_gate, child_idx, conc, gst, heap_t,
-             heap_i):
+def _respond(
+    i, client_t, n, arrival, send, ingress, child_gate, child_idx, conc, gst, heap_t, heap_i
+):
     """Client ``i`` got its answer at ``client_t``: release what waits on it."""
     k = np.searchsorted(child_gate, i)
     while k < child_gate.shape[0] and child_gate[k] == i:

@@ -123,8 +123,25 @@ def _decoder_leave(s, r, st, sl, bucket, mask, key_count, dec_cls, itl_cls, bs, 
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _release(r, computed, private, cache_own, st, bs, caching, src, start, pins, cached,
-             lru_prev, lru_next, cpu_cached, cpu_prev, cpu_next, cpu_cap):
+def _release(
+    r,
+    computed,
+    private,
+    cache_own,
+    st,
+    bs,
+    caching,
+    src,
+    start,
+    pins,
+    cached,
+    lru_prev,
+    lru_next,
+    cpu_cached,
+    cpu_prev,
+    cpu_next,
+    cpu_cap,
+):
     """Free a leaving request's blocks; its own full blocks join its node's cache."""
     freed = private
     if cache_own and caching:
@@ -150,9 +167,35 @@ def _slot_progress(s, sl, G, bs, reserve_full):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _preempt(s, st, sl, G, last_client_t, bs, caching, generated, finish, preemptions, itl_cls,
-             src, start, pins, cached, lru_prev, lru_next, bucket, mask, key_count, dec_cls,
-             wait_next, cpu_cached, cpu_prev, cpu_next, cpu_cap, reserve_full):
+def _preempt(
+    s,
+    st,
+    sl,
+    G,
+    last_client_t,
+    bs,
+    caching,
+    generated,
+    finish,
+    preemptions,
+    itl_cls,
+    src,
+    start,
+    pins,
+    cached,
+    lru_prev,
+    lru_next,
+    bucket,
+    mask,
+    key_count,
+    dec_cls,
+    wait_next,
+    cpu_cached,
+    cpu_prev,
+    cpu_next,
+    cpu_cap,
+    reserve_full,
+):
     """Preempt the request in slot ``s`` (recompute): free its KV, put it at the front of
     the replica's waiting queue."""
     r = sl[F_REQ, s]
@@ -161,8 +204,25 @@ def _preempt(s, st, sl, G, last_client_t, bs, caching, generated, finish, preemp
         generated[r] = gen
         finish[r] = last_client_t
         _decoder_leave(s, r, st, sl, bucket, mask, key_count, dec_cls, itl_cls, bs, reserve_full)
-    _release(r, c, private, True, st, bs, caching, src, start, pins, cached, lru_prev, lru_next,
-             cpu_cached, cpu_prev, cpu_next, cpu_cap)
+    _release(
+        r,
+        c,
+        private,
+        True,
+        st,
+        bs,
+        caching,
+        src,
+        start,
+        pins,
+        cached,
+        lru_prev,
+        lru_next,
+        cpu_cached,
+        cpu_prev,
+        cpu_next,
+        cpu_cap,
+    )
     _run_remove(st, sl, s)
     _slot_free(st, sl, s)
     preemptions[r] += 1

@@ -53,7 +53,8 @@ class EngineConfig:
         if self.max_num_batched_tokens < self.max_num_seqs:
             raise ConfigError(
                 f"max_num_batched_tokens={self.max_num_batched_tokens} is below "
-                f"max_num_seqs={self.max_num_seqs}; vLLM requires max_num_batched_tokens >= max_num_seqs"
+                f"max_num_seqs={self.max_num_seqs}; vLLM requires "
+                "max_num_batched_tokens >= max_num_seqs"
             )
         if self.block_size < 1:
             raise ConfigError(f"block_size={self.block_size}: must be >= 1")
@@ -61,7 +62,9 @@ class EngineConfig:
             raise ConfigError(f"num_gpu_blocks={self.num_gpu_blocks}: must be >= 1")
         capacity = self.num_gpu_blocks * self.block_size
         if self.max_model_len < 0 or self.max_model_len == 1:
-            raise ConfigError(f"max_model_len={self.max_model_len}: must be >= 2 (or 0 for the KV capacity)")
+            raise ConfigError(
+                f"max_model_len={self.max_model_len}: must be >= 2 (or 0 for the KV capacity)"
+            )
         if self.max_model_len > capacity:
             raise ConfigError(
                 f"max_model_len={self.max_model_len} exceeds the KV cache capacity of "

@@ -152,8 +152,12 @@ def simulate(
     n = len(batch)
     bs = config.block_size
     src_arr, plen_arr, _ = normalise_prefix_chains(
-        batch.prefix_src, batch.prefix_len, batch.prompt_len, batch.output_len,
-        batch.segment_len, bs,
+        batch.prefix_src,
+        batch.prefix_len,
+        batch.prompt_len,
+        batch.output_len,
+        batch.segment_len,
+        bs,
     )
     src = [int(x) for x in src_arr]
     start = [int(x) // bs for x in plen_arr]
@@ -345,8 +349,14 @@ def simulate(
             else:
                 num_prefill += 1
                 pairs += prefill_pairs(q, computed[r])
-        d = step_time_s(coeffs, float(num_tok), float(len(scheduled)), float(num_prefill),
-                        float(pairs), float(dec_ctx))
+        d = step_time_s(
+            coeffs,
+            float(num_tok),
+            float(len(scheduled)),
+            float(num_prefill),
+            float(pairs),
+            float(dec_ctx),
+        )
         d += loaded_blocks * config.cpu_load_s_per_block
         t_end = t + d
         num_steps += 1

@@ -32,8 +32,12 @@ def prepare(batch: RequestBatch, config: EngineConfig) -> dict:
     n = len(batch)
     bs = config.block_size
     src, plen, max_depth = normalise_prefix_chains(
-        batch.prefix_src, batch.prefix_len, batch.prompt_len, batch.output_len,
-        batch.segment_len, bs,
+        batch.prefix_src,
+        batch.prefix_len,
+        batch.prompt_len,
+        batch.output_len,
+        batch.segment_len,
+        bs,
     )
     shareable = np.zeros(src.shape[0], np.bool_)
     shareable[batch.prefix_src[batch.prefix_src >= 0]] = True
@@ -57,9 +61,16 @@ def prepare(batch: RequestBatch, config: EngineConfig) -> dict:
         init_order = initial[np.argsort(batch.arrival_s[initial], kind="stable")].astype(np.int32)
     max_out = int(batch.output_len.max(initial=1))
     return dict(
-        src=src, plen=plen, shareable=shareable, rejected=rejected,
-        child_gate=child_gate, child_idx=child_idx, init_order=init_order,
-        init_identity=identity, heap_cap=num_dynamic, max_depth=max_depth,
+        src=src,
+        plen=plen,
+        shareable=shareable,
+        rejected=rejected,
+        child_gate=child_gate,
+        child_idx=child_idx,
+        init_order=init_order,
+        init_identity=identity,
+        heap_cap=num_dynamic,
+        max_depth=max_depth,
         ring_size=1 << int(max_out + 2).bit_length(),
     )
 
@@ -100,8 +111,9 @@ def simulate(
     Raises:
         ConfigError: malformed coefficients or classes.
     """
-    return simulate_pool(batch, config, coeffs, num_replicas=1, itl_class=itl_class,
-                         num_itl_classes=num_itl_classes)
+    return simulate_pool(
+        batch, config, coeffs, num_replicas=1, itl_class=itl_class, num_itl_classes=num_itl_classes
+    )
 
 
 def simulate_pool(
@@ -113,6 +125,7 @@ def simulate_pool(
     routing: str = "round_robin",
     route_key: np.ndarray | None = None,
     max_queue: int = 0,
+    failures: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     seed: int = 0,
     itl_class: np.ndarray | None = None,
     num_itl_classes: int = 1,
@@ -126,6 +139,11 @@ def simulate_pool(
         route_key: per request, the session / prefix id for the affinity routers.
         max_queue: shed a request (status 3) when its replica already has this many waiting
             (0: never shed).
+        failures: ``(time_s, replica, repair_s)`` arrays, one entry per replica failure. At
+            a failure the step in progress completes, then the replica's running requests
+            are lost (status 4; their clients see an error then), its waiting requests go
+            back to the router, and its KV cache is gone; it takes no requests for
+            ``repair_s``. A request finding every replica down is shed (status 3).
         Other arguments as :func:`simulate`.
 
     Raises:
@@ -145,6 +163,16 @@ def simulate_pool(
         key = np.asarray(route_key, np.int64) % num_replicas
     else:
         key = np.zeros(1, np.int64)
+    if failures is None:
+        fail_t, fail_rep, fail_repair = np.zeros(0), np.zeros(0, np.int64), np.zeros(0)
+    else:
+        fail_t, fail_rep, fail_repair = (np.asarray(a) for a in failures)
+        order = np.argsort(fail_t, kind="stable")
+        fail_t = np.ascontiguousarray(fail_t[order], np.float64)
+        fail_rep = np.ascontiguousarray(fail_rep[order], np.int64)
+        fail_repair = np.ascontiguousarray(fail_repair[order], np.float64)
+        if np.any((fail_rep < 0) | (fail_rep >= num_replicas)) or np.any(fail_repair < 0):
+            raise ConfigError("failures: replica out of range or negative repair time")
     if policy == ROUTE_POWER_OF_TWO and num_replicas > 1:
         pick2 = np.random.default_rng(seed).integers(0, num_replicas, (n, 2)).astype(np.int32)
     else:
@@ -165,6 +193,8 @@ def simulate_pool(
             )
         cls = cls.astype(np.int16)
     p = prepare(batch, config)
+    if len(fail_t):  # re-routed requests go through the release heap
+        p["heap_cap"] = n
     if p["init_identity"]:
         # NOTE: nothing waits on anything, so every send time is the arrival time; share the
         # array rather than copy it (memory: ten million requests).
@@ -185,23 +215,68 @@ def simulate_pool(
     code = fleet_kernel(
         np.ascontiguousarray(batch.arrival_s, np.float64),
         np.ascontiguousarray(batch.prompt_len, np.int32),
-        np.ascontiguousarray(batch.output_len, np.int32), p["rejected"], cls, p["init_order"],
-        p["init_identity"], p["child_gate"], p["child_idx"], p["heap_cap"],
-        p["src"], p["plen"], len(batch.segment_len), p["shareable"], coeffs,
-        num_replicas, policy, key, pick2, max_queue,
-        config.max_num_seqs, config.max_num_batched_tokens, config.block_size,
-        config.num_gpu_blocks, config.enable_prefix_caching, config.ingress_s, config.egress_s,
-        batch.concurrency, config.num_cpu_blocks if config.enable_prefix_caching else 0,
-        config.cpu_load_s_per_block, config.kv_reservation == "full_request", p["max_depth"],
-        p["ring_size"], num_itl_classes,
-        send, first, finish, status, replica, preemptions, cached_tokens,
-        hist, itl_sum, itl_count, stats,
+        np.ascontiguousarray(batch.output_len, np.int32),
+        p["rejected"],
+        cls,
+        p["init_order"],
+        p["init_identity"],
+        p["child_gate"],
+        p["child_idx"],
+        p["heap_cap"],
+        p["src"],
+        p["plen"],
+        len(batch.segment_len),
+        p["shareable"],
+        coeffs,
+        num_replicas,
+        policy,
+        key,
+        pick2,
+        max_queue,
+        fail_t,
+        fail_rep,
+        fail_repair,
+        config.max_num_seqs,
+        config.max_num_batched_tokens,
+        config.block_size,
+        config.num_gpu_blocks,
+        config.enable_prefix_caching,
+        config.ingress_s,
+        config.egress_s,
+        batch.concurrency,
+        config.num_cpu_blocks if config.enable_prefix_caching else 0,
+        config.cpu_load_s_per_block,
+        config.kv_reservation == "full_request",
+        p["max_depth"],
+        p["ring_size"],
+        num_itl_classes,
+        send,
+        first,
+        finish,
+        status,
+        replica,
+        preemptions,
+        cached_tokens,
+        hist,
+        itl_sum,
+        itl_count,
+        stats,
     )
     if code == STALLED:
         raise ConfigError("the engine stalled: a waiting request can never be scheduled")
     return EngineResult(
-        send_s=send, first_token_s=first, finish_s=finish, completed=status == 1,
-        num_preemptions=preemptions, num_cached_tokens=np.maximum(cached_tokens, 0, out=cached_tokens),
-        itl_hist=hist, itl_sum_s=itl_sum, itl_count=itl_count, num_steps=int(stats[0]),
-        busy_s=float(stats[2]), max_blocks_used=int(stats[1]), status=status, replica=replica,
+        send_s=send,
+        first_token_s=first,
+        finish_s=finish,
+        completed=status == 1,
+        num_preemptions=preemptions,
+        num_cached_tokens=np.maximum(cached_tokens, 0, out=cached_tokens),
+        itl_hist=hist,
+        itl_sum_s=itl_sum,
+        itl_count=itl_count,
+        num_steps=int(stats[0]),
+        busy_s=float(stats[2]),
+        max_blocks_used=int(stats[1]),
+        status=status,
+        replica=replica,
     )

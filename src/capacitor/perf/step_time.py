@@ -81,7 +81,8 @@ def step_time_s(
     frac = coeffs[C_MOE_TOPK_FRACTION]
     if frac > 0.0:
         touched = 1.0 - (1.0 - frac) ** num_tokens
-        moe = max(coeffs[C_MOE_WEIGHT_S] * touched, coeffs[C_MOE_GEMM_S_PER_TOKEN] * (num_tokens + half))
+        moe_compute = coeffs[C_MOE_GEMM_S_PER_TOKEN] * (num_tokens + half)
+        moe = max(coeffs[C_MOE_WEIGHT_S] * touched, moe_compute)
     attention = (
         coeffs[C_ATTN_PREFILL_S_PER_PAIR] * prefill_pairs
         + coeffs[C_ATTN_DECODE_S_PER_TOKEN] * decode_ctx_tokens
