@@ -1,0 +1,198 @@
+"""Capacity contracts: a monthly price over a term, ramp discounts, and a notice period.
+
+Model. A :class:`Contract` bills ``price_usd_per_month`` for every calendar month from
+``start`` through ``end`` (both ``'YYYY-MM'``, both included: ``start='2026-05',
+end='2029-05'`` bills 37 months), less ``ramp_discounts[month]`` (a fraction of the price,
+0-1) in the months listed, e.g. reduced fees while a site ramps up. Outside the term it bills
+nothing.
+
+Exit. Notice given on day ``D`` takes effect ``notice_days`` later: the contract bills through
+the day before ``D + notice_days`` and stops (or at the end of the term, if that is sooner).
+Partial months are prorated by calendar day (a day of month ``m`` costs
+``monthly_cost(m) / days_in(m)``). Real contracts may instead end on a month boundary or
+carry an early-termination fee; none of the public statements about Colossus say which, so
+this is the simplest reading of "N days' notice".
+
+Example (the Colossus 1 figures, ``../shared/data/fleet/fleet_facts.csv`` and the press):
+$1.25B a month from May 2026 to May 2029 with reduced fees in May and June 2026 and 90 days'
+notice; the size of the ramp discount is not public and must be stated as an assumption.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+
+from capacitor.errors import ConfigError
+
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def month_index(month: str, name: str = "month") -> int:
+    """``'YYYY-MM'`` as a month count (``year * 12 + month - 1``); ConfigError otherwise."""
+    m = _MONTH.match(month.strip()) if isinstance(month, str) else None
+    if m is None or not 1 <= int(m.group(2)) <= 12:
+        raise ConfigError(f"bad {name}={month!r}; expected a month 'YYYY-MM'")
+    return int(m.group(1)) * 12 + int(m.group(2)) - 1
+
+
+def month_name(index: int) -> str:
+    """The inverse of :func:`month_index`."""
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def days_in_month(month: str) -> int:
+    """Calendar days in ``'YYYY-MM'``."""
+    i = month_index(month)
+    return calendar.monthrange(i // 12, i % 12 + 1)[1]
+
+
+def _date(value: object, name: str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"bad {name}={value!r}; expected a date 'YYYY-MM-DD'")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A capacity contract (see the module docstring).
+
+    Attributes:
+        name: label.
+        price_usd_per_month: full monthly fee, USD.
+        start: first billed month, ``'YYYY-MM'``.
+        end: last billed month, ``'YYYY-MM'`` (included).
+        ramp_discounts: ``{'YYYY-MM': fraction}``, the share of the fee waived that month.
+        notice_days: days between notice and the end of billing.
+    """
+
+    name: str
+    price_usd_per_month: float
+    start: str
+    end: str
+    ramp_discounts: Mapping[str, float] = field(default_factory=dict)
+    notice_days: int = 0
+
+    def __post_init__(self) -> None:
+        where = f"contract {self.name!r}"
+        price = self.price_usd_per_month
+        if isinstance(price, bool) or not isinstance(price, Real) or not math.isfinite(price) \
+                or price < 0:
+            raise ConfigError(f"{where}: bad price_usd_per_month={price!r}; expected >= 0")
+        first = month_index(self.start, f"{where} start")
+        last = month_index(self.end, f"{where} end")
+        if last < first:
+            raise ConfigError(f"{where}: bad end={self.end!r}; expected a month >= start="
+                              f"{self.start!r}")
+        if not isinstance(self.ramp_discounts, Mapping):
+            raise ConfigError(f"{where}: bad ramp_discounts={self.ramp_discounts!r}; expected "
+                              "{'YYYY-MM': fraction}")
+        for month, frac in self.ramp_discounts.items():
+            i = month_index(month, f"{where} ramp_discounts key")
+            if not first <= i <= last:
+                raise ConfigError(f"{where}: bad ramp_discounts month {month!r}; expected "
+                                  f"within {self.start}..{self.end}")
+            if isinstance(frac, bool) or not isinstance(frac, Real) or not 0 <= frac <= 1:
+                raise ConfigError(f"{where}: bad ramp_discounts[{month!r}]={frac!r}; expected "
+                                  "a fraction in [0, 1]")
+        days = self.notice_days
+        if isinstance(days, bool) or not isinstance(days, Integral) or days < 0:
+            raise ConfigError(f"{where}: bad notice_days={days!r}; expected an integer >= 0")
+
+    @property
+    def months(self) -> int:
+        """Billed months in the full term."""
+        return month_index(self.end) - month_index(self.start) + 1
+
+    @property
+    def end_date(self) -> dt.date:
+        """The first day after the term (billing stops here at the latest)."""
+        nxt = month_index(self.end) + 1
+        return dt.date(nxt // 12, nxt % 12 + 1, 1)
+
+
+def _discount(contract: Contract, index: int) -> float:
+    for key, frac in contract.ramp_discounts.items():
+        if month_index(key) == index:
+            return float(frac)
+    return 0.0
+
+
+def _monthly(contract: Contract, index: int) -> float:
+    if not month_index(contract.start) <= index <= month_index(contract.end):
+        return 0.0
+    return float(contract.price_usd_per_month) * (1.0 - _discount(contract, index))
+
+
+def monthly_cost(contract: Contract, month: str) -> float:
+    """USD billed for ``month`` (``'YYYY-MM'``): the price less any ramp discount, or 0 outside
+    the term."""
+    return _monthly(contract, month_index(month))
+
+
+def total_cost(contract: Contract, from_month: str, to_month: str) -> float:
+    """USD billed over the months ``from_month`` through ``to_month`` (both included)."""
+    a = month_index(from_month, "from_month")
+    b = month_index(to_month, "to_month")
+    if b < a:
+        raise ConfigError(f"bad to_month={to_month!r}; expected a month >= from_month="
+                          f"{from_month!r}")
+    return sum(_monthly(contract, i) for i in range(a, b + 1))
+
+
+def cost_between_usd(contract: Contract, from_date: object, to_date: object) -> float:
+    """USD billed for the days in ``[from_date, to_date)``, months prorated by day."""
+    a = _date(from_date, "from_date")
+    b = _date(to_date, "to_date")
+    if b <= a:
+        return 0.0
+    total = 0.0
+    day = a
+    while day < b:
+        i = day.year * 12 + day.month - 1
+        n_days = calendar.monthrange(day.year, day.month)[1]
+        nxt = i + 1
+        month_end = dt.date(nxt // 12, nxt % 12 + 1, 1)
+        stop = min(month_end, b)
+        total += _monthly(contract, i) * (stop - day).days / n_days
+        day = stop
+    return total
+
+
+def earliest_exit(contract: Contract, notice_given: object) -> dt.date:
+    """The first day no longer billed when notice is given on ``notice_given``
+    (``'YYYY-MM-DD'`` or a date): ``notice_given + notice_days``, or the end of the term if
+    that comes first."""
+    notice = _date(notice_given, "notice_given")
+    return min(notice + dt.timedelta(days=int(contract.notice_days)), contract.end_date)
+
+
+def exit_cost_usd(contract: Contract, notice_given: object) -> float:
+    """USD still owed from the notice day (included) until :func:`earliest_exit`."""
+    notice = _date(notice_given, "notice_given")
+    return cost_between_usd(contract, notice, earliest_exit(contract, notice))
+
+
+__all__ = [
+    "Contract",
+    "cost_between_usd",
+    "days_in_month",
+    "earliest_exit",
+    "exit_cost_usd",
+    "month_index",
+    "month_name",
+    "monthly_cost",
+    "total_cost",
+]

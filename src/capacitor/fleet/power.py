@@ -1,0 +1,237 @@
+"""Site power: what the GPUs of a site draw, per window, and whether the cap binds.
+
+Model. A GPU that is up draws a fraction of its TDP that depends on how busy it is::
+
+    gpu_w = tdp_w * (idle_power_fraction
+                     + (busy_power_fraction - idle_power_fraction) * utilization)
+
+where ``utilization`` is the fraction of the window the replica spent executing engine steps.
+The site draws ``sum(gpu_w) * server_overhead_factor * pue``: the overhead factor adds the
+rest of the server (CPUs, NVSwitch, NICs, fans, drives) as a multiple of GPU power, and PUE
+adds cooling and power distribution. A down GPU (failed, or its site out) draws nothing.
+The site's draw is capped at ``cap_mw``: :class:`SitePower` reports the demand, the capped
+draw and a ``capped`` flag per window (what throttling does to latency is the simulator's
+business).
+
+Constants and their sources:
+
+- ``BUSY_POWER_FRACTION = 0.6055``: the median ``average_power`` (a fraction of TDP) of the
+  260 rows of ``../shared/data/published/splitwise_static_batches.csv`` that measured power
+  (Splitwise, Patel et al. ISCA 2024; Mutinifni/splitwise-sim ``data/perf_model.csv``, MIT):
+  Llama-2-70B at TP 2/4/8 and BLOOM-176B at TP 8 on DGX-A100, static batches of 1-16
+  running back to back (mean 0.573, per-TP means 0.69 / 0.56 / 0.52; peak_power averages
+  0.94). Only the A100 rows carry power (the H100 rows are 0.0 = not measured), so the same
+  fraction is assumed for every GPU. The TP 2 batch-64 rows the data README flags as broken
+  carry no power and do not enter.
+- ``IDLE_POWER_FRACTION = 0.15``: an assumption. An inference server keeps its model loaded,
+  so its idle GPUs hold a CUDA context, which lifts them 26-50 W above bare idle on HBM parts
+  (Vadari, "The Model Parking Tax", arXiv 2605.23918); about 100 W on a 700 W H100, and the
+  commonly quoted "idle is ~15 % of TDP".
+- ``SERVER_OVERHEAD_FACTOR = 10.2 / 5.6 = 1.82``: NVIDIA DGX H100, maximum system input
+  10.2 kW for eight 700 W GPUs (5.6 kW) (DGX H100 user guide power specification, as quoted by
+  supercluster.blog "AI Supercluster: NVIDIA DGX Power, Cooling, and Efficiency"; typical
+  draw 6.5-8.5 kW). This is a nameplate ratio for the facility check; applied to measured GPU
+  draw it makes the non-GPU part scale with GPU load, a simplification. Network switches are
+  not included (no sourced figure; a few per cent).
+- PUE: ``PUE_INDUSTRY_AVERAGE = 1.56`` (Uptime Institute 2024 survey), ``PUE_HYPERSCALE =
+  1.1`` (hyperscale 1.1-1.2, secondary citation, uncertain), both from
+  ``../shared/data/fleet/fleet_facts.csv``.
+
+:func:`facility_power_mw` is the inventory check: every GPU at full TDP, times the overhead
+factor, times PUE; :func:`check_facility_power` raises :class:`ScenarioError` when that
+exceeds the site's cap.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from numbers import Real
+
+import numpy as np
+
+from capacitor.catalog.hardware import get_gpu
+from capacitor.errors import ConfigError, ScenarioError
+
+BUSY_POWER_FRACTION = 0.6055
+IDLE_POWER_FRACTION = 0.15
+SERVER_OVERHEAD_FACTOR = 10.2 / 5.6
+PUE_INDUSTRY_AVERAGE = 1.56
+PUE_HYPERSCALE = 1.1
+
+
+@dataclass(frozen=True, slots=True)
+class SitePower:
+    """Power of a site per window.
+
+    Attributes:
+        demand_mw: what the site would draw without a cap (float64 per window).
+        power_mw: what it draws: ``min(demand_mw, cap_mw)``.
+        capped: windows where the demand exceeded the cap (bool).
+        cap_mw: the cap (``inf`` when none).
+    """
+
+    demand_mw: np.ndarray
+    power_mw: np.ndarray
+    capped: np.ndarray
+    cap_mw: float
+
+    @property
+    def any_capped(self) -> bool:
+        return bool(np.any(self.capped))
+
+
+def _factor(fn: str, name: str, value: object, minimum: float, maximum: float = math.inf,
+            strict: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real) or math.isnan(value) \
+            or (value <= minimum if strict else value < minimum) or value > maximum:
+        lo = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        hi = f" and <= {maximum:g}" if math.isfinite(maximum) else ""
+        raise ConfigError(f"{fn}: bad {name}={value!r}; expected a number {lo}{hi}")
+    return float(value)
+
+
+def _fractions(fn: str, busy: float, idle: float) -> tuple[float, float]:
+    b = _factor(fn, "busy_power_fraction", busy, 0.0, 1.5)
+    i = _factor(fn, "idle_power_fraction", idle, 0.0, 1.5)
+    if i > b:
+        raise ConfigError(f"{fn}: bad idle_power_fraction={idle!r}; expected <= "
+                          f"busy_power_fraction={busy!r}")
+    return b, i
+
+
+def _array(fn: str, name: str, value: object, *, lo: float = 0.0,
+           hi: float = math.inf) -> np.ndarray:
+    a = np.asarray(value, np.float64)
+    if not np.all(np.isfinite(a)) or np.any(a < lo) or np.any(a > hi):
+        bad = a[~(np.isfinite(a) & (a >= lo) & (a <= hi))].ravel()[:1]
+        rng = f"[{lo:g}, {hi:g}]" if math.isfinite(hi) else f">= {lo:g}"
+        raise ConfigError(f"{fn}: bad {name} value {bad.tolist()}; expected finite values {rng}")
+    return a
+
+
+def _capped(fn: str, demand_mw: np.ndarray, cap_mw: float) -> SitePower:
+    cap = _factor(fn, "cap_mw", cap_mw, 0.0, strict=True)
+    return SitePower(demand_mw, np.minimum(demand_mw, cap), demand_mw > cap, cap)
+
+
+def gpu_power_w(utilization: float | np.ndarray, tdp_w: float | np.ndarray, *,
+                busy_power_fraction: float = BUSY_POWER_FRACTION,
+                idle_power_fraction: float = IDLE_POWER_FRACTION) -> np.ndarray:
+    """Mean draw of one up GPU, W, at ``utilization`` in [0, 1] (linear idle-to-busy)."""
+    fn = "gpu_power_w"
+    b, i = _fractions(fn, busy_power_fraction, idle_power_fraction)
+    u = _array(fn, "utilization", utilization, hi=1.0)
+    tdp = _array(fn, "tdp_w", tdp_w)
+    return tdp * (i + (b - i) * u)
+
+
+def site_power_mw(busy_gpu_seconds: np.ndarray | float, idle_gpu_seconds: np.ndarray | float,
+                  window_s: float, tdp_w: np.ndarray | float, *, pue: float,
+                  cap_mw: float = math.inf,
+                  busy_power_fraction: float = BUSY_POWER_FRACTION,
+                  idle_power_fraction: float = IDLE_POWER_FRACTION,
+                  server_overhead_factor: float = SERVER_OVERHEAD_FACTOR) -> SitePower:
+    """Site power per window from GPU-seconds spent busy and idle in each window.
+
+    Inputs broadcast together: 1-D arrays are one value per window; with 2-D arrays
+    (windows x groups, e.g. GPU types with their own ``tdp_w`` along the last axis) the
+    groups are summed. GPU-seconds of down GPUs belong in neither argument.
+    """
+    fn = "site_power_mw"
+    b, i = _fractions(fn, busy_power_fraction, idle_power_fraction)
+    window = _factor(fn, "window_s", window_s, 0.0, strict=True)
+    p = _factor(fn, "pue", pue, 1.0)
+    k = _factor(fn, "server_overhead_factor", server_overhead_factor, 1.0)
+    busy = _array(fn, "busy_gpu_seconds", busy_gpu_seconds)
+    idle = _array(fn, "idle_gpu_seconds", idle_gpu_seconds)
+    tdp = _array(fn, "tdp_w", tdp_w)
+    gpu_w = tdp * (busy * b + idle * i) / window
+    if gpu_w.ndim >= 2:
+        gpu_w = gpu_w.sum(axis=-1)
+    return _capped(fn, np.atleast_1d(gpu_w * k * p / 1e6), cap_mw)
+
+
+def power_from_busy_fraction_mw(busy_fraction: np.ndarray, gpus_per_replica: np.ndarray | int,
+                                tdp_w: np.ndarray | float, *, pue: float,
+                                up: np.ndarray | None = None, cap_mw: float = math.inf,
+                                busy_power_fraction: float = BUSY_POWER_FRACTION,
+                                idle_power_fraction: float = IDLE_POWER_FRACTION,
+                                server_overhead_factor: float = SERVER_OVERHEAD_FACTOR,
+                                ) -> SitePower:
+    """Site power per window (e.g. per minute) from each replica's busy fraction.
+
+    ``busy_fraction`` is (windows x replicas) or (replicas,) for one window;
+    ``gpus_per_replica`` and ``tdp_w`` are scalars or per replica; ``up`` (same shape as
+    ``busy_fraction``, default all up) marks replicas that draw power at all.
+    """
+    fn = "power_from_busy_fraction_mw"
+    p = _factor(fn, "pue", pue, 1.0)
+    k = _factor(fn, "server_overhead_factor", server_overhead_factor, 1.0)
+    u = np.atleast_2d(_array(fn, "busy_fraction", busy_fraction, hi=1.0))
+    gpus = _array(fn, "gpus_per_replica", gpus_per_replica)
+    watts = gpu_power_w(u, tdp_w, busy_power_fraction=busy_power_fraction,
+                        idle_power_fraction=idle_power_fraction) * gpus
+    if up is not None:
+        mask = np.atleast_2d(np.asarray(up, bool))
+        if mask.shape != u.shape:
+            raise ConfigError(f"{fn}: up has shape {np.shape(up)}, expected "
+                              f"{np.shape(busy_fraction)} like busy_fraction")
+        watts = np.where(mask, watts, 0.0)
+    return _capped(fn, watts.sum(axis=-1) * k * p / 1e6, cap_mw)
+
+
+def facility_power_mw(gpus: Mapping[str, int], *, pue: float,
+                      server_overhead_factor: float = SERVER_OVERHEAD_FACTOR,
+                      tdp_w: Mapping[str, float] | None = None) -> float:
+    """Nameplate facility power, MW: each GPU at full TDP x server overhead x PUE.
+
+    ``gpus`` maps GPU names (catalogue ids or aliases) to counts; TDPs come from the GPU
+    catalogue unless ``tdp_w`` gives them by the same names.
+    """
+    fn = "facility_power_mw"
+    p = _factor(fn, "pue", pue, 1.0)
+    k = _factor(fn, "server_overhead_factor", server_overhead_factor, 1.0)
+    total_w = 0.0
+    for name, count in gpus.items():
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+            raise ConfigError(f"{fn}: bad count {count!r} for GPU {name!r}; expected an "
+                              "integer >= 0")
+        if tdp_w is not None and name in tdp_w:
+            watts = _factor(fn, f"tdp_w[{name!r}]", tdp_w[name], 0.0, strict=True)
+        else:
+            watts = get_gpu(name).require("tdp_w")
+        total_w += int(count) * watts
+    return total_w * k * p / 1e6
+
+
+def check_facility_power(gpus: Mapping[str, int], cap_mw: float, *, pue: float,
+                         server_overhead_factor: float = SERVER_OVERHEAD_FACTOR,
+                         where: str = "site") -> float:
+    """:func:`facility_power_mw`, or :class:`ScenarioError` naming ``where`` (a YAML path)
+    when it exceeds ``cap_mw``."""
+    cap = _factor("check_facility_power", "cap_mw", cap_mw, 0.0, strict=True)
+    mw = facility_power_mw(gpus, pue=pue, server_overhead_factor=server_overhead_factor)
+    if mw > cap:
+        inventory = ", ".join(f"{c:,} {n}" for n, c in gpus.items())
+        raise ScenarioError(
+            f"{where}: GPU inventory needs {mw:,.1f} MW ({inventory} at TDP x server overhead "
+            f"{server_overhead_factor:.2f} x PUE {pue:g}), above power_cap_mw {cap:g}"
+        )
+    return mw
+
+
+__all__ = [
+    "BUSY_POWER_FRACTION",
+    "IDLE_POWER_FRACTION",
+    "PUE_HYPERSCALE",
+    "PUE_INDUSTRY_AVERAGE",
+    "SERVER_OVERHEAD_FACTOR",
+    "SitePower",
+    "check_facility_power",
+    "facility_power_mw",
+    "gpu_power_w",
+    "power_from_busy_fraction_mw",
+    "site_power_mw",
+]
