@@ -138,3 +138,12 @@ def test_all_replicas_down_sheds():
     late = r.send_s > 1.5
     assert np.all(r.status[late] == 3)
     assert np.all(np.isin(r.status, [1, 3, 4]))
+
+
+def test_busy_time_per_minute_adds_up():
+    batch = make_requests(600, rate_rps=5.0)  # two minutes of traffic
+    r = simulate_pool(batch, config(), coeffs_8b_like(), num_replicas=2, busy_bin_s=60.0,
+                      num_busy_bins=4)
+    assert r.busy_bins.shape == (2, 4)
+    assert r.busy_bins.sum() == pytest.approx(r.busy_s, rel=1e-12)
+    assert np.all(r.busy_bins[:, :2] > 0) and np.all(r.busy_bins <= 60.0 + 1.0)

@@ -308,11 +308,14 @@ def fleet_kernel(
     itl_sum,
     itl_count,
     stats,
+    busy_bins,
+    bin_s,
 ):
     """Run a pool of ``num_replicas`` identical replicas to completion. Per-request outputs
     are filled in place (``finish`` holds the last client token time while unfinished);
-    ``stats`` gets [steps, peak KV blocks, busy seconds] summed over replicas. Returns 0, or
-    STALLED."""
+    ``stats`` gets [steps, peak KV blocks, busy seconds] summed over replicas;
+    ``busy_bins[rep, k]`` the busy seconds of steps starting in ``[k, k+1) * bin_s`` (the last
+    bin takes everything later). Returns 0, or STALLED."""
     n = prompt.shape[0]
     R = num_replicas
     num_nodes = n + R * num_segments
@@ -369,6 +372,8 @@ def fleet_kernel(
     pf_q = np.zeros(S, np.int64)
     fin_slots = np.zeros(S, np.int64)
     num_init = n if init_identity else init_order.shape[0]
+    inv_bin = 1.0 / bin_s
+    last_bin = busy_bins.shape[1] - 1
     down_until = np.full(R, -math.inf)
     fail_ptr = 0
 
@@ -500,6 +505,7 @@ def fleet_kernel(
         bk = bucket[rep]
         kc = key_count[rep]
         dc = dec_cls[rep]
+        bm = busy_bins[rep]
         while True:
             until_t = math.inf  # next release anywhere (inlined for performance)
             if gst[_INIT_PTR] < num_init:
@@ -540,6 +546,7 @@ def fleet_kernel(
                         )
                         t_end = t + d
                         busy += d
+                        bm[min(int(t * inv_bin), last_bin)] += d
                         client_t = t_end + egress
                         gap = client_t - last_client_t
                         b = _itl_bin(gap)
@@ -761,6 +768,7 @@ def fleet_kernel(
                 d += loaded_blocks * cpu_load_s
                 t_end = t + d
                 sf[_BUSY] += d
+                bm[min(int(t * inv_bin), last_bin)] += d
                 client_t = t_end + egress
 
                 # ---- decode tokens: one gap per decoding request, all equal to this step's

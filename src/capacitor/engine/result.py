@@ -46,6 +46,7 @@ class EngineResult:
         status: per request (int8): 1 completed, 2 rejected (longer than max_model_len),
             3 shed by admission control, 4 lost to a replica failure (see engine._state).
         replica: per request, the replica the router chose (-1: never routed).
+        busy_bins: per replica and time bin, seconds spent in engine steps.
     """
 
     send_s: np.ndarray
@@ -62,6 +63,7 @@ class EngineResult:
     max_blocks_used: int
     status: np.ndarray | None = None
     replica: np.ndarray | None = None
+    busy_bins: np.ndarray | None = None
 
     def itl_quantiles_s(self, qs: list[float], itl_class: int = 0) -> np.ndarray:
         """Quantiles (0..1) of the inter-token gaps of one class, seconds.

@@ -126,6 +126,8 @@ def simulate_pool(
     route_key: np.ndarray | None = None,
     max_queue: int = 0,
     failures: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    busy_bin_s: float = 0.0,
+    num_busy_bins: int = 1,
     seed: int = 0,
     itl_class: np.ndarray | None = None,
     num_itl_classes: int = 1,
@@ -144,6 +146,9 @@ def simulate_pool(
             are lost (status 4; their clients see an error then), its waiting requests go
             back to the router, and its KV cache is gone; it takes no requests for
             ``repair_s``. A request finding every replica down is shed (status 3).
+        busy_bin_s, num_busy_bins: per replica, sum step durations into ``num_busy_bins``
+            bins of ``busy_bin_s`` seconds (``result.busy_bins``; e.g. per-minute
+            utilisation). 0 keeps one bin.
         Other arguments as :func:`simulate`.
 
     Raises:
@@ -212,6 +217,10 @@ def simulate_pool(
     itl_sum = np.zeros(num_itl_classes)
     itl_count = np.zeros(num_itl_classes, np.int64)
     stats = np.zeros(3)
+    if num_busy_bins < 1 or busy_bin_s < 0:
+        raise ConfigError("num_busy_bins must be >= 1 and busy_bin_s >= 0")
+    busy_bins = np.zeros((num_replicas, num_busy_bins))
+    bin_s = busy_bin_s if busy_bin_s > 0 else 1e30
     code = fleet_kernel(
         np.ascontiguousarray(batch.arrival_s, np.float64),
         np.ascontiguousarray(batch.prompt_len, np.int32),
@@ -261,6 +270,8 @@ def simulate_pool(
         itl_sum,
         itl_count,
         stats,
+        busy_bins,
+        bin_s,
     )
     if code == STALLED:
         raise ConfigError("the engine stalled: a waiting request can never be scheduled")
@@ -279,4 +290,5 @@ def simulate_pool(
         max_blocks_used=int(stats[1]),
         status=status,
         replica=replica,
+        busy_bins=busy_bins,
     )
