@@ -1,0 +1,706 @@
+"""Scenario files: YAML in, a checked :class:`Scenario` out, JSON Schema for the curious.
+
+:func:`load_scenario` reads a YAML file (``yaml.safe_load``: object tags are refused), validates
+it against the pydantic models of :mod:`capacitor.scenario_models` and then checks what a
+schema cannot: references between sections (sites, deployments, tenants), GPU and model
+names, GPU inventories over-subscribed by deployments, facility power above a site's cap and
+models that do not fit their replica's memory (:func:`capacitor.engine.replica.build_replica`).
+Every problem becomes one line ``FILE: YAML.path = value: what is wrong / what is valid`` of a
+single :class:`~capacitor.errors.ScenarioError`.
+
+Facility power of a site, MW = sum over its GPU types of
+``count x TDP x server_overhead_factor x PUE / 1e6`` (TDP from the GPU catalogue; the factor's
+default and source are in :data:`capacitor.scenario_models.DEFAULT_SERVER_OVERHEAD_FACTOR`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from capacitor.catalog.hardware import get_gpu
+from capacitor.catalog.models import resolve_model
+from capacitor.engine.replica import ReplicaSpec, build_replica, resolved_settings
+from capacitor.errors import CapacitorError, ConfigError, MemoryFitError, ScenarioError
+from capacitor.perf.profile import PerfProfile, load_profile
+from capacitor.scenario_models import (
+    NAME_RE,
+    Deployment,
+    DiurnalArrival,
+    Scenario,
+    TraceLengths,
+    month_index,
+)
+
+_PACKAGE = "capacitor"
+_EMBEDDED = "scenarios/colossus.yaml"
+#: Unit hints for type errors, by field-name suffix.
+_UNITS = {
+    "_mw": "MW", "_ms": "milliseconds", "_s": "seconds", "_rps": "requests/s",
+    "_hours": "hours", "_pct": "percent (0-100)", "_usd_per_month": "USD per month",
+    "_usd_per_mwh": "USD per MWh", "_per_min": "per minute", "_tokens": "tokens",
+    "_days": "days", "_len": "tokens",
+}
+
+
+# ---- loading ---------------------------------------------------------------------------------
+
+
+def embedded_scenario_path() -> str:
+    """Where the embedded default (Colossus) scenario lives, for messages."""
+    return f"{_PACKAGE}/{_EMBEDDED}"
+
+
+def load_scenario(path: str | Path | None = None) -> Scenario:
+    """Read, validate and check a scenario YAML; ``None`` = the embedded Colossus scenario.
+
+    Relative paths inside the file (model config.json, trace, profile) are resolved against
+    the file's directory.
+
+    Raises:
+        ScenarioError: unreadable file, unsafe or invalid YAML, schema violations and failed
+            checks; one line per problem, each naming the YAML path and value.
+    """
+    if path is None:
+        origin = embedded_scenario_path()
+        text = resources.files(_PACKAGE).joinpath(_EMBEDDED).read_text(encoding="utf-8")
+        base_dir: Path | None = None
+    else:
+        p = Path(path)
+        origin = str(p)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as err:
+            raise ScenarioError(f"{origin}: cannot read: {err.strerror or err}") from None
+        base_dir = p.resolve().parent
+    return parse_scenario(text, origin=origin, base_dir=base_dir)
+
+
+def parse_scenario(text: str, *, origin: str = "<scenario>",
+                   base_dir: Path | None = None) -> Scenario:
+    """:func:`load_scenario` on YAML text already read (``origin`` names it in messages)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as err:
+        mark = err.problem_mark
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise ScenarioError(
+            f"{origin}: {where}{err.problem} (only plain YAML is accepted: no object tags "
+            "such as !!python/object)"
+        ) from None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        what = " ".join(str(x) for x in (err.context, err.problem) if x)
+        raise ScenarioError(f"{origin}: {where}not valid YAML: {what}") from None
+    except yaml.YAMLError as err:
+        raise ScenarioError(f"{origin}: not valid YAML: {' '.join(str(err).split())}") from None
+    if not isinstance(data, dict):
+        raise ScenarioError(
+            f"{origin}: expected a mapping of sections (name, sites, deployments, tenants, "
+            f"workloads, ...) at the top level, got {type(data).__name__}"
+        )
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as err:
+        lines = [f"{origin}: {line}" for line in pydantic_problems(err, data)]
+        raise ScenarioError("\n".join(lines)) from None
+    scenario._source = origin
+    problems = check_scenario(scenario, base_dir=base_dir)
+    if problems:
+        raise ScenarioError("\n".join(f"{origin}: {line}" for line in problems))
+    return scenario
+
+
+# ---- pydantic errors as one line each ----------------------------------------------------------
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _walk(loc: tuple[Any, ...], data: Any) -> tuple[str, Any]:
+    """YAML path of a pydantic ``loc`` (dropping discriminated-union tags and union member
+    labels) and the input value at its end (None when absent)."""
+    parts: list[str] = []
+    node: Any = data
+    present = True
+    for el in loc:
+        if isinstance(el, int):
+            parts.append(f"[{el}]")
+            node = node[el] if present and isinstance(node, list) and el < len(node) else None
+            present = node is not None
+        elif present and isinstance(node, dict) and el not in node and node.get("kind") == el:
+            continue  # a discriminated-union tag, not a key
+        elif present and isinstance(node, dict):
+            parts.append(f".{el}")
+            present = el in node
+            node = node.get(el)
+        elif present and node is not None and not isinstance(node, list):
+            continue  # a union member's label under a scalar
+        else:
+            parts.append(f".{el}")
+            node, present = None, False
+    return "".join(parts).lstrip("."), node
+
+
+def _model_at(loc: tuple[Any, ...], data: Any) -> type[BaseModel] | None:
+    """The pydantic model class validating the mapping at ``loc`` (for valid-key lists)."""
+    cls: Any = Scenario
+    node: Any = data
+    for el in loc:
+        if isinstance(el, int):
+            node = node[el] if isinstance(node, list) and el < len(node) else None
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            return None
+        if el not in cls.model_fields:
+            continue
+        ann = cls.model_fields[el].annotation
+        node = node.get(el) if isinstance(node, dict) else None
+        cls = _unwrap(ann, node)
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def _unwrap(ann: Any, node: Any) -> Any:
+    while True:
+        origin = typing.get_origin(ann)
+        args = typing.get_args(ann)
+        if origin is typing.Annotated:
+            ann = args[0]
+        elif origin in (list, dict):
+            ann = args[-1]
+            return _unwrap(ann, None) if node is None else ann
+        elif args:  # a union: the model whose kind matches, else the first model
+            models = [m for a in args for m in _union_models(a)]
+            kind = node.get("kind") if isinstance(node, dict) else None
+            for m in models:
+                field = m.model_fields.get("kind")
+                if field is not None and kind in typing.get_args(field.annotation):
+                    return m
+            return models[0] if models else None
+        else:
+            return ann
+
+
+def _kinds_at(loc: tuple[Any, ...], data: Any) -> str:
+    """The valid ``kind`` values of the discriminated union at ``loc`` (for messages)."""
+    parent = _model_at(loc[:-1], data)
+    field = parent.model_fields.get(str(loc[-1])) if parent else None
+    if field is None:
+        return ""
+    kinds = [typing.get_args(m.model_fields["kind"].annotation)[0]
+             for m in _union_models(field.annotation) if "kind" in m.model_fields]
+    return ", ".join(repr(k) for k in kinds)
+
+
+def _union_models(ann: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside a (possibly Annotated, possibly nested) union member."""
+    if isinstance(ann, type):
+        return [ann] if issubclass(ann, BaseModel) else []
+    origin = typing.get_origin(ann)
+    args = typing.get_args(ann)
+    if origin is typing.Annotated:
+        return _union_models(args[0])
+    return [m for a in args for m in _union_models(a)]
+
+
+def _unit_hint(path: str) -> str:
+    leaf = path.rsplit(".", 1)[-1]
+    for suffix, unit in _UNITS.items():
+        if leaf.endswith(suffix):
+            return f" (in {unit})"
+    return ""
+
+
+def pydantic_problems(err: ValidationError, data: Any) -> list[str]:
+    """One ``path = value: message`` line per pydantic error (duplicates dropped)."""
+    lines: list[str] = []
+    for e in err.errors(include_url=False):
+        loc = tuple(e["loc"])
+        path, value = _walk(loc, data)
+        kind = e["type"]
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if kind == "missing":
+            line = f"{path}: missing (required)"
+        elif kind == "extra_forbidden":
+            model = _model_at(loc[:-1], data)
+            valid = ", ".join(model.model_fields) if model else ""
+            line = f"{path} = {_show(e.get('input'))}: unknown key" + (
+                f"; valid keys here: {valid}" if valid else "")
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            ctx = e.get("ctx", {})
+            tags = ctx.get("expected_tags") or _kinds_at(loc, data)
+            got = ctx.get("tag")
+            line = (f"{path}.kind = {_show(got)}: unknown kind; valid: {tags}" if got is not None
+                    else f"{path}.kind: missing (required); valid: {tags}")
+        elif kind == "string_pattern_mismatch" and e.get("ctx", {}).get("pattern") == NAME_RE:
+            line = (f"{path} = {_show(e.get('input'))}: a name is letters, digits, '_', '.', "
+                    "'-', starting with a letter or digit")
+        else:
+            hint = _unit_hint(path) if kind.endswith(("_type", "_parsing")) else ""
+            shown = value if value is not None else e.get("input")
+            line = f"{path} = {_show(shown)}: {msg[:1].lower() + msg[1:]}{hint}"
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+# ---- checks after parsing ----------------------------------------------------------------------
+
+
+def check_scenario(scenario: Scenario, *, base_dir: Path | None = None) -> list[str]:
+    """Cross-section checks of a parsed scenario; returns the problems (one line each).
+
+    Also normalises in place: GPU ids to canonical ids, relative paths to absolute ones.
+    """
+    problems: list[str] = []
+    _check_names(scenario, problems)
+    bad_sites = _check_sites(scenario, problems)
+    profile = _check_profile(scenario, base_dir, problems)
+    if _check_deployments(scenario, base_dir, profile, bad_sites, problems):
+        problems.extend(_fill_plan(scenario)[1])
+    _check_tenants_and_workloads(scenario, base_dir, problems)
+    _check_policies_and_economics(scenario, problems)
+    return problems
+
+
+def _check_names(scenario: Scenario, problems: list[str]) -> None:
+    for section in ("sites", "deployments", "tenants", "workloads"):
+        seen: dict[str, int] = {}
+        for i, item in enumerate(getattr(scenario, section)):
+            if item.name in seen:
+                problems.append(f"{section}[{i}].name = {item.name!r}: duplicate of "
+                                f"{section}[{seen[item.name]}]; names must be unique")
+            seen.setdefault(item.name, i)
+
+
+def _canonical_gpu_keys(mapping: dict[str, Any], path: str, problems: list[str],
+                        allowed: set[str] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        try:
+            gpu = get_gpu(key).name
+        except CapacitorError as err:
+            problems.append(f"{path}.{key}: {err}")
+            continue
+        if gpu in out:
+            problems.append(f"{path}.{key}: names GPU {gpu} twice (ids and aliases match "
+                            "case-insensitively)")
+        elif allowed is not None and gpu not in allowed:
+            problems.append(f"{path}.{key}: GPU {gpu} is not in the site's inventory "
+                            f"(gpus: {', '.join(sorted(allowed))})")
+        out[gpu] = value
+    return out
+
+
+def _check_sites(scenario: Scenario, problems: list[str]) -> set[str]:
+    """GPU ids, inventories and power of every site; returns the sites whose inventory names
+    an unknown GPU (checks that depend on it are skipped)."""
+    bad: set[str] = set()
+    for i, site in enumerate(scenario.sites):
+        p = f"sites[{i}]"
+        before = len(problems)
+        site.gpus = _canonical_gpu_keys(site.gpus, f"{p}.gpus", problems)
+        have: set[str] | None = set(site.gpus)
+        if len(problems) > before:
+            bad.add(site.name)
+            have = None
+        site.server_overhead_factor_by_gpu = _canonical_gpu_keys(
+            site.server_overhead_factor_by_gpu, f"{p}.server_overhead_factor_by_gpu",
+            problems, have)
+        f = site.failures
+        f.gpu_mtbf_hours = _canonical_gpu_keys(f.gpu_mtbf_hours,
+                                               f"{p}.failures.gpu_mtbf_hours", problems, have)
+        f.gpus_per_node = _canonical_gpu_keys(f.gpus_per_node, f"{p}.failures.gpus_per_node",
+                                              problems, have)
+        if site.name in bad:
+            continue
+        try:
+            power = facility_power_mw(site)
+        except CapacitorError as err:
+            problems.append(f"{p}: {err}")
+            continue
+        if power > site.power_cap_mw:
+            problems.append(
+                f"{p}.power_cap_mw = {site.power_cap_mw:g}: the inventory needs "
+                f"{power:.4g} MW of facility power ({power_breakdown(site)}), above the cap"
+            )
+    return bad
+
+
+def facility_power_mw(site: Any) -> float:
+    """Facility power of a site's whole inventory at TDP, MW:
+    sum(count x tdp_w x server_overhead_factor) x pue / 1e6."""
+    watts = sum(n * get_gpu(g).require("tdp_w") * site.overhead_factor(get_gpu(g).name)
+                for g, n in site.gpus.items())
+    return watts * site.pue / 1e6
+
+
+def power_breakdown(site: Any) -> str:
+    """``150000 x H100 700 W x 1.52 + ... = 245.8 MW IT x PUE 1.2`` for messages."""
+    terms, it_w = [], 0.0
+    for g, n in site.gpus.items():
+        gpu = get_gpu(g)
+        factor = site.overhead_factor(gpu.name)
+        terms.append(f"{n} x {gpu.name} {gpu.tdp_w:g} W x server_overhead_factor {factor:g}")
+        it_w += n * gpu.tdp_w * factor
+    return f"{' + '.join(terms)} = {it_w / 1e6:.4g} MW IT x pue {site.pue:g}"
+
+
+def _check_profile(scenario: Scenario, base_dir: Path | None,
+                   problems: list[str]) -> PerfProfile | None:
+    sim = scenario.simulation
+    if sim.profile is None:
+        return None
+    path = _resolve_path(sim.profile, base_dir)
+    sim.profile = str(path)
+    try:
+        return load_profile(path)
+    except CapacitorError as err:
+        problems.append(f"simulation.profile = {str(path)!r}: {err}")
+        return None
+
+
+def _resolve_path(value: str, base_dir: Path | None) -> Path:
+    p = Path(value).expanduser()
+    if not p.is_absolute() and base_dir is not None:
+        p = base_dir / p
+    return p
+
+
+def replica_spec(deployment: Any) -> ReplicaSpec:
+    """The :class:`ReplicaSpec` of a deployment of a checked scenario."""
+    return ReplicaSpec(
+        model=resolve_model(deployment.model),
+        gpu=get_gpu(deployment.gpu),
+        tp=deployment.tp,
+        pp=deployment.pp,
+        ep=deployment.ep,
+        precision=deployment.precision,
+        kv_cache_dtype=deployment.kv_cache_dtype,
+        engine=deployment.engine,
+        max_num_seqs=deployment.max_num_seqs,
+        max_num_batched_tokens=deployment.max_num_batched_tokens,
+        gpu_memory_utilization=deployment.gpu_memory_utilization,
+        block_size=deployment.block_size,
+        enable_prefix_caching=deployment.enable_prefix_caching,
+        cpu_offload=deployment.cpu_offload,
+        max_model_len=deployment.max_model_len,
+    )
+
+
+def _check_deployments(scenario: Scenario, base_dir: Path | None,
+                       profile: PerfProfile | None, bad_sites: set[str],
+                       problems: list[str]) -> bool:
+    """Site, GPU and model references and memory fit; True when every deployment names a
+    site that has its GPU (so the inventory can be checked)."""
+    sites = {s.name: s for s in scenario.sites}
+    ok = True
+    for i, dep in enumerate(scenario.deployments):
+        p = f"deployments[{i}]"
+        site = sites.get(dep.site)
+        if site is None:
+            problems.append(f"{p}.site = {dep.site!r}: no such site; sites: "
+                            f"{', '.join(sites)}")
+            ok = False
+        try:
+            dep.gpu = get_gpu(dep.gpu).name
+        except CapacitorError as err:
+            problems.append(f"{p}.gpu = {dep.gpu!r}: {err}")
+            ok = False
+            try:  # the model can still be checked
+                resolve_model(str(_resolve_path(dep.model, base_dir)) if base_dir and
+                              _resolve_path(dep.model, base_dir).exists() else dep.model)
+            except CapacitorError as merr:
+                problems.append(f"{p}.model = {dep.model!r}: {merr}")
+            continue
+        if site is not None and site.name in bad_sites:
+            ok = False
+        elif site is not None and dep.gpu not in site.gpus:
+            problems.append(f"{p}.gpu = {dep.gpu!r}: site {site.name!r} has no {dep.gpu} "
+                            f"(its gpus: {', '.join(site.gpus)})")
+            ok = False
+        _check_replica(dep, p, base_dir, profile, problems)
+    return ok
+
+
+def _check_replica(dep: Deployment, p: str, base_dir: Path | None,
+                   profile: PerfProfile | None, problems: list[str]) -> None:
+    """The model resolves and fits the replica (build_replica succeeds)."""
+    local = _resolve_path(dep.model, base_dir)
+    if base_dir is not None and (
+        (dep.model.endswith(".json") and local.is_file()) or (local / "config.json").is_file()
+    ):
+        dep.model = str(local)
+    try:
+        spec = replica_spec(dep)
+    except CapacitorError as err:
+        problems.append(f"{p}.model = {dep.model!r}: {err}")
+        return
+    try:
+        build_replica(spec, profile)
+    except MemoryFitError as err:
+        problems.append(f"{p} ({dep.name}): the model does not fit the replica: {err}")
+    except ConfigError as err:
+        # build_replica's messages start with "field=value: ..." or "engine 'x' ..."
+        m = re.match(r"(\w+)[= ]", str(err))
+        where = f"{p}.{m.group(1)}" if m and m.group(1) in Deployment.model_fields else p
+        problems.append(f"{where} ({dep.name}): {err}")
+    except CapacitorError as err:
+        problems.append(f"{p} ({dep.name}): {err}")
+
+
+def _fill_plan(scenario: Scenario) -> tuple[dict[str, int], list[str]]:
+    """Replicas per deployment and the inventory problems."""
+    problems: list[str] = []
+    used: dict[tuple[str, str], int] = {}
+    fills: dict[tuple[str, str], list[int]] = {}
+    counts: dict[str, int] = {}
+    for i, dep in enumerate(scenario.deployments):
+        key = (dep.site, dep.gpu)
+        if dep.replicas == "fill":
+            fills.setdefault(key, []).append(i)
+        else:
+            used[key] = used.get(key, 0) + dep.replicas * dep.gpus_per_replica
+            counts[dep.name] = dep.replicas
+    for si, site in enumerate(scenario.sites):
+        for gpu, have in site.gpus.items():
+            key = (site.name, gpu)
+            need = used.get(key, 0)
+            if need > have:
+                users = [f"{d.name}: {d.replicas} replicas x {d.gpus_per_replica}"
+                         for d in scenario.deployments
+                         if (d.site, d.gpu) == key and d.replicas != "fill"]
+                problems.append(
+                    f"sites[{si}].gpus.{gpu} = {have}: over-subscribed:"
+                    f" deployments need {need} ({'; '.join(users)} GPUs)")
+            idx = fills.get(key, [])
+            if len(idx) > 1:
+                problems.append(
+                    f"deployments[{idx[1]}].replicas = 'fill': deployments "
+                    f"{', '.join(scenario.deployments[j].name for j in idx)} all fill "
+                    f"{gpu} at {site.name}; only one may")
+            for j in idx[:1]:
+                dep = scenario.deployments[j]
+                n = max(have - need, 0) // dep.gpus_per_replica
+                if n < 1:
+                    problems.append(
+                        f"deployments[{j}].replicas = 'fill': {max(have - need, 0)} {gpu} "
+                        f"left at {site.name}, fewer than one replica's {dep.gpus_per_replica}")
+                counts[dep.name] = n
+    return counts, problems
+
+
+def resolve_replicas(scenario: Scenario) -> dict[str, int]:
+    """Replicas per deployment name, with ``replicas: fill`` resolved to the site's GPUs of
+    that type left over by the other deployments (floor of leftover / (tp x pp))."""
+    counts, problems = _fill_plan(scenario)
+    if problems:
+        raise ScenarioError("\n".join(problems))
+    return {d.name: counts.get(d.name, 0) for d in scenario.deployments}
+
+
+def _check_tenants_and_workloads(scenario: Scenario, base_dir: Path | None,
+                                 problems: list[str]) -> None:
+    tenants = [t.name for t in scenario.tenants]
+    deps = [d.name for d in scenario.deployments]
+    for i, w in enumerate(scenario.workloads):
+        p = f"workloads[{i}]"
+        if w.tenant not in tenants:
+            problems.append(f"{p}.tenant = {w.tenant!r}: no such tenant; tenants: "
+                            f"{', '.join(tenants)}")
+        if w.deployment not in deps:
+            problems.append(f"{p}.deployment = {w.deployment!r}: no such deployment; "
+                            f"deployments: {', '.join(deps)}")
+        if isinstance(w.lengths, TraceLengths):
+            if w.arrival is not None:
+                problems.append(f"{p}.arrival: a trace workload takes its arrivals from the "
+                                "trace; remove arrival (use lengths.time_scale or "
+                                "target_rate_rps)")
+            path = _resolve_path(w.lengths.path, base_dir)
+            if not path.is_file():
+                problems.append(f"{p}.lengths.path = {w.lengths.path!r}: no such file "
+                                f"({path})")
+            else:
+                w.lengths.path = str(path)
+        elif w.arrival is None:
+            problems.append(f"{p}.arrival: missing (required unless lengths.kind is trace)")
+        window = scenario.simulation.window
+        if w.arrival is not None and w.arrival.base_month and window.month is None:
+            problems.append(f"{p}.arrival.base_month = {w.arrival.base_month!r}: needs "
+                            "simulation.window.month to apply growth from it")
+    shares = [(i, t.quotas.guaranteed_share_pct) for i, t in enumerate(scenario.tenants)
+              if t.quotas.guaranteed_share_pct]
+    if sum(s for _, s in shares) > 100:
+        problems.append(f"tenants[{shares[-1][0]}].quotas.guaranteed_share_pct: the "
+                        f"guaranteed shares sum to {sum(s for _, s in shares):g}% > 100%")
+
+
+def _check_policies_and_economics(scenario: Scenario, problems: list[str]) -> None:
+    adm = scenario.admission
+    if adm.policy == "queue_length" and adm.max_queue is None:
+        problems.append("admission.max_queue: missing; policy queue_length needs it "
+                        "(waiting requests per replica)")
+    sites = [s.name for s in scenario.sites]
+    for i, c in enumerate(scenario.economics.contracts):
+        if c.site is not None and c.site not in sites:
+            problems.append(f"economics.contracts[{i}].site = {c.site!r}: no such site; "
+                            f"sites: {', '.join(sites)}")
+    prices = scenario.economics.gpu_hour_usd
+    scenario.economics.gpu_hour_usd = _canonical_gpu_keys(prices, "economics.gpu_hour_usd",
+                                                          problems)
+
+
+# ---- derived views ---------------------------------------------------------------------------
+
+
+def window_start_hour(scenario: Scenario) -> int:
+    """The window's UTC start hour: as given, else the hour of peak total diurnal demand
+    (sum of the diurnal workloads' rates at each hour's middle), else 0."""
+    window = scenario.simulation.window
+    if window.hour is not None:
+        return window.hour
+    diurnal = [w.arrival for w in scenario.workloads if isinstance(w.arrival, DiurnalArrival)]
+    if not diurnal:
+        return 0
+    totals = [sum(a.rate_at(h + 0.5) for a in diurnal) for h in range(24)]
+    return max(range(24), key=lambda h: (totals[h], -h))
+
+
+def growth_factor(scenario: Scenario, arrival: Any) -> float:
+    """Demand multiplier of ``arrival`` in the window month (compound monthly growth)."""
+    month = scenario.simulation.window.month
+    if arrival is None or month is None or arrival.base_month is None:
+        return 1.0
+    months = month_index(month) - month_index(arrival.base_month)
+    return (1.0 + arrival.monthly_growth_pct / 100.0) ** months
+
+
+def expected_arrivals(scenario: Scenario) -> dict[str, float | None]:
+    """Expected arrivals per workload inside the window (warm-up excluded); None for a trace
+    replayed with ``time_scale`` (its count depends on the file)."""
+    from capacitor.workload.stages import parse_stages
+
+    window = scenario.simulation.window
+    start_h = float(window_start_hour(scenario))
+    dur = window.duration_s
+    out: dict[str, float | None] = {}
+    for w in scenario.workloads:
+        a = w.arrival
+        if isinstance(w.lengths, TraceLengths):
+            rate = w.lengths.target_rate_rps
+            out[w.name] = None if rate is None else rate * dur
+            continue
+        if a is None:
+            out[w.name] = None
+            continue
+        if a.kind in ("poisson", "constant"):
+            n = a.rate_rps * dur
+        elif a.kind == "bursty":
+            n = a.mean_rate_rps * dur
+        elif a.kind == "stages":
+            n, t = 0.0, 0.0
+            for st in parse_stages(a.stages):
+                n += _stage_requests(st.rate_rps, t, t + st.duration_s, dur)
+                t += st.duration_s
+        else:  # diurnal: closed-form integral of the cosine over the window
+            h0, h1 = start_h, start_h + dur / 3600.0
+            k = 2.0 * math.pi / 24.0
+            c = a.peak_hour + 0.5
+            swing = (math.sin(k * (h1 - c)) - math.sin(k * (h0 - c))) / k * 3600.0
+            n = a.mean_rate_rps * (dur + (a.peak_to_mean - 1.0) * swing)
+        out[w.name] = n * growth_factor(scenario, a)
+    return out
+
+
+def _stage_requests(rate: float, t0: float, t1: float, end: float) -> float:
+    """Requests of a stage [t0, t1) at ``rate`` that fall before ``end``."""
+    if t1 <= end:
+        return float(round(rate * (t1 - t0)))
+    return rate * max(end - t0, 0.0)
+
+
+# ---- outputs ---------------------------------------------------------------------------------
+
+
+def summary_lines(scenario: Scenario) -> list[str]:
+    """A few human lines about a checked scenario (for ``capacitor scenario check``)."""
+    counts = resolve_replicas(scenario)
+    lines = [f"{scenario.name}: {len(scenario.sites)} site(s), {len(scenario.deployments)} "
+             f"deployment(s), {len(scenario.tenants)} tenant(s), {len(scenario.workloads)} "
+             "workload(s)"]
+    for site in scenario.sites:
+        gpus = ", ".join(f"{n:,} {g}" for g, n in site.gpus.items())
+        lines.append(f"site {site.name}: {gpus}; {facility_power_mw(site):.4g} MW of "
+                     f"{site.power_cap_mw:,g} MW cap at TDP ({power_breakdown(site)})")
+    for dep in scenario.deployments:
+        lines.append(f"deployment {dep.name}: {counts[dep.name]:,} x {dep.model} on "
+                     f"{dep.gpus_per_replica} {dep.gpu} at {dep.site}")
+    arrivals = expected_arrivals(scenario)
+    known = [v for v in arrivals.values() if v is not None]
+    window = scenario.simulation.window
+    when = f"{window.month or 'any month'} {window_start_hour(scenario):02d}:00 UTC"
+    lines.append(f"window {when}, {window.duration_s:g} s: ~{sum(known):,.0f} requests expected"
+                 + ("" if len(known) == len(arrivals) else " (plus trace replays)"))
+    return lines
+
+
+
+def scenario_json_schema() -> dict[str, Any]:
+    """JSON Schema of a scenario file (draft 2020-12), with every field's description."""
+    schema = Scenario.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "capacitor scenario"
+    return schema
+
+
+def dump_resolved(scenario: Scenario) -> str:
+    """YAML of the checked scenario with every default filled: replica counts resolved,
+    engine settings at the engine's defaults, the window's start hour, canonical GPU ids and
+    absolute paths. Loading it again gives the same scenario."""
+    data = scenario.model_dump(mode="json")
+    counts = resolve_replicas(scenario)
+    profile = load_profile(scenario.simulation.profile) if scenario.simulation.profile else None
+    for dep, out in zip(scenario.deployments, data["deployments"], strict=True):
+        out["replicas"] = counts[dep.name]
+        spec = replica_spec(dep)
+        settings = resolved_settings(spec)
+        config, _ = build_replica(spec, profile)
+        for key, value in settings.items():
+            if out.get(key) is None:
+                out[key] = value
+        if out.get("max_model_len") is None:
+            out["max_model_len"] = int(config.max_model_len)
+        if out.get("ep") is None:
+            out["ep"] = 1
+    data["simulation"]["window"]["hour"] = window_start_hour(scenario)
+    header = f"# resolved scenario{' from ' + scenario.source if scenario.source else ''}\n"
+    return header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+__all__ = [
+    "check_scenario",
+    "dump_resolved",
+    "embedded_scenario_path",
+    "expected_arrivals",
+    "facility_power_mw",
+    "growth_factor",
+    "load_scenario",
+    "parse_scenario",
+    "power_breakdown",
+    "pydantic_problems",
+    "replica_spec",
+    "resolve_replicas",
+    "scenario_json_schema",
+    "summary_lines",
+    "window_start_hour",
+]

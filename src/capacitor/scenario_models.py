@@ -1,0 +1,836 @@
+"""The pydantic models of a scenario: what a fleet is, what it serves, how it is judged.
+
+Only the shape and each field's own range are checked here; cross-references (sites,
+tenants, deployments), GPU inventories, facility power and memory fit are checked by
+:func:`capacitor.scenario.load_scenario` after parsing. Every model forbids unknown keys,
+and every field carries a description (the JSON Schema shows them); units are in the names.
+
+Conventions: months are ``"YYYY-MM"`` strings; hours of day are UTC; a contract's ``end``
+month is exclusive (``start: 2026-05, end: 2029-05`` is 36 months); percentages are 0-100,
+fractions 0-1.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+
+from capacitor.errors import ConfigError
+from capacitor.workload.stages import parse_stages
+
+#: Server + network power per GPU as a multiple of the GPU's TDP, when a site does not say.
+#: NVIDIA DGX H100: "maximum system power 10.2 kW" for 8 x 700 W H100 SXM GPUs, i.e.
+#: 10.2 / 5.6 = 1.82 (DGX H100 user guide, power specifications; six 3.3 kW PSUs, 4+2).
+#: It covers CPUs, memory, NICs, NVSwitches, fans and PSU losses at the system's rated
+#: maximum; fabric switches outside the server are not in it.
+DEFAULT_SERVER_OVERHEAD_FACTOR = 1.82
+#: GPUs per server when ``failures.gpus_per_node`` does not name the GPU (HGX / DGX boards).
+DEFAULT_GPUS_PER_NODE = 8
+#: One-sided 99th-percentile point of the standard normal (lognormal ``p99_tokens``).
+Z99 = 2.3263478740408408
+MONTH_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+PRECISIONS = ("FP16", "BF16", "FP8", "FP4")
+ENGINES = ("vllm", "sglang", "trtllm")
+ROUTING_POLICIES = (
+    "round_robin",
+    "least_outstanding_tokens",
+    "power_of_two",
+    "session_affinity",
+    "prefix_affinity",
+)
+ADMISSION_POLICIES = ("none", "token_bucket", "queue_length", "predicted_ttft")
+
+
+class Strict(BaseModel):
+    """Base of every scenario model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- small typed values ----------------------------------------------------------------------
+
+
+def _month(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(
+            f"expected a month as a quoted 'YYYY-MM' string, got {type(value).__name__}"
+        )
+    if not re.match(MONTH_RE, value.strip()):
+        raise ValueError("expected a month 'YYYY-MM' (e.g. '2026-05')")
+    return value.strip()
+
+
+Month = Annotated[str, BeforeValidator(_month), Field(pattern=MONTH_RE)]
+Name = Annotated[str, Field(pattern=NAME_RE, max_length=100)]
+
+
+def month_index(month: str) -> int:
+    """Months since year 0 of a ``YYYY-MM`` string (differences count months)."""
+    year, mon = month.split("-")
+    return int(year) * 12 + int(mon) - 1
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _replicas(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() == "fill":
+        return "fill"
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("expected an integer >= 1 or 'fill' (the site's remaining GPUs)")
+    return value
+
+
+# ---- sites -----------------------------------------------------------------------------------
+
+
+class Outage(Strict):
+    """A whole-site outage: every replica of the site is down for the interval."""
+
+    start_s: float = Field(ge=0, description="Start, seconds after the window start.")
+    duration_s: float = Field(gt=0, description="Length of the outage, seconds.")
+
+
+class Failures(Strict):
+    """Hardware failures of a site, as independent exponential processes.
+
+    A failed GPU or node takes down every replica that uses it until it is repaired; the
+    in-flight requests of those replicas are lost or re-routed by the fleet layer.
+    """
+
+    gpu_mtbf_hours: dict[str, float] = Field(
+        default_factory=dict,
+        description="Mean time between failures of one GPU, hours, per GPU id of the site's "
+        "inventory (a GPU type left out does not fail on its own).",
+    )
+    node_mtbf_hours: float | None = Field(
+        default=None,
+        gt=0,
+        description="Mean time between failures of one server (host, NIC, PSU, cabling), "
+        "hours; a node failure takes all its GPUs down. None = nodes do not fail.",
+    )
+    gpus_per_node: dict[str, int] = Field(
+        default_factory=dict,
+        description=f"GPUs per server, per GPU id (default {DEFAULT_GPUS_PER_NODE}: HGX/DGX "
+        "boards; a GB200 NVL72 compute tray holds 4).",
+    )
+    repair_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="Mean time to repair a failed GPU or node, hours (exponential).",
+    )
+    outages: list[Outage] = Field(
+        default_factory=list, description="Whole-site outage events inside the window."
+    )
+
+    @field_validator("gpu_mtbf_hours")
+    @classmethod
+    def _positive_mtbf(cls, value: dict[str, float]) -> dict[str, float]:
+        for gpu, hours in value.items():
+            if not hours > 0:
+                raise ValueError(f"gpu_mtbf_hours[{gpu}] = {hours!r}: must be > 0 hours")
+        return value
+
+    @field_validator("gpus_per_node")
+    @classmethod
+    def _positive_node(cls, value: dict[str, int]) -> dict[str, int]:
+        for gpu, count in value.items():
+            if count < 1:
+                raise ValueError(f"gpus_per_node[{gpu}] = {count!r}: must be >= 1")
+        return value
+
+
+class Site(Strict):
+    """A data centre: its GPUs, its power envelope and how its hardware fails."""
+
+    name: Name = Field(description="Unique site name, referenced by deployments.")
+    power_cap_mw: float = Field(
+        gt=0,
+        le=10_000,
+        description="Facility power available to the site, MW (grid + sustained on-site "
+        "generation). Checked against the inventory's facility power.",
+    )
+    pue: float = Field(
+        ge=1.0,
+        le=3.0,
+        description="Power usage effectiveness: facility power / IT power (dimensionless, "
+        ">= 1; industry average 1.56-1.58, hyperscale 1.1-1.2 per fleet_facts.csv).",
+    )
+    gpus: dict[str, int] = Field(
+        min_length=1,
+        description="GPU inventory: GPU id (as `capacitor gpus` lists; aliases accepted) -> "
+        "number of GPUs installed.",
+    )
+    server_overhead_factor: float = Field(
+        default=DEFAULT_SERVER_OVERHEAD_FACTOR,
+        ge=1.0,
+        le=4.0,
+        description="IT power per GPU as a multiple of the GPU's TDP: the GPU plus its share "
+        "of server (CPU, memory, NIC, fans, PSU loss) and network power. Default 1.82 = "
+        "NVIDIA DGX H100 maximum system power 10.2 kW / (8 x 700 W).",
+    )
+    server_overhead_factor_by_gpu: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per GPU id override of server_overhead_factor (e.g. rack-scale GB200 "
+        "NVL72 systems).",
+    )
+    failures: Failures = Field(
+        default_factory=Failures, description="Failure and repair model of the site."
+    )
+
+    @field_validator("gpus")
+    @classmethod
+    def _positive_counts(cls, value: dict[str, int]) -> dict[str, int]:
+        for gpu, count in value.items():
+            if isinstance(count, bool) or count < 1:
+                raise ValueError(f"gpus[{gpu}] = {count!r}: a GPU count must be >= 1")
+        return value
+
+    @field_validator("server_overhead_factor_by_gpu")
+    @classmethod
+    def _factor_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for gpu, factor in value.items():
+            if not 1.0 <= factor <= 4.0:
+                raise ValueError(
+                    f"server_overhead_factor_by_gpu[{gpu}] = {factor!r}: must be in [1, 4] "
+                    "(a multiple of the GPU's TDP)"
+                )
+        return value
+
+    def overhead_factor(self, gpu: str) -> float:
+        """Server-overhead factor of GPU id ``gpu`` at this site."""
+        return self.server_overhead_factor_by_gpu.get(gpu, self.server_overhead_factor)
+
+
+# ---- deployments -----------------------------------------------------------------------------
+
+
+class Deployment(Strict):
+    """A pool of identical replicas of one model on one GPU type at one site."""
+
+    name: Name = Field(description="Unique deployment name, referenced by workloads.")
+    model: str = Field(
+        min_length=1,
+        description="Bundled model name, Hugging Face repo id (`capacitor models` lists "
+        "both), or a path to a config.json (relative to the scenario file).",
+    )
+    gpu: str = Field(min_length=1, description="GPU id the replicas run on.")
+    site: str = Field(min_length=1, description="Name of the site whose GPUs are used.")
+    precision: Annotated[
+        Literal["FP16", "BF16", "FP8", "FP4"] | None, BeforeValidator(_upper)
+    ] = Field(
+        default=None,
+        description="Weight precision FP16/BF16/FP8/FP4; None = the checkpoint's own.",
+    )
+    tp: int = Field(default=1, ge=1, description="Tensor-parallel GPUs per replica.")
+    pp: int = Field(default=1, ge=1, description="Pipeline-parallel stages per replica.")
+    ep: int | None = Field(
+        default=None,
+        ge=1,
+        description="Expert-parallel size over the same GPUs (MoE only; must equal tp, as "
+        "vLLM's --enable-expert-parallel); None = 1.",
+    )
+    engine: Annotated[Literal["vllm", "sglang", "trtllm"], BeforeValidator(_lower)] = Field(
+        default="vllm", description="Serving engine profile: vllm, sglang or trtllm."
+    )
+    max_num_seqs: int | None = Field(
+        default=None, ge=1, description="Max running sequences per replica; None = engine "
+        "default."
+    )
+    max_num_batched_tokens: int | None = Field(
+        default=None, ge=1, description="Token budget of one engine step; None = engine "
+        "default."
+    )
+    gpu_memory_utilization: float | None = Field(
+        default=None, gt=0, le=1, description="Fraction of GPU memory the engine may use "
+        "(0-1]; None = engine default (0.9 for vLLM)."
+    )
+    enable_prefix_caching: bool | None = Field(
+        default=None, description="Automatic prefix caching; None = engine default (on)."
+    )
+    block_size: int | None = Field(
+        default=None, ge=1, description="KV-cache block size, tokens; None = engine default."
+    )
+    kv_cache_dtype: Annotated[
+        Literal["auto", "bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2"], BeforeValidator(_lower)
+    ] = Field(default="auto", description="KV-cache dtype in vLLM's names (auto = 16-bit).")
+    cpu_offload: bool = Field(
+        default=False, description="Also keep KV blocks in host memory (vLLM KV offloading)."
+    )
+    max_model_len: int | None = Field(
+        default=None, ge=1, description="Longest request (prompt + output) accepted, tokens; "
+        "None = the longest that fits the KV cache and the model."
+    )
+    replicas: Annotated[int | Literal["fill"], BeforeValidator(_replicas)] = Field(
+        description="Number of replicas, or 'fill': as many as the site's GPUs of this type "
+        "left over by the other deployments allow."
+    )
+
+    @property
+    def gpus_per_replica(self) -> int:
+        """GPUs one replica occupies (tp x pp)."""
+        return self.tp * self.pp
+
+
+# ---- tenants ---------------------------------------------------------------------------------
+
+
+class SLO(Strict):
+    """Service-level objectives of a tenant; a None target is not judged."""
+
+    ttft_p99_ms: float | None = Field(
+        default=None, gt=0, description="99th-percentile time to first token, ms."
+    )
+    itl_p99_ms: float | None = Field(
+        default=None, gt=0, description="99th-percentile inter-token latency, ms."
+    )
+    e2e_p99_ms: float | None = Field(
+        default=None, gt=0, description="99th-percentile end-to-end latency, ms."
+    )
+    max_throttled_pct: float = Field(
+        default=1.0,
+        ge=0,
+        le=100,
+        description="Share of the tenant's arrivals that may be throttled or rejected, %; "
+        "more counts as an SLO miss (a verdict cannot be bought by shedding load).",
+    )
+
+
+class RateLimits(Strict):
+    """Per-tenant rate limits (token buckets of one minute's allowance); None = unlimited."""
+
+    requests_per_min: float | None = Field(
+        default=None, gt=0, description="Requests admitted per minute."
+    )
+    tokens_per_min: float | None = Field(
+        default=None, gt=0, description="Input + output tokens admitted per minute."
+    )
+    max_concurrent: int | None = Field(
+        default=None, ge=1, description="Requests in flight at once."
+    )
+
+
+class Quotas(Strict):
+    """Capacity and volume quotas of a tenant; None = no quota."""
+
+    guaranteed_share_pct: float | None = Field(
+        default=None, ge=0, le=100, description="Share of each deployment's running-sequence "
+        "slots reserved for this tenant when it has demand, %."
+    )
+    max_share_pct: float | None = Field(
+        default=None, gt=0, le=100, description="Largest share of each deployment's "
+        "running-sequence slots this tenant may hold, %."
+    )
+    tokens_per_month: float | None = Field(
+        default=None, gt=0, description="Monthly input + output token quota; the window gets "
+        "the pro-rata share (quota x window seconds / seconds in the month), beyond which "
+        "requests are throttled."
+    )
+
+
+class Tenant(Strict):
+    """A customer class with a priority tier, SLOs, limits and quotas."""
+
+    name: Name = Field(description="Unique tenant name, referenced by workloads.")
+    tier: int = Field(ge=0, description="Priority: lower is more important (0 = top).")
+    slo: SLO = Field(default_factory=SLO, description="Latency and throttling targets.")
+    rate_limits: RateLimits = Field(
+        default_factory=RateLimits, description="Rate limits (enforced unless admission "
+        "policy is none)."
+    )
+    quotas: Quotas = Field(default_factory=Quotas, description="Capacity and volume quotas.")
+
+
+# ---- workloads: arrivals ---------------------------------------------------------------------
+
+
+class _ArrivalBase(Strict):
+    monthly_growth_pct: float = Field(
+        default=0.0, gt=-100, description="Compound demand growth per month, %; applied "
+        "from base_month to simulation.window.month."
+    )
+    base_month: Month | None = Field(
+        default=None, description="Month the rates describe ('YYYY-MM'); None = the window "
+        "month (no growth applied in the window)."
+    )
+
+
+class PoissonArrival(_ArrivalBase):
+    """Poisson arrivals at a constant rate."""
+
+    kind: Literal["poisson"] = Field(description="Arrival process kind.")
+    rate_rps: float = Field(gt=0, description="Mean arrival rate, requests/s.")
+
+
+class ConstantArrival(_ArrivalBase):
+    """Evenly spaced arrivals."""
+
+    kind: Literal["constant"] = Field(description="Arrival process kind.")
+    rate_rps: float = Field(gt=0, description="Arrival rate, requests/s.")
+
+
+class StagesArrival(_ArrivalBase):
+    """Load stages from the window start: each sends round(RATE x SECONDS) requests."""
+
+    kind: Literal["stages"] = Field(description="Arrival process kind.")
+    stages: str = Field(
+        description="'RATE@SECONDS;RATE@SECONDS' (requests/s for that many seconds, back to "
+        "back from the window start; stages past the window end are cut)."
+    )
+    process: Literal["poisson", "constant"] = Field(
+        default="poisson", description="Spacing inside a stage: poisson (uniformly "
+        "scattered) or constant (evenly spaced)."
+    )
+
+    @field_validator("stages")
+    @classmethod
+    def _parse(cls, value: str) -> str:
+        try:
+            parse_stages(value)
+        except ConfigError as err:
+            raise ValueError(str(err).removeprefix("stages: ")) from None
+        return value
+
+
+class DiurnalArrival(_ArrivalBase):
+    """Poisson arrivals whose rate follows a daily cosine.
+
+    rate(h) = mean_rate_rps x (1 + (peak_to_mean - 1) x cos(2 pi (h - peak_hour - 0.5) / 24))
+    for h the UTC hour of day (fractional): the peak falls in the middle of ``peak_hour``.
+    """
+
+    kind: Literal["diurnal"] = Field(description="Arrival process kind.")
+    mean_rate_rps: float = Field(gt=0, description="Daily mean arrival rate, requests/s.")
+    peak_to_mean: float = Field(
+        ge=1.0, le=2.0, description="Peak rate / daily mean (1-2; 2 puts the trough at 0)."
+    )
+    peak_hour: int = Field(
+        ge=0, le=23, description="UTC hour of day whose middle has the peak rate."
+    )
+
+    def rate_at(self, hour_of_day: float) -> float:
+        """Rate in requests/s at a fractional UTC hour of day (no growth)."""
+        phase = 2.0 * math.pi * (hour_of_day - self.peak_hour - 0.5) / 24.0
+        return self.mean_rate_rps * (1.0 + (self.peak_to_mean - 1.0) * math.cos(phase))
+
+
+class BurstyArrival(_ArrivalBase):
+    """Two-state Markov-modulated Poisson process (MMPP): calm and burst periods."""
+
+    kind: Literal["bursty"] = Field(description="Arrival process kind.")
+    rate_rps: float = Field(ge=0, description="Arrival rate between bursts, requests/s.")
+    burst_rate_rps: float = Field(gt=0, description="Arrival rate during a burst, requests/s.")
+    mean_burst_s: float = Field(gt=0, description="Mean burst length, seconds (exponential).")
+    mean_gap_s: float = Field(gt=0, description="Mean time between bursts, seconds "
+                              "(exponential).")
+
+    @model_validator(mode="after")
+    def _burst_above_base(self) -> BurstyArrival:
+        if self.burst_rate_rps < self.rate_rps:
+            raise ValueError(
+                f"burst_rate_rps = {self.burst_rate_rps} is below rate_rps = {self.rate_rps}; "
+                "a burst must be at least the calm rate"
+            )
+        return self
+
+    @property
+    def mean_rate_rps(self) -> float:
+        """Long-run mean rate, requests/s."""
+        total = self.mean_gap_s + self.mean_burst_s
+        return (self.rate_rps * self.mean_gap_s + self.burst_rate_rps * self.mean_burst_s) / total
+
+
+Arrival = Annotated[
+    PoissonArrival | ConstantArrival | StagesArrival | DiurnalArrival | BurstyArrival,
+    Field(discriminator="kind"),
+]
+
+
+# ---- workloads: lengths ----------------------------------------------------------------------
+
+
+class LognormalTokens(Strict):
+    """Token counts drawn from a lognormal with the given mean and 99th percentile."""
+
+    kind: Literal["lognormal"] = Field(description="Token distribution kind.")
+    mean_tokens: float = Field(gt=0, description="Mean, tokens.")
+    p99_tokens: float = Field(gt=0, description="99th percentile, tokens.")
+    min_tokens: int = Field(default=1, ge=1, description="Draws below are raised to this.")
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="Draws above are cut to this; None = no cap."
+    )
+
+    @model_validator(mode="after")
+    def _feasible(self) -> LognormalTokens:
+        ratio = self.p99_tokens / self.mean_tokens
+        if not 1.0 < ratio <= math.exp(Z99 * Z99 / 2.0):
+            raise ValueError(
+                f"p99_tokens / mean_tokens = {ratio:.3g}: a lognormal needs a ratio in "
+                f"(1, {math.exp(Z99 * Z99 / 2.0):.2f}]"
+            )
+        if self.max_tokens is not None and self.max_tokens < self.min_tokens:
+            raise ValueError(f"max_tokens = {self.max_tokens} is below min_tokens = "
+                             f"{self.min_tokens}")
+        return self
+
+    def mu_sigma(self) -> tuple[float, float]:
+        """(mu, sigma) of the underlying normal: mean = exp(mu + sigma^2/2) and
+        p99 = exp(mu + z99 sigma); the smaller root (the other has a heavier tail)."""
+        r = math.log(self.p99_tokens / self.mean_tokens)
+        sigma = Z99 - math.sqrt(Z99 * Z99 - 2.0 * r)
+        return math.log(self.mean_tokens) - sigma * sigma / 2.0, sigma
+
+
+class UniformTokens(Strict):
+    """Token counts uniform on [min_tokens, max_tokens]."""
+
+    kind: Literal["uniform"] = Field(description="Token distribution kind.")
+    min_tokens: int = Field(ge=1, description="Smallest count, tokens.")
+    max_tokens: int = Field(ge=1, description="Largest count, tokens.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformTokens:
+        if self.max_tokens < self.min_tokens:
+            raise ValueError(f"max_tokens = {self.max_tokens} is below min_tokens = "
+                             f"{self.min_tokens}")
+        return self
+
+
+TokenDist = Annotated[LognormalTokens | UniformTokens, Field(discriminator="kind")]
+
+
+class FixedLengths(Strict):
+    """Every request has the same input and output length."""
+
+    kind: Literal["fixed"] = Field(description="Length model kind.")
+    input_tokens: int = Field(ge=1, description="Prompt tokens per request.")
+    output_tokens: int = Field(ge=1, description="Output tokens per request.")
+
+
+class DistributionLengths(Strict):
+    """Independent input and output length distributions, no shared prefixes."""
+
+    kind: Literal["distribution"] = Field(description="Length model kind.")
+    input: TokenDist = Field(description="Prompt tokens per request.")
+    output: TokenDist = Field(description="Output tokens per request.")
+
+
+class SharedPrefixLengths(Strict):
+    """inference-perf's shared-prefix generator (system prompts shared by user groups)."""
+
+    kind: Literal["shared_prefix"] = Field(description="Length model kind.")
+    system_prompt_len: int = Field(ge=0, description="Shared system prompt, tokens.")
+    question_len: int = Field(ge=1, description="Question per request, tokens.")
+    output_len: int = Field(ge=1, description="Output per request, tokens.")
+    num_groups: int = Field(ge=1, description="Distinct system prompts.")
+    users_per_group: int = Field(ge=1, description="Users (sessions) per system prompt.")
+    enable_multi_turn_chat: bool = Field(
+        default=False, description="Users carry their conversation forward, round after "
+        "round (context grows by question + output each round)."
+    )
+
+
+class TraceLengths(Strict):
+    """Replay a production trace: its arrival times and lengths (Mooncake hash_ids feed the
+    prefix cache). The workload then has no ``arrival``."""
+
+    kind: Literal["trace"] = Field(description="Length model kind.")
+    path: str = Field(min_length=1, description="Trace file, relative to the scenario file.")
+    format: Literal["azure", "mooncake"] = Field(
+        description="azure: Azure LLM inference 2023 CSV; mooncake: Mooncake FAST'25 JSONL."
+    )
+    time_scale: float | None = Field(
+        default=None, gt=0, description="Multiply the trace's timestamps by this (2 = half "
+        "the rate); None with no target_rate_rps = as recorded."
+    )
+    target_rate_rps: float | None = Field(
+        default=None, gt=0, description="Scale the timestamps so the mean rate is this, "
+        "requests/s (alternative to time_scale)."
+    )
+    loop: bool = Field(
+        default=True, description="Replay the trace again, back to back, when the window is "
+        "longer than the (scaled) trace."
+    )
+
+    @model_validator(mode="after")
+    def _one_scale(self) -> TraceLengths:
+        if self.time_scale is not None and self.target_rate_rps is not None:
+            raise ValueError("give time_scale or target_rate_rps, not both")
+        return self
+
+
+Lengths = Annotated[
+    FixedLengths | DistributionLengths | SharedPrefixLengths | TraceLengths,
+    Field(discriminator="kind"),
+]
+
+
+class Workload(Strict):
+    """A stream of requests from one tenant to one deployment."""
+
+    name: Name = Field(description="Unique workload name.")
+    tenant: str = Field(min_length=1, description="Name of the tenant sending it.")
+    deployment: str = Field(min_length=1, description="Name of the deployment serving it.")
+    arrival: Arrival | None = Field(
+        default=None, description="Arrival process (required unless lengths.kind is trace, "
+        "whose timestamps are the arrivals)."
+    )
+    lengths: Lengths = Field(description="Prompt and output lengths.")
+
+
+# ---- policies --------------------------------------------------------------------------------
+
+
+class Routing(Strict):
+    """How a deployment's router picks a replica."""
+
+    policy: Literal[
+        "round_robin", "least_outstanding_tokens", "power_of_two", "session_affinity",
+        "prefix_affinity",
+    ] = Field(
+        default="round_robin",
+        description="round_robin; least_outstanding_tokens (fewest queued + running tokens); "
+        "power_of_two (the less loaded of two random replicas); session_affinity (a session "
+        "always to one replica); prefix_affinity (same shared prefix to one replica).",
+    )
+
+
+class Admission(Strict):
+    """Admission control in front of each deployment; the policies are cumulative."""
+
+    policy: Literal["none", "token_bucket", "queue_length", "predicted_ttft"] = Field(
+        default="token_bucket",
+        description="none: admit everything (tenant limits ignored); token_bucket: enforce "
+        "each tenant's rate_limits and quotas; queue_length: token_bucket + reject when the "
+        "replicas' queues are full (max_queue); predicted_ttft: token_bucket + reject when "
+        "the predicted TTFT exceeds the target.",
+    )
+    max_queue: int | None = Field(
+        default=None, ge=0, description="Waiting requests per replica before queue_length "
+        "rejects; None = unbounded (required for queue_length)."
+    )
+    max_predicted_ttft_ms: float | None = Field(
+        default=None, gt=0, description="predicted_ttft rejects above this, ms; None = each "
+        "tenant's slo.ttft_p99_ms."
+    )
+    bucket_depth_s: float = Field(
+        default=60.0, gt=0, description="Token-bucket depth, seconds of the tenant's rate "
+        "(60 = one minute's allowance may arrive at once)."
+    )
+    preempt_lower_tiers: bool = Field(
+        default=False, description="When a deployment is saturated, a request of a more "
+        "important tier may preempt (recompute later) running requests of less important "
+        "tiers."
+    )
+
+
+# ---- economics -------------------------------------------------------------------------------
+
+
+class Contract(Strict):
+    """A capacity contract: a monthly price over a term."""
+
+    name: Name = Field(description="Contract name.")
+    site: str | None = Field(
+        default=None, description="Site the contract pays for; None = the whole fleet."
+    )
+    price_usd_per_month: float = Field(gt=0, description="Full monthly price, USD.")
+    start: Month = Field(description="First billed month, 'YYYY-MM'.")
+    end: Month = Field(description="Month the contract ends, 'YYYY-MM' (exclusive).")
+    ramp_discounts: dict[str, float] = Field(
+        default_factory=dict, description="'YYYY-MM' -> fraction of the price waived that "
+        "month (0-1) during the ramp."
+    )
+    notice_days: int = Field(default=0, ge=0, description="Notice period to terminate, days.")
+    includes_energy: bool = Field(
+        default=True, description="The price covers the site's electricity (energy cost is "
+        "then reported, not added)."
+    )
+
+    @model_validator(mode="after")
+    def _term(self) -> Contract:
+        if month_index(self.end) <= month_index(self.start):
+            raise ValueError(f"end = {self.end!r} must be after start = {self.start!r}")
+        for month, fraction in self.ramp_discounts.items():
+            _month(month)
+            if not 0.0 <= fraction <= 1.0:
+                raise ValueError(
+                    f"ramp_discounts[{month}] = {fraction!r}: must be a fraction in [0, 1]"
+                )
+            if not month_index(self.start) <= month_index(month) < month_index(self.end):
+                raise ValueError(
+                    f"ramp_discounts[{month}]: month outside the term [{self.start}, "
+                    f"{self.end})"
+                )
+        return self
+
+    @property
+    def term_months(self) -> int:
+        """Billed months in the term."""
+        return month_index(self.end) - month_index(self.start)
+
+
+class Economics(Strict):
+    """What the fleet costs: contracts and/or GPU-hour prices, plus energy."""
+
+    contracts: list[Contract] = Field(
+        default_factory=list, description="Capacity contracts."
+    )
+    gpu_hour_usd: dict[str, float] = Field(
+        default_factory=dict, description="GPU id -> price per GPU-hour, USD, for GPUs not "
+        "under a contract."
+    )
+    energy_usd_per_mwh: float | None = Field(
+        default=None, ge=0, description="Electricity price, USD per MWh of facility energy."
+    )
+
+    @field_validator("gpu_hour_usd")
+    @classmethod
+    def _prices(cls, value: dict[str, float]) -> dict[str, float]:
+        for gpu, price in value.items():
+            if not price >= 0:
+                raise ValueError(f"gpu_hour_usd[{gpu}] = {price!r}: must be >= 0 USD")
+        return value
+
+
+# ---- simulation ------------------------------------------------------------------------------
+
+
+class Window(Strict):
+    """The simulated span: an hour of a day of a month."""
+
+    month: Month | None = Field(
+        default=None, description="Month simulated, 'YYYY-MM' (sets demand growth and the "
+        "contract price); None = rates as written."
+    )
+    hour: int | None = Field(
+        default=None, ge=0, le=23, description="UTC hour of day the window starts; None = "
+        "the hour of peak total diurnal demand (0 without diurnal workloads)."
+    )
+    duration_s: float = Field(default=3600.0, gt=0, description="Window length, seconds.")
+    warmup_s: float = Field(
+        default=0.0, ge=0, description="Seconds simulated before the window so the fleet "
+        "starts in steady state; their requests are not counted."
+    )
+
+
+class Simulation(Strict):
+    """How the scenario is simulated."""
+
+    window: Window = Field(default_factory=Window, description="The simulated span.")
+    seed: int = Field(default=0, ge=0, description="Random seed (same seed, same results).")
+    fidelity: Literal["exact", "sampled"] = Field(
+        default="sampled", description="exact: every replica; sampled: sampled_replicas "
+        "representative replicas per deployment at the load the router implies, scaled up."
+    )
+    sampled_replicas: int = Field(
+        default=64, ge=1, description="Replicas simulated per deployment in sampled mode "
+        "(all of them when a deployment has fewer)."
+    )
+    profile: str | None = Field(
+        default=None, description="Calibration profile YAML (as --profile), relative to the "
+        "scenario file; None = the shipped profile."
+    )
+
+
+# ---- the scenario ----------------------------------------------------------------------------
+
+
+class Scenario(Strict):
+    """A fleet, the demand on it, its policies and prices, and how to simulate it."""
+
+    name: Name = Field(description="Scenario name (names the run directory).")
+    description: str = Field(default="", description="Free text.")
+    sites: list[Site] = Field(min_length=1, description="Data centres.")
+    deployments: list[Deployment] = Field(min_length=1, description="Model deployments.")
+    tenants: list[Tenant] = Field(min_length=1, description="Customer classes and tiers.")
+    workloads: list[Workload] = Field(min_length=1, description="Request streams.")
+    routing: Routing = Field(default_factory=Routing, description="Replica selection.")
+    admission: Admission = Field(default_factory=Admission, description="Admission control.")
+    economics: Economics = Field(default_factory=Economics, description="Prices.")
+    simulation: Simulation = Field(default_factory=Simulation, description="Simulation "
+                                   "settings.")
+
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str | None:
+        """The file the scenario was loaded from (None: built in code)."""
+        return self._source
+
+    def site(self, name: str) -> Site:
+        """The site called ``name`` (KeyError when absent)."""
+        return _by_name(self.sites, name)
+
+    def deployment(self, name: str) -> Deployment:
+        """The deployment called ``name`` (KeyError when absent)."""
+        return _by_name(self.deployments, name)
+
+    def tenant(self, name: str) -> Tenant:
+        """The tenant called ``name`` (KeyError when absent)."""
+        return _by_name(self.tenants, name)
+
+
+def _by_name(items: list[Any], name: str) -> Any:
+    for item in items:
+        if item.name == name:
+            return item
+    raise KeyError(name)
+
+
+__all__ = [
+    "ADMISSION_POLICIES",
+    "DEFAULT_GPUS_PER_NODE",
+    "DEFAULT_SERVER_OVERHEAD_FACTOR",
+    "ENGINES",
+    "PRECISIONS",
+    "ROUTING_POLICIES",
+    "Admission",
+    "Arrival",
+    "BurstyArrival",
+    "ConstantArrival",
+    "Contract",
+    "Deployment",
+    "DistributionLengths",
+    "DiurnalArrival",
+    "Economics",
+    "Failures",
+    "FixedLengths",
+    "Lengths",
+    "LognormalTokens",
+    "Outage",
+    "PoissonArrival",
+    "Quotas",
+    "RateLimits",
+    "Routing",
+    "SLO",
+    "Scenario",
+    "SharedPrefixLengths",
+    "Simulation",
+    "Site",
+    "StagesArrival",
+    "Tenant",
+    "TokenDist",
+    "TraceLengths",
+    "UniformTokens",
+    "Window",
+    "Workload",
+    "month_index",
+]
