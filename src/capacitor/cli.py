@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from capacitor.errors import CapacitorError, ConfigError
+from capacitor.errors import CapacitorError
 
 app = typer.Typer(
     name="capacitor",
@@ -33,9 +32,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 models_app = typer.Typer(help="The bundled model catalogue.", invoke_without_command=True)
-scenario_app = typer.Typer(
-    help="Scenario files (arrive with the fleet layer).", no_args_is_help=True
-)
+scenario_app = typer.Typer(help="Scenario files: schema and checks.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(scenario_app, name="scenario")
 
@@ -44,29 +41,6 @@ err_console = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: The replica ``capacitor run`` simulates until scenario files exist (an experiments row).
-DEFAULT_RUN_ROW = {
-    "id": "default-replica",
-    "model": "meta-llama/Llama-3.1-8B-Instruct",
-    "hardware": "H100",
-    "tp": "1",
-    "precision": "FP16",
-    "engine": "vllm",
-    "max_num_seqs": "128",
-    "max_num_batched_tokens": "2048",
-    "enable_prefix_caching": "true",
-    "workload": "shared_prefix",
-    "system_prompt_len": "100",
-    "question_len": "447",
-    "output_len": "248",
-    "num_groups": "9",
-    "users_per_group": "5",
-    "enable_multi_turn_chat": "false",
-    "arrival": "poisson",
-    "stages": "25@60",
-    "seed": "42",
-}
-NOT_YET = "is not available yet: scenario files arrive with the fleet layer"
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -86,10 +60,6 @@ def user_errors(fn: F) -> F:
             fail(str(exc))
 
     return wrapper  # type: ignore[return-value]
-
-
-def _ms(value: float) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:,.1f}"
 
 
 # ---- validate ------------------------------------------------------------------------------
@@ -239,77 +209,66 @@ def calibrate(
 @app.command()
 @user_errors
 def run(
-    scenario: Annotated[Path | None, typer.Argument(help="Scenario YAML (not yet).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Write the run directory here.")] = None,
+    scenario: Annotated[
+        Path | None, typer.Argument(help="Scenario YAML (default: the embedded Colossus one).")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Run directory (default runs/<scenario>-<UTC time>)."),
+    ] = None,
     profile: Annotated[Path | None, typer.Option("--profile", help="Engine profile YAML.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="local or ray.")] = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Simulate a scenario (for now: the default single Llama-3.1-8B replica on one H100)."""
-    if scenario is not None:
-        fail(
-            f"{scenario}: scenario files arrive with the fleet layer; run `capacitor run` "
-            "without a file to simulate the default single replica"
-        )
-    if backend != "local":
-        raise ConfigError(f"--backend {backend!r}: only 'local' is available yet")
-    from capacitor.engine import simulate
-    from capacitor.perf.profile import load_profile
-    from capacitor.results import request_metrics, requests_table
-    from capacitor.validate import Row, build_row
+    """Simulate a fleet scenario and say whether it serves its demand within SLO.
 
-    plan = build_row(Row(dict(DEFAULT_RUN_ROW), Path.cwd()), load_profile(profile))
-    start = time.perf_counter()
-    result = simulate(plan.batch, plan.config, plan.coeffs)
-    wall_s = time.perf_counter() - start
-    metrics = request_metrics(plan.batch, result, plan.measured_mask)
-    summary = {
-        "scenario": "default-replica",
-        "replica": {k: v for k, v in DEFAULT_RUN_ROW.items() if k != "id"},
-        "num_requests": len(plan.batch),
-        "kv_blocks": plan.config.num_gpu_blocks,
-        "metrics": {
-            k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in metrics.items()
-        },
-    }
-    if out is not None:
-        import pyarrow.parquet as pq
-        import yaml
+    Exit code 0 when every tier's SLO holds, 1 when any is missed, 2 on bad input.
+    """
+    import datetime as dt
 
+    from capacitor.report.terminal import print_run
+    from capacitor.scenario import dump_resolved, load_scenario
+    from capacitor.simulate import run_scenario, write_run_dir
+
+    if backend == "ray":
         try:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "scenario.yaml").write_text(yaml.safe_dump(summary["replica"], sort_keys=False))
-            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-            pq.write_table(
-                requests_table(plan.batch, result, plan.measured_mask), out / "requests.parquet"
-            )
-        except OSError as exc:
-            fail(f"--out {out}: cannot write the run directory ({exc})")
+            import ray  # noqa: F401
+        except ImportError:
+            fail("--backend ray needs the ray extra: pip install -e '.[ray]'")
+        fail("--backend ray is not implemented yet; use --backend local (the default)")
+    if backend != "local":
+        fail(f"--backend {backend!r}: valid values are local and ray")
+    started = time.perf_counter()
+    spec = load_scenario(scenario)
+    base_dir = scenario.parent if scenario is not None else None
+    columns = (TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("", total=len(spec.deployments))
+
+        def step(name: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, description=escape(name))
+
+        result = run_scenario(spec, profile_path=str(profile) if profile else None,
+                              base_dir=base_dir, progress=step)
+    if out is None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        out = Path("runs") / f"{spec.name}-{stamp}"
+    try:
+        write_run_dir(result, out, dump_resolved(spec))
+        wall_s = time.perf_counter() - started
+        requests = sum(len(p.status) for p in result.pools)
+        (out / "run.log").write_text(
+            f"simulated {requests} requests in {wall_s:.2f} s wall\n", encoding="utf-8")
+    except OSError as exc:
+        fail(f"--out {out}: cannot write the run directory ({exc})")
     if as_json:
-        print(json.dumps(summary, indent=2))
-        return
-    console.print(_latency_table(metrics))
-    err_console.print(
-        f"{len(plan.batch):,} requests simulated in {wall_s:.2f} s "
-        f"({len(plan.batch) / max(wall_s, 1e-9):,.0f} requests/s)"
-        + (f"; run directory {escape(str(out))}" if out is not None else "")
-    )
-
-
-def _latency_table(metrics: dict[str, Any]) -> Table:
-    title = "Llama-3.1-8B-Instruct on 1×H100 (vLLM)\nshared prefix, 25 req/s Poisson for 60 s"
-    table = Table(title=title)
-    table.add_column("latency (ms)")
-    for stat in ("mean", "p50", "p90", "p99"):
-        table.add_column(stat, justify="right")
-    for name in ("ttft", "itl", "tpot", "e2e"):
-        stats = ("mean", "median", "p90", "p99")
-        table.add_row(name.upper(), *(_ms(metrics[f"{name}_{s}_ms"]) for s in stats))
-    table.caption = (
-        f"completed {metrics['completed']:,} · {_ms(metrics['request_throughput_rps'])} req/s · "
-        f"{_ms(metrics['output_tokens_per_s'])} output tokens/s"
-    )
-    return table
+        print(json.dumps(result.summary, indent=2, sort_keys=True))
+    else:
+        print_run(console, result.summary)
+        err_console.print(f"{requests:,} requests simulated in {wall_s:.1f} s; run directory "
+                          f"{escape(str(out))}")
+    raise typer.Exit(0 if result.summary["verdict"]["ok"] else 1)
 
 
 # ---- catalogues ----------------------------------------------------------------------------
@@ -411,15 +370,22 @@ def bench() -> None:
 
 
 @scenario_app.command("schema")
+@user_errors
 def scenario_schema() -> None:
-    """Print the scenario JSON Schema (not yet available)."""
-    fail(f"capacitor scenario schema {NOT_YET}")
+    """Print the scenario JSON Schema (every key with its description)."""
+    from capacitor.scenario import scenario_json_schema
+
+    print(json.dumps(scenario_json_schema(), indent=2))
 
 
 @scenario_app.command("check")
+@user_errors
 def scenario_check(file: Annotated[Path, typer.Argument(help="Scenario YAML.")]) -> None:
-    """Validate a scenario file (not yet available)."""
-    fail(f"capacitor scenario check {NOT_YET}")
+    """Validate a scenario file and print what it describes (exit 2 on a problem)."""
+    from capacitor.scenario import load_scenario, summary_lines
+
+    for line in summary_lines(load_scenario(file)):
+        console.print(escape(line), soft_wrap=True)
 
 
 def main() -> None:

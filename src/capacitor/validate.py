@@ -21,7 +21,6 @@ i.e. the engine's own default (:func:`capacitor.perf.profile.engine_defaults`).
 from __future__ import annotations
 
 import dataclasses
-
 import math
 import time
 from collections.abc import Callable

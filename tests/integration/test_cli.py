@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import sys
 
 import pytest
@@ -79,27 +78,7 @@ def test_catalogue_commands(tmp_path, shared_data) -> None:
     assert_one_error_line(invoke("models", "import", tmp_path / "absent.json"))
 
 
-def test_run_default_replica(tmp_path) -> None:
-    result = invoke("run", "--out", tmp_path / "run")
-    assert result.exit_code == 0, (result.output, result.exception)
-    for name in ("TTFT", "ITL", "TPOT", "E2E", "p99"):
-        assert name in result.stdout
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["num_requests"] == 1500 and summary["metrics"]["completed"] == 1500
-    assert (tmp_path / "run" / "requests.parquet").is_file()
-    result = invoke("run", "--json")
-    assert result.exit_code == 0
-    assert json.loads(result.stdout)["metrics"] == summary["metrics"]
-
-
-def test_not_yet_available_commands(tmp_path, monkeypatch) -> None:
-    scenario = tmp_path / "s.yaml"
-    scenario.write_text("name: x\n")
-    assert_one_error_line(invoke("run", scenario))
-    assert "fleet layer" in invoke("run", scenario).stderr
-    assert_one_error_line(invoke("run", "--backend", "ray"))
-    assert_one_error_line(invoke("scenario", "schema"))
-    assert_one_error_line(invoke("scenario", "check", scenario))
+def test_bench_without_its_module_says_so(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "capacitor.bench", None)
     result = invoke("bench")
     assert_one_error_line(result)

@@ -1,0 +1,203 @@
+"""A deployment's demand in the simulated window: the requests of every workload that targets
+it, merged into one :class:`~capacitor.workload.requests.RequestBatch`, and what per-tenant
+admission (token buckets) throttles before any replica sees them.
+
+Arrival processes and lengths come from :mod:`capacitor.workload`; times are seconds from the
+start of the simulated span (warm-up included). In sampled fidelity a deployment of ``R``
+replicas is simulated with ``k`` of them at ``k / R`` of the demand: the per-replica load the
+router implies, with every rate limit scaled the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from capacitor.errors import ScenarioError
+from capacitor.workload import arrivals as arr
+from capacitor.workload import lengths as lens
+from capacitor.workload.requests import RequestBatch
+
+
+@dataclass(slots=True)
+class Demand:
+    """Merged requests of one deployment, with who sent each."""
+
+    batch: RequestBatch
+    tenant: np.ndarray  # int16 tenant index per request
+    workload: np.ndarray  # int16 workload index per request
+    session: np.ndarray  # int64 session / prefix key per request (affinity routing)
+
+
+def arrival_times(arrival, start_s: float, duration_s: float, scale: float,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Send times (sorted, [0, duration_s)) of one workload's arrival process, its rate
+    multiplied by ``scale`` (growth x sampling). ``start_s`` is the window's start as seconds
+    since midnight (for diurnal demand)."""
+    kind = arrival.kind
+    if kind == "poisson":
+        return arr.poisson(arrival.rate_rps * scale, duration_s, rng)
+    if kind == "constant":
+        return arr.constant(arrival.rate_rps * scale, duration_s, rng)
+    if kind == "diurnal":
+        # the scenario's peak_hour is an hour of the day; its peak is mid-hour
+        return arr.diurnal(arrival.mean_rate_rps * scale, arrival.peak_to_mean,
+                           arrival.peak_hour + 0.5, start_s, duration_s, rng)
+    if kind == "bursty":
+        return arr.bursty(arrival.rate_rps * scale, arrival.burst_rate_rps * scale,
+                          arrival.mean_burst_s, arrival.mean_gap_s, duration_s, rng)
+    if kind == "stages":
+        from capacitor.workload.stages import parse_stages
+
+        out = []
+        t0 = 0.0
+        for stage in parse_stages(arrival.stages):
+            end = min(t0 + stage.duration_s, duration_s)
+            if end > t0 and stage.rate_rps > 0:
+                process = arr.constant if getattr(arrival, "process", "poisson") == "constant" \
+                    else arr.poisson
+                out.append(t0 + process(stage.rate_rps * scale, end - t0, rng))
+            t0 += stage.duration_s
+        return np.sort(np.concatenate(out)) if out else np.zeros(0)
+    raise ScenarioError(f"arrival kind {kind!r} is not supported")
+
+
+def _token_counts(spec, n: int, rng: np.random.Generator) -> np.ndarray:
+    if spec.kind == "lognormal":
+        return lens.lognormal(n, spec.mean_tokens, rng, p99_tokens=spec.p99_tokens,
+                              min_tokens=spec.min_tokens or 1, max_tokens=spec.max_tokens)
+    return lens.uniform(n, spec.min_tokens, spec.max_tokens, rng)
+
+
+def workload_batch(workload, send_s: np.ndarray, max_model_len: int, seed: int,
+                   rng: np.random.Generator, base_dir) -> RequestBatch:
+    """The requests one workload sends at ``send_s``."""
+    lengths = workload.lengths
+    n = len(send_s)
+    if lengths.kind == "fixed":
+        batch = RequestBatch.simple(send_s, lens.fixed(n, lengths.input_tokens),
+                                    lens.fixed(n, lengths.output_tokens))
+    elif lengths.kind == "distribution":
+        batch = RequestBatch.simple(send_s, _token_counts(lengths.input, n, rng),
+                                    _token_counts(lengths.output, n, rng))
+    elif lengths.kind == "shared_prefix":
+        from capacitor.workload import shared_prefix
+
+        batch = shared_prefix.generate(
+            system_prompt_len=lengths.system_prompt_len, question_len=lengths.question_len,
+            output_len=lengths.output_len, num_groups=lengths.num_groups,
+            users_per_group=lengths.users_per_group,
+            enable_multi_turn_chat=lengths.enable_multi_turn_chat, arrival_s=send_s, seed=seed,
+            max_model_len=max_model_len,
+        )
+    else:
+        raise ScenarioError(f"workload {workload.name}: lengths kind {lengths.kind!r} needs "
+                            "the trace path (use workload_from_trace)")
+    batch.rejected |= (batch.prompt_len.astype(np.int64) + batch.output_len) > max_model_len
+    return batch
+
+
+def merge(parts: list[tuple[RequestBatch, int, int]]) -> Demand:
+    """Concatenate batches (each with its tenant and workload index) and sort by send time,
+    keeping prefix sources, gates and segments consistent."""
+    total = sum(len(b) for b, _, _ in parts)
+    arrival = np.concatenate([b.arrival_s for b, _, _ in parts]) if parts else np.zeros(0)
+    order = np.argsort(arrival, kind="stable")
+    new_index = np.empty(total, np.int64)
+    new_index[order] = np.arange(total)
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in
+                                         ("prompt", "output", "src", "plen", "gate", "rej")}
+    tenant, workload, session, seg_lens = [], [], [], []
+    offset = seg_offset = 0
+    for b, ten, wl in parts:
+        n = len(b)
+        idx = np.arange(n)
+        src = b.prefix_src.astype(np.int64)
+        is_req = (src >= 0) & (src < n)
+        is_seg = src >= n
+        new_src = np.full(n, -1, np.int64)
+        new_src[is_req] = new_index[offset + src[is_req]]
+        new_src[is_seg] = total + seg_offset + (src[is_seg] - n)
+        gate = np.full(n, -1, np.int64)
+        has_gate = b.gate >= 0
+        gate[has_gate] = new_index[offset + b.gate[has_gate]]
+        # affinity key: the first request of a session (gate chain) or the prefix root
+        root = idx.copy()
+        for i in np.nonzero(has_gate)[0]:
+            root[i] = root[b.gate[i]]
+        key = np.where(is_seg, total + seg_offset + (src - n), offset + root)
+        cols["prompt"].append(b.prompt_len)
+        cols["output"].append(b.output_len)
+        cols["src"].append(new_src)
+        cols["plen"].append(b.prefix_len)
+        cols["gate"].append(gate)
+        cols["rej"].append(b.rejected)
+        tenant.append(np.full(n, ten, np.int16))
+        workload.append(np.full(n, wl, np.int16))
+        session.append(key)
+        seg_lens.append(b.segment_len)
+        offset += n
+        seg_offset += len(b.segment_len)
+
+    def cat(name, dtype):
+        return (np.concatenate(cols[name]) if parts else np.zeros(0)).astype(dtype)[order]
+
+    batch = RequestBatch(
+        arrival_s=arrival[order], prompt_len=cat("prompt", np.int32),
+        output_len=cat("output", np.int32), prefix_src=cat("src", np.int32),
+        prefix_len=cat("plen", np.int32), gate=cat("gate", np.int32),
+        rejected=cat("rej", np.bool_),
+        segment_len=np.concatenate(seg_lens).astype(np.int32) if seg_lens else
+        np.zeros(0, np.int32),
+    )
+    return Demand(batch=batch, tenant=np.concatenate(tenant)[order] if parts else
+                  np.zeros(0, np.int16),
+                  workload=np.concatenate(workload)[order] if parts else np.zeros(0, np.int16),
+                  session=np.concatenate(session)[order] if parts else np.zeros(0, np.int64))
+
+
+@numba.njit(cache=True)
+def _token_buckets(t, tenant, cost, rate_per_s, depth, out_throttled):
+    """Per tenant, a bucket of ``depth[k]`` refilled at ``rate_per_s[k]``: a request that
+    finds fewer than ``cost`` units is throttled (and takes none). inf rate = no limit."""
+    level = depth.copy()
+    last = np.zeros(depth.shape[0])
+    for i in range(t.shape[0]):
+        k = tenant[i]
+        if rate_per_s[k] == np.inf:
+            continue
+        level[k] = min(depth[k], level[k] + (t[i] - last[k]) * rate_per_s[k])
+        last[k] = t[i]
+        if level[k] >= cost[i]:
+            level[k] -= cost[i]
+        else:
+            out_throttled[i] = True
+
+
+def throttle(demand: Demand, tenants, bucket_depth_s: float, scale: float) -> np.ndarray:
+    """Requests refused by their tenant's requests/min and tokens/min limits (token buckets
+    holding ``bucket_depth_s`` of the rate), the limits scaled by ``scale`` like the demand."""
+    n = len(demand.batch)
+    throttled = np.zeros(n, np.bool_)
+    k = len(tenants)
+    t = demand.batch.arrival_s
+    tokens = (demand.batch.prompt_len.astype(np.float64) + demand.batch.output_len)
+    for field, cost in (("requests_per_min", np.ones(n)), ("tokens_per_min", tokens)):
+        rate = np.full(k, np.inf)
+        for j, ten in enumerate(tenants):
+            limits = ten.rate_limits
+            value = getattr(limits, field, None) if limits is not None else None
+            if value:
+                rate[j] = value / 60.0 * scale
+        if np.all(np.isinf(rate)):
+            continue
+        depth = np.where(np.isinf(rate), 0.0, rate * bucket_depth_s)
+        out = np.zeros(n, np.bool_)
+        _token_buckets(t, demand.tenant.astype(np.int64), cost, rate, depth, out)
+        throttled |= out
+    return throttled
+
+
+__all__ = ["Demand", "arrival_times", "merge", "throttle", "workload_batch"]

@@ -1,0 +1,1 @@
+"""Reports of a run: terminal tables (rich); the HTML report arrives later."""

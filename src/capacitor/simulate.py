@@ -1,0 +1,211 @@
+"""Scenario -> results: every deployment's pool simulated over the window, then per-tier
+verdicts, utilisation, power and unit costs.
+
+Each deployment is a pool of identical replicas behind the scenario's router
+(:func:`capacitor.engine.simulator.simulate_pool`). Its demand is the merged requests of the
+workloads that target it; tenants' token buckets throttle before routing; replica failures
+(GPU / node MTBF, site outages) take replicas away during the window. In ``sampled``
+fidelity a deployment of ``R`` replicas is simulated with ``k = sampled_replicas`` of them at
+``k / R`` of its demand, and counts are scaled by ``R / k`` (the pools are exchangeable
+behind a load-balancing router); ``exact`` simulates every replica.
+
+Requests sent during ``warmup_s`` are simulated but not counted. Same scenario and seed,
+same results: every random draw comes from ``numpy.random.default_rng(seed)`` streams.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from capacitor.engine.replica import build_replica
+from capacitor.engine.simulator import simulate_pool
+from capacitor.fleet.demand import Demand, arrival_times, merge, throttle, workload_batch
+from capacitor.perf.profile import load_profile
+from capacitor.scenario import growth_factor as scenario_growth
+from capacitor.scenario import replica_spec, resolve_replicas, window_start_hour
+
+STATUS_NAMES = {0: "pending", 1: "completed", 2: "rejected", 3: "shed", 4: "lost",
+                5: "throttled"}
+THROTTLED = 5
+MINUTE_S = 60.0
+
+
+@dataclass(slots=True)
+class PoolRun:
+    """One deployment's simulation."""
+
+    name: str
+    site: str
+    gpu: str
+    gpus_per_replica: int
+    replicas: int
+    simulated_replicas: int
+    demand: Demand
+    status: np.ndarray
+    result: Any  # EngineResult
+    measured: np.ndarray  # requests counted (sent after warm-up)
+    downtime_s: float
+
+    @property
+    def scale(self) -> float:
+        return self.replicas / self.simulated_replicas
+
+
+@dataclass(slots=True)
+class RunResult:
+    scenario: Any
+    pools: list[PoolRun]
+    window_s: float
+    warmup_s: float
+    num_minutes: int
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _failures(site, gpu: str, gpus_per_replica: int, replicas: int, span_s: float,
+              rng: np.random.Generator):
+    from capacitor.fleet.failures import replica_downtime
+
+    f = site.failures
+    outages = [(o.start_s, o.duration_s) for o in f.outages]
+    mtbf = f.gpu_mtbf_hours.get(gpu, math.inf)
+    node = f.node_mtbf_hours if f.node_mtbf_hours else math.inf
+    if math.isinf(mtbf) and math.isinf(node) and not outages:
+        return None, 0.0
+    down = replica_downtime(replicas, gpus_per_replica, mtbf, node, f.repair_hours, span_s, rng,
+                            outages, gpus_per_node=f.gpus_per_node.get(gpu, 8),
+                            repair="exponential")
+    rep = np.repeat(np.arange(replicas), np.diff(down.offsets))
+    events = (down.start_s.copy(), rep, down.end_s - down.start_s)
+    return events, float(down.down_s().sum())
+
+
+def run_scenario(scenario, *, profile_path: str | None = None, base_dir: Path | None = None,
+                 progress: Callable[[str, int, int], None] | None = None) -> RunResult:
+    """Simulate ``scenario``; ``progress(deployment, done, total)`` after each pool."""
+    sim = scenario.simulation
+    window = sim.window
+    span = window.warmup_s + window.duration_s
+    start_of_day_s = window_start_hour(scenario) * 3600.0 - window.warmup_s
+    profile = load_profile(profile_path or (
+        str((base_dir or Path(".")) / sim.profile) if sim.profile else None))
+    replicas = resolve_replicas(scenario)
+    sites = {s.name: s for s in scenario.sites}
+    tenants = list(scenario.tenants)
+    tenant_index = {t.name: k for k, t in enumerate(tenants)}
+    pools: list[PoolRun] = []
+    deployments = list(scenario.deployments)
+    for d_index, dep in enumerate(deployments):
+        rng = np.random.default_rng([sim.seed, d_index])
+        total = replicas[dep.name]
+        k = total if sim.fidelity == "exact" else min(sim.sampled_replicas, total)
+        share = k / total
+        config, coeffs = build_replica(replica_spec(dep), profile)
+        parts = []
+        for w_index, wl in enumerate(scenario.workloads):
+            if wl.deployment != dep.name:
+                continue
+            scale = share * scenario_growth(scenario, wl.arrival)
+            send = arrival_times(wl.arrival, start_of_day_s, span, scale, rng)
+            batch = workload_batch(wl, send, config.effective_max_model_len, sim.seed, rng,
+                                   base_dir)
+            parts.append((batch, tenant_index[wl.tenant], w_index))
+        demand = merge(parts)
+        throttled = np.zeros(len(demand.batch), np.bool_)
+        if scenario.admission.policy != "none":
+            throttled = throttle(demand, tenants, scenario.admission.bucket_depth_s, share)
+            demand.batch.rejected |= throttled  # answered at once, like a 429
+        gpus = dep.tp * dep.pp
+        events, down_s = _failures(sites[dep.site], dep.gpu, gpus, k, span, rng)
+        itl_class = np.where(demand.batch.arrival_s >= window.warmup_s,
+                             demand.tenant.astype(np.int64), -1)
+        max_queue = scenario.admission.max_queue if scenario.admission.policy in (
+            "queue_length", "token_bucket") and scenario.admission.max_queue else 0
+        result = simulate_pool(
+            demand.batch, config, coeffs, num_replicas=k, routing=scenario.routing.policy,
+            route_key=demand.session, max_queue=max_queue, failures=events, seed=sim.seed,
+            itl_class=itl_class, num_itl_classes=max(len(tenants), 1), busy_bin_s=MINUTE_S,
+            num_busy_bins=int(math.ceil(span / MINUTE_S)),
+        )
+        status = result.status.astype(np.int8)
+        status[throttled] = THROTTLED
+        pools.append(PoolRun(
+            name=dep.name, site=dep.site, gpu=dep.gpu, gpus_per_replica=gpus, replicas=total,
+            simulated_replicas=k, demand=demand, status=status, result=result,
+            measured=demand.batch.arrival_s >= window.warmup_s, downtime_s=down_s,
+        ))
+        if progress is not None:
+            progress(dep.name, d_index + 1, len(deployments))
+    run = RunResult(scenario=scenario, pools=pools, window_s=window.duration_s,
+                    warmup_s=window.warmup_s, num_minutes=int(math.ceil(span / MINUTE_S)))
+    from capacitor.summary import summarize
+
+    run.summary = summarize(run)
+    return run
+
+
+__all__ = ["PoolRun", "RunResult", "STATUS_NAMES", "run_scenario"]
+
+
+def requests_table(run: RunResult):
+    """One row per simulated request (pyarrow Table): tenant, tier, deployment, replica,
+    send time, status, TTFT / E2E, tokens, prefix-cache hits, whether it is counted."""
+    import pyarrow as pa
+
+    tenants = [t.name for t in run.scenario.tenants]
+    tiers = np.array([t.tier for t in run.scenario.tenants] or [0], np.int16)
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in (
+        "tenant", "tier", "deployment", "replica", "arrival_s", "status", "ttft_ms", "e2e_ms",
+        "input_tokens", "output_tokens", "prefix_hit_tokens", "counted")}
+    for d_index, p in enumerate(run.pools):
+        res = p.result
+        cols["tenant"].append(p.demand.tenant)
+        cols["tier"].append(tiers[p.demand.tenant])
+        cols["deployment"].append(np.full(len(p.status), d_index, np.int16))
+        cols["replica"].append(res.replica)
+        cols["arrival_s"].append(res.send_s)
+        cols["status"].append(p.status)
+        cols["ttft_ms"].append(((res.first_token_s - res.send_s) * 1e3).astype(np.float32))
+        cols["e2e_ms"].append(((res.finish_s - res.send_s) * 1e3).astype(np.float32))
+        cols["input_tokens"].append(p.demand.batch.prompt_len)
+        cols["output_tokens"].append(p.demand.batch.output_len)
+        cols["prefix_hit_tokens"].append(res.num_cached_tokens)
+        cols["counted"].append(p.measured)
+    arrays = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
+    table = pa.table({
+        "tenant": pa.DictionaryArray.from_arrays(arrays["tenant"].astype(np.int32),
+                                                 pa.array(tenants or [""])),
+        "tier": arrays["tier"],
+        "deployment": pa.DictionaryArray.from_arrays(
+            arrays["deployment"].astype(np.int32), pa.array([p.name for p in run.pools] or [""])),
+        **{k: arrays[k] for k in ("replica", "arrival_s")},
+        "status": pa.DictionaryArray.from_arrays(
+            arrays["status"].astype(np.int32), pa.array([STATUS_NAMES[i] for i in range(6)])),
+        **{k: arrays[k] for k in ("ttft_ms", "e2e_ms", "input_tokens", "output_tokens",
+                                  "prefix_hit_tokens", "counted")},
+    })
+    scale = {p.name: p.scale for p in run.pools}
+    return table.replace_schema_metadata({"scale_by_deployment": str(scale)})
+
+
+def write_run_dir(run: RunResult, out_dir: Path, resolved_yaml: str) -> None:
+    """``scenario.yaml`` (resolved), ``summary.json``, ``requests.parquet``,
+    ``timeline.parquet`` in ``out_dir`` (created)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from capacitor.summary import timeline
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "scenario.yaml").write_text(resolved_yaml, encoding="utf-8")
+    (out_dir / "summary.json").write_text(json.dumps(run.summary, indent=2, sort_keys=True)
+                                          + "\n", encoding="utf-8")
+    pq.write_table(requests_table(run), out_dir / "requests.parquet")
+    pq.write_table(pa.table(timeline(run)), out_dir / "timeline.parquet")

@@ -1,0 +1,264 @@
+"""What a fleet run means: per-tier SLO verdicts, latency percentiles, goodput, throttling,
+utilisation, site power against its cap, and unit costs. Also the per-minute timeline.
+
+Counts from a sampled pool are scaled by replicas / simulated replicas; latency percentiles
+weight each pool's requests the same way. A tier misses when a latency percentile exceeds
+its SLO or when more of its traffic is refused (throttled, shed, rejected as too long, or
+lost to a failure) than ``max_throttled_pct`` allows, so shedding cannot buy a verdict.
+Everything here is a pure function of the simulation: no wall-clock time, so the same
+scenario and seed give a byte-identical ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from capacitor.engine.result import itl_bin_value_s
+
+REFUSED = (2, 3, 4, 5)  # rejected, shed, lost, throttled
+PCTS = (50, 90, 99)
+
+
+def weighted_percentiles(values: np.ndarray, weights: np.ndarray, pcts=PCTS) -> list[float]:
+    """Percentiles of ``values`` with per-value weights (nearest rank on the weighted CDF);
+    NaN when empty."""
+    ok = np.isfinite(values)
+    v, w = values[ok], weights[ok]
+    if v.size == 0:
+        return [math.nan] * len(pcts)
+    order = np.argsort(v, kind="stable")
+    v, cw = v[order], np.cumsum(w[order])
+    return [float(v[min(np.searchsorted(cw, p / 100.0 * cw[-1]), v.size - 1)]) for p in pcts]
+
+
+def _r(x: float, digits: int = 3) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), digits)
+
+
+def _tenant_stats(run, k: int, tenant) -> dict[str, Any]:
+    ttft, e2e, weights = [], [], []
+    itl_w = None
+    requests = completed = refused = out_tokens = good = 0.0
+    for pool in run.pools:
+        sel = (pool.demand.tenant == k) & pool.measured
+        if not sel.any() and pool.result.itl_count.shape[0] <= k:
+            continue
+        st = pool.status[sel]
+        res = pool.result
+        done = st == 1
+        requests += sel.sum() * pool.scale
+        completed += done.sum() * pool.scale
+        refused += np.isin(st, REFUSED).sum() * pool.scale
+        t = (res.first_token_s[sel] - res.send_s[sel])[done] * 1e3
+        e = (res.finish_s[sel] - res.send_s[sel])[done] * 1e3
+        out_tokens += pool.demand.batch.output_len[sel][done].sum() * pool.scale
+        ok = np.ones(done.sum(), bool)
+        if tenant.slo.ttft_p99_ms is not None:
+            ok &= t <= tenant.slo.ttft_p99_ms
+        if tenant.slo.e2e_p99_ms is not None:
+            ok &= e <= tenant.slo.e2e_p99_ms
+        good += ok.sum() * pool.scale
+        ttft.append(t)
+        e2e.append(e)
+        weights.append(np.full(t.size, pool.scale))
+        if res.itl_hist.shape[0] > k:
+            h = res.itl_hist[k].astype(np.float64) * pool.scale
+            itl_w = h if itl_w is None else itl_w + h
+    w = np.concatenate(weights) if weights else np.zeros(0)
+    t = np.concatenate(ttft) if ttft else np.zeros(0)
+    e = np.concatenate(e2e) if e2e else np.zeros(0)
+    itl = [math.nan] * len(PCTS)
+    if itl_w is not None and itl_w.sum() > 0:
+        nz = np.nonzero(itl_w)[0]
+        itl = weighted_percentiles(itl_bin_value_s(nz) * 1e3, itl_w[nz])
+    window = run.window_s
+    return {
+        "tier": tenant.tier,
+        "requests": _r(requests, 1), "completed": _r(completed, 1),
+        "refused_pct": _r(100.0 * refused / requests if requests else 0.0),
+        "ttft_ms": dict(zip((f"p{p}" for p in PCTS), map(_r, weighted_percentiles(t, w)),
+                            strict=True)),
+        "itl_ms": dict(zip((f"p{p}" for p in PCTS), map(_r, itl), strict=True)),
+        "e2e_ms": dict(zip((f"p{p}" for p in PCTS), map(_r, weighted_percentiles(e, w)),
+                           strict=True)),
+        "goodput_rps": _r(good / window), "throughput_rps": _r(completed / window),
+        "output_tokens_per_s": _r(out_tokens / window, 1),
+    }
+
+
+def _misses(name: str, tenant, stats: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    slo = tenant.slo
+    checks = [("ttft_p99_ms", slo.ttft_p99_ms, stats["ttft_ms"]["p99"]),
+              ("itl_p99_ms", slo.itl_p99_ms, stats["itl_ms"]["p99"]),
+              ("e2e_p99_ms", slo.e2e_p99_ms, stats["e2e_ms"]["p99"]),
+              ("refused_pct", slo.max_throttled_pct, stats["refused_pct"])]
+    for metric, target, value in checks:
+        if target is None:
+            continue
+        if value is None:  # nothing completed: every latency target is missed
+            out.append({"tenant": name, "tier": tenant.tier, "metric": metric,
+                        "target": target, "value": None, "over_pct": None})
+        elif value > target:
+            over = 100.0 * (value - target) / target if target else math.inf
+            out.append({"tenant": name, "tier": tenant.tier, "metric": metric,
+                        "target": target, "value": value, "over_pct": _r(over, 1)})
+    return out
+
+
+def _gpu_power_w(gpu: str, site, busy: np.ndarray) -> np.ndarray:
+    from capacitor.catalog.hardware import get_gpu
+    from capacitor.fleet.power import BUSY_POWER_FRACTION, IDLE_POWER_FRACTION
+
+    tdp = get_gpu(gpu).tdp_w
+    factor = site.server_overhead_factor_by_gpu.get(gpu, site.server_overhead_factor)
+    per_gpu = tdp * (IDLE_POWER_FRACTION + (BUSY_POWER_FRACTION - IDLE_POWER_FRACTION) * busy)
+    return per_gpu * factor * site.pue
+
+
+def timeline(run) -> dict[str, np.ndarray]:
+    """Per minute and site: arrivals, completions, goodput (SLO-meeting completions),
+    requests in system, utilisation, power MW and replicas up (all scaled to the fleet)."""
+    m = run.num_minutes
+    cols: dict[str, list] = {k: [] for k in ("site", "minute", "arrivals", "completed",
+                                             "in_system", "utilization", "power_mw",
+                                             "replicas_up")}
+    for site in run.scenario.sites:
+        pools = [p for p in run.pools if p.site == site.name]
+        arrivals = np.zeros(m)
+        completed = np.zeros(m)
+        in_system = np.zeros(m)
+        busy_gpu_s = np.zeros(m)
+        gpus_used = 0
+        power_w = np.zeros(m)
+        for p in pools:
+            res = p.result
+            minute = np.minimum((res.send_s // 60).astype(np.int64), m - 1)
+            arrivals += np.bincount(minute, minlength=m)[:m] * p.scale
+            done = p.status == 1
+            fmin = np.minimum((res.finish_s[done] // 60).astype(np.int64), m - 1)
+            completed += np.bincount(fmin, minlength=m)[:m] * p.scale
+            edges = (np.arange(m) + 1) * 60.0
+            s_sorted = np.sort(res.send_s)
+            f_sorted = np.sort(np.where(np.isfinite(res.finish_s), res.finish_s, np.inf))
+            in_system += (np.searchsorted(s_sorted, edges) - np.searchsorted(f_sorted, edges)) \
+                * p.scale
+            busy = res.busy_bins[:, :m].sum(axis=0) / 60.0  # replica-minutes busy (simulated)
+            busy_gpu_s += busy * 60.0 * p.gpus_per_replica * p.scale
+            util = np.clip(busy / p.simulated_replicas, 0.0, 1.0)
+            gpus = p.replicas * p.gpus_per_replica
+            gpus_used += gpus
+            power_w += _gpu_power_w(p.gpu, site, util) * gpus
+        for gpu, count in site.gpus.items():  # GPUs no deployment uses idle
+            used = sum(p.replicas * p.gpus_per_replica for p in pools if p.gpu == gpu)
+            power_w += _gpu_power_w(gpu, site, np.zeros(m)) * max(count - used, 0)
+        total_gpus = sum(site.gpus.values())
+        cols["site"] += [site.name] * m
+        cols["minute"] += list(range(m))
+        cols["arrivals"] += list(arrivals)
+        cols["completed"] += list(completed)
+        cols["in_system"] += list(np.maximum(in_system, 0))
+        cols["utilization"] += list(busy_gpu_s / (60.0 * total_gpus))
+        cols["power_mw"] += list(np.minimum(power_w / 1e6, site.power_cap_mw))
+        up = sum(p.replicas for p in pools) - sum(p.downtime_s * p.scale / (m * 60.0)
+                                                  for p in pools)
+        cols["replicas_up"] += [up] * m
+    return {k: np.asarray(v) for k, v in cols.items()}
+
+
+def summarize(run) -> dict[str, Any]:
+    """The run's ``summary.json`` content (see the module docstring)."""
+    from capacitor.economics.contracts import Contract, month_name
+    from capacitor.economics.contracts import month_index as eco_month
+    from capacitor.economics.costs import window_cost_usd
+
+    scenario = run.scenario
+    tenants = {}
+    misses = []
+    for k, tenant in enumerate(scenario.tenants):
+        stats = _tenant_stats(run, k, tenant)
+        stats["slo"] = tenant.slo.model_dump()
+        tenants[tenant.name] = stats
+        misses += _misses(tenant.name, tenant, stats)
+    misses.sort(key=lambda x: (x["tier"], x["tenant"], x["metric"]))
+    deployments = {}
+    out_tokens_total = 0.0
+    for p in run.pools:
+        res = p.result
+        sel = p.measured & (p.status == 1)
+        tokens = float(p.demand.batch.output_len[sel].sum()) * p.scale
+        out_tokens_total += tokens
+        busy = res.busy_bins.sum() / (p.simulated_replicas * (run.window_s + run.warmup_s))
+        deployments[p.name] = {
+            "site": p.site, "gpu": p.gpu, "replicas": p.replicas,
+            "simulated_replicas": p.simulated_replicas, "scale": _r(p.scale, 6),
+            "requests": _r(p.measured.sum() * p.scale, 1),
+            "completed": _r(sel.sum() * p.scale, 1),
+            "preemptions": _r(res.num_preemptions[p.measured].sum() * p.scale, 1),
+            "utilization": _r(busy, 4), "output_tokens_per_s": _r(tokens / run.window_s, 1),
+            "availability": _r(1.0 - p.downtime_s / (p.simulated_replicas *
+                                                    (run.window_s + run.warmup_s)), 6),
+        }
+    tl = timeline(run)
+    warm = int(run.warmup_s // 60)
+    sites = {}
+    energy_mwh = 0.0
+    for site in scenario.sites:
+        rows = (tl["site"] == site.name) & (tl["minute"] >= warm)
+        power = tl["power_mw"][rows]
+        mwh = float(power.sum()) / 60.0
+        energy_mwh += mwh
+        sites[site.name] = {"power_mw_mean": _r(power.mean() if power.size else 0.0),
+                            "power_mw_peak": _r(power.max() if power.size else 0.0),
+                            "power_cap_mw": site.power_cap_mw,
+                            "at_cap": bool(power.size and power.max() >= site.power_cap_mw),
+                            "gpus": int(sum(site.gpus.values())), "energy_mwh": _r(mwh)}
+    eco = scenario.economics
+    window = scenario.simulation.window
+    cost = 0.0
+    contracts = {}
+    for c in eco.contracts:
+        month = window.month or c.start
+        end = month_name(eco_month(c.end) - 1)  # scenario end month is exclusive
+        contract = Contract(c.name, c.price_usd_per_month, c.start, end,
+                            dict(c.ramp_discounts), c.notice_days)
+        usd = window_cost_usd(contract, month, run.window_s)
+        contracts[c.name] = {"window_cost_usd": _r(usd, 2), "month": month}
+        cost += usd
+    gpus_total = sum(s["gpus"] for s in sites.values())
+    hours = run.window_s / 3600.0
+    for gpu, price in eco.gpu_hour_usd.items():
+        count = sum(s.gpus.get(gpu, 0) for s in scenario.sites)
+        cost += count * hours * price
+    energy_usd = energy_mwh * eco.energy_usd_per_mwh if eco.energy_usd_per_mwh else None
+    verdict_ok = not misses
+    text = "serves the window within SLO for all tiers" if verdict_ok else "; ".join(
+        f"tier {m['tier']} {m['tenant']} misses {m['metric']} "
+        f"({m['value']} vs {m['target']}, +{m['over_pct']}%)" for m in misses)
+    return {
+        "scenario": scenario.name,
+        "seed": scenario.simulation.seed,
+        "fidelity": scenario.simulation.fidelity,
+        "window": {"month": window.month, "duration_s": run.window_s,
+                   "warmup_s": run.warmup_s},
+        "verdict": {"ok": verdict_ok, "text": text, "misses": misses},
+        "tenants": tenants,
+        "deployments": deployments,
+        "sites": sites,
+        "economics": {
+            "window_cost_usd": _r(cost, 2), "contracts": contracts,
+            "usd_per_million_output_tokens": _r(cost / (out_tokens_total / 1e6))
+            if out_tokens_total else None,
+            "usd_per_gpu_hour_effective": _r(cost / (gpus_total * hours)) if gpus_total else None,
+            "energy_mwh": _r(energy_mwh), "energy_cost_usd": _r(energy_usd, 2)
+            if energy_usd is not None else None,
+        },
+        "totals": {"output_tokens": _r(out_tokens_total, 1),
+                   "requests": _r(sum(d["requests"] for d in deployments.values()), 1)},
+    }
+
+
+__all__ = ["summarize", "timeline", "weighted_percentiles"]

@@ -1,0 +1,103 @@
+"""`capacitor run` end to end: the embedded Colossus scenario, run directories, determinism,
+verdicts and exit codes, and the scenario commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import yaml
+from typer.testing import CliRunner
+
+from capacitor.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "canonical.yaml"
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def _small_example(tmp_path: Path, **simulation) -> Path:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["simulation"]["window"]["duration_s"] = 120
+    data["simulation"]["window"]["warmup_s"] = 30
+    data["simulation"].update(simulation)
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_default_run_answers_for_the_embedded_colossus_scenario(tmp_path):
+    out = tmp_path / "colossus"
+    result = invoke("run", "--out", out)
+    assert result.exit_code in (0, 1), (result.output, result.exception)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scenario"] == "colossus1"
+    first_line = result.stdout.splitlines()[0]
+    assert summary["verdict"]["text"] in " ".join(result.stdout.split())
+    assert first_line.startswith("colossus1:")  # the verdict comes first
+    assert result.exit_code == (0 if summary["verdict"]["ok"] else 1)
+    assert set(summary["tenants"]) == {"enterprise_api", "consumer", "coding_agent"}
+    assert summary["sites"]["colossus1"]["gpus"] == 220_000
+    assert 0 < summary["sites"]["colossus1"]["power_mw_peak"] <= 300
+    assert summary["economics"]["usd_per_million_output_tokens"] > 0
+    requests = pq.read_table(out / "requests.parquet")
+    assert requests.num_rows > 1_000_000
+    assert {"tenant", "tier", "deployment", "replica", "arrival_s", "status", "ttft_ms",
+            "e2e_ms", "input_tokens", "output_tokens", "prefix_hit_tokens"} <= set(
+        requests.column_names)
+    timeline = pq.read_table(out / "timeline.parquet")
+    assert {"minute", "arrivals", "power_mw", "utilization", "replicas_up"} <= set(
+        timeline.column_names)
+    assert yaml.safe_load((out / "scenario.yaml").read_text())["name"] == "colossus1"
+
+
+def test_same_scenario_and_seed_give_byte_identical_summaries(tmp_path):
+    scenario = _small_example(tmp_path)
+    a = invoke("run", scenario, "--out", tmp_path / "a")
+    b = invoke("run", scenario, "--out", tmp_path / "b")
+    assert a.exit_code == b.exit_code and a.exit_code in (0, 1), a.output
+    assert (tmp_path / "a" / "summary.json").read_bytes() == \
+        (tmp_path / "b" / "summary.json").read_bytes()
+    other = invoke("run", _small_example(tmp_path, seed=99), "--out", tmp_path / "c")
+    assert other.exit_code in (0, 1)
+    assert (tmp_path / "c" / "summary.json").read_bytes() != \
+        (tmp_path / "a" / "summary.json").read_bytes()
+
+
+def test_a_missed_slo_names_the_tier_and_exits_1(tmp_path):
+    data = yaml.safe_load(_small_example(tmp_path).read_text())
+    for tenant in data["tenants"]:
+        tenant["slo"]["ttft_p99_ms"] = 0.001  # impossible
+    path = tmp_path / "strict.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = invoke("run", path, "--json", "--out", tmp_path / "strict")
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout)
+    assert not summary["verdict"]["ok"]
+    missed = {m["tenant"] for m in summary["verdict"]["misses"] if m["metric"] == "ttft_p99_ms"}
+    assert missed == {t["name"] for t in data["tenants"]}
+
+
+def test_bad_scenarios_and_flags_are_one_line_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsites: []\nbogus_key: 1\n")
+    for args in (("run", bad), ("scenario", "check", bad), ("run", "--backend", "spark")):
+        result = invoke(*args)
+        assert result.exit_code == 2
+        assert len(result.stderr.strip().splitlines()) >= 1
+        assert "Traceback" not in result.output
+    assert "bogus_key" in invoke("scenario", "check", bad).stderr
+
+
+def test_scenario_schema_and_check(tmp_path):
+    schema = invoke("scenario", "schema")
+    assert schema.exit_code == 0
+    doc = json.loads(schema.stdout)
+    assert "properties" in doc and "sites" in doc["properties"]
+    check = invoke("scenario", "check", EXAMPLE)
+    assert check.exit_code == 0, check.output
