@@ -127,6 +127,10 @@ def build_replica(
     engine = check_engine(spec.engine)
     precision = normalize_precision(spec.precision, model)
     kv_dtype = spec.kv_cache_dtype or "auto"
+    if kv_dtype == "auto" and engine == "trtllm" and precision in ("fp8", "fp4"):
+        # TensorRT-LLM's KV cache follows the checkpoint's quantization (KvCacheConfig
+        # dtype="auto"); NVIDIA's ModelOpt FP8 / FP4 checkpoints quantize it to FP8.
+        kv_dtype = "fp8"
     kv_dtype_bytes(kv_dtype)  # validates the name
     settings = resolved_settings(spec)
     constants = resolve_constants(profile, gpu, engine)
