@@ -238,7 +238,14 @@ def summarize(run) -> dict[str, Any]:
     text = "serves the window within SLO for all tiers" if verdict_ok else "; ".join(
         f"tier {m['tier']} {m['tenant']} misses {m['metric']} "
         f"({m['value']} vs {m['target']}, +{m['over_pct']}%)" for m in misses)
+    notes = []
+    if scenario.simulation.fidelity == "sampled" and \
+            scenario.routing.policy == "least_outstanding_tokens":
+        notes.append("sampled fidelity with least_outstanding_tokens: the minimum is taken over "
+                     "the sampled replicas only, which favours short queues less than a "
+                     "pool-wide minimum does; use fidelity: exact or power_of_two to check")
     return {
+        "notes": notes,
         "scenario": scenario.name,
         "seed": scenario.simulation.seed,
         "fidelity": scenario.simulation.fidelity,

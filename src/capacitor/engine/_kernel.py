@@ -120,8 +120,12 @@ def _route(i, policy, num_replicas, gst, outstanding, route_key, pick2, down_unt
     """The replica for request ``i``, skipping replicas down at ``now``; -1 if none is up."""
     R = num_replicas
     if policy == ROUTE_LEAST_OUTSTANDING:
+        # ties go to the first replica after a random offset, as real routers break them at
+        # random (a fixed order would load low-numbered replicas more)
         best = -1
-        for rep in range(R):
+        offset = pick2[i, 0]
+        for k in range(R):
+            rep = (offset + k) % R
             if down_until[rep] <= now and (best < 0 or outstanding[rep] < outstanding[best]):
                 best = rep
         return best

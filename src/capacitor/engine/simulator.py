@@ -136,7 +136,8 @@ def simulate_pool(
 
     Args:
         routing: a name in :data:`ROUTERS`. ``least_outstanding_tokens`` sends each request to
-            the replica with the fewest prompt + output tokens of unfinished requests;
+            the replica with the fewest prompt + output tokens of unfinished requests (ties
+            broken at random, from ``seed``);
             ``power_of_two`` compares two replicas drawn at random (from ``seed``).
         route_key: per request, the session / prefix id for the affinity routers.
         max_queue: shed a request (status 3) when its replica already has this many waiting
@@ -178,7 +179,7 @@ def simulate_pool(
         fail_repair = np.ascontiguousarray(fail_repair[order], np.float64)
         if np.any((fail_rep < 0) | (fail_rep >= num_replicas)) or np.any(fail_repair < 0):
             raise ConfigError("failures: replica out of range or negative repair time")
-    if policy == ROUTE_POWER_OF_TWO and num_replicas > 1:
+    if policy in (ROUTE_POWER_OF_TWO, ROUTE_LEAST_OUTSTANDING) and num_replicas > 1:
         pick2 = np.random.default_rng(seed).integers(0, num_replicas, (n, 2)).astype(np.int32)
     else:
         pick2 = np.zeros((1, 2), np.int32)
