@@ -276,6 +276,9 @@ def fleet_kernel(
     heap_cap,
     orig_src,
     orig_plen,
+    src,
+    start,
+    node_rep,
     num_segments,
     shareable,
     coeffs,
@@ -353,9 +356,8 @@ def fleet_kernel(
     dec_cls = np.zeros((R, num_classes), np.int64)
     outstanding = np.zeros(R, np.int64)
     # NOTE: per-node and per-request state is int32 for memory (~100 bytes per request)
-    src = np.full(num_nodes, -1, np.int32)
-    start = np.zeros(num_nodes, np.int32)
-    node_rep = np.full(n, -1, np.int32)
+    # src / start: the prefix chains as bound to replicas (see _bind_source); with one
+    # replica binding changes nothing, so the caller passes the original chains themselves
     cached = np.zeros(num_nodes, np.int32)
     pins = np.zeros(num_nodes, np.int32)
     lru_prev = np.full(num_nodes, -1, np.int32)
@@ -481,7 +483,9 @@ def fleet_kernel(
                     heap_i,
                 )
                 continue
-            _bind_source(ii, rep, n, num_segments, bs, orig_src, orig_plen, node_rep, src, start)
+            if R > 1:
+                _bind_source(ii, rep, n, num_segments, bs, orig_src, orig_plen, node_rep, src,
+                             start)
             outstanding[rep] += prompt[ii] + output[ii]
             _wait_push_back(st[rep], wait_next, ii)
             if st[rep, _NUM_RUNNING] == 0 and st[rep, _WAIT_COUNT] == 1 and it > stf[rep, _T]:

@@ -211,7 +211,18 @@ def simulate_pool(
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
     status = np.zeros(n, np.int8)
-    replica = np.full(n, -1, np.int32)
+    # NOTE: narrow types and no copies with one replica, for memory (ten million requests)
+    replica = np.full(n, -1, np.int16 if num_replicas < 32767 else np.int32)
+    if num_replicas == 1:
+        src_bound = p["src"]
+        start_bound = (p["plen"] // config.block_size).astype(np.int32)
+        p["plen"] = np.zeros(0, np.int32)  # not read: binding is the identity
+        node_rep = np.zeros(1, np.int32)
+    else:
+        num_nodes = n + num_replicas * len(batch.segment_len)
+        src_bound = np.full(num_nodes, -1, np.int32)
+        start_bound = np.zeros(num_nodes, np.int32)
+        node_rep = np.full(n, -1, np.int32)
     preemptions = np.zeros(n, np.int32)
     cached_tokens = np.full(n, -1, np.int32)
     hist = np.zeros((num_itl_classes, ITL_NUM_BINS), np.int64)
@@ -235,6 +246,9 @@ def simulate_pool(
         p["heap_cap"],
         p["src"],
         p["plen"],
+        src_bound,
+        start_bound,
+        node_rep,
         len(batch.segment_len),
         p["shareable"],
         coeffs,
