@@ -171,6 +171,38 @@ def _bind_source(i, rep, n, num_segments, bs, orig_src, orig_plen, node_rep, src
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _reset_replica(sr, sl, bk, kc, dc, num_blocks):
+    """An empty replica: no running or waiting request, every KV block free, empty cache
+    lists. Step and admission counters and heap membership are kept."""
+    for k in range(sr.shape[0]):
+        if k not in (_G, _MAX_USED, _SEQ, _ACTIVE):
+            sr[k] = 0
+    sr[_FREE_UNCACHED] = num_blocks
+    for k in (
+        _LRU_HEAD,
+        _LRU_TAIL,
+        _RUN_HEAD,
+        _RUN_TAIL,
+        _CPU_HEAD,
+        _CPU_TAIL,
+        _WAIT_HEAD,
+        _WAIT_TAIL,
+    ):
+        sr[k] = -1
+    S = sl.shape[1]
+    sr[_NUM_FREE_SLOTS] = S
+    for s in range(S):
+        sl[F_REQ, s] = -1
+        sl[F_DEC, s] = 0
+        sl[F_BPREV, s] = -1
+        sl[F_BNEXT, s] = -1
+        sl[F_FREE, s] = S - 1 - s
+    bk[:] = -1
+    kc[:] = 0
+    dc[:] = 0
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _fail_replica(
     rep,
     now,
@@ -232,32 +264,7 @@ def _fail_replica(
         nxt = wait_next[i]
         _heap_push(heap_t, heap_i, gst, now, i)  # re-sent to the router at once
         i = nxt
-    for k in range(sr.shape[0]):
-        if k not in (_G, _MAX_USED, _SEQ, _ACTIVE):  # counters and heap membership survive
-            sr[k] = 0
-    sr[_FREE_UNCACHED] = num_blocks
-    for k in (
-        _LRU_HEAD,
-        _LRU_TAIL,
-        _RUN_HEAD,
-        _RUN_TAIL,
-        _CPU_HEAD,
-        _CPU_TAIL,
-        _WAIT_HEAD,
-        _WAIT_TAIL,
-    ):
-        sr[k] = -1
-    S = sl.shape[1]
-    sr[_NUM_FREE_SLOTS] = S
-    for s in range(S):
-        sl[F_REQ, s] = -1
-        sl[F_DEC, s] = 0
-        sl[F_BPREV, s] = -1
-        sl[F_BNEXT, s] = -1
-        sl[F_FREE, s] = S - 1 - s
-    bk[:] = -1
-    kc[:] = 0
-    dc[:] = 0
+    _reset_replica(sr, sl, bk, kc, dc, num_blocks)
     sf[_T] = now
     sf[_LAST_CLIENT_T] = now
 
@@ -332,28 +339,11 @@ def fleet_kernel(
     stf = np.zeros((R, _NUM_STATE_F), np.float64)
     S = max_num_seqs
     slots = np.zeros((R, NUM_SLOT_FIELDS, S), np.int64)
+    bucket = np.empty((R, ring_size), np.int64)
+    key_count = np.empty((R, bs), np.int64)
+    dec_cls = np.empty((R, num_classes), np.int64)
     for rep in range(R):
-        st[rep, _FREE_UNCACHED] = num_blocks
-        for k in (
-            _LRU_HEAD,
-            _LRU_TAIL,
-            _RUN_HEAD,
-            _RUN_TAIL,
-            _CPU_HEAD,
-            _CPU_TAIL,
-            _WAIT_HEAD,
-            _WAIT_TAIL,
-        ):
-            st[rep, k] = -1
-        st[rep, _NUM_FREE_SLOTS] = S
-        for s in range(S):
-            slots[rep, F_REQ, s] = -1
-            slots[rep, F_BPREV, s] = -1
-            slots[rep, F_BNEXT, s] = -1
-            slots[rep, F_FREE, s] = S - 1 - s
-    bucket = np.full((R, ring_size), -1, np.int64)
-    key_count = np.zeros((R, bs), np.int64)
-    dec_cls = np.zeros((R, num_classes), np.int64)
+        _reset_replica(st[rep], slots[rep], bucket[rep], key_count[rep], dec_cls[rep], num_blocks)
     outstanding = np.zeros(R, np.int64)
     # NOTE: per-node and per-request state is int32 for memory (~100 bytes per request)
     # src / start: the prefix chains as bound to replicas (see _bind_source); with one
@@ -484,8 +474,9 @@ def fleet_kernel(
                 )
                 continue
             if R > 1:
-                _bind_source(ii, rep, n, num_segments, bs, orig_src, orig_plen, node_rep, src,
-                             start)
+                _bind_source(
+                    ii, rep, n, num_segments, bs, orig_src, orig_plen, node_rep, src, start
+                )
             outstanding[rep] += prompt[ii] + output[ii]
             _wait_push_back(st[rep], wait_next, ii)
             if st[rep, _NUM_RUNNING] == 0 and st[rep, _WAIT_COUNT] == 1 and it > stf[rep, _T]:
