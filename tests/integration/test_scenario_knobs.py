@@ -1,0 +1,102 @@
+"""Each scenario knob moves the answer in the documented direction (small, fast scenarios)."""
+
+from __future__ import annotations
+
+import copy
+
+import yaml
+
+from capacitor.scenario import parse_scenario
+from capacitor.simulate import run_scenario
+
+BASE = yaml.safe_load("""
+name: knobs
+sites:
+  - name: s
+    power_cap_mw: 1.0
+    pue: 1.2
+    gpus: {H100: 8}
+deployments:
+  - name: d
+    model: meta-llama/Llama-3.1-8B-Instruct
+    gpu: H100
+    site: s
+    precision: BF16
+    max_num_seqs: 64
+    max_num_batched_tokens: 2048
+    replicas: fill
+tenants:
+  - name: gold
+    tier: 0
+    slo: {ttft_p99_ms: 1000}
+  - name: bronze
+    tier: 1
+    slo: {ttft_p99_ms: 5000, max_throttled_pct: 5}
+workloads:
+  - name: g
+    tenant: gold
+    deployment: d
+    arrival: {kind: poisson, rate_rps: 30}
+    lengths: {kind: fixed, input_tokens: 500, output_tokens: 100}
+  - name: b
+    tenant: bronze
+    deployment: d
+    arrival: {kind: poisson, rate_rps: 30}
+    lengths: {kind: fixed, input_tokens: 500, output_tokens: 100}
+admission: {policy: token_bucket, bucket_depth_s: 1}
+simulation:
+  window: {duration_s: 60, warmup_s: 10}
+  seed: 3
+  fidelity: exact
+""")
+
+
+def _run(**changes):
+    data = copy.deepcopy(BASE)
+    for path, value in changes.items():
+        node = data
+        keys = path.split(".")
+        for k in keys[:-1]:
+            node = node[int(k)] if k.isdigit() else node[k]
+        node[int(keys[-1]) if keys[-1].isdigit() else keys[-1]] = value
+    return run_scenario(parse_scenario(yaml.safe_dump(data), origin="<knobs>")).summary
+
+
+def test_power_cap_bounds_the_inventory_and_power_stays_under_it():
+    import pytest
+
+    from capacitor.errors import ScenarioError
+
+    ok = _run()["sites"]["s"]
+    assert 0 < ok["power_mw_mean"] <= ok["power_mw_peak"] <= ok["power_cap_mw"]
+    # 8 x 700 W x 1.82 x 1.2 PUE = 12.2 kW at nameplate: a 10 kW cap cannot hold the inventory
+    with pytest.raises(ScenarioError, match="power_cap_mw"):
+        _run(**{"sites.0.power_cap_mw": 0.010})
+    more_load = _run(**{"workloads.0.arrival": {"kind": "poisson", "rate_rps": 120}})["sites"]["s"]
+    assert more_load["power_mw_mean"] >= ok["power_mw_mean"]
+
+
+def test_a_site_outage_loses_and_refuses_work():
+    healthy = _run()
+    outage = _run(**{"sites.0.failures": {"outages": [{"start_s": 30, "duration_s": 20}]}})
+    assert outage["deployments"]["d"]["availability"] < healthy["deployments"]["d"]["availability"]
+    assert outage["tenants"]["gold"]["refused_pct"] > healthy["tenants"]["gold"]["refused_pct"]
+    assert outage["tenants"]["gold"]["completed"] < healthy["tenants"]["gold"]["completed"]
+
+
+def test_a_tighter_rate_limit_throttles_more_and_can_miss_the_tier():
+    loose = _run(**{"tenants.1.rate_limits": {"requests_per_min": 6000}})
+    tight = _run(**{"tenants.1.rate_limits": {"requests_per_min": 900}})  # 15 rps of 30
+    assert tight["tenants"]["bronze"]["refused_pct"] > 30.0
+    assert loose["tenants"]["bronze"]["refused_pct"] < 1.0
+    assert any(m["tenant"] == "bronze" and m["metric"] == "refused_pct"
+               for m in tight["verdict"]["misses"])
+    assert tight["tenants"]["gold"]["refused_pct"] == 0.0  # the other tier is untouched
+
+
+def test_more_demand_raises_latency_and_fewer_replicas_hurt():
+    base = _run()["tenants"]["gold"]["ttft_ms"]["p99"]
+    busy = _run(**{"workloads.0.arrival": {"kind": "poisson", "rate_rps": 120}})
+    assert busy["tenants"]["gold"]["ttft_ms"]["p99"] > base
+    fewer = _run(**{"deployments.0.replicas": 2})
+    assert fewer["tenants"]["gold"]["ttft_ms"]["p99"] > base
