@@ -217,7 +217,12 @@ def run(
         typer.Option("--out", help="Run directory (default runs/<scenario>-<UTC time>)."),
     ] = None,
     profile: Annotated[Path | None, typer.Option("--profile", help="Engine profile YAML.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="local or ray.")] = "local",
+    backend: Annotated[
+        str, typer.Option("--backend", help="local, or ray (deployments as Ray tasks).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Ray cluster address (default: local).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Simulate a fleet scenario and say whether it serves its demand within SLO.
@@ -230,14 +235,10 @@ def run(
     from capacitor.scenario import dump_resolved, load_scenario
     from capacitor.simulate import run_scenario, write_run_dir
 
-    if backend == "ray":
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            fail("--backend ray needs the ray extra: pip install -e '.[ray]'")
-        fail("--backend ray is not implemented yet; use --backend local (the default)")
-    if backend != "local":
+    if backend not in ("local", "ray"):
         fail(f"--backend {backend!r}: valid values are local and ray")
+    if ray_address is not None and backend != "ray":
+        fail("--ray-address needs --backend ray")
     started = time.perf_counter()
     spec = load_scenario(scenario)
     base_dir = scenario.parent if scenario is not None else None
@@ -250,7 +251,8 @@ def run(
             bar.update(task, completed=done, description=escape(name))
 
         result = run_scenario(spec, profile_path=str(profile) if profile else None,
-                              base_dir=base_dir, progress=step)
+                              base_dir=base_dir, progress=step, backend=backend,
+                              ray_address=ray_address)
     if out is None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         out = Path("runs") / f"{spec.name}-{stamp}"

@@ -25,7 +25,14 @@ import numpy as np
 
 from capacitor.engine.replica import build_replica
 from capacitor.engine.simulator import simulate_pool
-from capacitor.fleet.demand import Demand, arrival_times, merge, throttle, workload_batch
+from capacitor.fleet.demand import (
+    Demand,
+    arrival_times,
+    merge,
+    throttle,
+    trace_batch,
+    workload_batch,
+)
 from capacitor.perf.profile import load_profile
 from capacitor.scenario import growth_factor as scenario_growth
 from capacitor.scenario import replica_spec, resolve_replicas, window_start_hour
@@ -85,62 +92,88 @@ def _failures(site, gpu: str, gpus_per_replica: int, replicas: int, span_s: floa
     return events, float(down.down_s().sum())
 
 
-def run_scenario(scenario, *, profile_path: str | None = None, base_dir: Path | None = None,
-                 progress: Callable[[str, int, int], None] | None = None) -> RunResult:
-    """Simulate ``scenario``; ``progress(deployment, done, total)`` after each pool."""
+def simulate_deployment(scenario, d_index: int, *, profile_path: str | None = None,
+                        base_dir: Path | None = None) -> PoolRun:
+    """Simulate deployment ``d_index`` of ``scenario`` (its pool, demand, limits and failures).
+    A pure function of its arguments: its random streams are seeded by (seed, d_index), so a
+    deployment gives the same result wherever it runs (the Ray backend relies on this)."""
     sim = scenario.simulation
     window = sim.window
     span = window.warmup_s + window.duration_s
     start_of_day_s = window_start_hour(scenario) * 3600.0 - window.warmup_s
     profile = load_profile(profile_path or (
         str((base_dir or Path(".")) / sim.profile) if sim.profile else None))
-    replicas = resolve_replicas(scenario)
+    dep = scenario.deployments[d_index]
     sites = {s.name: s for s in scenario.sites}
     tenants = list(scenario.tenants)
     tenant_index = {t.name: k for k, t in enumerate(tenants)}
-    pools: list[PoolRun] = []
-    deployments = list(scenario.deployments)
-    for d_index, dep in enumerate(deployments):
-        rng = np.random.default_rng([sim.seed, d_index])
-        total = replicas[dep.name]
-        k = total if sim.fidelity == "exact" else min(sim.sampled_replicas, total)
-        share = k / total
-        config, coeffs = build_replica(replica_spec(dep), profile)
-        parts = []
-        for w_index, wl in enumerate(scenario.workloads):
-            if wl.deployment != dep.name:
-                continue
-            scale = share * scenario_growth(scenario, wl.arrival)
-            send = arrival_times(wl.arrival, start_of_day_s, span, scale, rng)
+    rng = np.random.default_rng([sim.seed, d_index])
+    total = resolve_replicas(scenario)[dep.name]
+    k = total if sim.fidelity == "exact" else min(sim.sampled_replicas, total)
+    share = k / total
+    config, coeffs = build_replica(replica_spec(dep), profile)
+    parts = []
+    for w_index, wl in enumerate(scenario.workloads):
+        if wl.deployment != dep.name:
+            continue
+        growth = scenario_growth(scenario, wl.arrival)
+        if wl.lengths.kind == "trace":
+            batch = trace_batch(wl, span, share, growth, config.effective_max_model_len,
+                                base_dir)
+        else:
+            send = arrival_times(wl.arrival, start_of_day_s, span, share * growth, rng)
             batch = workload_batch(wl, send, config.effective_max_model_len, sim.seed, rng,
                                    base_dir)
-            parts.append((batch, tenant_index[wl.tenant], w_index))
-        demand = merge(parts)
-        throttled = np.zeros(len(demand.batch), np.bool_)
-        if scenario.admission.policy != "none":
-            throttled = throttle(demand, tenants, scenario.admission.bucket_depth_s, share)
-            demand.batch.rejected |= throttled  # answered at once, like a 429
-        gpus = dep.tp * dep.pp
-        events, down_s = _failures(sites[dep.site], dep.gpu, gpus, k, span, rng)
-        itl_class = np.where(demand.batch.arrival_s >= window.warmup_s,
-                             demand.tenant.astype(np.int64), -1)
-        max_queue = scenario.admission.max_queue if scenario.admission.policy in (
-            "queue_length", "token_bucket") and scenario.admission.max_queue else 0
-        result = simulate_pool(
-            demand.batch, config, coeffs, num_replicas=k, routing=scenario.routing.policy,
-            route_key=demand.session, max_queue=max_queue, failures=events, seed=sim.seed,
-            itl_class=itl_class, num_itl_classes=max(len(tenants), 1), busy_bin_s=MINUTE_S,
-            num_busy_bins=int(math.ceil(span / MINUTE_S)),
-        )
-        status = result.status.astype(np.int8)
-        status[throttled] = THROTTLED
-        pools.append(PoolRun(
-            name=dep.name, site=dep.site, gpu=dep.gpu, gpus_per_replica=gpus, replicas=total,
-            simulated_replicas=k, demand=demand, status=status, result=result,
-            measured=demand.batch.arrival_s >= window.warmup_s, downtime_s=down_s,
-        ))
-        if progress is not None:
-            progress(dep.name, d_index + 1, len(deployments))
+        parts.append((batch, tenant_index[wl.tenant], w_index))
+    demand = merge(parts)
+    throttled = np.zeros(len(demand.batch), np.bool_)
+    if scenario.admission.policy != "none":
+        throttled = throttle(demand, tenants, scenario.admission.bucket_depth_s, share)
+        demand.batch.rejected |= throttled  # answered at once, like a 429
+    gpus = dep.tp * dep.pp
+    events, down_s = _failures(sites[dep.site], dep.gpu, gpus, k, span, rng)
+    itl_class = np.where(demand.batch.arrival_s >= window.warmup_s,
+                         demand.tenant.astype(np.int64), -1)
+    max_queue = scenario.admission.max_queue if scenario.admission.policy in (
+        "queue_length", "token_bucket") and scenario.admission.max_queue else 0
+    result = simulate_pool(
+        demand.batch, config, coeffs, num_replicas=k, routing=scenario.routing.policy,
+        route_key=demand.session, max_queue=max_queue, failures=events, seed=sim.seed,
+        itl_class=itl_class, num_itl_classes=max(len(tenants), 1), busy_bin_s=MINUTE_S,
+        num_busy_bins=int(math.ceil(span / MINUTE_S)),
+    )
+    status = result.status.astype(np.int8)
+    status[throttled] = THROTTLED
+    return PoolRun(
+        name=dep.name, site=dep.site, gpu=dep.gpu, gpus_per_replica=gpus, replicas=total,
+        simulated_replicas=k, demand=demand, status=status, result=result,
+        measured=demand.batch.arrival_s >= window.warmup_s, downtime_s=down_s,
+    )
+
+
+def run_scenario(scenario, *, profile_path: str | None = None, base_dir: Path | None = None,
+                 progress: Callable[[str, int, int], None] | None = None,
+                 backend: str = "local", ray_address: str | None = None) -> RunResult:
+    """Simulate ``scenario``; ``progress(deployment, done, total)`` after each pool.
+
+    ``backend="ray"`` simulates the deployments as Ray tasks (local Ray, or the cluster at
+    ``ray_address``) with the same results as ``local``.
+    """
+    window = scenario.simulation.window
+    n = len(scenario.deployments)
+    if backend == "ray":
+        from capacitor.fleet.ray_backend import run_pools
+
+        pools = run_pools(scenario, profile_path=profile_path, base_dir=base_dir,
+                          progress=progress, address=ray_address)
+    else:
+        pools = []
+        for d_index in range(n):
+            pools.append(simulate_deployment(scenario, d_index, profile_path=profile_path,
+                                             base_dir=base_dir))
+            if progress is not None:
+                progress(scenario.deployments[d_index].name, d_index + 1, n)
+    span = window.warmup_s + window.duration_s
     run = RunResult(scenario=scenario, pools=pools, window_s=window.duration_s,
                     warmup_s=window.warmup_s, num_minutes=int(math.ceil(span / MINUTE_S)))
     from capacitor.summary import summarize
@@ -149,7 +182,8 @@ def run_scenario(scenario, *, profile_path: str | None = None, base_dir: Path | 
     return run
 
 
-__all__ = ["PoolRun", "RunResult", "STATUS_NAMES", "run_scenario"]
+__all__ = ["PoolRun", "RunResult", "STATUS_NAMES", "requests_table", "run_scenario",
+           "simulate_deployment", "write_run_dir"]
 
 
 def requests_table(run: RunResult):

@@ -101,3 +101,30 @@ def test_scenario_schema_and_check(tmp_path):
     assert "properties" in doc and "sites" in doc["properties"]
     check = invoke("scenario", "check", EXAMPLE)
     assert check.exit_code == 0, check.output
+
+
+def test_ray_backend_gives_the_local_results(tmp_path):
+    import pytest
+
+    pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
+    scenario = _small_example(tmp_path)
+    local = invoke("run", scenario, "--out", tmp_path / "local")
+    ray_run = invoke("run", scenario, "--backend", "ray", "--out", tmp_path / "ray")
+    assert ray_run.exit_code == local.exit_code, ray_run.output
+    assert (tmp_path / "ray" / "summary.json").read_bytes() == \
+        (tmp_path / "local" / "summary.json").read_bytes()
+
+
+def test_ray_address_needs_the_ray_backend():
+    result = invoke("run", "--ray-address", "auto")
+    assert result.exit_code == 2
+    assert "--backend ray" in result.stderr
+
+
+def test_ray_backend_without_ray_says_how_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    result = invoke("run", _small_example(tmp_path), "--backend", "ray", "--out", tmp_path / "x")
+    assert result.exit_code == 2
+    assert "pip install" in result.stderr and "[ray]" in result.stderr

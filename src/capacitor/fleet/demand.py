@@ -93,8 +93,33 @@ def workload_batch(workload, send_s: np.ndarray, max_model_len: int, seed: int,
             max_model_len=max_model_len,
         )
     else:
-        raise ScenarioError(f"workload {workload.name}: lengths kind {lengths.kind!r} needs "
-                            "the trace path (use workload_from_trace)")
+        raise ScenarioError(f"workload {workload.name}: lengths kind {lengths.kind!r} has no "
+                            "generator here (trace workloads go through trace_batch)")
+    batch.rejected |= (batch.prompt_len.astype(np.int64) + batch.output_len) > max_model_len
+    return batch
+
+
+def trace_batch(workload, span_s: float, share: float, growth: float, max_model_len: int,
+                base_dir) -> RequestBatch:
+    """A trace workload's requests over ``[0, span_s)``: the file (relative to the scenario),
+    time-scaled as the scenario says, at ``share x growth`` of its rate (sampled fidelity and
+    monthly growth stretch or compress time), tiled when ``loop``."""
+    from pathlib import Path
+
+    from capacitor.workload import traces
+
+    lengths = workload.lengths
+    path = Path(lengths.path)
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    trace = traces.read_trace(path)
+    if lengths.target_rate_rps is not None:
+        trace = traces.scale_to_rate(trace, lengths.target_rate_rps)
+    elif lengths.time_scale is not None:
+        trace = traces.time_scale(trace, lengths.time_scale)
+    if share * growth != 1.0:
+        trace = traces.time_scale(trace, 1.0 / (share * growth))
+    batch = traces.to_request_batch(trace, duration_s=span_s, repeat=lengths.loop)
     batch.rejected |= (batch.prompt_len.astype(np.int64) + batch.output_len) > max_model_len
     return batch
 
@@ -200,4 +225,4 @@ def throttle(demand: Demand, tenants, bucket_depth_s: float, scale: float) -> np
     return throttled
 
 
-__all__ = ["Demand", "arrival_times", "merge", "throttle", "workload_batch"]
+__all__ = ["Demand", "arrival_times", "merge", "throttle", "trace_batch", "workload_batch"]
