@@ -100,3 +100,26 @@ def test_more_demand_raises_latency_and_fewer_replicas_hurt():
     assert busy["tenants"]["gold"]["ttft_ms"]["p99"] > base
     fewer = _run(**{"deployments.0.replicas": 2})
     assert fewer["tenants"]["gold"]["ttft_ms"]["p99"] > base
+
+
+def test_a_mooncake_trace_workload_replays_with_prefix_hits():
+    import pytest
+
+    from tests.conftest import SHARED_DATA
+
+    path = SHARED_DATA / "traces" / "mooncake_fast25" / "conversation_trace.jsonl"
+    if not path.is_file():
+        pytest.skip(f"trace not found at {path}")
+    data = copy.deepcopy(BASE)
+    data["deployments"][0]["max_model_len"] = 131072
+    data["workloads"] = [{
+        "name": "agent", "tenant": "gold", "deployment": "d",
+        "lengths": {"kind": "trace", "path": str(path), "format": "mooncake",
+                    "target_rate_rps": 4.0, "loop": True},
+    }]
+    run = run_scenario(parse_scenario(yaml.safe_dump(data), origin="<trace>"))
+    pool = run.pools[0]
+    n = len(pool.status)
+    assert 4.0 * 70 * 0.8 < n < 4.0 * 70 * 1.2  # ~4 requests/s over warm-up + window
+    assert pool.result.num_cached_tokens.sum() > 0  # shared hash ids hit the prefix cache
+    assert run.summary["tenants"]["gold"]["completed"] > 0
