@@ -136,9 +136,19 @@ def simulate_deployment(scenario, d_index: int, *, profile_path: str | None = No
                          demand.tenant.astype(np.int64), -1)
     max_queue = scenario.admission.max_queue if scenario.admission.policy in (
         "queue_length", "token_bucket") and scenario.admission.max_queue else 0
+    adm = scenario.admission
+    limits = np.zeros(max(len(tenants), 1), np.int64)
+    if adm.policy != "none":
+        for j, ten in enumerate(tenants):
+            cap = ten.rate_limits.max_concurrent if ten.rate_limits is not None else None
+            if cap:
+                limits[j] = max(1, math.ceil(cap * share))  # this pool's share of the limit
+    ttft_limit_s = (adm.max_predicted_ttft_ms or 0.0) / 1000.0 \
+        if adm.policy == "predicted_ttft" else 0.0
     result = simulate_pool(
         demand.batch, config, coeffs, num_replicas=k, routing=scenario.routing.policy,
         route_key=demand.session, max_queue=max_queue, failures=events, seed=sim.seed,
+        tenant=demand.tenant, max_concurrent=limits, max_predicted_ttft_s=ttft_limit_s,
         itl_class=itl_class, num_itl_classes=max(len(tenants), 1), busy_bin_s=MINUTE_S,
         num_busy_bins=int(math.ceil(span / MINUTE_S)),
     )

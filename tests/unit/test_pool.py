@@ -147,3 +147,35 @@ def test_busy_time_per_minute_adds_up():
     assert r.busy_bins.shape == (2, 4)
     assert r.busy_bins.sum() == pytest.approx(r.busy_s, rel=1e-12)
     assert np.all(r.busy_bins[:, :2] > 0) and np.all(r.busy_bins <= 60.0 + 1.0)
+
+
+def test_a_tenant_never_exceeds_its_concurrent_request_limit():
+    batch = make_requests(600, rate_rps=80.0, prompt=(200, 400), output=(50, 100))
+    tenant = (np.arange(600) % 2).astype(np.int16)
+    r = simulate_pool(batch, config(max_num_seqs=64, num_gpu_blocks=4000), coeffs_8b_like(),
+                      num_replicas=2, tenant=tenant, max_concurrent=np.array([3, 0]))
+    # in flight: between send and finish, for requests that were admitted
+    for k, limit in ((0, 3), (1, None)):
+        ok = (tenant == k) & (r.status == 1)
+        events = np.concatenate([np.stack([r.send_s[ok], np.ones(ok.sum())], 1),
+                                 np.stack([r.finish_s[ok], -np.ones(ok.sum())], 1)])
+        events = events[np.lexsort((events[:, 1], events[:, 0]))]
+        peak = np.cumsum(events[:, 1]).max()
+        if limit is not None:
+            assert peak <= limit
+            assert (r.status[tenant == k] == 3).sum() > 0
+        else:
+            assert peak > 3 and np.all(r.status[tenant == k] == 1)
+
+
+def test_predicted_ttft_shedding_bounds_the_queue():
+    batch = make_requests(800, rate_rps=200.0, prompt=(800, 1200), output=(50, 100))
+    cfg = config(max_num_seqs=64, num_gpu_blocks=4000, max_num_batched_tokens=1024)
+    free = simulate_pool(batch, cfg, coeffs_8b_like(), num_replicas=2)
+    shed = simulate_pool(batch, cfg, coeffs_8b_like(), num_replicas=2, max_predicted_ttft_s=0.5)
+    assert (shed.status == 3).sum() > 0
+    ttft = lambda r: np.percentile((r.first_token_s - r.send_s)[r.status == 1], 99)  # noqa: E731
+    assert ttft(free) > 1.0
+    # the predictor counts prefill work only (decodes sharing the steps make it optimistic),
+    # so the tail lands above the limit but far below the unshed one
+    assert ttft(shed) < 0.7 * ttft(free)

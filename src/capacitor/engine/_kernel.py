@@ -57,34 +57,6 @@ from capacitor.engine._slots import (
     _wait_push_back,
 )
 from capacitor.engine._state import (
-    _ACTIVE,
-    _BUSY,
-    _CPU_HEAD,
-    _CPU_TAIL,
-    _EVICTABLE,
-    _FREE_UNCACHED,
-    _G,
-    _HEAP_SIZE,
-    _INIT_PTR,
-    _LAST_CLIENT_T,
-    _LRU_HEAD,
-    _LRU_TAIL,
-    _MAX_USED,
-    _N_DEC,
-    _NEXT_CLOSED,
-    _NUM_FREE_SLOTS,
-    _NUM_RUNNING,
-    _NUM_STATE,
-    _NUM_STATE_F,
-    _RR,
-    _RUN_HEAD,
-    _RUN_TAIL,
-    _SEQ,
-    _SUM_C0_G0,
-    _T,
-    _WAIT_COUNT,
-    _WAIT_HEAD,
-    _WAIT_TAIL,
     F_BNEXT,
     F_BPREV,
     F_C0,
@@ -104,6 +76,35 @@ from capacitor.engine._state import (
     S_LOST,
     S_REJECTED,
     S_SHED,
+    _ACTIVE,
+    _BUSY,
+    _CPU_HEAD,
+    _CPU_TAIL,
+    _EVICTABLE,
+    _FREE_UNCACHED,
+    _G,
+    _HEAP_SIZE,
+    _INIT_PTR,
+    _LAST_CLIENT_T,
+    _LRU_HEAD,
+    _LRU_TAIL,
+    _MAX_USED,
+    _NEXT_CLOSED,
+    _NUM_FREE_SLOTS,
+    _NUM_RUNNING,
+    _NUM_STATE,
+    _NUM_STATE_F,
+    _N_DEC,
+    _PEND_N,
+    _RR,
+    _RUN_HEAD,
+    _RUN_TAIL,
+    _SEQ,
+    _SUM_C0_G0,
+    _T,
+    _WAIT_COUNT,
+    _WAIT_HEAD,
+    _WAIT_TAIL,
 )
 from capacitor.perf.step_time import step_time_s_jit
 
@@ -170,6 +171,16 @@ def _bind_source(i, rep, n, num_segments, bs, orig_src, orig_plen, node_rep, src
     node_rep[i] = rep
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _flush_finished(sr, pend_r, rep, tenant, inflight, outstanding, prompt, output):
+    """The router learns of a step's finished requests when the step ends."""
+    for j in range(sr[_PEND_N]):
+        r = pend_r[j]
+        inflight[tenant[r] if tenant.shape[0] > 1 else 0] -= 1
+        outstanding[rep] -= prompt[r] + output[r]
+    sr[_PEND_N] = 0
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _reset_replica(sr, sl, bk, kc, dc, num_blocks):
     """An empty replica: no running or waiting request, every KV block free, empty cache
@@ -232,6 +243,8 @@ def _fail_replica(
     heap_t,
     heap_i,
     num_blocks,
+    tenant,
+    inflight,
 ):
     """Replica ``rep`` fails at ``now``: its running requests are lost (their clients get an
     error at once), its waiting requests go back to the router, its KV cache is gone."""
@@ -246,6 +259,7 @@ def _fail_replica(
                 cpu_cached[node] = 0
             node = src[node]
         status[r] = S_LOST
+        inflight[tenant[r] if tenant.shape[0] > 1 else 0] -= 1
         finish[r] = now
         _respond(
             r, now, n, arrival, send, ingress, child_gate, child_idx, conc, gst, heap_t, heap_i
@@ -262,6 +276,7 @@ def _fail_replica(
     i = sr[_WAIT_HEAD]
     for _ in range(sr[_WAIT_COUNT]):
         nxt = wait_next[i]
+        inflight[tenant[i] if tenant.shape[0] > 1 else 0] -= 1  # counted again when re-routed
         _heap_push(heap_t, heap_i, gst, now, i)  # re-sent to the router at once
         i = nxt
     _reset_replica(sr, sl, bk, kc, dc, num_blocks)
@@ -297,6 +312,10 @@ def fleet_kernel(
     fail_t,
     fail_rep,
     fail_repair_s,
+    tenant,
+    max_concurrent,
+    ttft_limit_s,
+    prefill_tokens_per_s,
     max_num_seqs,
     budget_max,
     bs,
@@ -345,6 +364,8 @@ def fleet_kernel(
     for rep in range(R):
         _reset_replica(st[rep], slots[rep], bucket[rep], key_count[rep], dec_cls[rep], num_blocks)
     outstanding = np.zeros(R, np.int64)
+    pend = np.zeros((R, S), np.int64)  # per replica: requests finished in the last step
+    inflight = np.zeros(max_concurrent.shape[0], np.int64)  # per tenant, routed & unfinished
     # NOTE: per-node and per-request state is int32 for memory (~100 bytes per request)
     # src / start: the prefix chains as bound to replicas (see _bind_source); with one
     # replica binding changes nothing, so the caller passes the original chains themselves
@@ -397,6 +418,8 @@ def fleet_kernel(
             now = t_fail
             if st[rep, _ACTIVE] and stf[rep, _T] > now:
                 now = stf[rep, _T]  # the step in progress completes first
+            _flush_finished(st[rep], pend[rep], rep, tenant, inflight, outstanding, prompt,
+                            output)
             _fail_replica(
                 rep,
                 now,
@@ -426,6 +449,8 @@ def fleet_kernel(
                 heap_t,
                 heap_i,
                 num_blocks,
+                tenant,
+                inflight,
             )
             outstanding[rep] = 0
             down_until[rep] = now + fail_repair_s[fail_ptr - 1]
@@ -455,7 +480,21 @@ def fleet_kernel(
                 continue
             rep = _route(ii, policy, R, gst, outstanding, route_key, pick2, down_until, it)
             replica[ii] = rep
-            if rep < 0 or (max_queue > 0 and st[rep, _WAIT_COUNT] >= max_queue):
+            refuse = rep < 0 or (max_queue > 0 and st[rep, _WAIT_COUNT] >= max_queue)
+            k_t = tenant[ii] if tenant.shape[0] > 1 else 0
+            if not refuse and max_concurrent[k_t] > 0 and inflight[k_t] >= max_concurrent[k_t]:
+                refuse = True  # the tenant's concurrent-request limit
+            if not refuse and ttft_limit_s > 0:
+                # predicted TTFT: the prompts waiting ahead (and this one) at the replica's
+                # prefill rate, after the step in progress
+                queued = float(prompt[ii])
+                j = st[rep, _WAIT_HEAD]
+                for _ in range(st[rep, _WAIT_COUNT]):
+                    queued += prompt[j] + generated[j]
+                    j = wait_next[j]
+                predicted = queued / prefill_tokens_per_s + max(stf[rep, _T] - it, 0.0)
+                refuse = predicted > ttft_limit_s
+            if refuse:
                 status[ii] = S_SHED
                 finish[ii] = send[ii]
                 _respond(
@@ -479,6 +518,7 @@ def fleet_kernel(
                 )
             outstanding[rep] += prompt[ii] + output[ii]
             _wait_push_back(st[rep], wait_next, ii)
+            inflight[k_t] += 1
             if st[rep, _NUM_RUNNING] == 0 and st[rep, _WAIT_COUNT] == 1 and it > stf[rep, _T]:
                 stf[rep, _T] = it  # an idle replica wakes at the arrival
             if st[rep, _ACTIVE] == 0:
@@ -506,6 +546,7 @@ def fleet_kernel(
         dc = dec_cls[rep]
         bm = busy_bins[rep]
         while True:
+            _flush_finished(sr, pend[rep], rep, tenant, inflight, outstanding, prompt, output)
             until_t = math.inf  # next release anywhere (inlined for performance)
             if gst[_INIT_PTR] < num_init:
                 until_t = send[gst[_INIT_PTR] if init_identity else init_order[gst[_INIT_PTR]]]
@@ -889,7 +930,9 @@ def fleet_kernel(
                     _slot_free(sr, sl, s)
                     finish[r] = client_t
                     status[r] = S_COMPLETED
-                    outstanding[rep] -= prompt[r] + output[r]
+                    # the router sees the finish at the step's end, not its start
+                    pend[rep, sr[_PEND_N]] = r
+                    sr[_PEND_N] += 1
                     _respond(
                         r,
                         client_t,
@@ -908,7 +951,7 @@ def fleet_kernel(
                 sf[_T] = t_end
                 sr[_G] = G + 1
                 break
-            if sr[_NUM_RUNNING] == 0 and sr[_WAIT_COUNT] == 0:
+            if sr[_NUM_RUNNING] == 0 and sr[_WAIT_COUNT] == 0 and sr[_PEND_N] == 0:
                 sr[_ACTIVE] = 0
                 break
             now = sf[_T]

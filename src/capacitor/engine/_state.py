@@ -30,7 +30,8 @@ _G = 20
 _MAX_USED = 21
 _ACTIVE = 22  # replica has a pending event in the replica heap
 _RR = 23  # global (gst): round-robin cursor
-_NUM_STATE = 24
+_PEND_N = 24  # finished requests whose release the router has not seen yet
+_NUM_STATE = 25
 
 # per-replica float64 state (stf[rep, ...])
 _T = 0

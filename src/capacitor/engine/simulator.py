@@ -128,6 +128,9 @@ def simulate_pool(
     failures: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     busy_bin_s: float = 0.0,
     num_busy_bins: int = 1,
+    tenant: np.ndarray | None = None,
+    max_concurrent: np.ndarray | None = None,
+    max_predicted_ttft_s: float = 0.0,
     seed: int = 0,
     itl_class: np.ndarray | None = None,
     num_itl_classes: int = 1,
@@ -147,6 +150,14 @@ def simulate_pool(
             are lost (status 4; their clients see an error then), its waiting requests go
             back to the router, and its KV cache is gone; it takes no requests for
             ``repair_s``. A request finding every replica down is shed (status 3).
+        tenant, max_concurrent: per request its tenant index, and per tenant the most
+            requests it may have routed and unfinished in this pool (0 = no limit); a request
+            over its tenant's limit is shed (status 3).
+        max_predicted_ttft_s: shed a request whose predicted TTFT at its replica (the prompt
+            tokens waiting ahead of it plus its own, at the replica's full-budget prefill
+            rate, after the step in progress) exceeds this (0 = never). The prediction
+            leaves out decodes sharing the steps, so it is optimistic under heavy decode
+            load.
         busy_bin_s, num_busy_bins: per replica, sum step durations into ``num_busy_bins``
             bins of ``busy_bin_s`` seconds (``result.busy_bins``; e.g. per-minute
             utilisation). 0 keeps one bin.
@@ -169,6 +180,27 @@ def simulate_pool(
         key = np.asarray(route_key, np.int64) % num_replicas
     else:
         key = np.zeros(1, np.int64)
+    if tenant is None:
+        tenant_arr = np.zeros(1, np.int16)
+        limits = np.zeros(1, np.int64)
+    else:
+        tenant_arr = np.ascontiguousarray(tenant, np.int16)
+        if tenant_arr.shape != (n,) or (n and tenant_arr.min() < 0):
+            raise ConfigError("tenant must give each request a tenant index >= 0")
+        k = int(tenant_arr.max(initial=0)) + 1
+        limits = np.zeros(max(k, 1), np.int64)
+        if max_concurrent is not None:
+            mc = np.asarray(max_concurrent, np.int64)
+            limits[: min(len(mc), len(limits))] = mc[: len(limits)]
+    if max_predicted_ttft_s < 0:
+        raise ConfigError(f"max_predicted_ttft_s={max_predicted_ttft_s}: must be >= 0")
+    prefill_rate = 1.0
+    if max_predicted_ttft_s > 0:
+        from capacitor.perf.step_time import prefill_pairs, step_time_s
+
+        b = config.max_num_batched_tokens
+        prefill_rate = b / step_time_s(np.asarray(coeffs, np.float64), float(b), 1.0, 1.0,
+                                       float(prefill_pairs(b, 0)), 0.0)
     if failures is None:
         fail_t, fail_rep, fail_repair = np.zeros(0), np.zeros(0, np.int64), np.zeros(0)
     else:
@@ -260,6 +292,10 @@ def simulate_pool(
         fail_t,
         fail_rep,
         fail_repair,
+        tenant_arr,
+        limits,
+        max_predicted_ttft_s,
+        prefill_rate,
         config.max_num_seqs,
         config.max_num_batched_tokens,
         config.block_size,
