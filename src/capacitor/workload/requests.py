@@ -73,7 +73,9 @@ class RequestBatch:
         n = len(self)
         for name in ("prompt_len", "output_len", "prefix_src", "prefix_len", "gate", "rejected"):
             if getattr(self, name).shape != (n,):
-                raise ConfigError(f"RequestBatch.{name} has shape {getattr(self, name).shape}, expected ({n},)")
+                raise ConfigError(
+                    f"RequestBatch.{name} has shape {getattr(self, name).shape}, expected ({n},)"
+                )
         if n and (self.prompt_len.min() < 1 or self.output_len.min() < 1):
             raise ConfigError("every request needs prompt_len >= 1 and output_len >= 1")
         idx = np.arange(n)
