@@ -209,17 +209,19 @@ def _int(text: str | None) -> int:
         return 1
 
 
-def _base_value(prior: PerfProfile, p: Param, family: str) -> float:
-    engine = p.group if p.scope == "engine" else "vllm"
-    fam = family if p.scope != "engine" else "hopper"
-    return float(getattr(getattr(prior.constants(fam, engine), p.section), p.key))
-
-
 def profile_dict(prior: PerfProfile, params: Sequence[Param], theta: np.ndarray) -> dict[str, Any]:
-    """The prior profile's content with the fitted multipliers applied (a valid profile)."""
+    """The prior profile's content with the fitted multipliers applied (a valid profile).
+
+    Hardware constants are written per (family, engine) for the engines the parameters
+    cover (``families.<family>.engines.<engine>``): a kernel's efficiency on a GPU is a
+    property of the engine too (TensorRT-LLM's compiled kernels are not vLLM's), so a fit to
+    one engine's runs leaves the others' constants alone. Engine constants go to
+    ``engines.<engine>``.
+    """
     data = prior.to_dict()
     families = data.setdefault("families", {})
     engines = data.setdefault("engines", {})
+    fit_engines = sorted({p.group for p in params if p.scope == "engine"}) or ["vllm"]
     by_key: dict[tuple[str, str], dict[str, float]] = {}
     for p, t in zip(params, theta, strict=True):
         by_key.setdefault((p.section, p.key), {})[f"{p.scope}:{p.group}"] = float(t)
@@ -228,27 +230,27 @@ def profile_dict(prior: PerfProfile, params: Sequence[Param], theta: np.ndarray)
         if not logs:
             continue
         for fam in FAMILIES:
-            log_mult = logs.get("global:*", 0.0) + logs.get(f"family:{fam}", 0.0)
             if "global:*" not in logs and f"family:{fam}" not in logs:
                 continue
-            value = _base_value(prior, Param("family", fam, section, key, 1.0), fam)
-            value *= math.exp(log_mult)
-            if key in FRACTION_KEYS:
-                value = min(value, 1.0)
-            layer = families.setdefault(fam, {}).setdefault("defaults", {})
-            layer.setdefault(section, {})[key] = float(value)
-            for eng_layer in families[fam].get("engines", {}).values():
-                eng_layer.get(section, {}).pop(key, None)
+            log_mult = logs.get("global:*", 0.0) + logs.get(f"family:{fam}", 0.0)
+            for eng in fit_engines:
+                base = getattr(getattr(prior.constants(fam, eng), section), key)
+                value = float(base) * math.exp(log_mult)
+                if key in FRACTION_KEYS:
+                    value = min(value, 1.0)
+                layer = families.setdefault(fam, {}).setdefault("engines", {})
+                layer.setdefault(eng, {}).setdefault(section, {})[key] = value
     for section, key, _ in ENGINE_KEYS:
         for group, log_mult in by_key.get((section, key), {}).items():
             scope, eng = group.split(":")
             if scope != "engine":
                 continue
-            value = _base_value(prior, Param("engine", eng, section, key, 1.0), "hopper")
-            value *= math.exp(log_mult)
-            engines.setdefault(eng, {}).setdefault(section, {})[key] = float(value)
-            for fam_data in families.values():
-                for layer in [fam_data.get("defaults", {}), *fam_data.get("engines", {}).values()]:
+            base = getattr(getattr(prior.constants("hopper", eng), section), key)
+            engines.setdefault(eng, {}).setdefault(section, {})[key] = float(base) * math.exp(
+                log_mult)
+            for fam_data in families.values():  # nothing more specific may shadow it
+                for layer in [fam_data.get("defaults", {}),
+                              fam_data.get("engines", {}).get(eng, {})]:
                     layer.get(section, {}).pop(key, None)
     return data
 
@@ -409,16 +411,14 @@ def leave_one_out(
     return out
 
 
-def write_profile(data: dict[str, Any], path: str | Path, description: str) -> None:
+def write_profile(data: dict[str, Any], path: str | Path, description: str,
+                  header: str = "# capacitor engine profile written by `capacitor calibrate`; "
+                                "use it with --profile\n") -> None:
     """Write a fitted profile YAML (validated first)."""
     data = dict(data)
     data["description"] = description
     PerfProfile(data, origin=str(path))
-    Path(path).write_text(
-        "# capacitor engine profile written by `capacitor calibrate` (see capacitor/calibrate.py)\n"
-        + yaml.safe_dump(data, sort_keys=False),
-        encoding="utf-8",
-    )
+    Path(path).write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
 
 def run_calibrate(
