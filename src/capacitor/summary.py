@@ -161,7 +161,7 @@ def timeline(run) -> dict[str, np.ndarray]:
         cols["arrivals"] += list(arrivals)
         cols["completed"] += list(completed)
         cols["in_system"] += list(np.maximum(in_system, 0))
-        cols["utilization"] += list(busy_gpu_s / (60.0 * total_gpus))
+        cols["utilization"] += list(np.minimum(busy_gpu_s / (60.0 * total_gpus), 1.0))
         cols["power_mw"] += list(np.minimum(power_w / 1e6, site.power_cap_mw))
         up = sum(p.replicas for p in pools) - sum(p.downtime_s * p.scale / (m * 60.0)
                                                   for p in pools)
@@ -191,7 +191,9 @@ def summarize(run) -> dict[str, Any]:
         sel = p.measured & (p.status == 1)
         tokens = float(p.demand.batch.output_len[sel].sum()) * p.scale
         out_tokens_total += tokens
-        busy = res.busy_bins.sum() / (p.simulated_replicas * (run.window_s + run.warmup_s))
+        # steps of the last requests can run past the span: busy is at most the whole span
+        busy = min(res.busy_bins.sum() / (p.simulated_replicas * (run.window_s + run.warmup_s)),
+                   1.0)
         deployments[p.name] = {
             "site": p.site, "gpu": p.gpu, "replicas": p.replicas,
             "simulated_replicas": p.simulated_replicas, "scale": _r(p.scale, 6),

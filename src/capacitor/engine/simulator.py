@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from capacitor.engine._kernel import (
+from capacitor.engine._kernel import STALLED, fleet_kernel
+from capacitor.engine._pool import (
     ROUTE_KEY,
     ROUTE_LEAST_OUTSTANDING,
     ROUTE_POWER_OF_TWO,
     ROUTE_ROUND_ROBIN,
-    STALLED,
-    fleet_kernel,
 )
 from capacitor.engine.config import EngineConfig
 from capacitor.engine.prefix_chain import normalise_prefix_chains
