@@ -15,6 +15,7 @@ same results: every random draw comes from ``numpy.random.default_rng(seed)`` st
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,6 +113,8 @@ def simulate_deployment(scenario, d_index: int, *, profile_path: str | None = No
     k = total if sim.fidelity == "exact" else min(sim.sampled_replicas, total)
     share = k / total
     config, coeffs = build_replica(replica_spec(dep), profile)
+    if scenario.admission.preempt_lower_tiers:  # vLLM --scheduling-policy priority, by tier
+        config = dataclasses.replace(config, scheduling_policy="priority")
     parts = []
     for w_index, wl in enumerate(scenario.workloads):
         if wl.deployment != dep.name:
@@ -149,6 +152,7 @@ def simulate_deployment(scenario, d_index: int, *, profile_path: str | None = No
         demand.batch, config, coeffs, num_replicas=k, routing=scenario.routing.policy,
         route_key=demand.session, max_queue=max_queue, failures=events, seed=sim.seed,
         tenant=demand.tenant, max_concurrent=limits, max_predicted_ttft_s=ttft_limit_s,
+        priority=np.array([t.tier for t in tenants] or [0], np.int16)[demand.tenant],
         itl_class=itl_class, num_itl_classes=max(len(tenants), 1), busy_bin_s=MINUTE_S,
         num_busy_bins=int(math.ceil(span / MINUTE_S)),
     )

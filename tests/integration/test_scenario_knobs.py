@@ -123,3 +123,23 @@ def test_a_mooncake_trace_workload_replays_with_prefix_hits():
     assert 4.0 * 70 * 0.8 < n < 4.0 * 70 * 1.2  # ~4 requests/s over warm-up + window
     assert pool.result.num_cached_tokens.sum() > 0  # shared hash ids hit the prefix cache
     assert run.summary["tenants"]["gold"]["completed"] > 0
+
+
+def test_preempting_lower_tiers_protects_the_top_tier_under_memory_pressure():
+    pressure = {
+        "deployments.0.gpu_memory_utilization": 0.3,  # ~7 GB of KV per replica
+        "deployments.0.replicas": 2,
+        "workloads.0.lengths": {"kind": "fixed", "input_tokens": 2000, "output_tokens": 400},
+        "workloads.1.lengths": {"kind": "fixed", "input_tokens": 2000, "output_tokens": 400},
+        "workloads.0.arrival": {"kind": "poisson", "rate_rps": 8},
+        "workloads.1.arrival": {"kind": "poisson", "rate_rps": 8},
+    }
+    fcfs = _run(**pressure)
+    tiers = _run(**pressure, **{"admission": {"policy": "token_bucket", "bucket_depth_s": 1,
+                                              "preempt_lower_tiers": True}})
+    assert fcfs["deployments"]["d"]["preemptions"] > 0
+    gold_f, gold_t = fcfs["tenants"]["gold"], tiers["tenants"]["gold"]
+    bronze_f, bronze_t = fcfs["tenants"]["bronze"], tiers["tenants"]["bronze"]
+    assert gold_t["ttft_ms"]["p99"] < gold_f["ttft_ms"]["p99"]
+    assert gold_t["e2e_ms"]["p50"] < gold_f["e2e_ms"]["p50"]
+    assert bronze_t["ttft_ms"]["p99"] > bronze_f["ttft_ms"]["p99"]

@@ -25,6 +25,7 @@ cases = st.fixed_dictionaries(
         "concurrency": st.sampled_from([0, 0, 1, 5]),
         "cpu_blocks": st.sampled_from([0, 0, 10, 200]),
         "reservation": st.sampled_from(["on_demand", "on_demand", "full_request"]),
+        "policy": st.sampled_from(["fcfs", "fcfs", "priority"]),
     }
 )
 
@@ -57,6 +58,7 @@ def _build(c):
         num_cpu_blocks=c["cpu_blocks"],
         cpu_load_s_per_block=1e-4,
         kv_reservation=c["reservation"],
+        scheduling_policy=c["policy"],
     )
     return batch, cfg
 
@@ -66,7 +68,8 @@ def _build(c):
 def test_invariants_and_reference_agreement(c):
     batch, cfg = _build(c)
     coeffs = coeffs_8b_like()
-    fast = simulate(batch, cfg, coeffs)
+    prio = (np.arange(len(batch)) * 7 % 3).astype(np.int16)
+    fast = simulate(batch, cfg, coeffs, priority=prio)
     ok = ~batch.rejected & (batch.prompt_len + batch.output_len <= cfg.effective_max_model_len)
     # conservation: every request is answered exactly once; served ones complete
     assert np.array_equal(fast.completed, ok)
@@ -85,10 +88,10 @@ def test_invariants_and_reference_agreement(c):
     assert np.all(fast.send_s[gated] >= fast.finish_s[batch.gate[gated]])
     assert np.all(fast.num_cached_tokens <= batch.prompt_len)
     # determinism
-    again = simulate(batch, cfg, coeffs)
+    again = simulate(batch, cfg, coeffs, priority=prio)
     assert np.array_equal(again.finish_s, fast.finish_s, equal_nan=True)
     # the plain-Python twin agrees exactly
-    ref = reference.simulate(batch, cfg, coeffs)
+    ref = reference.simulate(batch, cfg, coeffs, priority=prio)
     np.testing.assert_array_equal(fast.first_token_s, ref.first_token_s)
     np.testing.assert_array_equal(fast.finish_s, ref.finish_s)
     np.testing.assert_array_equal(fast.num_preemptions, ref.num_preemptions)

@@ -37,10 +37,10 @@ CASES = {
 }
 
 
-def _compare(batch, cfg):
+def _compare(batch, cfg, priority=None):
     coeffs = coeffs_8b_like()
-    ref = reference.simulate(batch, cfg, coeffs)
-    fast = simulate(batch, cfg, coeffs)
+    ref = reference.simulate(batch, cfg, coeffs, priority=priority)
+    fast = simulate(batch, cfg, coeffs, priority=priority)
     for name in ("send_s", "first_token_s", "finish_s"):
         np.testing.assert_array_equal(getattr(fast, name), getattr(ref, name), err_msg=name)
     for name in ("completed", "num_preemptions", "num_cached_tokens"):
@@ -97,3 +97,17 @@ def test_itl_classes_split_and_exclude_gaps():
         assert fast.itl_count[k] == int((batch.output_len[cls == k] - 1).sum())
     everything = simulate(batch, config(), coeffs)
     assert everything.itl_count[0] == int((batch.output_len - 1).sum())
+
+
+def test_priority_scheduling_matches_and_protects_the_high_tier():
+    batch = make_requests(400, num_segments=2, output=(20, 200))
+    priority = (np.arange(400) % 3).astype(np.int16)  # 0 = most important
+    cfg = config(num_gpu_blocks=150, max_num_seqs=32, scheduling_policy="priority")
+    ref = _compare(batch, cfg, priority=priority)
+    assert ref.num_preemptions.sum() > 0, "case must exercise preemption"
+    ttft = ref.first_token_s - ref.send_s
+    assert ref.num_preemptions[priority == 0].sum() < ref.num_preemptions[priority == 2].sum()
+    assert np.mean(ttft[priority == 0]) < np.mean(ttft[priority == 2])
+    fcfs = _compare(batch, config(num_gpu_blocks=150, max_num_seqs=32))
+    fcfs_ttft = fcfs.first_token_s - fcfs.send_s
+    assert np.mean(ttft[priority == 0]) < np.mean(fcfs_ttft[priority == 0])

@@ -60,6 +60,7 @@ from capacitor.engine._slots import (
     _run_remove,
     _slot_free,
     _slot_progress,
+    _wait_insert,
     _wait_pop_front,
     _wait_push_back,
 )
@@ -100,6 +101,7 @@ from capacitor.engine._state import (
     F_PRIVATE,
     F_REF,
     F_REQ,
+    F_SCHED,
     F_SEQ,
     NUM_SLOT_FIELDS,
     S_COMPLETED,
@@ -143,6 +145,8 @@ def fleet_kernel(
     max_concurrent,
     ttft_limit_s,
     prefill_tokens_per_s,
+    by_priority,
+    prio,
     max_num_seqs,
     budget_max,
     bs,
@@ -245,8 +249,7 @@ def fleet_kernel(
             now = t_fail
             if st[rep, _ACTIVE] and stf[rep, _T] > now:
                 now = stf[rep, _T]  # the step in progress completes first
-            _flush_finished(st[rep], pend[rep], rep, tenant, inflight, outstanding, prompt,
-                            output)
+            _flush_finished(st[rep], pend[rep], rep, tenant, inflight, outstanding, prompt, output)
             _fail_replica(
                 rep,
                 now,
@@ -344,7 +347,10 @@ def fleet_kernel(
                     ii, rep, n, num_segments, bs, orig_src, orig_plen, node_rep, src, start
                 )
             outstanding[rep] += prompt[ii] + output[ii]
-            _wait_push_back(st[rep], wait_next, ii)
+            if by_priority:
+                _wait_insert(st[rep], wait_next, ii, prio, send, ingress)
+            else:
+                _wait_push_back(st[rep], wait_next, ii)
             inflight[k_t] += 1
             if st[rep, _NUM_RUNNING] == 0 and st[rep, _WAIT_COUNT] == 1 and it > stf[rep, _T]:
                 stf[rep, _T] = it  # an idle replica wakes at the arrival
@@ -482,6 +488,33 @@ def fleet_kernel(
                         ok = True
                         while not _allocate(sr, need, cached, lru_prev, lru_next):
                             victim = sr[_RUN_TAIL]
+                            extra = 0
+                            if by_priority:
+                                # the lowest-priority, latest-arriving running request
+                                victim = sr[_RUN_HEAD]
+                                v = sl[F_NEXT, victim]
+                                while v >= 0:
+                                    rv, rb = sl[F_REQ, v], sl[F_REQ, victim]
+                                    if (prio[rv], send[rv] + ingress, rv) > (
+                                        prio[rb],
+                                        send[rb] + ingress,
+                                        rb,
+                                    ):
+                                        victim = v
+                                    v = sl[F_NEXT, v]
+                                if sl[F_SCHED, victim] == G + 1:  # scheduled already: undo
+                                    if sl[F_DEC, victim]:
+                                        n_sched_dec -= 1
+                                        cv = sl[F_C0, victim] + G - sl[F_G0, victim]
+                                        if not reserve_full and cv % bs == 0:
+                                            extra = 1
+                                    else:
+                                        for a in range(n_pf):
+                                            if pf_slot[a] == victim:
+                                                pf_slot[a] = pf_slot[n_pf - 1]
+                                                pf_q[a] = pf_q[n_pf - 1]
+                                                n_pf -= 1
+                                                break
                             _preempt(
                                 victim,
                                 sr,
@@ -510,13 +543,24 @@ def fleet_kernel(
                                 cpu_next,
                                 cpu_cap,
                                 reserve_full,
+                                extra,
+                                by_priority,
+                                prio,
+                                send,
+                                ingress,
                             )
                             preempted_any = True
                             if victim == s:
                                 ok = False
                                 break
                         if not ok:
+                            if by_priority:  # go on with the first request not yet scheduled
+                                s = sr[_RUN_HEAD]
+                                while s >= 0 and sl[F_SCHED, s] == G + 1:
+                                    s = sl[F_NEXT, s]
+                                continue
                             break
+                        sl[F_SCHED, s] = G + 1
                         if sl[F_DEC, s]:
                             n_sched_dec += 1
                         else:
@@ -526,7 +570,7 @@ def fleet_kernel(
                             n_pf += 1
                         if s == sr[_RUN_TAIL]:
                             break
-                        s = nxt
+                        s = sl[F_NEXT, s]  # (not nxt: a priority preemption may have taken it)
                 budget -= sr[_N_DEC]
                 for k in range(n_pf):
                     budget -= pf_q[k]
@@ -799,4 +843,3 @@ def fleet_kernel(
         stats[1] = max(stats[1], st[rep, _MAX_USED])
         stats[2] += stf[rep, 2]
     return 0
-

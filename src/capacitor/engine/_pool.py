@@ -208,4 +208,3 @@ def _fail_replica(
     _reset_replica(sr, sl, bk, kc, dc, num_blocks)
     sf[_T] = now
     sf[_LAST_CLIENT_T] = now
-

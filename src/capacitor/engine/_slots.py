@@ -92,6 +92,28 @@ def _wait_push_front(st, wait_next, i):
     st[_WAIT_COUNT] += 1
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _wait_insert(st, wait_next, i, prio, send, ingress):
+    """Insert ``i`` into the waiting list ordered by (priority, engine arrival, index), as
+    vLLM's priority queue orders requests."""
+    ki = (prio[i], send[i] + ingress, i)
+    prev = -1
+    cur = st[_WAIT_HEAD] if st[_WAIT_COUNT] > 0 else -1
+    for _ in range(st[_WAIT_COUNT]):
+        if (prio[cur], send[cur] + ingress, cur) > ki:
+            break
+        prev = cur
+        cur = wait_next[cur]
+    if prev < 0:
+        _wait_push_front(st, wait_next, i)
+    elif prev == st[_WAIT_TAIL]:
+        _wait_push_back(st, wait_next, i)
+    else:
+        wait_next[i] = wait_next[prev]
+        wait_next[prev] = i
+        st[_WAIT_COUNT] += 1
+
+
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _wait_pop_front(st, wait_next):
     i = st[_WAIT_HEAD]
@@ -195,11 +217,18 @@ def _preempt(
     cpu_next,
     cpu_cap,
     reserve_full,
+    extra_private,
+    by_priority,
+    prio,
+    send,
+    ingress,
 ):
-    """Preempt the request in slot ``s`` (recompute): free its KV, put it at the front of
-    the replica's waiting queue."""
+    """Preempt the request in slot ``s`` (recompute): free its KV (``extra_private``: blocks
+    it was given earlier in this step), put it back in the replica's waiting queue (at the
+    front, or in (priority, arrival) order under the priority policy)."""
     r = sl[F_REQ, s]
     c, private, gen = _slot_progress(s, sl, G, bs, reserve_full)
+    private += extra_private
     if sl[F_DEC, s]:
         generated[r] = gen
         finish[r] = last_client_t
@@ -226,4 +255,7 @@ def _preempt(
     _run_remove(st, sl, s)
     _slot_free(st, sl, s)
     preemptions[r] += 1
-    _wait_push_front(st, wait_next, r)
+    if by_priority:
+        _wait_insert(st, wait_next, r, prio, send, ingress)
+    else:
+        _wait_push_front(st, wait_next, r)

@@ -55,7 +55,8 @@ F_FIN = 11
 F_BPREV = 12
 F_BNEXT = 13
 F_FREE = 14  # stack of free slot ids
-NUM_SLOT_FIELDS = 15
+F_SCHED = 15  # G + 1 when the slot was scheduled in step G (priority preemption undoes it)
+NUM_SLOT_FIELDS = 16
 
 # request status codes (status[i], int8)
 S_PENDING = 0

@@ -8,6 +8,8 @@ from capacitor.errors import ConfigError
 
 #: KV admission policies by name (see EngineConfig.kv_reservation).
 KV_RESERVATIONS = ("on_demand", "full_request")
+#: Scheduling policies by name (vLLM ``--scheduling-policy``).
+SCHEDULING_POLICIES = ("fcfs", "priority")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,13 @@ class EngineConfig:
             (TensorRT-LLM's default ``GUARANTEED_NO_EVICT``: a request is admitted only
             when blocks for its prompt plus all its output are free, and is never
             preempted).
+        scheduling_policy: ``fcfs`` (vLLM's default: first come, first served; preemption
+            takes the most recently admitted request) or ``priority`` (vLLM
+            ``--scheduling-policy priority``: the waiting queue is ordered by (priority,
+            arrival) and preemption takes the lowest-priority, latest-arriving running
+            request, even one already scheduled this step). Lower priority values first.
+            One deviation: when a request preempts itself, vLLM schedules none of the running
+            requests after it in that step; we go on with them.
     """
 
     max_num_seqs: int
@@ -46,6 +55,7 @@ class EngineConfig:
     ingress_s: float = 0.0
     egress_s: float = 0.0
     kv_reservation: str = "on_demand"
+    scheduling_policy: str = "fcfs"
 
     def __post_init__(self) -> None:
         if self.max_num_seqs < 1:
@@ -76,6 +86,11 @@ class EngineConfig:
             raise ConfigError("num_cpu_blocks and cpu_load_s_per_block must be >= 0")
         if self.ingress_s < 0 or self.egress_s < 0:
             raise ConfigError("ingress_s and egress_s must be >= 0")
+        if self.scheduling_policy not in SCHEDULING_POLICIES:
+            raise ConfigError(
+                f"scheduling_policy={self.scheduling_policy!r}; valid: "
+                f"{', '.join(SCHEDULING_POLICIES)}"
+            )
         if self.kv_reservation not in KV_RESERVATIONS:
             raise ConfigError(
                 f"kv_reservation={self.kv_reservation!r}; valid: {', '.join(KV_RESERVATIONS)}"

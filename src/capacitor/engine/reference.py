@@ -146,8 +146,10 @@ def simulate(
     *,
     itl_class: np.ndarray | None = None,
     num_itl_classes: int = 1,
+    priority: np.ndarray | None = None,
 ) -> EngineResult:
-    """Simulate one replica serving ``batch``; see the module docstring for the model."""
+    """Simulate one replica serving ``batch``; see the module docstring for the model.
+    ``priority`` (lower first) matters with ``config.scheduling_policy == "priority"``."""
     batch.check()
     n = len(batch)
     bs = config.block_size
@@ -252,6 +254,23 @@ def simulate(
                 cache.cpu_touch(node)
 
     waiting: deque[int] = deque()
+    by_priority = config.scheduling_policy == "priority"
+    prio = [0] * n if priority is None else [int(x) for x in priority]
+
+    def key(i: int) -> tuple[int, float, int]:
+        return (prio[i], send[i] + config.ingress_s, i)
+
+    def enqueue(i: int, front: bool) -> None:
+        if by_priority:  # vLLM's priority queue: (priority, arrival)
+            pos = 0
+            while pos < len(waiting) and key(waiting[pos]) <= key(i):
+                pos += 1
+            waiting.insert(pos, i)
+        elif front:
+            waiting.appendleft(i)
+        else:
+            waiting.append(i)
+
     running: list[int] = []
     t = 0.0
     num_steps = 0
@@ -265,7 +284,7 @@ def simulate(
                 finish[i] = send[i]
                 on_response(i, send[i])
             else:
-                waiting.append(i)
+                enqueue(i, front=False)
         if not running and not waiting:
             if not releases:
                 break
@@ -286,14 +305,31 @@ def simulate(
                 if cache.allocate(need):
                     private[r] += max(need, 0)
                     break
-                victim = running.pop()
+                if by_priority:
+                    victim = max(running, key=key)
+                    pos = running.index(victim)
+                    running.remove(victim)
+                    if pos < idx:  # already scheduled this step: undo that
+                        for k, (q_r, q_n) in enumerate(scheduled):
+                            if q_r == victim:
+                                budget += q_n
+                                del scheduled[k]
+                                break
+                        idx -= 1
+                else:
+                    victim = running.pop()
                 preempt(victim)
-                waiting.appendleft(victim)
+                enqueue(victim, front=True)
                 preempted_any = True
                 if victim == r:
                     fits = False
                     break
             if not fits:
+                if by_priority:
+                    # NOTE(deviation): vLLM stops scheduling the running list here; we go on
+                    # with the requests after it (the decode bookkeeping needs every running
+                    # decode to advance each step).
+                    continue
                 break
             scheduled.append((r, num_new))
             budget -= num_new

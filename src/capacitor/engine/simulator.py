@@ -92,6 +92,7 @@ def simulate(
     *,
     itl_class: np.ndarray | None = None,
     num_itl_classes: int = 1,
+    priority: np.ndarray | None = None,
 ) -> EngineResult:
     """Simulate one replica serving ``batch`` to completion (every request finishes).
 
@@ -102,6 +103,8 @@ def simulate(
         itl_class: per request, the ITL histogram its gaps go to, or -1 to leave them out
             (warm-up); default all 0.
         num_itl_classes: number of ITL histograms.
+        priority: per request, its priority (lower first) under
+            ``config.scheduling_policy == "priority"``; default all equal.
 
     Returns:
         Per-request client-visible times and ITL histograms. When no request waits on
@@ -111,7 +114,13 @@ def simulate(
         ConfigError: malformed coefficients or classes.
     """
     return simulate_pool(
-        batch, config, coeffs, num_replicas=1, itl_class=itl_class, num_itl_classes=num_itl_classes
+        batch,
+        config,
+        coeffs,
+        num_replicas=1,
+        itl_class=itl_class,
+        num_itl_classes=num_itl_classes,
+        priority=priority,
     )
 
 
@@ -130,6 +139,7 @@ def simulate_pool(
     tenant: np.ndarray | None = None,
     max_concurrent: np.ndarray | None = None,
     max_predicted_ttft_s: float = 0.0,
+    priority: np.ndarray | None = None,
     seed: int = 0,
     itl_class: np.ndarray | None = None,
     num_itl_classes: int = 1,
@@ -191,6 +201,13 @@ def simulate_pool(
         if max_concurrent is not None:
             mc = np.asarray(max_concurrent, np.int64)
             limits[: min(len(mc), len(limits))] = mc[: len(limits)]
+    by_priority = config.scheduling_policy == "priority"
+    if priority is None:
+        prio = np.zeros(n if by_priority else 1, np.int16)
+    else:
+        prio = np.ascontiguousarray(priority, np.int16)
+        if prio.shape != (n,):
+            raise ConfigError("priority must give each request a priority")
     if max_predicted_ttft_s < 0:
         raise ConfigError(f"max_predicted_ttft_s={max_predicted_ttft_s}: must be >= 0")
     prefill_rate = 1.0
@@ -198,8 +215,9 @@ def simulate_pool(
         from capacitor.perf.step_time import prefill_pairs, step_time_s
 
         b = config.max_num_batched_tokens
-        prefill_rate = b / step_time_s(np.asarray(coeffs, np.float64), float(b), 1.0, 1.0,
-                                       float(prefill_pairs(b, 0)), 0.0)
+        prefill_rate = b / step_time_s(
+            np.asarray(coeffs, np.float64), float(b), 1.0, 1.0, float(prefill_pairs(b, 0)), 0.0
+        )
     if failures is None:
         fail_t, fail_rep, fail_repair = np.zeros(0), np.zeros(0, np.int64), np.zeros(0)
     else:
@@ -295,6 +313,8 @@ def simulate_pool(
         limits,
         max_predicted_ttft_s,
         prefill_rate,
+        by_priority,
+        prio,
         config.max_num_seqs,
         config.max_num_batched_tokens,
         config.block_size,
