@@ -290,42 +290,30 @@ def fleet_kernel(
                 _heap_pop(heap_t, heap_i, gst)
             else:
                 gst[_INIT_PTR] += 1
-            if rejected[ii]:
-                status[ii] = S_REJECTED
-                finish[ii] = send[ii]
-                _respond(
-                    ii,
-                    send[ii],
-                    n,
-                    arrival,
-                    send,
-                    ingress,
-                    child_gate,
-                    child_idx,
-                    conc,
-                    gst,
-                    heap_t,
-                    heap_i,
-                )
-                continue
-            rep = _route(ii, policy, R, gst, outstanding, route_key, pick2, down_until, it)
-            replica[ii] = rep
-            refuse = rep < 0 or (max_queue > 0 and st[rep, _WAIT_COUNT] >= max_queue)
-            k_t = tenant[ii] if tenant.shape[0] > 1 else 0
-            if not refuse and max_concurrent[k_t] > 0 and inflight[k_t] >= max_concurrent[k_t]:
-                refuse = True  # the tenant's concurrent-request limit
-            if not refuse and ttft_limit_s > 0:
-                # predicted TTFT: the prompts waiting ahead (and this one) at the replica's
-                # prefill rate, after the step in progress
-                queued = float(prompt[ii])
-                j = st[rep, _WAIT_HEAD]
-                for _ in range(st[rep, _WAIT_COUNT]):
-                    queued += prompt[j] + generated[j]
-                    j = wait_next[j]
-                predicted = queued / prefill_tokens_per_s + max(stf[rep, _T] - it, 0.0)
-                refuse = predicted > ttft_limit_s
-            if refuse:
-                status[ii] = S_SHED
+            refused = S_REJECTED if rejected[ii] else 0  # too long: HTTP 400 at once
+            rep = -1
+            k_t = 0
+            if not refused:
+                rep = _route(ii, policy, R, gst, outstanding, route_key, pick2, down_until, it)
+                replica[ii] = rep
+                refuse = rep < 0 or (max_queue > 0 and st[rep, _WAIT_COUNT] >= max_queue)
+                k_t = tenant[ii] if tenant.shape[0] > 1 else 0
+                if not refuse and 0 < max_concurrent[k_t] <= inflight[k_t]:
+                    refuse = True  # the tenant's concurrent-request limit
+                if not refuse and ttft_limit_s > 0:
+                    # predicted TTFT: the prompts waiting ahead (and this one) at the
+                    # replica's prefill rate, after the step in progress
+                    queued = float(prompt[ii])
+                    j = st[rep, _WAIT_HEAD]
+                    for _ in range(st[rep, _WAIT_COUNT]):
+                        queued += prompt[j] + generated[j]
+                        j = wait_next[j]
+                    predicted = queued / prefill_tokens_per_s + max(stf[rep, _T] - it, 0.0)
+                    refuse = predicted > ttft_limit_s
+                if refuse:
+                    refused = S_SHED
+            if refused:
+                status[ii] = refused
                 finish[ii] = send[ii]
                 _respond(
                     ii,
