@@ -12,91 +12,53 @@ fractions 0-1.
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     field_validator,
     model_validator,
 )
 
-from capacitor.errors import ConfigError
-from capacitor.workload.stages import parse_stages
-
-#: Server + network power per GPU as a multiple of the GPU's TDP, when a site does not say.
-#: NVIDIA DGX H100: "maximum system power 10.2 kW" for 8 x 700 W H100 SXM GPUs, i.e.
-#: 10.2 / 5.6 = 1.82 (DGX H100 user guide, power specifications; six 3.3 kW PSUs, 4+2).
-#: It covers CPUs, memory, NICs, NVSwitches, fans and PSU losses at the system's rated
-#: maximum; fabric switches outside the server are not in it.
-DEFAULT_SERVER_OVERHEAD_FACTOR = 1.82
-#: GPUs per server when ``failures.gpus_per_node`` does not name the GPU (HGX / DGX boards).
-DEFAULT_GPUS_PER_NODE = 8
-#: One-sided 99th-percentile point of the standard normal (lognormal ``p99_tokens``).
-Z99 = 2.3263478740408408
-MONTH_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
-NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
-PRECISIONS = ("FP16", "BF16", "FP8", "FP4")
-ENGINES = ("vllm", "sglang", "trtllm")
-ROUTING_POLICIES = (
-    "round_robin",
-    "least_outstanding_tokens",
-    "power_of_two",
-    "session_affinity",
-    "prefix_affinity",
+from capacitor.scenario_base import (  # noqa: F401 - re-exported
+    ADMISSION_POLICIES,
+    DEFAULT_GPUS_PER_NODE,
+    DEFAULT_SERVER_OVERHEAD_FACTOR,
+    ENGINES,
+    MONTH_RE,
+    NAME_RE,
+    PRECISIONS,
+    ROUTING_POLICIES,
+    Z99,
+    Month,
+    Name,
+    Strict,
+    _lower,
+    _month,
+    _replicas,
+    _upper,
+    month_index,
 )
-ADMISSION_POLICIES = ("none", "token_bucket", "queue_length", "predicted_ttft")
-
-
-class Strict(BaseModel):
-    """Base of every scenario model: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-# ---- small typed values ----------------------------------------------------------------------
-
-
-def _month(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise ValueError(
-            f"expected a month as a quoted 'YYYY-MM' string, got {type(value).__name__}"
-        )
-    if not re.match(MONTH_RE, value.strip()):
-        raise ValueError("expected a month 'YYYY-MM' (e.g. '2026-05')")
-    return value.strip()
-
-
-Month = Annotated[str, BeforeValidator(_month), Field(pattern=MONTH_RE)]
-Name = Annotated[str, Field(pattern=NAME_RE, max_length=100)]
-
-
-def month_index(month: str) -> int:
-    """Months since year 0 of a ``YYYY-MM`` string (differences count months)."""
-    year, mon = month.split("-")
-    return int(year) * 12 + int(mon) - 1
-
-
-def _upper(value: Any) -> Any:
-    return value.strip().upper() if isinstance(value, str) else value
-
-
-def _lower(value: Any) -> Any:
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-def _replicas(value: Any) -> Any:
-    if isinstance(value, str) and value.strip().lower() == "fill":
-        return "fill"
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError("expected an integer >= 1 or 'fill' (the site's remaining GPUs)")
-    return value
-
+from capacitor.scenario_demand import (  # noqa: F401 - re-exported
+    Arrival,
+    BurstyArrival,
+    ConstantArrival,
+    DistributionLengths,
+    DiurnalArrival,
+    FixedLengths,
+    Lengths,
+    LognormalTokens,
+    PoissonArrival,
+    SharedPrefixLengths,
+    StagesArrival,
+    TokenDist,
+    TraceLengths,
+    UniformTokens,
+    Workload,
+    _ArrivalBase,
+)
 
 # ---- sites -----------------------------------------------------------------------------------
 
@@ -357,242 +319,6 @@ class Tenant(Strict):
     )
     quotas: Quotas = Field(default_factory=Quotas, description="Capacity and volume quotas.")
 
-
-# ---- workloads: arrivals ---------------------------------------------------------------------
-
-
-class _ArrivalBase(Strict):
-    monthly_growth_pct: float = Field(
-        default=0.0, gt=-100, description="Compound demand growth per month, %; applied "
-        "from base_month to simulation.window.month."
-    )
-    base_month: Month | None = Field(
-        default=None, description="Month the rates describe ('YYYY-MM'); None = the window "
-        "month (no growth applied in the window)."
-    )
-
-
-class PoissonArrival(_ArrivalBase):
-    """Poisson arrivals at a constant rate."""
-
-    kind: Literal["poisson"] = Field(description="Arrival process kind.")
-    rate_rps: float = Field(gt=0, description="Mean arrival rate, requests/s.")
-
-
-class ConstantArrival(_ArrivalBase):
-    """Evenly spaced arrivals."""
-
-    kind: Literal["constant"] = Field(description="Arrival process kind.")
-    rate_rps: float = Field(gt=0, description="Arrival rate, requests/s.")
-
-
-class StagesArrival(_ArrivalBase):
-    """Load stages from the window start: each sends round(RATE x SECONDS) requests."""
-
-    kind: Literal["stages"] = Field(description="Arrival process kind.")
-    stages: str = Field(
-        description="'RATE@SECONDS;RATE@SECONDS' (requests/s for that many seconds, back to "
-        "back from the window start; stages past the window end are cut)."
-    )
-    process: Literal["poisson", "constant"] = Field(
-        default="poisson", description="Spacing inside a stage: poisson (uniformly "
-        "scattered) or constant (evenly spaced)."
-    )
-
-    @field_validator("stages")
-    @classmethod
-    def _parse(cls, value: str) -> str:
-        try:
-            parse_stages(value)
-        except ConfigError as err:
-            raise ValueError(str(err).removeprefix("stages: ")) from None
-        return value
-
-
-class DiurnalArrival(_ArrivalBase):
-    """Poisson arrivals whose rate follows a daily cosine.
-
-    rate(h) = mean_rate_rps x (1 + (peak_to_mean - 1) x cos(2 pi (h - peak_hour - 0.5) / 24))
-    for h the UTC hour of day (fractional): the peak falls in the middle of ``peak_hour``.
-    """
-
-    kind: Literal["diurnal"] = Field(description="Arrival process kind.")
-    mean_rate_rps: float = Field(gt=0, description="Daily mean arrival rate, requests/s.")
-    peak_to_mean: float = Field(
-        ge=1.0, le=2.0, description="Peak rate / daily mean (1-2; 2 puts the trough at 0)."
-    )
-    peak_hour: int = Field(
-        ge=0, le=23, description="UTC hour of day whose middle has the peak rate."
-    )
-
-    def rate_at(self, hour_of_day: float) -> float:
-        """Rate in requests/s at a fractional UTC hour of day (no growth)."""
-        phase = 2.0 * math.pi * (hour_of_day - self.peak_hour - 0.5) / 24.0
-        return self.mean_rate_rps * (1.0 + (self.peak_to_mean - 1.0) * math.cos(phase))
-
-
-class BurstyArrival(_ArrivalBase):
-    """Two-state Markov-modulated Poisson process (MMPP): calm and burst periods."""
-
-    kind: Literal["bursty"] = Field(description="Arrival process kind.")
-    rate_rps: float = Field(ge=0, description="Arrival rate between bursts, requests/s.")
-    burst_rate_rps: float = Field(gt=0, description="Arrival rate during a burst, requests/s.")
-    mean_burst_s: float = Field(gt=0, description="Mean burst length, seconds (exponential).")
-    mean_gap_s: float = Field(gt=0, description="Mean time between bursts, seconds "
-                              "(exponential).")
-
-    @model_validator(mode="after")
-    def _burst_above_base(self) -> BurstyArrival:
-        if self.burst_rate_rps < self.rate_rps:
-            raise ValueError(
-                f"burst_rate_rps = {self.burst_rate_rps} is below rate_rps = {self.rate_rps}; "
-                "a burst must be at least the calm rate"
-            )
-        return self
-
-    @property
-    def mean_rate_rps(self) -> float:
-        """Long-run mean rate, requests/s."""
-        total = self.mean_gap_s + self.mean_burst_s
-        return (self.rate_rps * self.mean_gap_s + self.burst_rate_rps * self.mean_burst_s) / total
-
-
-Arrival = Annotated[
-    PoissonArrival | ConstantArrival | StagesArrival | DiurnalArrival | BurstyArrival,
-    Field(discriminator="kind"),
-]
-
-
-# ---- workloads: lengths ----------------------------------------------------------------------
-
-
-class LognormalTokens(Strict):
-    """Token counts drawn from a lognormal with the given mean and 99th percentile."""
-
-    kind: Literal["lognormal"] = Field(description="Token distribution kind.")
-    mean_tokens: float = Field(gt=0, description="Mean, tokens.")
-    p99_tokens: float = Field(gt=0, description="99th percentile, tokens.")
-    min_tokens: int = Field(default=1, ge=1, description="Draws below are raised to this.")
-    max_tokens: int | None = Field(
-        default=None, ge=1, description="Draws above are cut to this; None = no cap."
-    )
-
-    @model_validator(mode="after")
-    def _feasible(self) -> LognormalTokens:
-        ratio = self.p99_tokens / self.mean_tokens
-        if not 1.0 < ratio <= math.exp(Z99 * Z99 / 2.0):
-            raise ValueError(
-                f"p99_tokens / mean_tokens = {ratio:.3g}: a lognormal needs a ratio in "
-                f"(1, {math.exp(Z99 * Z99 / 2.0):.2f}]"
-            )
-        if self.max_tokens is not None and self.max_tokens < self.min_tokens:
-            raise ValueError(f"max_tokens = {self.max_tokens} is below min_tokens = "
-                             f"{self.min_tokens}")
-        return self
-
-    def mu_sigma(self) -> tuple[float, float]:
-        """(mu, sigma) of the underlying normal: mean = exp(mu + sigma^2/2) and
-        p99 = exp(mu + z99 sigma); the smaller root (the other has a heavier tail)."""
-        r = math.log(self.p99_tokens / self.mean_tokens)
-        sigma = Z99 - math.sqrt(Z99 * Z99 - 2.0 * r)
-        return math.log(self.mean_tokens) - sigma * sigma / 2.0, sigma
-
-
-class UniformTokens(Strict):
-    """Token counts uniform on [min_tokens, max_tokens]."""
-
-    kind: Literal["uniform"] = Field(description="Token distribution kind.")
-    min_tokens: int = Field(ge=1, description="Smallest count, tokens.")
-    max_tokens: int = Field(ge=1, description="Largest count, tokens.")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> UniformTokens:
-        if self.max_tokens < self.min_tokens:
-            raise ValueError(f"max_tokens = {self.max_tokens} is below min_tokens = "
-                             f"{self.min_tokens}")
-        return self
-
-
-TokenDist = Annotated[LognormalTokens | UniformTokens, Field(discriminator="kind")]
-
-
-class FixedLengths(Strict):
-    """Every request has the same input and output length."""
-
-    kind: Literal["fixed"] = Field(description="Length model kind.")
-    input_tokens: int = Field(ge=1, description="Prompt tokens per request.")
-    output_tokens: int = Field(ge=1, description="Output tokens per request.")
-
-
-class DistributionLengths(Strict):
-    """Independent input and output length distributions, no shared prefixes."""
-
-    kind: Literal["distribution"] = Field(description="Length model kind.")
-    input: TokenDist = Field(description="Prompt tokens per request.")
-    output: TokenDist = Field(description="Output tokens per request.")
-
-
-class SharedPrefixLengths(Strict):
-    """inference-perf's shared-prefix generator (system prompts shared by user groups)."""
-
-    kind: Literal["shared_prefix"] = Field(description="Length model kind.")
-    system_prompt_len: int = Field(ge=0, description="Shared system prompt, tokens.")
-    question_len: int = Field(ge=1, description="Question per request, tokens.")
-    output_len: int = Field(ge=1, description="Output per request, tokens.")
-    num_groups: int = Field(ge=1, description="Distinct system prompts.")
-    users_per_group: int = Field(ge=1, description="Users (sessions) per system prompt.")
-    enable_multi_turn_chat: bool = Field(
-        default=False, description="Users carry their conversation forward, round after "
-        "round (context grows by question + output each round)."
-    )
-
-
-class TraceLengths(Strict):
-    """Replay a production trace: its arrival times and lengths (Mooncake hash_ids feed the
-    prefix cache). The workload then has no ``arrival``."""
-
-    kind: Literal["trace"] = Field(description="Length model kind.")
-    path: str = Field(min_length=1, description="Trace file, relative to the scenario file.")
-    format: Literal["azure", "mooncake"] = Field(
-        description="azure: Azure LLM inference 2023 CSV; mooncake: Mooncake FAST'25 JSONL."
-    )
-    time_scale: float | None = Field(
-        default=None, gt=0, description="Multiply the trace's timestamps by this (2 = half "
-        "the rate); None with no target_rate_rps = as recorded."
-    )
-    target_rate_rps: float | None = Field(
-        default=None, gt=0, description="Scale the timestamps so the mean rate is this, "
-        "requests/s (alternative to time_scale)."
-    )
-    loop: bool = Field(
-        default=True, description="Replay the trace again, back to back, when the window is "
-        "longer than the (scaled) trace."
-    )
-
-    @model_validator(mode="after")
-    def _one_scale(self) -> TraceLengths:
-        if self.time_scale is not None and self.target_rate_rps is not None:
-            raise ValueError("give time_scale or target_rate_rps, not both")
-        return self
-
-
-Lengths = Annotated[
-    FixedLengths | DistributionLengths | SharedPrefixLengths | TraceLengths,
-    Field(discriminator="kind"),
-]
-
-
-class Workload(Strict):
-    """A stream of requests from one tenant to one deployment."""
-
-    name: Name = Field(description="Unique workload name.")
-    tenant: str = Field(min_length=1, description="Name of the tenant sending it.")
-    deployment: str = Field(min_length=1, description="Name of the deployment serving it.")
-    arrival: Arrival | None = Field(
-        default=None, description="Arrival process (required unless lengths.kind is trace, "
-        "whose timestamps are the arrivals)."
-    )
-    lengths: Lengths = Field(description="Prompt and output lengths.")
 
 
 # ---- policies --------------------------------------------------------------------------------
