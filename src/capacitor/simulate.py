@@ -59,6 +59,7 @@ class PoolRun:
     result: Any  # EngineResult
     measured: np.ndarray  # requests counted (sent after warm-up)
     downtime_s: float
+    max_num_seqs: int = 1
 
     @property
     def scale(self) -> float:
@@ -162,6 +163,7 @@ def simulate_deployment(scenario, d_index: int, *, profile_path: str | None = No
         name=dep.name, site=dep.site, gpu=dep.gpu, gpus_per_replica=gpus, replicas=total,
         simulated_replicas=k, demand=demand, status=status, result=result,
         measured=demand.batch.arrival_s >= window.warmup_s, downtime_s=down_s,
+        max_num_seqs=config.max_num_seqs,
     )
 
 

@@ -1,5 +1,6 @@
 """What a fleet run means: per-tier SLO verdicts, latency percentiles, goodput, throttling,
-utilisation, site power against its cap, and unit costs. Also the per-minute timeline.
+utilisation (busy time) and batch occupancy (running sequences / ``max_num_seqs``), site power
+against its cap, and unit costs. Also the per-minute timeline.
 
 Counts from a sampled pool are scaled by replicas / simulated replicas; latency percentiles
 weight each pool's requests the same way. A tier misses when a latency percentile exceeds
@@ -124,14 +125,16 @@ def timeline(run) -> dict[str, np.ndarray]:
     requests in system, utilisation, power MW and replicas up (all scaled to the fleet)."""
     m = run.num_minutes
     cols: dict[str, list] = {k: [] for k in ("site", "minute", "arrivals", "completed",
-                                             "in_system", "utilization", "power_mw",
-                                             "replicas_up")}
+                                             "in_system", "utilization", "batch_occupancy",
+                                             "power_mw", "replicas_up")}
     for site in run.scenario.sites:
         pools = [p for p in run.pools if p.site == site.name]
         arrivals = np.zeros(m)
         completed = np.zeros(m)
         in_system = np.zeros(m)
         busy_gpu_s = np.zeros(m)
+        seq_s = np.zeros(m)
+        slots = 0.0
         gpus_used = 0
         power_w = np.zeros(m)
         for p in pools:
@@ -148,6 +151,8 @@ def timeline(run) -> dict[str, np.ndarray]:
                 * p.scale
             busy = res.busy_bins[:, :m].sum(axis=0) / 60.0  # replica-minutes busy (simulated)
             busy_gpu_s += busy * 60.0 * p.gpus_per_replica * p.scale
+            seq_s += res.seq_bins[:, :m].sum(axis=0) * p.scale
+            slots += p.replicas * p.max_num_seqs
             util = np.clip(busy / p.simulated_replicas, 0.0, 1.0)
             gpus = p.replicas * p.gpus_per_replica
             gpus_used += gpus
@@ -162,6 +167,8 @@ def timeline(run) -> dict[str, np.ndarray]:
         cols["completed"] += list(completed)
         cols["in_system"] += list(np.maximum(in_system, 0))
         cols["utilization"] += list(np.minimum(busy_gpu_s / (60.0 * total_gpus), 1.0))
+        cols["batch_occupancy"] += list(np.minimum(seq_s / (60.0 * slots), 1.0) if slots
+                                        else np.zeros(m))
         cols["power_mw"] += list(np.minimum(power_w / 1e6, site.power_cap_mw))
         up = sum(p.replicas for p in pools) - sum(p.downtime_s * p.scale / (m * 60.0)
                                                   for p in pools)
@@ -200,7 +207,10 @@ def summarize(run) -> dict[str, Any]:
             "requests": _r(p.measured.sum() * p.scale, 1),
             "completed": _r(sel.sum() * p.scale, 1),
             "preemptions": _r(res.num_preemptions[p.measured].sum() * p.scale, 1),
-            "utilization": _r(busy, 4), "output_tokens_per_s": _r(tokens / run.window_s, 1),
+            "utilization": _r(busy, 4),
+            "batch_occupancy": _r(min(res.seq_bins.sum() / (
+                p.simulated_replicas * (run.window_s + run.warmup_s) * p.max_num_seqs), 1.0), 4),
+            "output_tokens_per_s": _r(tokens / run.window_s, 1),
             "availability": _r(1.0 - p.downtime_s / (p.simulated_replicas *
                                                     (run.window_s + run.warmup_s)), 6),
         }

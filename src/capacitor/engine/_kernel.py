@@ -173,13 +173,15 @@ def fleet_kernel(
     itl_count,
     stats,
     busy_bins,
+    seq_bins,
     bin_s,
 ):
     """Run a pool of ``num_replicas`` identical replicas to completion. Per-request outputs
     are filled in place (``finish`` holds the last client token time while unfinished);
     ``stats`` gets [steps, peak KV blocks, busy seconds] summed over replicas;
     ``busy_bins[rep, k]`` the busy seconds of steps starting in ``[k, k+1) * bin_s`` (the last
-    bin takes everything later). Returns 0, or STALLED."""
+    bin takes everything later) and ``seq_bins`` the same weighted by the step's sequences.
+    Returns 0, or STALLED."""
     n = prompt.shape[0]
     R = num_replicas
     num_nodes = n + R * num_segments
@@ -366,6 +368,7 @@ def fleet_kernel(
         kc = key_count[rep]
         dc = dec_cls[rep]
         bm = busy_bins[rep]
+        sm = seq_bins[rep]
         while True:
             _flush_finished(sr, pend[rep], rep, tenant, inflight, outstanding, prompt, output)
             until_t = math.inf  # next release anywhere (inlined for performance)
@@ -408,6 +411,7 @@ def fleet_kernel(
                         t_end = t + d
                         busy += d
                         bm[min(int(t * inv_bin), last_bin)] += d
+                        sm[min(int(t * inv_bin), last_bin)] += d * n_dec
                         client_t = t_end + egress
                         gap = client_t - last_client_t
                         b = _itl_bin(gap)
@@ -668,6 +672,7 @@ def fleet_kernel(
                 t_end = t + d
                 sf[_BUSY] += d
                 bm[min(int(t * inv_bin), last_bin)] += d
+                sm[min(int(t * inv_bin), last_bin)] += d * (n_dec + n_pf)
                 client_t = t_end + egress
 
                 # ---- decode tokens: one gap per decoding request, all equal to this step's

@@ -47,6 +47,8 @@ class EngineResult:
             3 shed by admission control, 4 lost to a replica failure (see engine._state).
         replica: per request, the replica the router chose (-1: never routed).
         busy_bins: per replica and time bin, seconds spent in engine steps.
+        seq_bins: the same, each step weighted by its number of sequences (batch
+            occupancy x time).
     """
 
     send_s: np.ndarray
@@ -64,6 +66,7 @@ class EngineResult:
     status: np.ndarray | None = None
     replica: np.ndarray | None = None
     busy_bins: np.ndarray | None = None
+    seq_bins: np.ndarray | None = None
 
     def itl_quantiles_s(self, qs: list[float], itl_class: int = 0) -> np.ndarray:
         """Quantiles (0..1) of the inter-token gaps of one class, seconds.

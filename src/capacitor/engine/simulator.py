@@ -169,7 +169,8 @@ def simulate_pool(
             load.
         busy_bin_s, num_busy_bins: per replica, sum step durations into ``num_busy_bins``
             bins of ``busy_bin_s`` seconds (``result.busy_bins``; e.g. per-minute
-            utilisation). 0 keeps one bin.
+            utilisation; ``result.seq_bins`` the same weighted by each step's running
+            sequences, i.e. batch occupancy). 0 keeps one bin.
         Other arguments as :func:`simulate`.
 
     Raises:
@@ -281,6 +282,7 @@ def simulate_pool(
     if num_busy_bins < 1 or busy_bin_s < 0:
         raise ConfigError("num_busy_bins must be >= 1 and busy_bin_s >= 0")
     busy_bins = np.zeros((num_replicas, num_busy_bins))
+    seq_bins = np.zeros((num_replicas, num_busy_bins))
     bin_s = busy_bin_s if busy_bin_s > 0 else 1e30
     code = fleet_kernel(
         np.ascontiguousarray(batch.arrival_s, np.float64),
@@ -341,6 +343,7 @@ def simulate_pool(
         itl_count,
         stats,
         busy_bins,
+        seq_bins,
         bin_s,
     )
     if code == STALLED:
@@ -361,4 +364,5 @@ def simulate_pool(
         status=status,
         replica=replica,
         busy_bins=busy_bins,
+        seq_bins=seq_bins,
     )

@@ -66,7 +66,7 @@ def print_run(console: Console, summary: dict[str, Any]) -> None:
         "replicas (simulated)",
         "completed",
         "preempted",
-        "busy",
+        "batch occupancy",
         "output tok/s",
         "availability",
     ):
@@ -78,7 +78,7 @@ def print_run(console: Console, summary: dict[str, Any]) -> None:
             f"{d['replicas']:,} ({d['simulated_replicas']:,})",
             _num(d["completed"]),
             _num(d["preemptions"]),
-            f"{100 * min(d['utilization'] or 0, 1.0):.0f}%",
+            f"{100 * (d['batch_occupancy'] or 0):.0f}%",
             _num(d["output_tokens_per_s"]),
             f"{100 * (d['availability'] or 0):.2f}%",
         )
