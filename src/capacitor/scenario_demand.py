@@ -12,24 +12,11 @@ from pydantic import (
 )
 
 from capacitor.errors import ConfigError
-from capacitor.scenario_base import (  # noqa: F401 - re-exported
-    ADMISSION_POLICIES,
-    DEFAULT_GPUS_PER_NODE,
-    DEFAULT_SERVER_OVERHEAD_FACTOR,
-    ENGINES,
-    MONTH_RE,
-    NAME_RE,
-    PRECISIONS,
-    ROUTING_POLICIES,
+from capacitor.scenario_base import (
     Z99,
     Month,
     Name,
     Strict,
-    _lower,
-    _month,
-    _replicas,
-    _upper,
-    month_index,
 )
 from capacitor.workload.stages import parse_stages
 

@@ -111,13 +111,11 @@ def _misses(name: str, tenant, stats: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _gpu_power_w(gpu: str, site, busy: np.ndarray) -> np.ndarray:
+    """Facility watts of one GPU of ``site`` at busy fraction ``busy`` (per minute)."""
     from capacitor.catalog.hardware import get_gpu
-    from capacitor.fleet.power import BUSY_POWER_FRACTION, IDLE_POWER_FRACTION
+    from capacitor.fleet.power import gpu_power_w
 
-    tdp = get_gpu(gpu).tdp_w
-    factor = site.server_overhead_factor_by_gpu.get(gpu, site.server_overhead_factor)
-    per_gpu = tdp * (IDLE_POWER_FRACTION + (BUSY_POWER_FRACTION - IDLE_POWER_FRACTION) * busy)
-    return per_gpu * factor * site.pue
+    return gpu_power_w(busy, get_gpu(gpu).tdp_w) * site.overhead_factor(gpu) * site.pue
 
 
 def timeline(run) -> dict[str, np.ndarray]:

@@ -44,7 +44,14 @@ from capacitor.engine._kernel_cache import (
     _transfer,
     _unpin,
 )
-from capacitor.engine._kernel_util import _cdiv, _heap_pop, _heap_push, _itl_bin, _respond
+from capacitor.engine._kernel_util import (
+    _add_decode_gaps,
+    _cdiv,
+    _heap_pop,
+    _heap_push,
+    _itl_bin,
+    _respond,
+)
 from capacitor.engine._pool import (
     _bind_source,
     _fail_replica,
@@ -413,14 +420,7 @@ def fleet_kernel(
                         bm[min(int(t * inv_bin), last_bin)] += d
                         sm[min(int(t * inv_bin), last_bin)] += d * n_dec
                         client_t = t_end + egress
-                        gap = client_t - last_client_t
-                        b = _itl_bin(gap)
-                        for k in range(num_classes):
-                            m = dc[k]
-                            if m > 0:
-                                itl_hist[k, b] += m
-                                itl_sum[k] += gap * m
-                                itl_count[k] += m
+                        _add_decode_gaps(itl_hist, itl_sum, itl_count, dc, client_t - last_client_t)
                         last_client_t = client_t
                         t = t_end
                         G += 1
@@ -677,14 +677,7 @@ def fleet_kernel(
 
                 # ---- decode tokens: one gap per decoding request, all equal to this step's
                 if n_dec > 0:
-                    gap = client_t - last_client_t
-                    b = _itl_bin(gap)
-                    for k in range(num_classes):
-                        m = dc[k]
-                        if m > 0:
-                            itl_hist[k, b] += m
-                            itl_sum[k] += gap * m
-                            itl_count[k] += m
+                    _add_decode_gaps(itl_hist, itl_sum, itl_count, dc, client_t - last_client_t)
                 n_fin = 0
                 s = bk[G & mask]
                 while s >= 0:

@@ -71,6 +71,19 @@ def _itl_bin(gap):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
+def _add_decode_gaps(itl_hist, itl_sum, itl_count, dec_cls, gap):
+    """Every decoding request of each ITL class got one token ``gap`` seconds after its
+    previous one (a step's decodes all advance together)."""
+    b = _itl_bin(gap)
+    for k in range(dec_cls.shape[0]):
+        m = dec_cls[k]
+        if m > 0:
+            itl_hist[k, b] += m
+            itl_sum[k] += gap * m
+            itl_count[k] += m
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _respond(
     i, client_t, n, arrival, send, ingress, child_gate, child_idx, conc, gst, heap_t, heap_i
 ):
