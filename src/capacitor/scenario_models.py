@@ -276,7 +276,9 @@ class SLO(Strict):
 
 
 class RateLimits(Strict):
-    """Per-tenant rate limits (token buckets of one minute's allowance); None = unlimited."""
+    """Per-tenant rate limits, fleet-wide (token buckets holding admission.bucket_depth_s of
+    the rate); None = unlimited. A tenant served by several deployments has its limits split
+    between them in proportion to its expected demand on each."""
 
     requests_per_min: float | None = Field(
         default=None, gt=0, description="Requests admitted per minute."
@@ -294,16 +296,18 @@ class Quotas(Strict):
 
     guaranteed_share_pct: float | None = Field(
         default=None, ge=0, le=100, description="Share of each deployment's running-sequence "
-        "slots reserved for this tenant when it has demand, %."
+        "slots (replicas x max_num_seqs) reserved for this tenant where it has a workload, %: "
+        "the other tenants' requests in flight there are capped at the rest."
     )
     max_share_pct: float | None = Field(
         default=None, gt=0, le=100, description="Largest share of each deployment's "
-        "running-sequence slots this tenant may hold, %."
+        "running-sequence slots (replicas x max_num_seqs) this tenant may hold, %: a cap on its "
+        "requests in flight (running + waiting) there; requests over it are shed."
     )
     tokens_per_month: float | None = Field(
-        default=None, gt=0, description="Monthly input + output token quota; the window gets "
-        "the pro-rata share (quota x window seconds / seconds in the month), beyond which "
-        "requests are throttled."
+        default=None, gt=0, description="Monthly input + output token quota; the simulated "
+        "span (warm-up included) gets the pro-rata allowance (quota x span seconds / seconds "
+        "in the window's month), beyond which requests are throttled."
     )
 
 

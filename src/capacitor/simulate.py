@@ -3,7 +3,8 @@ verdicts, utilisation, power and unit costs.
 
 Each deployment is a pool of identical replicas behind the scenario's router
 (:func:`capacitor.engine.simulator.simulate_pool`). Its demand is the merged requests of the
-workloads that target it; tenants' token buckets throttle before routing; replica failures
+workloads that target it; tenants' limits and quotas (:mod:`capacitor.fleet.admission`)
+throttle before routing and cap what is in flight; replica failures
 (GPU / node MTBF, site outages) take replicas away during the window. In ``sampled``
 fidelity a deployment of ``R`` replicas is simulated with ``k = sampled_replicas`` of them at
 ``k / R`` of its demand, and counts are scaled by ``R / k`` (the pools are exchangeable
@@ -26,17 +27,16 @@ import numpy as np
 
 from capacitor.engine.replica import build_replica
 from capacitor.engine.simulator import simulate_pool
-from capacitor.fleet.demand import (
-    Demand,
-    arrival_times,
-    merge,
-    throttle,
-    trace_batch,
-    workload_batch,
-)
+from capacitor.fleet.admission import concurrency_caps, month_seconds, throttle
+from capacitor.fleet.demand import Demand, arrival_times, merge, trace_batch, workload_batch
 from capacitor.perf.profile import load_profile
 from capacitor.scenario import growth_factor as scenario_growth
-from capacitor.scenario import replica_spec, resolve_replicas, window_start_hour
+from capacitor.scenario import (
+    expected_arrivals,
+    replica_spec,
+    resolve_replicas,
+    window_start_hour,
+)
 
 STATUS_NAMES = {0: "pending", 1: "completed", 2: "rejected", 3: "shed", 4: "lost",
                 5: "throttled"}
@@ -94,6 +94,26 @@ def _failures(site, gpu: str, gpus_per_replica: int, replicas: int, span_s: floa
     return events, float(down.down_s().sum())
 
 
+def tenant_shares(scenario, deployment: str) -> np.ndarray:
+    """Per tenant, the fraction of its expected window demand that goes to ``deployment``
+    (1 when it uses only that one; 0 when none): how its fleet-wide limits are split. A
+    tenant with a workload of unknown volume (a trace replayed by ``time_scale``) splits
+    them evenly over the deployments it uses."""
+    expected = expected_arrivals(scenario)
+    out = np.zeros(max(len(scenario.tenants), 1))
+    for j, ten in enumerate(scenario.tenants):
+        mine = [w for w in scenario.workloads if w.tenant == ten.name]
+        if not any(w.deployment == deployment for w in mine):
+            continue
+        if any(expected[w.name] is None for w in mine):
+            out[j] = 1.0 / len({w.deployment for w in mine})
+            continue
+        total = sum(expected[w.name] for w in mine)
+        here = sum(expected[w.name] for w in mine if w.deployment == deployment)
+        out[j] = here / total if total > 0 else 1.0 / len({w.deployment for w in mine})
+    return out
+
+
 def simulate_deployment(scenario, d_index: int, *, profile_path: str | None = None,
                         base_dir: Path | None = None) -> PoolRun:
     """Simulate deployment ``d_index`` of ``scenario`` (its pool, demand, limits and failures).
@@ -130,9 +150,11 @@ def simulate_deployment(scenario, d_index: int, *, profile_path: str | None = No
                                    base_dir)
         parts.append((batch, tenant_index[wl.tenant], w_index))
     demand = merge(parts)
+    tenant_scale = share * tenant_shares(scenario, dep.name)
     throttled = np.zeros(len(demand.batch), np.bool_)
     if scenario.admission.policy != "none":
-        throttled = throttle(demand, tenants, scenario.admission.bucket_depth_s, share)
+        throttled = throttle(demand, tenants, scenario.admission.bucket_depth_s, tenant_scale,
+                             span, month_seconds(window.month))
         demand.batch.rejected |= throttled  # answered at once, like a 429
     gpus = dep.tp * dep.pp
     events, down_s = _failures(sites[dep.site], dep.gpu, gpus, k, span, rng)
@@ -143,10 +165,10 @@ def simulate_deployment(scenario, d_index: int, *, profile_path: str | None = No
     adm = scenario.admission
     limits = np.zeros(max(len(tenants), 1), np.int64)
     if adm.policy != "none":
-        for j, ten in enumerate(tenants):
-            cap = ten.rate_limits.max_concurrent if ten.rate_limits is not None else None
-            if cap:
-                limits[j] = max(1, math.ceil(cap * share))  # this pool's share of the limit
+        present = np.zeros(len(tenants))
+        present[[tenant_index[w.tenant] for w in scenario.workloads
+                 if w.deployment == dep.name]] = 1.0
+        limits = concurrency_caps(tenants, tenant_scale, present, k, config.max_num_seqs)
     ttft_limit_s = (adm.max_predicted_ttft_ms or 0.0) / 1000.0 \
         if adm.policy == "predicted_ttft" else 0.0
     result = simulate_pool(

@@ -143,3 +143,50 @@ def test_preempting_lower_tiers_protects_the_top_tier_under_memory_pressure():
     assert gold_t["ttft_ms"]["p99"] < gold_f["ttft_ms"]["p99"]
     assert gold_t["e2e_ms"]["p50"] < gold_f["e2e_ms"]["p50"]
     assert bronze_t["ttft_ms"]["p99"] > bronze_f["ttft_ms"]["p99"]
+
+
+def test_a_monthly_token_quota_throttles_once_the_windows_allowance_is_used():
+    # bronze sends 30 rps x 600 tokens over the 70 s span = 1.26 M tokens; a quota whose
+    # pro-rata allowance for 70 s of a mean month is half that lasts ~35 s, i.e. until 25 s
+    # into the counted 60 s: ~58% of the counted requests are refused.
+    from capacitor.fleet.admission import MEAN_MONTH_S
+
+    quota = 0.63e6 * MEAN_MONTH_S / 70.0
+    out = _run(**{"tenants.1.quotas": {"tokens_per_month": quota}})
+    assert 45.0 < out["tenants"]["bronze"]["refused_pct"] < 70.0
+    assert out["tenants"]["gold"]["refused_pct"] == 0.0
+    assert any(m["tenant"] == "bronze" and m["metric"] == "refused_pct"
+               for m in out["verdict"]["misses"])
+    roomy = _run(**{"tenants.1.quotas": {"tokens_per_month": 3 * quota}})
+    assert roomy["tenants"]["bronze"]["refused_pct"] == 0.0
+
+
+def test_slot_shares_cap_what_a_tenant_holds_in_flight():
+    free = _run()["tenants"]["bronze"]["refused_pct"]
+    # 8 replicas x 64 seqs = 512 slots; 1% = 5 in flight, below bronze's ~30 rps x E2E
+    capped = _run(**{"tenants.1.quotas": {"max_share_pct": 1}})["tenants"]
+    assert free == 0.0 and capped["bronze"]["refused_pct"] > 10.0
+    assert capped["gold"]["refused_pct"] == 0.0
+    # gold's guarantee of 99% leaves bronze the same 5 slots
+    held = _run(**{"tenants.0.quotas": {"guaranteed_share_pct": 99}})["tenants"]
+    assert held["bronze"]["refused_pct"] > 10.0 and held["gold"]["refused_pct"] == 0.0
+
+
+def test_a_tenants_limits_are_split_over_its_deployments_by_expected_demand():
+    from capacitor.simulate import tenant_shares
+
+    data = copy.deepcopy(BASE)
+    data["deployments"][0]["replicas"] = 4
+    data["deployments"].append({**data["deployments"][0], "name": "d2"})
+    data["workloads"].append({**data["workloads"][1], "name": "b2", "deployment": "d2",
+                              "arrival": {"kind": "poisson", "rate_rps": 10}})
+    scenario = parse_scenario(yaml.safe_dump(data), origin="<knobs>")
+    assert tenant_shares(scenario, "d").tolist() == [1.0, 0.75]
+    assert tenant_shares(scenario, "d2").tolist() == [0.0, 0.25]
+    # bronze's 2,400 requests/min fleet-wide: 1,800 on d (30 rps, none refused), 600 on d2
+    data["tenants"][1]["rate_limits"] = {"requests_per_min": 2400}
+    out = run_scenario(parse_scenario(yaml.safe_dump(data), origin="<knobs>")).summary
+    assert out["tenants"]["bronze"]["refused_pct"] < 5.0
+    data["tenants"][1]["rate_limits"] = {"requests_per_min": 1200}  # half the demand
+    out = run_scenario(parse_scenario(yaml.safe_dump(data), origin="<knobs>")).summary
+    assert 35.0 < out["tenants"]["bronze"]["refused_pct"] < 65.0

@@ -1,18 +1,17 @@
 """A deployment's demand in the simulated window: the requests of every workload that targets
-it, merged into one :class:`~capacitor.workload.requests.RequestBatch`, and what per-tenant
-admission (token buckets) throttles before any replica sees them.
+it, merged into one :class:`~capacitor.workload.requests.RequestBatch` (what tenant admission
+then does with it is :mod:`capacitor.fleet.admission`).
 
 Arrival processes and lengths come from :mod:`capacitor.workload`; times are seconds from the
 start of the simulated span (warm-up included). In sampled fidelity a deployment of ``R``
 replicas is simulated with ``k`` of them at ``k / R`` of the demand: the per-replica load the
-router implies, with every rate limit scaled the same way.
+router implies.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from capacitor.errors import ScenarioError
@@ -183,46 +182,4 @@ def merge(parts: list[tuple[RequestBatch, int, int]]) -> Demand:
                   session=np.concatenate(session)[order] if parts else np.zeros(0, np.int64))
 
 
-@numba.njit(cache=True)
-def _token_buckets(t, tenant, cost, rate_per_s, depth, out_throttled):
-    """Per tenant, a bucket of ``depth[k]`` refilled at ``rate_per_s[k]``: a request that
-    finds fewer than ``cost`` units is throttled (and takes none). inf rate = no limit."""
-    level = depth.copy()
-    last = np.zeros(depth.shape[0])
-    for i in range(t.shape[0]):
-        k = tenant[i]
-        if rate_per_s[k] == np.inf:
-            continue
-        level[k] = min(depth[k], level[k] + (t[i] - last[k]) * rate_per_s[k])
-        last[k] = t[i]
-        if level[k] >= cost[i]:
-            level[k] -= cost[i]
-        else:
-            out_throttled[i] = True
-
-
-def throttle(demand: Demand, tenants, bucket_depth_s: float, scale: float) -> np.ndarray:
-    """Requests refused by their tenant's requests/min and tokens/min limits (token buckets
-    holding ``bucket_depth_s`` of the rate), the limits scaled by ``scale`` like the demand."""
-    n = len(demand.batch)
-    throttled = np.zeros(n, np.bool_)
-    k = len(tenants)
-    t = demand.batch.arrival_s
-    tokens = (demand.batch.prompt_len.astype(np.float64) + demand.batch.output_len)
-    for field, cost in (("requests_per_min", np.ones(n)), ("tokens_per_min", tokens)):
-        rate = np.full(k, np.inf)
-        for j, ten in enumerate(tenants):
-            limits = ten.rate_limits
-            value = getattr(limits, field, None) if limits is not None else None
-            if value:
-                rate[j] = value / 60.0 * scale
-        if np.all(np.isinf(rate)):
-            continue
-        depth = np.where(np.isinf(rate), 0.0, rate * bucket_depth_s)
-        out = np.zeros(n, np.bool_)
-        _token_buckets(t, demand.tenant.astype(np.int64), cost, rate, depth, out)
-        throttled |= out
-    return throttled
-
-
-__all__ = ["Demand", "arrival_times", "merge", "throttle", "trace_batch", "workload_batch"]
+__all__ = ["Demand", "arrival_times", "merge", "trace_batch", "workload_batch"]
