@@ -218,7 +218,7 @@ def run(
     ] = None,
     profile: Annotated[Path | None, typer.Option("--profile", help="Engine profile YAML.")] = None,
     backend: Annotated[
-        str, typer.Option("--backend", help="local, or ray (deployments as Ray tasks).")
+        str, typer.Option("--backend", help="local, or ray (pools as parallel Ray tasks).")
     ] = "local",
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="Ray cluster address (default: local).")
@@ -233,7 +233,8 @@ def run(
 
     from capacitor.report.terminal import print_run
     from capacitor.scenario import dump_resolved, load_scenario
-    from capacitor.simulate import run_scenario, write_run_dir
+    from capacitor.run_outputs import RequestsWriter, write_run_dir
+    from capacitor.simulate import run_scenario, shard_sizes
 
     if backend not in ("local", "ray"):
         fail(f"--backend {backend!r}: valid values are local and ray")
@@ -242,24 +243,34 @@ def run(
     started = time.perf_counter()
     spec = load_scenario(scenario)
     base_dir = scenario.parent if scenario is not None else None
-    columns = (TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("{task.description}"))
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task("", total=len(spec.deployments))
-
-        def step(name: str, done: int, total: int) -> None:
-            bar.update(task, completed=done, description=escape(name))
-
-        result = run_scenario(spec, profile_path=str(profile) if profile else None,
-                              base_dir=base_dir, progress=step, backend=backend,
-                              ray_address=ray_address)
     if out is None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         out = Path("runs") / f"{spec.name}-{stamp}"
     try:
-        write_run_dir(result, out, dump_resolved(spec))
+        out.mkdir(parents=True, exist_ok=True)
+        writer = RequestsWriter(out / "requests.parquet", spec)
+    except OSError as exc:
+        fail(f"--out {out}: cannot write the run directory ({exc})")
+    pools = sum(len(shard_sizes(spec, d)) for d in range(len(spec.deployments)))
+    columns = (TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("pools"), TimeElapsedColumn(), TextColumn("{task.description}"))
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("", total=pools)
+
+        def step(name: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, description=escape(name))
+
+        try:
+            result = run_scenario(spec, profile_path=str(profile) if profile else None,
+                                  base_dir=base_dir, progress=step, backend=backend,
+                                  ray_address=ray_address, requests_sink=writer,
+                                  keep_pools=False)
+        finally:
+            writer.close()
+    try:
+        write_run_dir(result, out, dump_resolved(spec), requests_written=True)
         wall_s = time.perf_counter() - started
-        requests = sum(len(p.status) for p in result.pools)
+        requests = result.num_simulated
         (out / "run.log").write_text(
             f"simulated {requests} requests in {wall_s:.2f} s wall\n", encoding="utf-8")
     except OSError as exc:

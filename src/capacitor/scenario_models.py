@@ -474,6 +474,12 @@ class Simulation(Strict):
         default=64, ge=1, description="Replicas simulated per deployment in sampled mode "
         "(all of them when a deployment has fewer)."
     )
+    shard_replicas: int = Field(
+        default=512, ge=1, description="exact: a deployment of more replicas is simulated as "
+        "ceil(replicas / shard_replicas) near-equal shards, each behind its own router with "
+        "its share of the demand (cells behind a first-level load balancer); bounds memory "
+        "and lets --backend ray run the shards in parallel."
+    )
     profile: str | None = Field(
         default=None, description="Calibration profile YAML (as --profile), relative to the "
         "scenario file; None = the shipped profile."

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from capacitor.digest import MINUTE_S, STATUS_NAMES, PoolDigest, digest_pool, merge_digests
 from capacitor.engine.replica import build_replica
 from capacitor.engine.simulator import simulate_pool
 from capacitor.fleet.admission import concurrency_caps, month_seconds, throttle
@@ -38,10 +39,7 @@ from capacitor.scenario import (
     window_start_hour,
 )
 
-STATUS_NAMES = {0: "pending", 1: "completed", 2: "rejected", 3: "shed", 4: "lost",
-                5: "throttled"}
 THROTTLED = 5
-MINUTE_S = 60.0
 
 
 @dataclass(slots=True)
@@ -60,6 +58,7 @@ class PoolRun:
     measured: np.ndarray  # requests counted (sent after warm-up)
     downtime_s: float
     max_num_seqs: int = 1
+    replica_offset: int = 0  # first replica's index in the deployment (shards of exact runs)
 
     @property
     def scale(self) -> float:
@@ -68,12 +67,44 @@ class PoolRun:
 
 @dataclass(slots=True)
 class RunResult:
+    """A scenario's run: one digest per deployment (what the summary reads), the pools'
+    per-request records when kept (``keep_pools``), and the summary."""
+
     scenario: Any
-    pools: list[PoolRun]
+    digests: list[PoolDigest]
     window_s: float
     warmup_s: float
     num_minutes: int
+    pools: list[PoolRun] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_simulated(self) -> int:
+        """Requests simulated (every shard, warm-up included)."""
+        return sum(d.num_simulated for d in self.digests)
+
+
+@dataclass(slots=True)
+class ShardOutput:
+    """What one simulated pool (a deployment, or a shard of it) hands back."""
+
+    d_index: int
+    shard: int
+    digest: PoolDigest
+    table: Any = None  # its requests as a pyarrow Table, when asked for
+    pool: PoolRun | None = None  # its full records, when asked for
+
+
+def shard_sizes(scenario, d_index: int) -> list[int]:
+    """Replicas simulated per pool of deployment ``d_index``: ``[k]`` in sampled fidelity
+    (``k = min(sampled_replicas, R)``); in exact fidelity ``R`` split into
+    ``ceil(R / shard_replicas)`` near-equal shards."""
+    sim = scenario.simulation
+    total = resolve_replicas(scenario)[scenario.deployments[d_index].name]
+    if sim.fidelity != "exact":
+        return [min(sim.sampled_replicas, total)]
+    m = max(1, math.ceil(total / sim.shard_replicas))
+    return [total // m + (1 if s < total % m else 0) for s in range(m)]
 
 
 def _failures(site, gpu: str, gpus_per_replica: int, replicas: int, span_s: float,
@@ -114,7 +145,8 @@ def tenant_shares(scenario, deployment: str) -> np.ndarray:
     return out
 
 
-def simulate_deployment(scenario, d_index: int, *, profile_path: str | None = None,
+def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
+                        profile_path: str | None = None,
                         base_dir: Path | None = None) -> PoolRun:
     """Simulate deployment ``d_index`` of ``scenario`` (its pool, demand, limits and failures).
     A pure function of its arguments: its random streams are seeded by (seed, d_index), so a
@@ -129,9 +161,11 @@ def simulate_deployment(scenario, d_index: int, *, profile_path: str | None = No
     sites = {s.name: s for s in scenario.sites}
     tenants = list(scenario.tenants)
     tenant_index = {t.name: k for k, t in enumerate(tenants)}
-    rng = np.random.default_rng([sim.seed, d_index])
+    sizes = shard_sizes(scenario, d_index)
+    rng = np.random.default_rng([sim.seed, d_index] if len(sizes) == 1 else
+                                [sim.seed, d_index, shard])
     total = resolve_replicas(scenario)[dep.name]
-    k = total if sim.fidelity == "exact" else min(sim.sampled_replicas, total)
+    k = sizes[shard]
     share = k / total
     config, coeffs = build_replica(replica_spec(dep), profile)
     if scenario.admission.preempt_lower_tiers:  # vLLM --scheduling-policy priority, by tier
@@ -182,102 +216,81 @@ def simulate_deployment(scenario, d_index: int, *, profile_path: str | None = No
     status = result.status.astype(np.int8)
     status[throttled] = THROTTLED
     return PoolRun(
-        name=dep.name, site=dep.site, gpu=dep.gpu, gpus_per_replica=gpus, replicas=total,
-        simulated_replicas=k, demand=demand, status=status, result=result,
-        measured=demand.batch.arrival_s >= window.warmup_s, downtime_s=down_s,
-        max_num_seqs=config.max_num_seqs,
+        name=dep.name, site=dep.site, gpu=dep.gpu, gpus_per_replica=gpus,
+        replicas=total if len(sizes) == 1 else k, simulated_replicas=k, demand=demand,
+        status=status, result=result, measured=demand.batch.arrival_s >= window.warmup_s,
+        downtime_s=down_s, max_num_seqs=config.max_num_seqs,
+        replica_offset=sum(sizes[:shard]),
+    )
+
+
+def run_shard(scenario, d_index: int, shard: int, *, profile_path: str | None = None,
+              base_dir: Path | None = None, with_table: bool = False,
+              keep_pool: bool = False) -> ShardOutput:
+    """Simulate one pool and reduce it: its digest, and its requests table / full records
+    when asked for. A pure function of its arguments (the Ray backend runs it remotely)."""
+    from capacitor.run_outputs import pool_requests_table
+
+    pool = simulate_deployment(scenario, d_index, shard=shard, profile_path=profile_path,
+                               base_dir=base_dir)
+    window = scenario.simulation.window
+    minutes = int(math.ceil((window.warmup_s + window.duration_s) / MINUTE_S))
+    return ShardOutput(
+        d_index=d_index, shard=shard,
+        digest=digest_pool(pool, list(scenario.tenants), minutes),
+        table=pool_requests_table(pool, d_index, scenario) if with_table else None,
+        pool=pool if keep_pool else None,
     )
 
 
 def run_scenario(scenario, *, profile_path: str | None = None, base_dir: Path | None = None,
                  progress: Callable[[str, int, int], None] | None = None,
-                 backend: str = "local", ray_address: str | None = None) -> RunResult:
-    """Simulate ``scenario``; ``progress(deployment, done, total)`` after each pool.
+                 backend: str = "local", ray_address: str | None = None,
+                 requests_sink: Callable[[Any], None] | None = None,
+                 keep_pools: bool = True) -> RunResult:
+    """Simulate ``scenario``; ``progress(deployment, done, total)`` after each pool (a
+    deployment, or a shard of one in exact fidelity).
 
-    ``backend="ray"`` simulates the deployments as Ray tasks (local Ray, or the cluster at
+    ``requests_sink`` receives each pool's requests as a pyarrow Table, in deployment and
+    shard order (e.g. a :class:`~capacitor.run_outputs.RequestsWriter`); ``keep_pools=False``
+    keeps only the digests, so memory does not grow with the number of requests.
+    ``backend="ray"`` simulates the pools as Ray tasks (local Ray, or the cluster at
     ``ray_address``) with the same results as ``local``.
     """
     window = scenario.simulation.window
-    n = len(scenario.deployments)
-    if backend == "ray":
-        from capacitor.fleet.ray_backend import run_pools
+    tasks = [(d, s) for d in range(len(scenario.deployments))
+             for s in range(len(shard_sizes(scenario, d)))]
+    kwargs = {"profile_path": profile_path, "base_dir": base_dir,
+              "with_table": requests_sink is not None, "keep_pool": keep_pools}
+    parts: dict[int, list[PoolDigest]] = {}
+    pools: list[PoolRun] = []
 
-        pools = run_pools(scenario, profile_path=profile_path, base_dir=base_dir,
-                          progress=progress, address=ray_address)
+    def take(out: ShardOutput) -> None:
+        parts.setdefault(out.d_index, []).append(out.digest)
+        if out.table is not None:
+            requests_sink(out.table)
+        if out.pool is not None:
+            pools.append(out.pool)
+
+    if backend == "ray":
+        from capacitor.fleet.ray_backend import run_shards
+
+        run_shards(scenario, tasks, kwargs, take, progress=progress, address=ray_address)
     else:
-        pools = []
-        for d_index in range(n):
-            pools.append(simulate_deployment(scenario, d_index, profile_path=profile_path,
-                                             base_dir=base_dir))
+        for i, (d, s) in enumerate(tasks):
+            take(run_shard(scenario, d, s, **kwargs))
             if progress is not None:
-                progress(scenario.deployments[d_index].name, d_index + 1, n)
+                progress(scenario.deployments[d].name, i + 1, len(tasks))
     span = window.warmup_s + window.duration_s
-    run = RunResult(scenario=scenario, pools=pools, window_s=window.duration_s,
-                    warmup_s=window.warmup_s, num_minutes=int(math.ceil(span / MINUTE_S)))
+    run = RunResult(scenario=scenario,
+                    digests=[merge_digests(parts[d]) for d in sorted(parts)],
+                    window_s=window.duration_s, warmup_s=window.warmup_s,
+                    num_minutes=int(math.ceil(span / MINUTE_S)), pools=pools)
     from capacitor.summary import summarize
 
     run.summary = summarize(run)
     return run
 
 
-__all__ = ["PoolRun", "RunResult", "STATUS_NAMES", "requests_table", "run_scenario",
-           "simulate_deployment", "write_run_dir"]
-
-
-def requests_table(run: RunResult):
-    """One row per simulated request (pyarrow Table): tenant, tier, deployment, replica,
-    send time, status, TTFT / E2E, tokens, prefix-cache hits, whether it is counted."""
-    import pyarrow as pa
-
-    tenants = [t.name for t in run.scenario.tenants]
-    tiers = np.array([t.tier for t in run.scenario.tenants] or [0], np.int16)
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in (
-        "tenant", "tier", "deployment", "replica", "arrival_s", "status", "ttft_ms", "e2e_ms",
-        "input_tokens", "output_tokens", "prefix_hit_tokens", "counted")}
-    for d_index, p in enumerate(run.pools):
-        res = p.result
-        cols["tenant"].append(p.demand.tenant)
-        cols["tier"].append(tiers[p.demand.tenant])
-        cols["deployment"].append(np.full(len(p.status), d_index, np.int16))
-        cols["replica"].append(res.replica)
-        cols["arrival_s"].append(res.send_s)
-        cols["status"].append(p.status)
-        cols["ttft_ms"].append(((res.first_token_s - res.send_s) * 1e3).astype(np.float32))
-        cols["e2e_ms"].append(((res.finish_s - res.send_s) * 1e3).astype(np.float32))
-        cols["input_tokens"].append(p.demand.batch.prompt_len)
-        cols["output_tokens"].append(p.demand.batch.output_len)
-        cols["prefix_hit_tokens"].append(res.num_cached_tokens)
-        cols["counted"].append(p.measured)
-    arrays = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in cols.items()}
-    table = pa.table({
-        "tenant": pa.DictionaryArray.from_arrays(arrays["tenant"].astype(np.int32),
-                                                 pa.array(tenants or [""])),
-        "tier": arrays["tier"],
-        "deployment": pa.DictionaryArray.from_arrays(
-            arrays["deployment"].astype(np.int32), pa.array([p.name for p in run.pools] or [""])),
-        **{k: arrays[k] for k in ("replica", "arrival_s")},
-        "status": pa.DictionaryArray.from_arrays(
-            arrays["status"].astype(np.int32), pa.array([STATUS_NAMES[i] for i in range(6)])),
-        **{k: arrays[k] for k in ("ttft_ms", "e2e_ms", "input_tokens", "output_tokens",
-                                  "prefix_hit_tokens", "counted")},
-    })
-    scale = {p.name: p.scale for p in run.pools}
-    return table.replace_schema_metadata({"scale_by_deployment": str(scale)})
-
-
-def write_run_dir(run: RunResult, out_dir: Path, resolved_yaml: str) -> None:
-    """``scenario.yaml`` (resolved), ``summary.json``, ``requests.parquet``,
-    ``timeline.parquet`` in ``out_dir`` (created)."""
-    import json
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from capacitor.summary import timeline
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "scenario.yaml").write_text(resolved_yaml, encoding="utf-8")
-    (out_dir / "summary.json").write_text(json.dumps(run.summary, indent=2, sort_keys=True)
-                                          + "\n", encoding="utf-8")
-    pq.write_table(requests_table(run), out_dir / "requests.parquet")
-    pq.write_table(pa.table(timeline(run)), out_dir / "timeline.parquet")
+__all__ = ["PoolRun", "RunResult", "STATUS_NAMES", "ShardOutput", "run_scenario", "run_shard",
+           "shard_sizes", "simulate_deployment"]

@@ -2,7 +2,8 @@
 utilisation (busy time) and batch occupancy (running sequences / ``max_num_seqs``), site power
 against its cap, and unit costs. Also the per-minute timeline.
 
-Counts from a sampled pool are scaled by replicas / simulated replicas; latency percentiles
+It reads the runs' :class:`~capacitor.digest.PoolDigest` (one per deployment), not the
+per-request records. Counts from a sampled pool are scaled by replicas / simulated replicas; latency percentiles
 weight each pool's requests the same way. A tier misses when a latency percentile exceeds
 its SLO or when more of its traffic is refused (throttled, shed, rejected as too long, or
 lost to a failure) than ``max_throttled_pct`` allows, so shedding cannot buy a verdict.
@@ -19,7 +20,6 @@ import numpy as np
 
 from capacitor.engine.result import itl_bin_value_s
 
-REFUSED = (2, 3, 4, 5)  # rejected, shed, lost, throttled
 PCTS = (50, 90, 99)
 
 
@@ -43,31 +43,17 @@ def _tenant_stats(run, k: int, tenant) -> dict[str, Any]:
     ttft, e2e, weights = [], [], []
     itl_w = None
     requests = completed = refused = out_tokens = good = 0.0
-    for pool in run.pools:
-        sel = (pool.demand.tenant == k) & pool.measured
-        if not sel.any() and pool.result.itl_count.shape[0] <= k:
-            continue
-        st = pool.status[sel]
-        res = pool.result
-        done = st == 1
-        requests += sel.sum() * pool.scale
-        completed += done.sum() * pool.scale
-        refused += np.isin(st, REFUSED).sum() * pool.scale
-        t = (res.first_token_s[sel] - res.send_s[sel])[done] * 1e3
-        e = (res.finish_s[sel] - res.send_s[sel])[done] * 1e3
-        out_tokens += pool.demand.batch.output_len[sel][done].sum() * pool.scale
-        ok = np.ones(done.sum(), bool)
-        if tenant.slo.ttft_p99_ms is not None:
-            ok &= t <= tenant.slo.ttft_p99_ms
-        if tenant.slo.e2e_p99_ms is not None:
-            ok &= e <= tenant.slo.e2e_p99_ms
-        good += ok.sum() * pool.scale
-        ttft.append(t)
-        e2e.append(e)
-        weights.append(np.full(t.size, pool.scale))
-        if res.itl_hist.shape[0] > k:
-            h = res.itl_hist[k].astype(np.float64) * pool.scale
-            itl_w = h if itl_w is None else itl_w + h
+    for d in run.digests:
+        requests += d.requests[k] * d.scale
+        completed += d.completed[k] * d.scale
+        refused += d.refused[k] * d.scale
+        out_tokens += d.output_tokens[k] * d.scale
+        good += d.good[k] * d.scale
+        ttft.append(d.ttft_ms[k])
+        e2e.append(d.e2e_ms[k])
+        weights.append(np.full(d.ttft_ms[k].size, d.scale))
+        h = d.itl_hist[k].astype(np.float64) * d.scale
+        itl_w = h if itl_w is None else itl_w + h
     w = np.concatenate(weights) if weights else np.zeros(0)
     t = np.concatenate(ttft) if ttft else np.zeros(0)
     e = np.concatenate(e2e) if e2e else np.zeros(0)
@@ -126,7 +112,7 @@ def timeline(run) -> dict[str, np.ndarray]:
                                              "in_system", "utilization", "batch_occupancy",
                                              "power_mw", "replicas_up")}
     for site in run.scenario.sites:
-        pools = [p for p in run.pools if p.site == site.name]
+        pools = [p for p in run.digests if p.site == site.name]
         arrivals = np.zeros(m)
         completed = np.zeros(m)
         in_system = np.zeros(m)
@@ -136,20 +122,12 @@ def timeline(run) -> dict[str, np.ndarray]:
         gpus_used = 0
         power_w = np.zeros(m)
         for p in pools:
-            res = p.result
-            minute = np.minimum((res.send_s // 60).astype(np.int64), m - 1)
-            arrivals += np.bincount(minute, minlength=m)[:m] * p.scale
-            done = p.status == 1
-            fmin = np.minimum((res.finish_s[done] // 60).astype(np.int64), m - 1)
-            completed += np.bincount(fmin, minlength=m)[:m] * p.scale
-            edges = (np.arange(m) + 1) * 60.0
-            s_sorted = np.sort(res.send_s)
-            f_sorted = np.sort(np.where(np.isfinite(res.finish_s), res.finish_s, np.inf))
-            in_system += (np.searchsorted(s_sorted, edges) - np.searchsorted(f_sorted, edges)) \
-                * p.scale
-            busy = res.busy_bins[:, :m].sum(axis=0) / 60.0  # replica-minutes busy (simulated)
+            arrivals += p.arrivals * p.scale
+            completed += p.finished * p.scale
+            in_system += p.in_system * p.scale
+            busy = p.busy_s / 60.0  # replica-minutes busy (simulated)
             busy_gpu_s += busy * 60.0 * p.gpus_per_replica * p.scale
-            seq_s += res.seq_bins[:, :m].sum(axis=0) * p.scale
+            seq_s += p.seq_s * p.scale
             slots += p.replicas * p.max_num_seqs
             util = np.clip(busy / p.simulated_replicas, 0.0, 1.0)
             gpus = p.replicas * p.gpus_per_replica
@@ -191,26 +169,23 @@ def summarize(run) -> dict[str, Any]:
     misses.sort(key=lambda x: (x["tier"], x["tenant"], x["metric"]))
     deployments = {}
     out_tokens_total = 0.0
-    for p in run.pools:
-        res = p.result
-        sel = p.measured & (p.status == 1)
-        tokens = float(p.demand.batch.output_len[sel].sum()) * p.scale
+    for p in run.digests:
+        tokens = float(p.output_tokens.sum()) * p.scale
         out_tokens_total += tokens
+        span = run.window_s + run.warmup_s
         # steps of the last requests can run past the span: busy is at most the whole span
-        busy = min(res.busy_bins.sum() / (p.simulated_replicas * (run.window_s + run.warmup_s)),
-                   1.0)
+        busy = min(p.busy_total_s / (p.simulated_replicas * span), 1.0)
         deployments[p.name] = {
             "site": p.site, "gpu": p.gpu, "replicas": p.replicas,
             "simulated_replicas": p.simulated_replicas, "scale": _r(p.scale, 6),
-            "requests": _r(p.measured.sum() * p.scale, 1),
-            "completed": _r(sel.sum() * p.scale, 1),
-            "preemptions": _r(res.num_preemptions[p.measured].sum() * p.scale, 1),
+            "requests": _r(p.num_counted * p.scale, 1),
+            "completed": _r(p.num_completed * p.scale, 1),
+            "preemptions": _r(p.num_preemptions * p.scale, 1),
             "utilization": _r(busy, 4),
-            "batch_occupancy": _r(min(res.seq_bins.sum() / (
-                p.simulated_replicas * (run.window_s + run.warmup_s) * p.max_num_seqs), 1.0), 4),
+            "batch_occupancy": _r(min(p.seq_total_s / (
+                p.simulated_replicas * span * p.max_num_seqs), 1.0), 4),
             "output_tokens_per_s": _r(tokens / run.window_s, 1),
-            "availability": _r(1.0 - p.downtime_s / (p.simulated_replicas *
-                                                    (run.window_s + run.warmup_s)), 6),
+            "availability": _r(1.0 - p.downtime_s / (p.simulated_replicas * span), 6),
         }
     tl = timeline(run)
     warm = int(run.warmup_s // 60)

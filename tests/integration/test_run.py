@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 from typer.testing import CliRunner
@@ -107,12 +109,43 @@ def test_ray_backend_gives_the_local_results(tmp_path):
     import pytest
 
     pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
-    scenario = _small_example(tmp_path)
+    scenario = _small_example(tmp_path, shard_replicas=16)  # 64 + 32 replicas: 6 shards
     local = invoke("run", scenario, "--out", tmp_path / "local")
     ray_run = invoke("run", scenario, "--backend", "ray", "--out", tmp_path / "ray")
     assert ray_run.exit_code == local.exit_code, ray_run.output
     assert (tmp_path / "ray" / "summary.json").read_bytes() == \
         (tmp_path / "local" / "summary.json").read_bytes()
+    ray_rows = pq.read_table(tmp_path / "ray" / "requests.parquet")
+    local_rows = pq.read_table(tmp_path / "local" / "requests.parquet")
+    assert ray_rows.schema.equals(local_rows.schema, check_metadata=True)
+    for name in local_rows.column_names:  # row order too; NaN (no first token) equals NaN
+        a = ray_rows[name].combine_chunks()
+        b = local_rows[name].combine_chunks()
+        if hasattr(b, "dictionary"):
+            assert a.to_pylist() == b.to_pylist(), name
+        else:
+            assert np.array_equal(a.to_numpy(zero_copy_only=False),
+                                  b.to_numpy(zero_copy_only=False),
+                                  equal_nan=b.type.id in (pa.float32().id, pa.float64().id)), name
+
+
+def test_exact_shards_stream_every_request_with_fleet_wide_replica_ids(tmp_path):
+    scenario = _small_example(tmp_path, shard_replicas=16)
+    result = invoke("run", scenario, "--out", tmp_path / "run")
+    assert result.exit_code in (0, 1), result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    table = pq.read_table(tmp_path / "run" / "requests.parquet")
+    logged = int((tmp_path / "run" / "run.log").read_text().split()[1])
+    assert table.num_rows == logged
+    counted = table["counted"].to_numpy()
+    deployment = np.array(table["deployment"].to_pylist())
+    replica = table["replica"].to_numpy()
+    for name, dep in summary["deployments"].items():
+        assert dep["simulated_replicas"] == dep["replicas"]  # exact: every replica
+        mine = counted & (deployment == name)
+        assert mine.sum() == dep["requests"]
+        routed = replica[mine & (replica >= 0)]
+        assert routed.min() == 0 and routed.max() == dep["replicas"] - 1
 
 
 def test_ray_address_needs_the_ray_backend():

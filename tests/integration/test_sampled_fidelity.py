@@ -63,14 +63,15 @@ simulation:
   seed: 5
   fidelity: {fidelity}
   sampled_replicas: 64
+  shard_replicas: {shard}
 """
 
 
-def _run(fidelity: str, per_replica_rps: float, routing: str):
+def _run(fidelity: str, per_replica_rps: float, routing: str, shard: int = 512):
     text = SCENARIO.format(
         gold_rps=256 * per_replica_rps * 0.6, bronze_rps=256 * per_replica_rps * 0.4,
         bronze_rpm=int(256 * per_replica_rps * 0.4 * 60 * 0.97), duration=600, fidelity=fidelity,
-        routing=routing,
+        routing=routing, shard=shard,
     )
     return run_scenario(parse_scenario(text, origin="<test>")).summary
 
@@ -89,3 +90,20 @@ def test_sampled_matches_exact_within_3_percent(per_replica_rps, routing):
                 assert s[metric][p] == pytest.approx(e[metric][p], rel=0.03), (tenant, metric, p)
         assert s["goodput_rps"] == pytest.approx(e["goodput_rps"], rel=0.03), tenant
         assert s["refused_pct"] == pytest.approx(e["refused_pct"], rel=0.03, abs=0.3), tenant
+
+
+@pytest.mark.parametrize("per_replica_rps", [3.0, 5.0])
+def test_exact_in_shards_matches_one_pool_within_3_percent(per_replica_rps):
+    # 256 replicas as 4 shards of 64, each behind its own round-robin router with a quarter
+    # of the demand, against one router over all 256
+    whole = _run("exact", per_replica_rps, "round_robin")
+    shards = _run("exact", per_replica_rps, "round_robin", shard=64)
+    assert shards["deployments"]["chat"]["simulated_replicas"] == 256
+    assert shards["deployments"]["chat"]["scale"] == 1.0
+    for tenant in ("gold", "bronze"):
+        w, s = whole["tenants"][tenant], shards["tenants"][tenant]
+        for metric in ("ttft_ms", "e2e_ms"):
+            for p in ("p50", "p99"):
+                assert s[metric][p] == pytest.approx(w[metric][p], rel=0.03), (tenant, metric, p)
+        assert s["goodput_rps"] == pytest.approx(w["goodput_rps"], rel=0.03), tenant
+        assert s["refused_pct"] == pytest.approx(w["refused_pct"], rel=0.03, abs=0.3), tenant

@@ -1,8 +1,9 @@
-"""``--backend ray``: the deployments of a scenario simulated as Ray tasks.
+"""``--backend ray``: the pools of a scenario (deployments, and the shards of large ones in
+exact fidelity) simulated as Ray tasks.
 
 Pools are independent (each has its own demand, replicas and random streams seeded by the
-scenario seed and the deployment's index), so sharding by pool gives results identical to the
-local backend. Ray is an optional extra (``pip install -e '.[ray]'``); without it this module
+scenario seed, the deployment's index and the shard's), so sharding by pool gives results
+identical to the local backend. Ray is an optional extra (``pip install -e '.[ray]'``); without it this module
 raises a ConfigError that says how to install it. ``address`` connects to a running cluster;
 None starts (or reuses) a local Ray.
 """
@@ -10,7 +11,6 @@ None starts (or reuses) a local Ray.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from capacitor.errors import ConfigError
 
@@ -24,35 +24,40 @@ def _ray():
     return ray
 
 
-def run_pools(scenario, *, profile_path: str | None = None, base_dir: Path | None = None,
-              progress: Callable[[str, int, int], None] | None = None,
-              address: str | None = None) -> list:
-    """Every deployment's :class:`~capacitor.simulate.PoolRun`, in scenario order."""
+def run_shards(scenario, tasks: list[tuple[int, int]], kwargs: dict,
+               take: Callable, *, progress: Callable[[str, int, int], None] | None = None,
+               address: str | None = None, max_in_flight: int | None = None) -> None:
+    """Run :func:`capacitor.simulate.run_shard` for every ``(deployment, shard)`` of
+    ``tasks`` as Ray tasks and hand each output to ``take`` in task order (so digests merge
+    and requests are written exactly as the local backend does). At most ``max_in_flight``
+    tasks (default: twice the cluster's CPUs) are pending, which bounds the driver's memory."""
     ray = _ray()
-    from capacitor.simulate import simulate_deployment
+    from capacitor.simulate import run_shard
 
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
+    limit = max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
 
     @ray.remote
-    def one(d_index: int):
-        return simulate_deployment(scenario, d_index, profile_path=profile_path,
-                                   base_dir=base_dir)
+    def one(d_index: int, shard: int):
+        return run_shard(scenario, d_index, shard, **kwargs)
 
-    n = len(scenario.deployments)
-    refs = [one.remote(d) for d in range(n)]
-    pools = [None] * n
-    pending = {ref: d for d, ref in enumerate(refs)}
-    done = 0
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        d = pending.pop(ready[0])
-        pools[d] = ray.get(ready[0])
-        done += 1
-        if progress is not None:
-            progress(scenario.deployments[d].name, done, n)
-    return pools
+    pending: dict = {}
+    ready_out: dict[int, object] = {}
+    submitted = taken = 0
+    while taken < len(tasks):
+        while submitted < len(tasks) and len(pending) + len(ready_out) < limit:
+            pending[one.remote(*tasks[submitted])] = submitted
+            submitted += 1
+        done, _ = ray.wait(list(pending), num_returns=1)
+        ready_out[pending.pop(done[0])] = ray.get(done[0])
+        while taken in ready_out:
+            take(ready_out.pop(taken))
+            taken += 1
+            if progress is not None:
+                d = tasks[taken - 1][0]
+                progress(scenario.deployments[d].name, taken, len(tasks))
 
 
-__all__ = ["run_pools"]
+__all__ = ["run_shards"]

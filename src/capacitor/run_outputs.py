@@ -1,0 +1,130 @@
+"""A run directory: ``scenario.yaml`` (resolved), ``summary.json``, ``requests.parquet`` (one
+row per simulated request) and ``timeline.parquet`` (per minute and site).
+
+Per-request records are written pool by pool (:class:`RequestsWriter`, a ``requests_sink``
+for :func:`capacitor.simulate.run_scenario`), so a run of hundreds of millions of requests
+never holds them all in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import numpy as np
+
+from capacitor.digest import STATUS_NAMES
+
+REQUEST_COLUMNS = ("tenant", "tier", "deployment", "replica", "arrival_s", "status", "ttft_ms",
+                   "e2e_ms", "input_tokens", "output_tokens", "prefix_hit_tokens", "counted")
+
+
+def _dictionary(indices: np.ndarray, names: list[str]):
+    import pyarrow as pa
+
+    return pa.DictionaryArray.from_arrays(indices.astype(np.int32), pa.array(names or [""]))
+
+
+def pool_requests_table(pool, d_index: int, scenario):
+    """One row per request of ``pool`` (a :class:`~capacitor.simulate.PoolRun`): tenant, tier,
+    deployment, replica (its index in the deployment), send time, status, TTFT / E2E (ms),
+    tokens, prefix-cache hits, whether it is counted (sent after the warm-up)."""
+    import pyarrow as pa
+
+    tenants = [t.name for t in scenario.tenants]
+    tiers = np.array([t.tier for t in scenario.tenants] or [0], np.int16)
+    res = pool.result
+    n = len(pool.status)
+    replica = np.where(res.replica >= 0, res.replica + pool.replica_offset, res.replica)
+    return pa.table({
+        "tenant": _dictionary(pool.demand.tenant, tenants),
+        "tier": tiers[pool.demand.tenant],
+        "deployment": _dictionary(np.full(n, d_index), [d.name for d in scenario.deployments]),
+        "replica": replica.astype(np.int32),
+        "arrival_s": res.send_s,
+        "status": _dictionary(pool.status, [STATUS_NAMES[i] for i in range(6)]),
+        "ttft_ms": ((res.first_token_s - res.send_s) * 1e3).astype(np.float32),
+        "e2e_ms": ((res.finish_s - res.send_s) * 1e3).astype(np.float32),
+        "input_tokens": pool.demand.batch.prompt_len,
+        "output_tokens": pool.demand.batch.output_len,
+        "prefix_hit_tokens": res.num_cached_tokens,
+        "counted": pool.measured,
+    })
+
+
+def _scale_metadata(scenario) -> dict[bytes, bytes]:
+    from capacitor.scenario import resolve_replicas
+    from capacitor.simulate import shard_sizes
+
+    total = resolve_replicas(scenario)
+    scale = {}
+    for d, dep in enumerate(scenario.deployments):
+        simulated = sum(shard_sizes(scenario, d))
+        scale[dep.name] = total[dep.name] / simulated
+    return {b"scale_by_deployment": str(scale).encode()}
+
+
+class RequestsWriter:
+    """Streams pool tables into ``requests.parquet``; call with each table, then ``close``.
+    The file's metadata holds each deployment's scale (replicas / simulated replicas)."""
+
+    def __init__(self, path: Path, scenario) -> None:
+        self.path = Path(path)
+        self.scenario = scenario
+        self._writer = None
+        self.rows = 0
+
+    def __call__(self, table) -> None:
+        import pyarrow.parquet as pq
+
+        if self._writer is None:
+            schema = table.schema.with_metadata(_scale_metadata(self.scenario))
+            self._writer = pq.ParquetWriter(self.path, schema)
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        """Finish the file (an empty table with the columns when nothing was written)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._writer is None:
+            empty = {k: pa.array([], pa.int32()) for k in REQUEST_COLUMNS}
+            pq.write_table(pa.table(empty).replace_schema_metadata(
+                _scale_metadata(self.scenario)), self.path)
+        else:
+            self._writer.close()
+            self._writer = None
+
+
+def requests_table(run):
+    """The requests of a run whose pools were kept (``keep_pools=True``), as one table."""
+    import pyarrow as pa
+
+    index = {d.name: i for i, d in enumerate(run.scenario.deployments)}
+    parts = [pool_requests_table(p, index[p.name], run.scenario) for p in run.pools]
+    if not parts:
+        return pa.table({k: pa.array([], pa.int32()) for k in REQUEST_COLUMNS})
+    return pa.concat_tables(parts).replace_schema_metadata(_scale_metadata(run.scenario))
+
+
+def write_run_dir(run, out_dir: Path, resolved_yaml: str, *,
+                  requests_written: bool = False) -> None:
+    """``scenario.yaml``, ``summary.json``, ``timeline.parquet`` and (unless
+    ``requests_written``: streamed there during the run) ``requests.parquet`` in ``out_dir``
+    (created)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from capacitor.summary import timeline
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "scenario.yaml").write_text(resolved_yaml, encoding="utf-8")
+    (out_dir / "summary.json").write_text(json.dumps(run.summary, indent=2, sort_keys=True)
+                                          + "\n", encoding="utf-8")
+    if not requests_written:
+        pq.write_table(requests_table(run), out_dir / "requests.parquet")
+    pq.write_table(pa.table(timeline(run)), out_dir / "timeline.parquet")
+
+
+__all__ = ["REQUEST_COLUMNS", "RequestsWriter", "pool_requests_table", "requests_table",
+           "write_run_dir"]
