@@ -110,8 +110,9 @@ def one_of(options: tuple[str, ...]) -> Callable[[str], str]:
 
 # The public shared-prefix validation runs (inference-perf against vLLM, the
 # inference-sim/tektonc-data-collection campaign) served with --max-model-len 4096; with
-# multi-turn sessions that limit decides how many rounds each user completes (later rounds
-# are refused with HTTP 400), so a blank ``max_model_len`` on a shared_prefix row means 4096
+# carried multi-turn context (``carry_context``) that limit decides how many rounds each user
+# completes (later rounds are refused with HTTP 400), so a blank ``max_model_len`` on a
+# shared_prefix row means 4096
 # (or the model's own limit / the KV capacity if smaller). A ``max_model_len`` column
 # overrides it; other workloads default to the model's limit capped by the KV capacity.
 SHARED_PREFIX_MAX_MODEL_LEN = 4096
@@ -224,6 +225,10 @@ def _shared_prefix(row: Row, seed: int, max_model_len: int) -> Any:
     shape = {c: row.get(c, COUNT, required=True) for c in _SHARED_PREFIX_COUNTS}
     shape["system_prompt_len"] = row.get("system_prompt_len", COUNT0, required=True)
     multi_turn = row.get("enable_multi_turn_chat", boolean, False)
+    # Optional column: grow each user's context by every answered round (inference-perf's
+    # current source); blank/false sends every round as system prompt + question, as the
+    # measured inference-perf runs did (evidence in capacitor.workload.shared_prefix).
+    carry_context = row.get("carry_context", boolean, False)
     arrival_s = arrival_times(stages, arrival, np.random.default_rng(seed))
     return shared_prefix.generate(
         **shape,
@@ -232,6 +237,7 @@ def _shared_prefix(row: Row, seed: int, max_model_len: int) -> Any:
         seed=seed,
         max_model_len=max_model_len,
         stage_counts=counts,
+        carry_context=carry_context,
     )
 
 

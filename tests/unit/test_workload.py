@@ -165,6 +165,7 @@ def sp(**overrides) -> RequestBatch:
         arrival_s=np.arange(18, dtype=np.float64),
         seed=42,
         max_model_len=40,
+        carry_context=True,
     )
     args.update(overrides)
     batch = shared_prefix.generate(**args)
@@ -220,6 +221,17 @@ def test_single_turn_too_long_for_the_model_is_rejected() -> None:
     b = sp(enable_multi_turn_chat=False, max_model_len=17)  # 10 + 5 + 3 = 18 > 17
     assert b.rejected.all()
     assert not sp(enable_multi_turn_chat=False, max_model_len=18).rejected.any()
+
+
+def test_multi_turn_without_carried_context_sends_single_turn_requests() -> None:
+    # The measured inference-perf runs: every round is system prompt + question, no gate.
+    kw = dict(stage_counts=[10, 8], max_model_len=4096)
+    multi = sp(enable_multi_turn_chat=True, carry_context=False, **kw)
+    single = sp(enable_multi_turn_chat=False, **kw)
+    for name in ("prompt_len", "output_len", "prefix_src", "prefix_len", "gate", "rejected"):
+        assert np.array_equal(getattr(multi, name), getattr(single, name)), name
+    assert np.all(multi.prompt_len == 15) and np.all(multi.gate == -1)
+    assert not multi.rejected.any()
 
 
 def test_multi_turn_hand_worked_example() -> None:

@@ -26,6 +26,35 @@ Modelled from kubernetes-sigs/inference-perf (read 2026):
   requests carry ``preferred_worker_id = i % num_groups`` so a session always lands on the
   same worker process and its context persists across stages.
 
+What the measured runs sent (``carry_context=False``, the default). The public validation
+runs (``data/validation``; inference-perf pinned at commit ``e8e0aa99`` by
+inference-sim/tektonc-data-collection ``tekton/tasks/install-inference-perf-blis.yaml``) did
+*not* carry the conversation forward, whatever the code above says today:
+
+- inference-sim/training ``default_args/20260217-155451-llama-2-7b-tp1-codegen/results/
+  summary_lifecycle_metrics.json`` (one of the 13 validation rows; its ``profile.yaml`` has
+  ``enable_multi_turn_chat: true``, 44 users, 9,000 requests): 9,000 successes, 0 failures,
+  ``prompt_len`` 580-604 tokens over the whole run (100 + 466 configured, plus re-tokenising
+  the random text). With a growing context round 1 would already be ~1,300 tokens and round 5
+  would pass 4,096 and be refused.
+- the same repository's ``20260217-231439-llama-2-7b-tp1-general`` (multi turn, 0 failures,
+  ``prompt_len`` 559-592) and ``20260217-170634-llama-2-7b-tp1-reasoning`` (multi turn,
+  ``max_model_len`` 4096 in ``exp-config.yaml``: ``prompt_len`` 1,055-1,108 on all 732
+  successes, and all 4,068 failures are 300 s client timeouts, none an immediate HTTP 400,
+  although round 1 at ~3,500 + 1,448 tokens would exceed 4,096);
+- inference-sim/inference-sim ``training/trainval_data/README.md``: the reasoning-lite runs
+  (23 users, 1,200 requests) had a 100% success rate; PR #517 there ("real inference-perf
+  sends constant input tokens per round, not accumulated context").
+
+So by default every round of a session is sent as system prompt + question, exactly the
+single-turn request (with the multi-turn assignment of sessions to system prompts, which for
+constant lengths is the same shuffled group structure), and with no session gate: a session
+whose context never changes evidently did not share state between its requests, and the lock
+is part of that state. (Why that inference-perf version lost the context was not
+established: the source read here keeps it; inference-perf issue #616 reports that sessions
+built by the generator never reach the request path in later versions.)
+``carry_context=True`` models the sessions as inference-perf's current source describes them:
+
 What the server sees, in :class:`RequestBatch` terms (the single separator spaces and the
 re-tokenisation of response text are ignored; token counts are as configured):
 
@@ -134,13 +163,17 @@ def generate(
     max_model_len: int,
     stage_counts: Sequence[int] | None = None,
     reset_sessions_each_stage: bool = False,
+    carry_context: bool = False,
 ) -> RequestBatch:
     """The requests inference-perf's shared-prefix generator sends at times ``arrival_s``.
 
     ``stage_counts`` (requests per load stage, summing to ``len(arrival_s)``) makes the data
     index restart at each stage as inference-perf's load generator does; ``None`` treats the
     run as one stage. ``reset_sessions_each_stage`` restarts every conversation at each stage
-    (newest inference-perf). Lengths are in tokens; see the module docstring for semantics.
+    (newest inference-perf). ``carry_context`` False (default) sends every multi-turn round
+    as system prompt + question with no session gate, as the measured inference-perf runs did;
+    True grows each user's context by every answered round. Lengths are in tokens; see the
+    module docstring for semantics and the evidence.
     """
     sys_len = _int("system_prompt_len", system_prompt_len, 0)
     q_len = _int("question_len", question_len, 1)
@@ -155,7 +188,7 @@ def generate(
     rng = np.random.default_rng(seed)
     # The one shuffle: prompt (single turn) or session (multi turn) slot -> original position.
     slot_group = (rng.permutation(num_prompts) // per_group).astype(np.int64)
-    if not enable_multi_turn_chat:
+    if not (enable_multi_turn_chat and carry_context):
         return _single_turn(arrivals, slot_group, stage_counts, sys_len, q_len, o_len, max_len,
                             groups)
     local, stage = _local_index(n, stage_counts)
