@@ -90,6 +90,8 @@ def workload_batch(workload, send_s: np.ndarray, max_model_len: int, seed: int,
             users_per_group=lengths.users_per_group,
             enable_multi_turn_chat=lengths.enable_multi_turn_chat, arrival_s=send_s, seed=seed,
             max_model_len=max_model_len,
+            # a scenario's multi-turn chat is a real conversation: the context grows
+            carry_context=lengths.enable_multi_turn_chat,
         )
     else:
         raise ScenarioError(f"workload {workload.name}: lengths kind {lengths.kind!r} has no "
