@@ -223,6 +223,10 @@ def run(
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="Ray cluster address (default: local).")
     ] = None,
+    fidelity: Annotated[
+        str | None, typer.Option("--fidelity", help="exact or sampled: overrides the "
+                                 "scenario's simulation.fidelity.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Simulate a fleet scenario and say whether it serves its demand within SLO.
@@ -240,8 +244,13 @@ def run(
         fail(f"--backend {backend!r}: valid values are local and ray")
     if ray_address is not None and backend != "ray":
         fail("--ray-address needs --backend ray")
+    if fidelity not in (None, "exact", "sampled"):
+        fail(f"--fidelity {fidelity!r}: valid values are exact and sampled")
     started = time.perf_counter()
     spec = load_scenario(scenario)
+    if fidelity is not None:
+        spec = spec.model_copy(update={"simulation": spec.simulation.model_copy(
+            update={"fidelity": fidelity})})
     base_dir = scenario.parent if scenario is not None else None
     if out is None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

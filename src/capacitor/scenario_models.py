@@ -475,7 +475,7 @@ class Simulation(Strict):
         "(all of them when a deployment has fewer)."
     )
     shard_replicas: int = Field(
-        default=512, ge=1, description="exact: a deployment of more replicas is simulated as "
+        default=128, ge=1, description="exact: a deployment of more replicas is simulated as "
         "ceil(replicas / shard_replicas) near-equal shards, each behind its own router with "
         "its share of the demand (cells behind a first-level load balancer); bounds memory "
         "and lets --backend ray run the shards in parallel."

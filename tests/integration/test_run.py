@@ -161,3 +161,18 @@ def test_ray_backend_without_ray_says_how_to_install(tmp_path, monkeypatch):
     result = invoke("run", _small_example(tmp_path), "--backend", "ray", "--out", tmp_path / "x")
     assert result.exit_code == 2
     assert "pip install" in result.stderr and "[ray]" in result.stderr
+
+
+def test_fidelity_flag_overrides_the_scenario(tmp_path):
+    scenario = _small_example(tmp_path, fidelity="exact")
+    out = tmp_path / "sampled"
+    result = invoke("run", scenario, "--fidelity", "sampled", "--out", out)
+    assert result.exit_code in (0, 1), result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["fidelity"] == "sampled"
+    assert yaml.safe_load((out / "scenario.yaml").read_text())["simulation"]["fidelity"] == \
+        "sampled"
+    assert any(d["simulated_replicas"] < d["replicas"] for d in summary["deployments"].values())
+    bad = invoke("run", scenario, "--fidelity", "approximate")
+    assert bad.exit_code == 2
+    assert "--fidelity 'approximate'" in bad.stderr and "exact and sampled" in bad.stderr
