@@ -28,6 +28,7 @@ from capacitor.catalog.hardware import get_gpu
 from capacitor.catalog.models import resolve_model
 from capacitor.engine.replica import ReplicaSpec, build_replica, resolved_settings
 from capacitor.errors import CapacitorError, ConfigError, MemoryFitError, ScenarioError
+from capacitor.fleet.power import facility_power_mw as fleet_facility_power_mw
 from capacitor.perf.profile import PerfProfile, load_profile
 from capacitor.scenario_errors import pydantic_problems
 from capacitor.scenario_models import (
@@ -192,10 +193,10 @@ def _check_sites(scenario: Scenario, problems: list[str]) -> set[str]:
 
 def facility_power_mw(site: Any) -> float:
     """Facility power of a site's whole inventory at TDP, MW:
-    sum(count x tdp_w x server_overhead_factor) x pue / 1e6."""
-    watts = sum(n * get_gpu(g).require("tdp_w") * site.overhead_factor(get_gpu(g).name)
-                for g, n in site.gpus.items())
-    return watts * site.pue / 1e6
+    sum(count x tdp_w x server_overhead_factor) x pue / 1e6 (:mod:`capacitor.fleet.power`
+    with the site's factor per GPU)."""
+    factors = {g: site.overhead_factor(get_gpu(g).name) for g in site.gpus}
+    return fleet_facility_power_mw(site.gpus, pue=site.pue, server_overhead_factor=factors)
 
 
 def power_breakdown(site: Any) -> str:

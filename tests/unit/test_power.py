@@ -107,3 +107,14 @@ def test_facility_power_and_inventory_check() -> None:
 def test_bad_input_names_the_parameter(call, name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         call()
+
+
+def test_facility_power_takes_a_server_overhead_factor_per_gpu():
+    mixed = P.facility_power_mw({"H100": 10, "X": 4}, pue=1.5, tdp_w={"X": 1000.0},
+                                server_overhead_factor={"H100": 2.0, "X": 1.25})
+    assert mixed == pytest.approx((10 * 700 * 2.0 + 4 * 1000 * 1.25) * 1.5 / 1e6)
+    # a GPU the mapping leaves out gets the default factor
+    default = P.facility_power_mw({"H100": 10}, pue=1.0, server_overhead_factor={})
+    assert default == pytest.approx(10 * 700 * P.SERVER_OVERHEAD_FACTOR / 1e6)
+    with pytest.raises(ConfigError, match=r"server_overhead_factor\['H100'\]"):
+        P.facility_power_mw({"H100": 1}, pue=1.0, server_overhead_factor={"H100": 0.5})

@@ -183,16 +183,21 @@ def power_from_busy_fraction_mw(busy_fraction: np.ndarray, gpus_per_replica: np.
 
 
 def facility_power_mw(gpus: Mapping[str, int], *, pue: float,
-                      server_overhead_factor: float = SERVER_OVERHEAD_FACTOR,
+                      server_overhead_factor: float | Mapping[str, float] =
+                      SERVER_OVERHEAD_FACTOR,
                       tdp_w: Mapping[str, float] | None = None) -> float:
     """Nameplate facility power, MW: each GPU at full TDP x server overhead x PUE.
 
     ``gpus`` maps GPU names (catalogue ids or aliases) to counts; TDPs come from the GPU
-    catalogue unless ``tdp_w`` gives them by the same names.
+    catalogue unless ``tdp_w`` gives them by the same names. ``server_overhead_factor`` is one
+    factor for every GPU, or a mapping by the same names (GPUs it leaves out get
+    :data:`SERVER_OVERHEAD_FACTOR`).
     """
     fn = "facility_power_mw"
     p = _factor(fn, "pue", pue, 1.0)
-    k = _factor(fn, "server_overhead_factor", server_overhead_factor, 1.0)
+    per_gpu = isinstance(server_overhead_factor, Mapping)
+    if not per_gpu:
+        k_all = _factor(fn, "server_overhead_factor", server_overhead_factor, 1.0)
     total_w = 0.0
     for name, count in gpus.items():
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
@@ -202,8 +207,11 @@ def facility_power_mw(gpus: Mapping[str, int], *, pue: float,
             watts = _factor(fn, f"tdp_w[{name!r}]", tdp_w[name], 0.0, strict=True)
         else:
             watts = get_gpu(name).require("tdp_w")
-        total_w += int(count) * watts
-    return total_w * k * p / 1e6
+        k = _factor(fn, f"server_overhead_factor[{name!r}]",
+                    server_overhead_factor.get(name, SERVER_OVERHEAD_FACTOR), 1.0) \
+            if per_gpu else k_all
+        total_w += int(count) * watts * k
+    return total_w * p / 1e6
 
 
 def check_facility_power(gpus: Mapping[str, int], cap_mw: float, *, pue: float,
