@@ -236,8 +236,8 @@ def run(
     import datetime as dt
 
     from capacitor.report.terminal import print_run
-    from capacitor.scenario import dump_resolved, load_scenario
     from capacitor.run_outputs import RequestsWriter, write_run_dir
+    from capacitor.scenario import dump_resolved, load_scenario
     from capacitor.simulate import run_scenario, shard_sizes
 
     if backend not in ("local", "ray"):

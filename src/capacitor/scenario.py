@@ -16,7 +16,6 @@ default and source are in :data:`capacitor.scenario_models.DEFAULT_SERVER_OVERHE
 from __future__ import annotations
 
 import math
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,15 +23,18 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from capacitor.catalog.hardware import get_gpu
-from capacitor.catalog.models import resolve_model
-from capacitor.engine.replica import ReplicaSpec, build_replica, resolved_settings
-from capacitor.errors import CapacitorError, ConfigError, MemoryFitError, ScenarioError
-from capacitor.fleet.power import facility_power_mw as fleet_facility_power_mw
-from capacitor.perf.profile import PerfProfile, load_profile
+from capacitor.engine.replica import build_replica, resolved_settings
+from capacitor.errors import ScenarioError
+from capacitor.perf.profile import load_profile
+from capacitor.scenario_checks import (
+    check_scenario,
+    facility_power_mw,
+    power_breakdown,
+    replica_spec,
+    resolve_replicas,
+)
 from capacitor.scenario_errors import pydantic_problems
 from capacitor.scenario_models import (
-    Deployment,
     DiurnalArrival,
     Scenario,
     TraceLengths,
@@ -41,7 +43,8 @@ from capacitor.scenario_models import (
 
 _PACKAGE = "capacitor"
 _EMBEDDED = "scenarios/colossus.yaml"
-#: Unit hints for type errors, by field-name suffix.
+
+
 def embedded_scenario_path() -> str:
     """Where the embedded default (Colossus) scenario lives, for messages."""
     return f"{_PACKAGE}/{_EMBEDDED}"
@@ -106,315 +109,6 @@ def parse_scenario(text: str, *, origin: str = "<scenario>",
     if problems:
         raise ScenarioError("\n".join(f"{origin}: {line}" for line in problems))
     return scenario
-
-
-# ---- pydantic errors as one line each ----------------------------------------------------------
-
-
-def check_scenario(scenario: Scenario, *, base_dir: Path | None = None) -> list[str]:
-    """Cross-section checks of a parsed scenario; returns the problems (one line each).
-
-    Also normalises in place: GPU ids to canonical ids, relative paths to absolute ones.
-    """
-    problems: list[str] = []
-    _check_names(scenario, problems)
-    bad_sites = _check_sites(scenario, problems)
-    profile = _check_profile(scenario, base_dir, problems)
-    if _check_deployments(scenario, base_dir, profile, bad_sites, problems):
-        problems.extend(_fill_plan(scenario)[1])
-    _check_tenants_and_workloads(scenario, base_dir, problems)
-    _check_policies_and_economics(scenario, problems)
-    return problems
-
-
-def _check_names(scenario: Scenario, problems: list[str]) -> None:
-    for section in ("sites", "deployments", "tenants", "workloads"):
-        seen: dict[str, int] = {}
-        for i, item in enumerate(getattr(scenario, section)):
-            if item.name in seen:
-                problems.append(f"{section}[{i}].name = {item.name!r}: duplicate of "
-                                f"{section}[{seen[item.name]}]; names must be unique")
-            seen.setdefault(item.name, i)
-
-
-def _canonical_gpu_keys(mapping: dict[str, Any], path: str, problems: list[str],
-                        allowed: set[str] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        try:
-            gpu = get_gpu(key).name
-        except CapacitorError as err:
-            problems.append(f"{path}.{key}: {err}")
-            continue
-        if gpu in out:
-            problems.append(f"{path}.{key}: names GPU {gpu} twice (ids and aliases match "
-                            "case-insensitively)")
-        elif allowed is not None and gpu not in allowed:
-            problems.append(f"{path}.{key}: GPU {gpu} is not in the site's inventory "
-                            f"(gpus: {', '.join(sorted(allowed))})")
-        out[gpu] = value
-    return out
-
-
-def _check_sites(scenario: Scenario, problems: list[str]) -> set[str]:
-    """GPU ids, inventories and power of every site; returns the sites whose inventory names
-    an unknown GPU (checks that depend on it are skipped)."""
-    bad: set[str] = set()
-    for i, site in enumerate(scenario.sites):
-        p = f"sites[{i}]"
-        before = len(problems)
-        site.gpus = _canonical_gpu_keys(site.gpus, f"{p}.gpus", problems)
-        have: set[str] | None = set(site.gpus)
-        if len(problems) > before:
-            bad.add(site.name)
-            have = None
-        site.server_overhead_factor_by_gpu = _canonical_gpu_keys(
-            site.server_overhead_factor_by_gpu, f"{p}.server_overhead_factor_by_gpu",
-            problems, have)
-        f = site.failures
-        f.gpu_mtbf_hours = _canonical_gpu_keys(f.gpu_mtbf_hours,
-                                               f"{p}.failures.gpu_mtbf_hours", problems, have)
-        f.gpus_per_node = _canonical_gpu_keys(f.gpus_per_node, f"{p}.failures.gpus_per_node",
-                                              problems, have)
-        if site.name in bad:
-            continue
-        try:
-            power = facility_power_mw(site)
-        except CapacitorError as err:
-            problems.append(f"{p}: {err}")
-            continue
-        if power > site.power_cap_mw:
-            problems.append(
-                f"{p}.power_cap_mw = {site.power_cap_mw:g}: the inventory needs "
-                f"{power:.4g} MW of facility power ({power_breakdown(site)}), above the cap"
-            )
-    return bad
-
-
-def facility_power_mw(site: Any) -> float:
-    """Facility power of a site's whole inventory at TDP, MW:
-    sum(count x tdp_w x server_overhead_factor) x pue / 1e6 (:mod:`capacitor.fleet.power`
-    with the site's factor per GPU)."""
-    factors = {g: site.overhead_factor(get_gpu(g).name) for g in site.gpus}
-    return fleet_facility_power_mw(site.gpus, pue=site.pue, server_overhead_factor=factors)
-
-
-def power_breakdown(site: Any) -> str:
-    """``150000 x H100 700 W x 1.52 + ... = 245.8 MW IT x PUE 1.2`` for messages."""
-    terms, it_w = [], 0.0
-    for g, n in site.gpus.items():
-        gpu = get_gpu(g)
-        factor = site.overhead_factor(gpu.name)
-        terms.append(f"{n} x {gpu.name} {gpu.tdp_w:g} W x server_overhead_factor {factor:g}")
-        it_w += n * gpu.tdp_w * factor
-    return f"{' + '.join(terms)} = {it_w / 1e6:.4g} MW IT x pue {site.pue:g}"
-
-
-def _check_profile(scenario: Scenario, base_dir: Path | None,
-                   problems: list[str]) -> PerfProfile | None:
-    sim = scenario.simulation
-    if sim.profile is None:
-        return None
-    path = _resolve_path(sim.profile, base_dir)
-    sim.profile = str(path)
-    try:
-        return load_profile(path)
-    except CapacitorError as err:
-        problems.append(f"simulation.profile = {str(path)!r}: {err}")
-        return None
-
-
-def _resolve_path(value: str, base_dir: Path | None) -> Path:
-    p = Path(value).expanduser()
-    if not p.is_absolute() and base_dir is not None:
-        p = base_dir / p
-    return p
-
-
-def replica_spec(deployment: Any) -> ReplicaSpec:
-    """The :class:`ReplicaSpec` of a deployment of a checked scenario."""
-    return ReplicaSpec(
-        model=resolve_model(deployment.model),
-        gpu=get_gpu(deployment.gpu),
-        tp=deployment.tp,
-        pp=deployment.pp,
-        ep=deployment.ep,
-        precision=deployment.precision,
-        kv_cache_dtype=deployment.kv_cache_dtype,
-        engine=deployment.engine,
-        max_num_seqs=deployment.max_num_seqs,
-        max_num_batched_tokens=deployment.max_num_batched_tokens,
-        gpu_memory_utilization=deployment.gpu_memory_utilization,
-        block_size=deployment.block_size,
-        enable_prefix_caching=deployment.enable_prefix_caching,
-        cpu_offload=deployment.cpu_offload,
-        max_model_len=deployment.max_model_len,
-    )
-
-
-def _check_deployments(scenario: Scenario, base_dir: Path | None,
-                       profile: PerfProfile | None, bad_sites: set[str],
-                       problems: list[str]) -> bool:
-    """Site, GPU and model references and memory fit; True when every deployment names a
-    site that has its GPU (so the inventory can be checked)."""
-    sites = {s.name: s for s in scenario.sites}
-    ok = True
-    for i, dep in enumerate(scenario.deployments):
-        p = f"deployments[{i}]"
-        site = sites.get(dep.site)
-        if site is None:
-            problems.append(f"{p}.site = {dep.site!r}: no such site; sites: "
-                            f"{', '.join(sites)}")
-            ok = False
-        try:
-            dep.gpu = get_gpu(dep.gpu).name
-        except CapacitorError as err:
-            problems.append(f"{p}.gpu = {dep.gpu!r}: {err}")
-            ok = False
-            try:  # the model can still be checked
-                resolve_model(str(_resolve_path(dep.model, base_dir)) if base_dir and
-                              _resolve_path(dep.model, base_dir).exists() else dep.model)
-            except CapacitorError as merr:
-                problems.append(f"{p}.model = {dep.model!r}: {merr}")
-            continue
-        if site is not None and site.name in bad_sites:
-            ok = False
-        elif site is not None and dep.gpu not in site.gpus:
-            problems.append(f"{p}.gpu = {dep.gpu!r}: site {site.name!r} has no {dep.gpu} "
-                            f"(its gpus: {', '.join(site.gpus)})")
-            ok = False
-        _check_replica(dep, p, base_dir, profile, problems)
-    return ok
-
-
-def _check_replica(dep: Deployment, p: str, base_dir: Path | None,
-                   profile: PerfProfile | None, problems: list[str]) -> None:
-    """The model resolves and fits the replica (build_replica succeeds)."""
-    local = _resolve_path(dep.model, base_dir)
-    if base_dir is not None and (
-        (dep.model.endswith(".json") and local.is_file()) or (local / "config.json").is_file()
-    ):
-        dep.model = str(local)
-    try:
-        spec = replica_spec(dep)
-    except CapacitorError as err:
-        problems.append(f"{p}.model = {dep.model!r}: {err}")
-        return
-    try:
-        build_replica(spec, profile)
-    except MemoryFitError as err:
-        problems.append(f"{p} ({dep.name}): the model does not fit the replica: {err}")
-    except ConfigError as err:
-        # build_replica's messages start with "field=value: ..." or "engine 'x' ..."
-        m = re.match(r"(\w+)[= ]", str(err))
-        where = f"{p}.{m.group(1)}" if m and m.group(1) in Deployment.model_fields else p
-        problems.append(f"{where} ({dep.name}): {err}")
-    except CapacitorError as err:
-        problems.append(f"{p} ({dep.name}): {err}")
-
-
-def _fill_plan(scenario: Scenario) -> tuple[dict[str, int], list[str]]:
-    """Replicas per deployment and the inventory problems."""
-    problems: list[str] = []
-    used: dict[tuple[str, str], int] = {}
-    fills: dict[tuple[str, str], list[int]] = {}
-    counts: dict[str, int] = {}
-    for i, dep in enumerate(scenario.deployments):
-        key = (dep.site, dep.gpu)
-        if dep.replicas == "fill":
-            fills.setdefault(key, []).append(i)
-        else:
-            used[key] = used.get(key, 0) + dep.replicas * dep.gpus_per_replica
-            counts[dep.name] = dep.replicas
-    for si, site in enumerate(scenario.sites):
-        for gpu, have in site.gpus.items():
-            key = (site.name, gpu)
-            need = used.get(key, 0)
-            if need > have:
-                users = [f"{d.name}: {d.replicas} replicas x {d.gpus_per_replica}"
-                         for d in scenario.deployments
-                         if (d.site, d.gpu) == key and d.replicas != "fill"]
-                problems.append(
-                    f"sites[{si}].gpus.{gpu} = {have}: over-subscribed:"
-                    f" deployments need {need} ({'; '.join(users)} GPUs)")
-            idx = fills.get(key, [])
-            if len(idx) > 1:
-                problems.append(
-                    f"deployments[{idx[1]}].replicas = 'fill': deployments "
-                    f"{', '.join(scenario.deployments[j].name for j in idx)} all fill "
-                    f"{gpu} at {site.name}; only one may")
-            for j in idx[:1]:
-                dep = scenario.deployments[j]
-                n = max(have - need, 0) // dep.gpus_per_replica
-                if n < 1:
-                    problems.append(
-                        f"deployments[{j}].replicas = 'fill': {max(have - need, 0)} {gpu} "
-                        f"left at {site.name}, fewer than one replica's {dep.gpus_per_replica}")
-                counts[dep.name] = n
-    return counts, problems
-
-
-def resolve_replicas(scenario: Scenario) -> dict[str, int]:
-    """Replicas per deployment name, with ``replicas: fill`` resolved to the site's GPUs of
-    that type left over by the other deployments (floor of leftover / (tp x pp))."""
-    counts, problems = _fill_plan(scenario)
-    if problems:
-        raise ScenarioError("\n".join(problems))
-    return {d.name: counts.get(d.name, 0) for d in scenario.deployments}
-
-
-def _check_tenants_and_workloads(scenario: Scenario, base_dir: Path | None,
-                                 problems: list[str]) -> None:
-    tenants = [t.name for t in scenario.tenants]
-    deps = [d.name for d in scenario.deployments]
-    for i, w in enumerate(scenario.workloads):
-        p = f"workloads[{i}]"
-        if w.tenant not in tenants:
-            problems.append(f"{p}.tenant = {w.tenant!r}: no such tenant; tenants: "
-                            f"{', '.join(tenants)}")
-        if w.deployment not in deps:
-            problems.append(f"{p}.deployment = {w.deployment!r}: no such deployment; "
-                            f"deployments: {', '.join(deps)}")
-        if isinstance(w.lengths, TraceLengths):
-            if w.arrival is not None:
-                problems.append(f"{p}.arrival: a trace workload takes its arrivals from the "
-                                "trace; remove arrival (use lengths.time_scale or "
-                                "target_rate_rps)")
-            path = _resolve_path(w.lengths.path, base_dir)
-            if not path.is_file():
-                problems.append(f"{p}.lengths.path = {w.lengths.path!r}: no such file "
-                                f"({path})")
-            else:
-                w.lengths.path = str(path)
-        elif w.arrival is None:
-            problems.append(f"{p}.arrival: missing (required unless lengths.kind is trace)")
-        window = scenario.simulation.window
-        if w.arrival is not None and w.arrival.base_month and window.month is None:
-            problems.append(f"{p}.arrival.base_month = {w.arrival.base_month!r}: needs "
-                            "simulation.window.month to apply growth from it")
-    shares = [(i, t.quotas.guaranteed_share_pct) for i, t in enumerate(scenario.tenants)
-              if t.quotas.guaranteed_share_pct]
-    if sum(s for _, s in shares) > 100:
-        problems.append(f"tenants[{shares[-1][0]}].quotas.guaranteed_share_pct: the "
-                        f"guaranteed shares sum to {sum(s for _, s in shares):g}% > 100%")
-
-
-def _check_policies_and_economics(scenario: Scenario, problems: list[str]) -> None:
-    adm = scenario.admission
-    if adm.policy == "queue_length" and adm.max_queue is None:
-        problems.append("admission.max_queue: missing; policy queue_length needs it "
-                        "(waiting requests per replica)")
-    sites = [s.name for s in scenario.sites]
-    for i, c in enumerate(scenario.economics.contracts):
-        if c.site is not None and c.site not in sites:
-            problems.append(f"economics.contracts[{i}].site = {c.site!r}: no such site; "
-                            f"sites: {', '.join(sites)}")
-    prices = scenario.economics.gpu_hour_usd
-    scenario.economics.gpu_hour_usd = _canonical_gpu_keys(prices, "economics.gpu_hour_usd",
-                                                          problems)
-
-
-# ---- derived views ---------------------------------------------------------------------------
 
 
 def window_start_hour(scenario: Scenario) -> int:

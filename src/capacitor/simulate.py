@@ -31,13 +31,13 @@ from capacitor.engine.simulator import simulate_pool
 from capacitor.fleet.admission import concurrency_caps, month_seconds, throttle
 from capacitor.fleet.demand import Demand, arrival_times, merge, trace_batch, workload_batch
 from capacitor.perf.profile import load_profile
-from capacitor.scenario import growth_factor as scenario_growth
 from capacitor.scenario import (
     expected_arrivals,
     replica_spec,
     resolve_replicas,
     window_start_hour,
 )
+from capacitor.scenario import growth_factor as scenario_growth
 
 THROTTLED = 5
 

@@ -3,10 +3,11 @@ utilisation (busy time) and batch occupancy (running sequences / ``max_num_seqs`
 against its cap, and unit costs. Also the per-minute timeline.
 
 It reads the runs' :class:`~capacitor.digest.PoolDigest` (one per deployment), not the
-per-request records. Counts from a sampled pool are scaled by replicas / simulated replicas; latency percentiles
-weight each pool's requests the same way. A tier misses when a latency percentile exceeds
-its SLO or when more of its traffic is refused (throttled, shed, rejected as too long, or
-lost to a failure) than ``max_throttled_pct`` allows, so shedding cannot buy a verdict.
+per-request records. Counts from a sampled pool are scaled by replicas / simulated
+replicas; latency percentiles weight each pool's requests the same way. A tier misses when a
+latency percentile exceeds its SLO or when more of its traffic is refused (throttled, shed,
+rejected as too long, or lost to a failure) than ``max_throttled_pct`` allows, so shedding
+cannot buy a verdict.
 Everything here is a pure function of the simulation: no wall-clock time, so the same
 scenario and seed give a byte-identical ``summary.json``.
 """

@@ -3,9 +3,9 @@ exact fidelity) simulated as Ray tasks.
 
 Pools are independent (each has its own demand, replicas and random streams seeded by the
 scenario seed, the deployment's index and the shard's), so sharding by pool gives results
-identical to the local backend. Ray is an optional extra (``pip install -e '.[ray]'``); without it this module
-raises a ConfigError that says how to install it. ``address`` connects to a running cluster;
-None starts (or reuses) a local Ray.
+identical to the local backend. Ray is an optional extra (``pip install -e '.[ray]'``);
+without it this module raises a ConfigError that says how to install it. ``address``
+connects to a running cluster; None starts (or reuses) a local Ray.
 """
 
 from __future__ import annotations
