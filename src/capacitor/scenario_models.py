@@ -19,7 +19,6 @@ from pydantic import (
     Field,
     PrivateAttr,
     field_validator,
-    model_validator,
 )
 
 from capacitor.scenario_base import (  # noqa: F401 - re-exported
@@ -58,6 +57,16 @@ from capacitor.scenario_demand import (  # noqa: F401 - re-exported
     UniformTokens,
     Workload,
     _ArrivalBase,
+)
+from capacitor.scenario_policies import (  # noqa: F401 - re-exported
+    SLO,
+    Admission,
+    Contract,
+    Economics,
+    Quotas,
+    RateLimits,
+    Routing,
+    Tenant,
 )
 
 # ---- sites -----------------------------------------------------------------------------------
@@ -249,195 +258,6 @@ class Deployment(Strict):
     def gpus_per_replica(self) -> int:
         """GPUs one replica occupies (tp x pp)."""
         return self.tp * self.pp
-
-
-# ---- tenants ---------------------------------------------------------------------------------
-
-
-class SLO(Strict):
-    """Service-level objectives of a tenant; a None target is not judged."""
-
-    ttft_p99_ms: float | None = Field(
-        default=None, gt=0, description="99th-percentile time to first token, ms."
-    )
-    itl_p99_ms: float | None = Field(
-        default=None, gt=0, description="99th-percentile inter-token latency, ms."
-    )
-    e2e_p99_ms: float | None = Field(
-        default=None, gt=0, description="99th-percentile end-to-end latency, ms."
-    )
-    max_throttled_pct: float = Field(
-        default=1.0,
-        ge=0,
-        le=100,
-        description="Share of the tenant's arrivals that may be throttled or rejected, %; "
-        "more counts as an SLO miss (a verdict cannot be bought by shedding load).",
-    )
-
-
-class RateLimits(Strict):
-    """Per-tenant rate limits, fleet-wide (token buckets holding admission.bucket_depth_s of
-    the rate); None = unlimited. A tenant served by several deployments has its limits split
-    between them in proportion to its expected demand on each."""
-
-    requests_per_min: float | None = Field(
-        default=None, gt=0, description="Requests admitted per minute."
-    )
-    tokens_per_min: float | None = Field(
-        default=None, gt=0, description="Input + output tokens admitted per minute."
-    )
-    max_concurrent: int | None = Field(
-        default=None, ge=1, description="Requests in flight at once."
-    )
-
-
-class Quotas(Strict):
-    """Capacity and volume quotas of a tenant; None = no quota."""
-
-    guaranteed_share_pct: float | None = Field(
-        default=None, ge=0, le=100, description="Share of each deployment's running-sequence "
-        "slots (replicas x max_num_seqs) reserved for this tenant where it has a workload, %: "
-        "the other tenants' requests in flight there are capped at the rest."
-    )
-    max_share_pct: float | None = Field(
-        default=None, gt=0, le=100, description="Largest share of each deployment's "
-        "running-sequence slots (replicas x max_num_seqs) this tenant may hold, %: a cap on its "
-        "requests in flight (running + waiting) there; requests over it are shed."
-    )
-    tokens_per_month: float | None = Field(
-        default=None, gt=0, description="Monthly input + output token quota; the simulated "
-        "span (warm-up included) gets the pro-rata allowance (quota x span seconds / seconds "
-        "in the window's month), beyond which requests are throttled."
-    )
-
-
-class Tenant(Strict):
-    """A customer class with a priority tier, SLOs, limits and quotas."""
-
-    name: Name = Field(description="Unique tenant name, referenced by workloads.")
-    tier: int = Field(ge=0, description="Priority: lower is more important (0 = top).")
-    slo: SLO = Field(default_factory=SLO, description="Latency and throttling targets.")
-    rate_limits: RateLimits = Field(
-        default_factory=RateLimits, description="Rate limits (enforced unless admission "
-        "policy is none)."
-    )
-    quotas: Quotas = Field(default_factory=Quotas, description="Capacity and volume quotas.")
-
-
-
-# ---- policies --------------------------------------------------------------------------------
-
-
-class Routing(Strict):
-    """How a deployment's router picks a replica."""
-
-    policy: Literal[
-        "round_robin", "least_outstanding_tokens", "power_of_two", "session_affinity",
-        "prefix_affinity",
-    ] = Field(
-        default="round_robin",
-        description="round_robin; least_outstanding_tokens (fewest queued + running tokens); "
-        "power_of_two (the less loaded of two random replicas); session_affinity (a session "
-        "always to one replica); prefix_affinity (same shared prefix to one replica).",
-    )
-
-
-class Admission(Strict):
-    """Admission control in front of each deployment; the policies are cumulative."""
-
-    policy: Literal["none", "token_bucket", "queue_length", "predicted_ttft"] = Field(
-        default="token_bucket",
-        description="none: admit everything (tenant limits ignored); token_bucket: enforce "
-        "each tenant's rate_limits and quotas; queue_length: token_bucket + reject when the "
-        "replicas' queues are full (max_queue); predicted_ttft: token_bucket + reject when "
-        "the predicted TTFT exceeds the target.",
-    )
-    max_queue: int | None = Field(
-        default=None, ge=0, description="Waiting requests per replica before queue_length "
-        "rejects; None = unbounded (required for queue_length)."
-    )
-    max_predicted_ttft_ms: float | None = Field(
-        default=None, gt=0, description="predicted_ttft rejects above this, ms; None = each "
-        "tenant's slo.ttft_p99_ms."
-    )
-    bucket_depth_s: float = Field(
-        default=60.0, gt=0, description="Token-bucket depth, seconds of the tenant's rate "
-        "(60 = one minute's allowance may arrive at once)."
-    )
-    preempt_lower_tiers: bool = Field(
-        default=False, description="When a deployment is saturated, a request of a more "
-        "important tier may preempt (recompute later) running requests of less important "
-        "tiers."
-    )
-
-
-# ---- economics -------------------------------------------------------------------------------
-
-
-class Contract(Strict):
-    """A capacity contract: a monthly price over a term."""
-
-    name: Name = Field(description="Contract name.")
-    site: str | None = Field(
-        default=None, description="Site the contract pays for; None = the whole fleet."
-    )
-    price_usd_per_month: float = Field(gt=0, description="Full monthly price, USD.")
-    start: Month = Field(description="First billed month, 'YYYY-MM'.")
-    end: Month = Field(description="Month the contract ends, 'YYYY-MM' (exclusive).")
-    ramp_discounts: dict[str, float] = Field(
-        default_factory=dict, description="'YYYY-MM' -> fraction of the price waived that "
-        "month (0-1) during the ramp."
-    )
-    notice_days: int = Field(default=0, ge=0, description="Notice period to terminate, days.")
-    includes_energy: bool = Field(
-        default=True, description="The price covers the site's electricity (energy cost is "
-        "then reported, not added)."
-    )
-
-    @model_validator(mode="after")
-    def _term(self) -> Contract:
-        if month_index(self.end) <= month_index(self.start):
-            raise ValueError(f"end = {self.end!r} must be after start = {self.start!r}")
-        for month, fraction in self.ramp_discounts.items():
-            _month(month)
-            if not 0.0 <= fraction <= 1.0:
-                raise ValueError(
-                    f"ramp_discounts[{month}] = {fraction!r}: must be a fraction in [0, 1]"
-                )
-            if not month_index(self.start) <= month_index(month) < month_index(self.end):
-                raise ValueError(
-                    f"ramp_discounts[{month}]: month outside the term [{self.start}, "
-                    f"{self.end})"
-                )
-        return self
-
-    @property
-    def term_months(self) -> int:
-        """Billed months in the term."""
-        return month_index(self.end) - month_index(self.start)
-
-
-class Economics(Strict):
-    """What the fleet costs: contracts and/or GPU-hour prices, plus energy."""
-
-    contracts: list[Contract] = Field(
-        default_factory=list, description="Capacity contracts."
-    )
-    gpu_hour_usd: dict[str, float] = Field(
-        default_factory=dict, description="GPU id -> price per GPU-hour, USD, for GPUs not "
-        "under a contract."
-    )
-    energy_usd_per_mwh: float | None = Field(
-        default=None, ge=0, description="Electricity price, USD per MWh of facility energy."
-    )
-
-    @field_validator("gpu_hour_usd")
-    @classmethod
-    def _prices(cls, value: dict[str, float]) -> dict[str, float]:
-        for gpu, price in value.items():
-            if not price >= 0:
-                raise ValueError(f"gpu_hour_usd[{gpu}] = {price!r}: must be >= 0 USD")
-        return value
 
 
 # ---- simulation ------------------------------------------------------------------------------
