@@ -295,10 +295,11 @@ class Simulation(Strict):
         "(all of them when a deployment has fewer)."
     )
     shard_replicas: int = Field(
-        default=128, ge=1, description="exact: a deployment of more replicas is simulated as "
-        "ceil(replicas / shard_replicas) near-equal shards, each behind its own router with "
-        "its share of the demand (cells behind a first-level load balancer); bounds memory "
-        "and lets --backend ray run the shards in parallel."
+        default=64, ge=1, description="Routing cell size: a deployment of more replicas is "
+        "simulated as ceil(replicas / shard_replicas) near-equal cells, each behind its own "
+        "router with its share of the demand (a first-level load balancer spreads requests "
+        "over the cells). exact simulates every cell; sampled one cell of sampled_replicas, "
+        "which is representative of them when sampled_replicas = shard_replicas."
     )
     profile: str | None = Field(
         default=None, description="Calibration profile YAML (as --profile), relative to the "

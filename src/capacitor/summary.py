@@ -225,12 +225,15 @@ def summarize(run) -> dict[str, Any]:
         f"tier {m['tier']} {m['tenant']} misses {m['metric']} "
         f"({m['value']} vs {m['target']}, +{m['over_pct']}%)" for m in misses)
     notes = []
-    if scenario.simulation.fidelity == "sampled" and \
-            scenario.routing.policy == "least_outstanding_tokens":
-        notes.append("sampled fidelity with least_outstanding_tokens: the minimum is taken over "
-                     "the sampled replicas only, which is not the pool-wide minimum (TTFT p50 "
-                     "differed by up to 25% on a 256-replica check); use fidelity: exact, or "
-                     "power_of_two, which samples faithfully")
+    sim = scenario.simulation
+    if sim.fidelity == "sampled" and scenario.routing.policy == "least_outstanding_tokens" \
+            and sim.sampled_replicas != sim.shard_replicas and any(
+                d.simulated_replicas < d.replicas for d in run.digests):
+        notes.append(f"sampled fidelity with least_outstanding_tokens: the minimum is taken "
+                     f"over the {sim.sampled_replicas} sampled replicas, but the fleet routes "
+                     f"within cells of shard_replicas = {sim.shard_replicas} (a different "
+                     "scope: TTFT p50 differed by up to 25% on a 256-replica check); set "
+                     "sampled_replicas = shard_replicas for a representative sample")
     return {
         "notes": notes,
         "scenario": scenario.name,

@@ -1,10 +1,10 @@
 """fidelity: sampled against exact on a fleet of 256 replicas, across load levels.
 
 Sampled simulates 64 of the 256 replicas at 1/4 of the demand and scales up; per tier p50 /
-p99 TTFT and E2E, goodput and the refused share must agree with the exact run within 3%, for
-the routers whose replicas are exchangeable (round robin, power of two choices). A
-pool-wide least-outstanding-tokens minimum depends on the pool's size, so sampled runs flag
-it (see ``summary["notes"]``).
+p99 TTFT and E2E, goodput and the refused share must agree with the exact run within 3%: for
+round robin and power of two choices against one router over all 256, and for
+least-outstanding-tokens (whose minimum depends on how many replicas the router sees)
+against 4 routing cells of 64 (``shard_replicas``), of which the sampled pool is one.
 """
 
 from __future__ import annotations
@@ -62,16 +62,17 @@ simulation:
   window: {{duration_s: {duration}, warmup_s: 60}}
   seed: 5
   fidelity: {fidelity}
-  sampled_replicas: 64
+  sampled_replicas: {sampled}
   shard_replicas: {shard}
 """
 
 
-def _run(fidelity: str, per_replica_rps: float, routing: str, shard: int = 512):
+def _run(fidelity: str, per_replica_rps: float, routing: str, shard: int = 512,
+         sampled: int = 64):
     text = SCENARIO.format(
         gold_rps=256 * per_replica_rps * 0.6, bronze_rps=256 * per_replica_rps * 0.4,
         bronze_rpm=int(256 * per_replica_rps * 0.4 * 60 * 0.97), duration=600, fidelity=fidelity,
-        routing=routing, shard=shard,
+        routing=routing, shard=shard, sampled=sampled,
     )
     return run_scenario(parse_scenario(text, origin="<test>")).summary
 
@@ -107,3 +108,19 @@ def test_exact_in_shards_matches_one_pool_within_3_percent(per_replica_rps):
                 assert s[metric][p] == pytest.approx(w[metric][p], rel=0.03), (tenant, metric, p)
         assert s["goodput_rps"] == pytest.approx(w["goodput_rps"], rel=0.03), tenant
         assert s["refused_pct"] == pytest.approx(w["refused_pct"], rel=0.03, abs=0.3), tenant
+
+
+@pytest.mark.parametrize("per_replica_rps", [3.0, 5.0])
+def test_sampled_is_one_cell_of_exact_for_least_outstanding_tokens(per_replica_rps):
+    exact = _run("exact", per_replica_rps, "least_outstanding_tokens", shard=64)
+    sampled = _run("sampled", per_replica_rps, "least_outstanding_tokens", shard=64)
+    assert not sampled["notes"]  # sampled_replicas = shard_replicas: representative
+    for tenant in ("gold", "bronze"):
+        e, s = exact["tenants"][tenant], sampled["tenants"][tenant]
+        for metric in ("ttft_ms", "e2e_ms"):
+            for p in ("p50", "p99"):
+                assert s[metric][p] == pytest.approx(e[metric][p], rel=0.03), (tenant, metric, p)
+        assert s["goodput_rps"] == pytest.approx(e["goodput_rps"], rel=0.03), tenant
+        assert s["refused_pct"] == pytest.approx(e["refused_pct"], rel=0.03, abs=0.3), tenant
+    # a sample of a different size than the cells is flagged
+    assert _run("sampled", 1.0, "least_outstanding_tokens", shard=64, sampled=32)["notes"]
