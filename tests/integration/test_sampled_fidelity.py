@@ -77,6 +77,17 @@ def _run(fidelity: str, per_replica_rps: float, routing: str, shard: int = 512,
     return run_scenario(parse_scenario(text, origin="<test>")).summary
 
 
+def _agree_within_3_percent(reference, other):
+    """Per tier p50 / p99 TTFT and E2E, goodput and refused share within 3%."""
+    for tenant in ("gold", "bronze"):
+        r, o = reference["tenants"][tenant], other["tenants"][tenant]
+        for metric in ("ttft_ms", "e2e_ms"):
+            for p in ("p50", "p99"):
+                assert o[metric][p] == pytest.approx(r[metric][p], rel=0.03), (tenant, metric, p)
+        assert o["goodput_rps"] == pytest.approx(r["goodput_rps"], rel=0.03), tenant
+        assert o["refused_pct"] == pytest.approx(r["refused_pct"], rel=0.03, abs=0.3), tenant
+
+
 @pytest.mark.parametrize("routing", ["round_robin", "power_of_two"])
 @pytest.mark.parametrize("per_replica_rps", [1.0, 3.0, 5.0])
 def test_sampled_matches_exact_within_3_percent(per_replica_rps, routing):
@@ -84,13 +95,7 @@ def test_sampled_matches_exact_within_3_percent(per_replica_rps, routing):
     sampled = _run("sampled", per_replica_rps, routing)
     assert exact["deployments"]["chat"]["simulated_replicas"] == 256
     assert sampled["deployments"]["chat"]["simulated_replicas"] == 64
-    for tenant in ("gold", "bronze"):
-        e, s = exact["tenants"][tenant], sampled["tenants"][tenant]
-        for metric in ("ttft_ms", "e2e_ms"):
-            for p in ("p50", "p99"):
-                assert s[metric][p] == pytest.approx(e[metric][p], rel=0.03), (tenant, metric, p)
-        assert s["goodput_rps"] == pytest.approx(e["goodput_rps"], rel=0.03), tenant
-        assert s["refused_pct"] == pytest.approx(e["refused_pct"], rel=0.03, abs=0.3), tenant
+    _agree_within_3_percent(exact, sampled)
 
 
 @pytest.mark.parametrize("per_replica_rps", [3.0, 5.0])
@@ -101,13 +106,7 @@ def test_exact_in_shards_matches_one_pool_within_3_percent(per_replica_rps):
     shards = _run("exact", per_replica_rps, "round_robin", shard=64)
     assert shards["deployments"]["chat"]["simulated_replicas"] == 256
     assert shards["deployments"]["chat"]["scale"] == 1.0
-    for tenant in ("gold", "bronze"):
-        w, s = whole["tenants"][tenant], shards["tenants"][tenant]
-        for metric in ("ttft_ms", "e2e_ms"):
-            for p in ("p50", "p99"):
-                assert s[metric][p] == pytest.approx(w[metric][p], rel=0.03), (tenant, metric, p)
-        assert s["goodput_rps"] == pytest.approx(w["goodput_rps"], rel=0.03), tenant
-        assert s["refused_pct"] == pytest.approx(w["refused_pct"], rel=0.03, abs=0.3), tenant
+    _agree_within_3_percent(whole, shards)
 
 
 @pytest.mark.parametrize("per_replica_rps", [3.0, 5.0])
@@ -115,12 +114,6 @@ def test_sampled_is_one_cell_of_exact_for_least_outstanding_tokens(per_replica_r
     exact = _run("exact", per_replica_rps, "least_outstanding_tokens", shard=64)
     sampled = _run("sampled", per_replica_rps, "least_outstanding_tokens", shard=64)
     assert not sampled["notes"]  # sampled_replicas = shard_replicas: representative
-    for tenant in ("gold", "bronze"):
-        e, s = exact["tenants"][tenant], sampled["tenants"][tenant]
-        for metric in ("ttft_ms", "e2e_ms"):
-            for p in ("p50", "p99"):
-                assert s[metric][p] == pytest.approx(e[metric][p], rel=0.03), (tenant, metric, p)
-        assert s["goodput_rps"] == pytest.approx(e["goodput_rps"], rel=0.03), tenant
-        assert s["refused_pct"] == pytest.approx(e["refused_pct"], rel=0.03, abs=0.3), tenant
+    _agree_within_3_percent(exact, sampled)
     # a sample of a different size than the cells is flagged
     assert _run("sampled", 1.0, "least_outstanding_tokens", shard=64, sampled=32)["notes"]
