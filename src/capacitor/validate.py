@@ -199,6 +199,7 @@ def build_replica_for_row(row: Row, profile: object) -> tuple[Any, np.ndarray]:
         cpu_offload=row.get("cpu_offload", boolean),
         total_kv_blocks=row.get("total_kv_blocks", COUNT),
         max_model_len=row.get("max_model_len", integer(2)),
+        async_scheduling=row.get("async_scheduling", boolean),
     )
     try:
         return build_replica(spec, profile)

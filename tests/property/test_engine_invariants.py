@@ -26,6 +26,7 @@ cases = st.fixed_dictionaries(
         "cpu_blocks": st.sampled_from([0, 0, 10, 200]),
         "reservation": st.sampled_from(["on_demand", "on_demand", "full_request"]),
         "policy": st.sampled_from(["fcfs", "fcfs", "priority"]),
+        "async_scheduling": st.booleans(),
     }
 )
 
@@ -59,6 +60,7 @@ def _build(c):
         cpu_load_s_per_block=1e-4,
         kv_reservation=c["reservation"],
         scheduling_policy=c["policy"],
+        async_scheduling=c["async_scheduling"],
     )
     return batch, cfg
 

@@ -1,14 +1,16 @@
 """capacitor calibrate: the fit recovers known constants from synthetic measurements.
 
 The oracle is independent of the shipped constants: a *truth* profile is made by scaling
-the shipped one by known factors; "measurements" are the model's predictions under the
-truth; the fit starts from the shipped prior and must find the factors again.
+the physical prior (``prior_profile.yaml``, not the regenerated fit) by known factors;
+"measurements" are the model's predictions under the truth; the fit starts from that prior
+and must find the factors again.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from pathlib import Path
 
 import pytest
 
@@ -103,8 +105,11 @@ def _write(tmp_path, rows, profile):
     return exp, meas
 
 
+PRIOR = Path(__file__).resolve().parents[2] / "src/capacitor/perf/data/prior_profile.yaml"
+
+
 def test_fit_recovers_known_constants_on_a_different_gpu(tmp_path):
-    prior = load_profile(None)
+    prior = load_profile(PRIOR)
     rows = _rows("A100-80GB")  # not the GPU family of the public vLLM runs
     skeleton = [
         Observation(

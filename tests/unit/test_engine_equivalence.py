@@ -53,9 +53,11 @@ def _compare(batch, cfg, priority=None):
     return ref
 
 
+@pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "async"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_kernel_matches_reference(case):
+def test_kernel_matches_reference(case, async_scheduling):
     workload, overrides = CASES[case]
+    overrides = {**overrides, "async_scheduling": async_scheduling}
     kwargs = dict(n=400)
     kwargs.update(workload)
     batch = make_requests(**kwargs)
@@ -76,12 +78,13 @@ def test_kernel_matches_reference(case):
         assert ref.num_cached_tokens.sum() == 0
 
 
-def test_closed_loop_and_rejections_match():
+@pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "async"])
+def test_closed_loop_and_rejections_match(async_scheduling):
     batch = make_requests(200, output=(1, 60))
     batch.arrival_s[:] = 0.0
     batch.concurrency = 8
     batch.rejected[::17] = True
-    ref = _compare(batch, config())
+    ref = _compare(batch, config(async_scheduling=async_scheduling))
     assert not ref.completed[::17].any()
     assert ref.completed.sum() == 200 - len(range(0, 200, 17))
 
@@ -99,15 +102,75 @@ def test_itl_classes_split_and_exclude_gaps():
     assert everything.itl_count[0] == int((batch.output_len - 1).sum())
 
 
-def test_priority_scheduling_matches_and_protects_the_high_tier():
+@pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "async"])
+def test_priority_scheduling_matches_and_protects_the_high_tier(async_scheduling):
     batch = make_requests(400, num_segments=2, output=(20, 200))
     priority = (np.arange(400) % 3).astype(np.int16)  # 0 = most important
-    cfg = config(num_gpu_blocks=150, max_num_seqs=32, scheduling_policy="priority")
+    cfg = config(
+        num_gpu_blocks=150,
+        max_num_seqs=32,
+        scheduling_policy="priority",
+        async_scheduling=async_scheduling,
+    )
     ref = _compare(batch, cfg, priority=priority)
     assert ref.num_preemptions.sum() > 0, "case must exercise preemption"
     ttft = ref.first_token_s - ref.send_s
     assert ref.num_preemptions[priority == 0].sum() < ref.num_preemptions[priority == 2].sum()
     assert np.mean(ttft[priority == 0]) < np.mean(ttft[priority == 2])
-    fcfs = _compare(batch, config(num_gpu_blocks=150, max_num_seqs=32))
+    fcfs = _compare(
+        batch, config(num_gpu_blocks=150, max_num_seqs=32, async_scheduling=async_scheduling)
+    )
     fcfs_ttft = fcfs.first_token_s - fcfs.send_s
     assert np.mean(ttft[priority == 0]) < np.mean(fcfs_ttft[priority == 0])
+
+
+def test_async_scheduling_delays_admission_by_the_step_in_flight():
+    """One request arriving mid-step is first computed a step later with async scheduling.
+
+    Every step takes 1/16 s (a flat step model). A (10-token prompt, 10 tokens out) arrives
+    at an idle engine at 0: its steps are [0, 1/16), [1/16, 2/16), ... B (10 tokens, 2 out)
+    arrives at 1.5/16, during A's second step. Synchronous: B joins the step that starts at
+    2/16 and its first token is out at 3/16. Async: the step starting at 2/16 was decided at
+    1/16, before B came, so B joins the step at 3/16 and its first token is out at 4/16.
+    A arrived at an idle engine: no step was in flight, so nothing delays it.
+    """
+    from capacitor.perf.step_time import C_WEIGHT_S, NUM_COEFFS
+    from capacitor.workload.requests import RequestBatch
+
+    step = 1.0 / 16
+    coeffs = np.zeros(NUM_COEFFS)
+    coeffs[C_WEIGHT_S] = step
+    batch = RequestBatch.simple(
+        np.array([0.0, 1.5 * step]), np.array([10, 10], np.int32), np.array([10, 2], np.int32)
+    )
+    for async_scheduling, b_first in ((False, 3 * step), (True, 4 * step)):
+        cfg = config(async_scheduling=async_scheduling)
+        for run in (simulate, reference.simulate):
+            res = run(batch, cfg, coeffs)
+            assert res.first_token_s[0] == step  # A: the step it arrived into
+            assert res.finish_s[0] == 10 * step  # A: one token per step, never delayed
+            assert res.first_token_s[1] == b_first
+            assert res.finish_s[1] == b_first + step
+
+
+def test_async_scheduling_frees_a_finished_seat_without_an_idle_step():
+    """max_num_seqs=1: A (3 tokens out, steps ending 1/16, 2/16, 3/16) holds the only seat;
+    B arrives at 0.5/16. The decision made at 2/16 (async) still sees A seated, so it runs
+    nothing; an empty step takes no time, and B is then scheduled at 3/16 as without async:
+    first token 4/16 either way."""
+    from capacitor.perf.step_time import C_WEIGHT_S, NUM_COEFFS
+    from capacitor.workload.requests import RequestBatch
+
+    step = 1.0 / 16
+    coeffs = np.zeros(NUM_COEFFS)
+    coeffs[C_WEIGHT_S] = step
+    batch = RequestBatch.simple(
+        np.array([0.0, 0.5 * step]), np.array([10, 10], np.int32), np.array([3, 1], np.int32)
+    )
+    for async_scheduling in (False, True):
+        cfg = config(max_num_seqs=1, async_scheduling=async_scheduling)
+        for run in (simulate, reference.simulate):
+            res = run(batch, cfg, coeffs)
+            assert res.finish_s[0] == 3 * step
+            assert res.first_token_s[1] == 4 * step
+            assert res.num_steps == 4

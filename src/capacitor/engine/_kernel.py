@@ -63,6 +63,7 @@ from capacitor.engine._slots import (
     _decoder_leave,
     _preempt,
     _release,
+    _release_zombies,
     _run_append,
     _run_remove,
     _slot_free,
@@ -74,6 +75,7 @@ from capacitor.engine._slots import (
 from capacitor.engine._state import (
     _ACTIVE,
     _BUSY,
+    _CUTOFF,
     _EVICTABLE,
     _FREE_UNCACHED,
     _G,
@@ -82,6 +84,7 @@ from capacitor.engine._state import (
     _LAST_CLIENT_T,
     _MAX_USED,
     _N_DEC,
+    _N_ZOMBIE,
     _NEXT_CLOSED,
     _NUM_FREE_SLOTS,
     _NUM_RUNNING,
@@ -165,6 +168,7 @@ def fleet_kernel(
     cpu_cap,
     cpu_load_s,
     reserve_full,
+    async_sched,
     max_depth,
     ring_size,
     num_classes,
@@ -196,6 +200,7 @@ def fleet_kernel(
     gst[_NEXT_CLOSED] = conc
     st = np.zeros((R, _NUM_STATE), np.int64)
     stf = np.zeros((R, _NUM_STATE_F), np.float64)
+    stf[:, _CUTOFF] = math.inf
     S = max_num_seqs
     slots = np.zeros((R, NUM_SLOT_FIELDS, S), np.int64)
     bucket = np.empty((R, ring_size), np.int64)
@@ -205,6 +210,9 @@ def fleet_kernel(
         _reset_replica(st[rep], slots[rep], bucket[rep], key_count[rep], dec_cls[rep], num_blocks)
     outstanding = np.zeros(R, np.int64)
     pend = np.zeros((R, S), np.int64)  # per replica: requests finished in the last step
+    # async scheduling, per replica: requests finished in the last step whose blocks are
+    # released once the next step is decided (request, tokens computed, private blocks)
+    zomb = np.zeros((R, 3, S if async_sched else 1), np.int64)
     inflight = np.zeros(max_concurrent.shape[0], np.int64)  # per tenant, routed & unfinished
     # NOTE: per-node and per-request state is int32 for memory (~100 bytes per request)
     # src / start: the prefix chains as bound to replicas (see _bind_source); with one
@@ -259,6 +267,23 @@ def fleet_kernel(
             if st[rep, _ACTIVE] and stf[rep, _T] > now:
                 now = stf[rep, _T]  # the step in progress completes first
             _flush_finished(st[rep], pend[rep], rep, tenant, inflight, outstanding, prompt, output)
+            _release_zombies(
+                st[rep],
+                zomb[rep],
+                shareable,
+                bs,
+                caching,
+                src,
+                start,
+                pins,
+                cached,
+                lru_prev,
+                lru_next,
+                cpu_cached,
+                cpu_prev,
+                cpu_next,
+                cpu_cap,
+            )
             _fail_replica(
                 rep,
                 now,
@@ -391,23 +416,53 @@ def fleet_kernel(
                 G = sr[_G]
                 # ---- decode-only stretch: while nothing can join, leave, or be preempted, a step
                 # is O(1): no prefill, no admission possible, no arrival due, no finish this step.
+                # Admission is impossible when nothing waits, every seat is taken (finished
+                # requests awaiting release included) or, with async scheduling, the first
+                # waiting request arrived after the step was decided (``cutoff``).
                 # NOTE: identical arithmetic to the general path below, for performance only.
                 tail = sr[_RUN_TAIL]
-                if (
-                    tail >= 0
-                    and sl[F_DEC, tail]
-                    and (sr[_WAIT_COUNT] == 0 or sr[_NUM_RUNNING] >= max_num_seqs)
-                ):
+                if tail >= 0 and sl[F_DEC, tail]:
                     n_dec = sr[_N_DEC]
                     last_client_t = sf[_LAST_CLIENT_T]
                     busy = sf[_BUSY]
                     max_used = sr[_MAX_USED]
+                    cutoff = sf[_CUTOFF]
+                    G_in = G
                     while until_t > t and bk[G & mask] < 0:
+                        if (
+                            sr[_WAIT_COUNT] > 0
+                            and sr[_NUM_RUNNING] + sr[_N_ZOMBIE] < max_num_seqs
+                            and send[sr[_WAIT_HEAD]] + ingress <= cutoff
+                        ):
+                            break  # someone may join: the general path decides
                         need = kc[(-G) % bs]
                         if sr[_FREE_UNCACHED] >= need:
                             sr[_FREE_UNCACHED] -= need
                         elif not _allocate(sr, need, cached, lru_prev, lru_next):
                             break
+                        if sr[_N_ZOMBIE] > 0:  # decided: the last step's finishes leave
+                            for zk in range(sr[_N_ZOMBIE]):  # (inlined: a call per step is costly)
+                                zr = zomb[rep, 0, zk]
+                                _release(
+                                    zr,
+                                    zomb[rep, 1, zk],
+                                    zomb[rep, 2, zk],
+                                    shareable[zr],
+                                    sr,
+                                    bs,
+                                    caching,
+                                    src,
+                                    start,
+                                    pins,
+                                    cached,
+                                    lru_prev,
+                                    lru_next,
+                                    cpu_cached,
+                                    cpu_prev,
+                                    cpu_next,
+                                    cpu_cap,
+                                )
+                            sr[_N_ZOMBIE] = 0
                         used = num_blocks - sr[_FREE_UNCACHED] - sr[_EVICTABLE]
                         if used > max_used:
                             max_used = used
@@ -422,13 +477,17 @@ def fleet_kernel(
                         client_t = t_end + egress
                         _add_decode_gaps(itl_hist, itl_sum, itl_count, dc, client_t - last_client_t)
                         last_client_t = client_t
+                        if async_sched:
+                            cutoff = t  # the next step was decided as this one started
                         t = t_end
                         G += 1
-                    sf[_T] = t
-                    sf[_LAST_CLIENT_T] = last_client_t
-                    sf[_BUSY] = busy
-                    sr[_MAX_USED] = max_used
-                    sr[_G] = G
+                    if G > G_in:
+                        sf[_CUTOFF] = cutoff
+                        sf[_T] = t
+                        sf[_LAST_CLIENT_T] = last_client_t
+                        sf[_BUSY] = busy
+                        sr[_MAX_USED] = max_used
+                        sr[_G] = G
                     if until_t <= t:
                         break
 
@@ -569,8 +628,14 @@ def fleet_kernel(
 
                 # ---- then waiting requests, unless something was preempted
                 if not preempted_any:
-                    while sr[_WAIT_COUNT] > 0 and budget > 0 and sr[_NUM_RUNNING] < max_num_seqs:
+                    while (
+                        sr[_WAIT_COUNT] > 0
+                        and budget > 0
+                        and sr[_NUM_RUNNING] + sr[_N_ZOMBIE] < max_num_seqs
+                    ):
                         r = sr[_WAIT_HEAD]
+                        if send[r] + ingress > sf[_CUTOFF]:
+                            break  # arrived after this step was decided (async scheduling)
                         _pin(sr, r, src, pins, cached, lru_prev, lru_next)
                         num_tok = prompt[r] + generated[r]
                         hit = 0
@@ -643,10 +708,39 @@ def fleet_kernel(
                         n_pf += 1
                         budget -= q
 
+                # the last step's finishes leave once this step is decided (async scheduling)
+                for zk in range(sr[_N_ZOMBIE]):  # (inlined: a call per step is costly)
+                    zr = zomb[rep, 0, zk]
+                    _release(
+                        zr,
+                        zomb[rep, 1, zk],
+                        zomb[rep, 2, zk],
+                        shareable[zr],
+                        sr,
+                        bs,
+                        caching,
+                        src,
+                        start,
+                        pins,
+                        cached,
+                        lru_prev,
+                        lru_next,
+                        cpu_cached,
+                        cpu_prev,
+                        cpu_next,
+                        cpu_cap,
+                    )
+                sr[_N_ZOMBIE] = 0
                 n_dec = sr[_N_DEC]
                 if n_dec == 0 and n_pf == 0:
-                    if sr[_NUM_RUNNING] == 0 and sr[_WAIT_COUNT] > 0 and not preempted_any:
+                    if (
+                        sr[_NUM_RUNNING] == 0
+                        and sr[_WAIT_COUNT] > 0
+                        and not preempted_any
+                        and sf[_CUTOFF] == math.inf
+                    ):
                         return STALLED
+                    sf[_CUTOFF] = math.inf  # nothing in flight: the next decision sees all
                     break
 
                 used = num_blocks - sr[_FREE_UNCACHED] - sr[_EVICTABLE]
@@ -670,6 +764,8 @@ def fleet_kernel(
                 )
                 d += loaded_blocks * cpu_load_s
                 t_end = t + d
+                if async_sched:
+                    sf[_CUTOFF] = t  # the next step was decided as this one started
                 sf[_BUSY] += d
                 bm[min(int(t * inv_bin), last_bin)] += d
                 sm[min(int(t * inv_bin), last_bin)] += d * (n_dec + n_pf)
@@ -764,25 +860,32 @@ def fleet_kernel(
                     else:
                         c = sl[F_COMPUTED, s]
                         private = sl[F_PRIVATE, s]
-                    _release(
-                        r,
-                        c,
-                        private,
-                        shareable[r],
-                        sr,
-                        bs,
-                        caching,
-                        src,
-                        start,
-                        pins,
-                        cached,
-                        lru_prev,
-                        lru_next,
-                        cpu_cached,
-                        cpu_prev,
-                        cpu_next,
-                        cpu_cap,
-                    )
+                    if async_sched:  # released once the next step is decided
+                        z = sr[_N_ZOMBIE]
+                        zomb[rep, 0, z] = r
+                        zomb[rep, 1, z] = c
+                        zomb[rep, 2, z] = private
+                        sr[_N_ZOMBIE] = z + 1
+                    else:
+                        _release(
+                            r,
+                            c,
+                            private,
+                            shareable[r],
+                            sr,
+                            bs,
+                            caching,
+                            src,
+                            start,
+                            pins,
+                            cached,
+                            lru_prev,
+                            lru_next,
+                            cpu_cached,
+                            cpu_prev,
+                            cpu_next,
+                            cpu_cap,
+                        )
                     _run_remove(sr, sl, s)
                     _slot_free(sr, sl, s)
                     finish[r] = client_t

@@ -4,6 +4,8 @@ reset and failure. The event loop itself is :func:`capacitor.engine._kernel.flee
 
 from __future__ import annotations
 
+import math
+
 import numba
 
 from capacitor.engine._kernel_util import _heap_push, _respond
@@ -11,6 +13,7 @@ from capacitor.engine._state import (
     _ACTIVE,
     _CPU_HEAD,
     _CPU_TAIL,
+    _CUTOFF,
     _FREE_UNCACHED,
     _G,
     _LAST_CLIENT_T,
@@ -208,3 +211,4 @@ def _fail_replica(
     _reset_replica(sr, sl, bk, kc, dc, num_blocks)
     sf[_T] = now
     sf[_LAST_CLIENT_T] = now
+    sf[_CUTOFF] = math.inf

@@ -10,6 +10,7 @@ from capacitor.engine._kernel_util import _cdiv
 from capacitor.engine._state import (
     _FREE_UNCACHED,
     _N_DEC,
+    _N_ZOMBIE,
     _NUM_FREE_SLOTS,
     _NUM_RUNNING,
     _RUN_HEAD,
@@ -174,6 +175,51 @@ def _release(
             _cpu_touch(st, r, cached, cpu_cached, cpu_prev, cpu_next, cpu_cap)
     st[_FREE_UNCACHED] += freed
     _unpin(st, r, src, pins, cached, lru_prev, lru_next)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _release_zombies(
+    st,
+    zomb,
+    shareable,
+    bs,
+    caching,
+    src,
+    start,
+    pins,
+    cached,
+    lru_prev,
+    lru_next,
+    cpu_cached,
+    cpu_prev,
+    cpu_next,
+    cpu_cap,
+):
+    """Async scheduling: release the requests that finished in the last step (``zomb`` rows:
+    request, tokens computed, private blocks), in admission order, once the next step has
+    been decided."""
+    for k in range(st[_N_ZOMBIE]):
+        r = zomb[0, k]
+        _release(
+            r,
+            zomb[1, k],
+            zomb[2, k],
+            shareable[r],
+            st,
+            bs,
+            caching,
+            src,
+            start,
+            pins,
+            cached,
+            lru_prev,
+            lru_next,
+            cpu_cached,
+            cpu_prev,
+            cpu_next,
+            cpu_cap,
+        )
+    st[_N_ZOMBIE] = 0
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")

@@ -2,7 +2,8 @@
 
 ``st[rep]`` (int64, one row per replica) holds a replica's scalars; the cache helpers get the
 row as a 1-D view. ``gst`` (int64) holds the fleet's global scalars (release heap, cursors).
-``stf[rep]`` (float64) holds a replica's clock, last token time and busy time.
+``stf[rep]`` (float64) holds a replica's clock, last token time, busy time and admission
+cutoff.
 """
 
 # per-replica int64 state (st[rep, ...])
@@ -31,13 +32,15 @@ _MAX_USED = 21
 _ACTIVE = 22  # replica has a pending event in the replica heap
 _RR = 23  # global (gst): round-robin cursor
 _PEND_N = 24  # finished requests whose release the router has not seen yet
-_NUM_STATE = 25
+_N_ZOMBIE = 25  # async scheduling: finished in the last step, blocks not yet released
+_NUM_STATE = 26
 
 # per-replica float64 state (stf[rep, ...])
 _T = 0
 _LAST_CLIENT_T = 1
 _BUSY = 2
-_NUM_STATE_F = 3
+_CUTOFF = 3  # async scheduling: admit requests that reached the engine by then (inf: all)
+_NUM_STATE_F = 4
 
 # slot fields (slots[rep, field, slot], int64)
 F_REQ = 0

@@ -42,6 +42,15 @@ class EngineConfig:
             request, even one already scheduled this step). Lower priority values first.
             One deviation: when a request preempts itself, vLLM schedules none of the running
             requests after it in that step; we go on with them.
+        async_scheduling: the scheduler prepares step N+1 while step N runs on the GPU (vLLM
+            >= 0.14 ``--async-scheduling``, on by default; SGLang's overlap scheduler). Step
+            N+1's batch is therefore decided at the *start* of step N: it admits only requests
+            that reached the engine by then (one arriving during step N is first computed in
+            step N+2; when no step is in flight nothing is delayed), and requests finishing in
+            step N still hold their KV blocks and their ``max_num_seqs`` seat while it is
+            decided. Tokens still reach the client at the end of the step that computed them.
+            Deviation: a finished request awaiting that release is never a preemption victim
+            (in vLLM it is still on the running list).
     """
 
     max_num_seqs: int
@@ -56,6 +65,7 @@ class EngineConfig:
     egress_s: float = 0.0
     kv_reservation: str = "on_demand"
     scheduling_policy: str = "fcfs"
+    async_scheduling: bool = False
 
     def __post_init__(self) -> None:
         if self.max_num_seqs < 1:

@@ -20,6 +20,11 @@ identical per-request results. It models a vLLM v1 engine:
   finishes (if some request uses it as a prefix) or is preempted (for its own resumption);
   blocks of shared ancestors (system prompts) join as soon as they are computed. A hit
   covers whole blocks and leaves at least one prompt token to compute.
+* **Asynchronous scheduling** (``config.async_scheduling``, vLLM >= 0.14's default). Step
+  N+1 is decided at the start of step N: only requests that reached the engine by then
+  (``cutoff``) are admitted, and requests that finished in step N keep their blocks and their
+  ``max_num_seqs`` seat (``zombies``) until it has been decided. When nothing was in flight
+  (the engine idle, or the step just decided empty) the cutoff is lifted.
 * **Clients.** A request reaches the engine ``ingress_s`` after it is sent; its tokens
   reach the client ``egress_s`` after the step that made them. Rejected requests (longer
   than ``max_model_len``) get their error at the send time.
@@ -272,6 +277,15 @@ def simulate(
             waiting.append(i)
 
     running: list[int] = []
+    async_sched = config.async_scheduling
+    cutoff = math.inf  # admit only requests that reached the engine by then (async)
+    zombies: list[int] = []  # finished in the last step, blocks not yet released (async)
+
+    def release_zombies() -> None:
+        for r in zombies:
+            release_blocks(r, cache_own=shareable[r])
+        zombies.clear()
+
     t = 0.0
     num_steps = 0
     busy = 0.0
@@ -286,6 +300,8 @@ def simulate(
             else:
                 enqueue(i, front=False)
         if not running and not waiting:
+            release_zombies()  # the empty step in flight completes
+            cutoff = math.inf
             if not releases:
                 break
             t = max(t, releases[0][0])
@@ -335,8 +351,10 @@ def simulate(
             budget -= num_new
             idx += 1
         if not preempted_any:
-            while waiting and budget > 0 and len(running) < config.max_num_seqs:
+            while waiting and budget > 0 and len(running) + len(zombies) < config.max_num_seqs:
                 r = waiting[0]
+                if send[r] + config.ingress_s > cutoff:
+                    break  # arrived after this step was decided (async scheduling)
                 cache.pin(r)
                 hit = cache.hit_blocks(r, num_tokens(r), bs) if caching else 0
                 # blocks found only in host memory are loaded back (counted as computed)
@@ -367,9 +385,11 @@ def simulate(
                 scheduled.append((r, num_new))
                 budget -= num_new
 
+        release_zombies()
         if not scheduled:
-            if not running and waiting and not preempted_any:
+            if not running and waiting and not preempted_any and cutoff == math.inf:
                 raise RuntimeError("engine stalled: waiting request cannot be scheduled")
+            cutoff = math.inf  # nothing in flight: the next decision sees every arrival
             continue
 
         used = config.num_gpu_blocks - cache.num_free()
@@ -395,6 +415,8 @@ def simulate(
         )
         d += loaded_blocks * config.cpu_load_s_per_block
         t_end = t + d
+        if async_sched:
+            cutoff = t  # the next step was decided as this one started
         num_steps += 1
         busy += d
         client_t = t_end + config.egress_s
@@ -420,7 +442,10 @@ def simulate(
                 finished.append(r)
         for r in finished:
             running.remove(r)
-            release_blocks(r, cache_own=shareable[r])
+            if async_sched:
+                zombies.append(r)
+            else:
+                release_blocks(r, cache_own=shareable[r])
             finish[r] = client_t
             completed[r] = True
             on_response(r, client_t)

@@ -60,6 +60,8 @@ class ReplicaSpec:
         cpu_offload: the engine also keeps KV blocks in host memory (None = False).
         total_kv_blocks: the KV block count the engine reported (None = derive from memory).
         max_model_len: longest request accepted (None = what fits, see the module docstring).
+        async_scheduling: schedule step N+1 while step N runs (None = the engine's default,
+            :data:`ASYNC_SCHEDULING_BY_ENGINE`; vLLM with pp > 1 runs synchronously).
     """
 
     model: Any
@@ -78,6 +80,7 @@ class ReplicaSpec:
     cpu_offload: bool | None = False
     total_kv_blocks: int | None = None
     max_model_len: int | None = None
+    async_scheduling: bool | None = None
 
 
 #: How each engine admits requests against KV memory (EngineConfig.kv_reservation). vLLM v1
@@ -87,11 +90,44 @@ class ReplicaSpec:
 #: it (TensorRT-LLM docs, "Useful Runtime Options: Capacity Scheduler Policy").
 KV_RESERVATION_BY_ENGINE = {"vllm": "on_demand", "sglang": "on_demand", "trtllm": "full_request"}
 
+#: Whether each engine, by default, schedules step N+1 while step N runs on the GPU
+#: (EngineConfig.async_scheduling).
+#: * vLLM: on by default since v0.14.0 (release notes, "Breaking Changes: Async scheduling is
+#:   now enabled by default", PR vllm-project/vllm#27614; tracking issue #27679):
+#:   ``SchedulerConfig.async_scheduling`` defaults to None and ``VllmConfig.__post_init__``
+#:   (vllm/config/vllm.py) resolves None to True unless an incompatible option is set: pooling
+#:   models, non-EAGLE/MTP speculative decoding, an executor backend other than
+#:   mp / uni / external_launcher, and in v0.14 pipeline parallelism (async + PP came with
+#:   #32359; we keep PP > 1 synchronous). ``--no-async-scheduling`` turns it off. With it the
+#:   engine core runs ``EngineCore.step_with_batch_queue`` (vllm/v1/engine/core.py, batch
+#:   queue of 2): it schedules and launches batch N+1, then blocks on batch N and emits its
+#:   tokens; new requests are pulled from the input queue only between those iterations, so
+#:   one arriving while N runs is scheduled into N+2. ``AsyncScheduler``
+#:   (vllm/v1/core/sched/async_scheduler.py) advances a request with output placeholders, so
+#:   decodes and chunked prefills still run every step.
+#: * SGLang: the overlap scheduler (``Scheduler.event_loop_overlap``,
+#:   python/sglang/srt/managers/scheduler.py: receive requests, schedule and launch batch N+1,
+#:   then process batch N's result) is on by default (ServerArgs
+#:   ``disable_overlap_schedule = False``, python/sglang/srt/server_args.py): the same
+#:   structure.
+#: * TensorRT-LLM: its overlap scheduler belongs to the PyTorch backend (PyExecutor,
+#:   docs/source/features/overlap-scheduler.md); the v0.17 TensorRT-engine runs we validate
+#:   against predate it, so it stays off.
+ASYNC_SCHEDULING_BY_ENGINE = {"vllm": True, "sglang": True, "trtllm": False}
+
 
 def _positive_int(field: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{field}={value!r}: must be an integer >= 1")
     return value
+
+
+def _async_scheduling(spec: ReplicaSpec, engine: str, pp: int) -> bool:
+    if spec.async_scheduling is not None:
+        return bool(spec.async_scheduling)
+    if engine == "vllm" and pp > 1:
+        return False  # vLLM v0.14 disables it with pipeline parallelism
+    return ASYNC_SCHEDULING_BY_ENGINE[engine]
 
 
 def resolved_settings(spec: ReplicaSpec) -> dict[str, Any]:
@@ -185,6 +221,7 @@ def build_replica(
         ingress_s=constants.request_path.ingress_s,
         egress_s=constants.request_path.egress_s,
         kv_reservation=KV_RESERVATION_BY_ENGINE[engine],
+        async_scheduling=_async_scheduling(spec, engine, pp),
     )
     coeffs = build_coefficients(
         model,

@@ -328,6 +328,7 @@ def simulate_pool(
         config.num_cpu_blocks if config.enable_prefix_caching else 0,
         config.cpu_load_s_per_block,
         config.kv_reservation == "full_request",
+        config.async_scheduling,
         p["max_depth"],
         p["ring_size"],
         num_itl_classes,
