@@ -1,10 +1,11 @@
 """A pool's simulation reduced to what the summary and the timeline need.
 
-A :class:`PoolDigest` holds counts per tenant and per minute, the TTFT and E2E of the counted
-completed requests (float32 ms, for exact percentiles) and the ITL histograms, but none of
-the per-request records. Digests of the shards of one deployment add up
-(:func:`merge_digests`), so an exact run of hundreds of millions of requests keeps only these
-in memory while its per-request records stream to ``requests.parquet``.
+A :class:`PoolDigest` holds counts per tenant and per minute and, per tenant, log-spaced
+histograms of the TTFT, E2E and inter-token latencies of the counted completed requests
+(bins 0.01% wide, :func:`capacitor.engine.result.latency_bins`: percentiles are exact to
+that), but none of the per-request records. Digests of the shards of one deployment add up
+(:func:`add_digest`), so an exact run of hundreds of millions of requests holds a few
+megabytes per deployment while its per-request records stream to ``requests.parquet``.
 
 Counts are as simulated (not scaled); ``scale`` (replicas / simulated replicas) scales them to
 the fleet.
@@ -12,9 +13,12 @@ the fleet.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+
+from capacitor.engine.result import ITL_NUM_BINS, latency_bins
 
 STATUS_NAMES = {0: "pending", 1: "completed", 2: "rejected", 3: "shed", 4: "lost",
                 5: "throttled"}
@@ -40,9 +44,9 @@ class PoolDigest:
     refused: np.ndarray
     output_tokens: np.ndarray
     good: np.ndarray  # completed within the tenant's TTFT and E2E SLOs
-    ttft_ms: list[np.ndarray]  # float32 per tenant, completed requests
-    e2e_ms: list[np.ndarray]
-    itl_hist: np.ndarray  # int64[T, bins]
+    ttft_hist: np.ndarray  # int64[T, bins] of completed requests' TTFT (latency_bins)
+    e2e_hist: np.ndarray  # the same for E2E
+    itl_hist: np.ndarray  # int64[T, bins] of inter-token gaps
     # per minute of the span (all requests)
     arrivals: np.ndarray  # float64[m]
     finished: np.ndarray  # completions
@@ -76,8 +80,8 @@ def digest_pool(pool, tenants, num_minutes: int) -> PoolDigest:
     refused = np.zeros(num_t)
     tokens = np.zeros(num_t)
     good = np.zeros(num_t)
-    ttft: list[np.ndarray] = []
-    e2e: list[np.ndarray] = []
+    ttft = np.zeros((num_t, ITL_NUM_BINS), np.int64)
+    e2e = np.zeros((num_t, ITL_NUM_BINS), np.int64)
     done_all = status == 1
     is_refused = np.isin(status, REFUSED)
     for k in range(num_t):
@@ -87,18 +91,18 @@ def digest_pool(pool, tenants, num_minutes: int) -> PoolDigest:
         comp[k] = done.sum()
         refused[k] = (sel & is_refused).sum()
         tokens[k] = out_len[done].sum()
-        t = (res.first_token_s[done] - res.send_s[done]) * 1e3
-        e = (res.finish_s[done] - res.send_s[done]) * 1e3
+        t = res.first_token_s[done] - res.send_s[done]
+        e = res.finish_s[done] - res.send_s[done]
         ok = np.ones(t.size, bool)
         if k < len(tenants):
             slo = tenants[k].slo
             if slo.ttft_p99_ms is not None:
-                ok &= t <= slo.ttft_p99_ms
+                ok &= t * 1e3 <= slo.ttft_p99_ms
             if slo.e2e_p99_ms is not None:
-                ok &= e <= slo.e2e_p99_ms
+                ok &= e * 1e3 <= slo.e2e_p99_ms
         good[k] = ok.sum()
-        ttft.append(t.astype(np.float32))
-        e2e.append(e.astype(np.float32))
+        ttft[k] = np.bincount(latency_bins(t), minlength=ITL_NUM_BINS)
+        e2e[k] = np.bincount(latency_bins(e), minlength=ITL_NUM_BINS)
     hist = np.zeros((num_t, res.itl_hist.shape[1]), np.int64)
     rows = min(num_t, res.itl_hist.shape[0])
     hist[:rows] = res.itl_hist[:rows]
@@ -120,7 +124,7 @@ def digest_pool(pool, tenants, num_minutes: int) -> PoolDigest:
         replicas=pool.replicas, simulated_replicas=pool.simulated_replicas,
         max_num_seqs=pool.max_num_seqs, downtime_s=float(pool.downtime_s),
         requests=req, completed=comp, refused=refused, output_tokens=tokens, good=good,
-        ttft_ms=ttft, e2e_ms=e2e, itl_hist=hist,
+        ttft_hist=ttft, e2e_hist=e2e, itl_hist=hist,
         arrivals=np.bincount(minute, minlength=m)[:m].astype(np.float64),
         finished=np.bincount(fmin, minlength=m)[:m].astype(np.float64),
         in_system=in_system.astype(np.float64), busy_s=busy_bins, seq_s=seq_bins,
@@ -131,31 +135,28 @@ def digest_pool(pool, tenants, num_minutes: int) -> PoolDigest:
     )
 
 
-def merge_digests(parts: list[PoolDigest]) -> PoolDigest:
-    """The digest of a deployment from its shards' (in shard order, so sums are
-    reproducible): counts and bins add, latency samples concatenate."""
-    if len(parts) == 1:
-        return parts[0]
-    first = parts[0]
-
-    def add(name):
-        return sum((getattr(p, name) for p in parts[1:]), getattr(first, name))
-
-    num_t = len(first.ttft_ms)
-    return PoolDigest(
-        name=first.name, site=first.site, gpu=first.gpu,
-        gpus_per_replica=first.gpus_per_replica, replicas=add("replicas"),
-        simulated_replicas=add("simulated_replicas"), max_num_seqs=first.max_num_seqs,
-        downtime_s=add("downtime_s"), requests=add("requests"), completed=add("completed"),
-        refused=add("refused"), output_tokens=add("output_tokens"), good=add("good"),
-        ttft_ms=[np.concatenate([p.ttft_ms[k] for p in parts]) for k in range(num_t)],
-        e2e_ms=[np.concatenate([p.e2e_ms[k] for p in parts]) for k in range(num_t)],
-        itl_hist=add("itl_hist"), arrivals=add("arrivals"), finished=add("finished"),
-        in_system=add("in_system"), busy_s=add("busy_s"), seq_s=add("seq_s"),
-        num_counted=add("num_counted"), num_completed=add("num_completed"),
-        num_preemptions=add("num_preemptions"), busy_total_s=add("busy_total_s"),
-        seq_total_s=add("seq_total_s"), num_simulated=add("num_simulated"),
-    )
+_ADDED = ("replicas", "simulated_replicas", "downtime_s", "requests", "completed", "refused",
+          "output_tokens", "good", "ttft_hist", "e2e_hist", "itl_hist", "arrivals", "finished",
+          "in_system", "busy_s", "seq_s", "num_counted", "num_completed", "num_preemptions",
+          "busy_total_s", "seq_total_s", "num_simulated")
 
 
-__all__ = ["MINUTE_S", "REFUSED", "STATUS_NAMES", "PoolDigest", "digest_pool", "merge_digests"]
+def add_digest(total: PoolDigest | None, part: PoolDigest) -> PoolDigest:
+    """``total`` with the shard ``part`` of the same deployment added in place (counts, bins
+    and histograms add); a copy of ``part`` when ``total`` is None (``part``'s arrays may be
+    read-only, e.g. from Ray's object store). Add shards in shard order so the sums are
+    reproducible."""
+    if total is None:
+        return dataclasses.replace(part, **{
+            name: getattr(part, name).copy() for name in _ADDED
+            if isinstance(getattr(part, name), np.ndarray)})
+    for name in _ADDED:
+        value = getattr(total, name)
+        if isinstance(value, np.ndarray):
+            value += getattr(part, name)
+        else:
+            setattr(total, name, value + getattr(part, name))
+    return total
+
+
+__all__ = ["MINUTE_S", "REFUSED", "STATUS_NAMES", "PoolDigest", "add_digest", "digest_pool"]

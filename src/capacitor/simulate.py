@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from capacitor.digest import MINUTE_S, STATUS_NAMES, PoolDigest, digest_pool, merge_digests
+from capacitor.digest import MINUTE_S, STATUS_NAMES, PoolDigest, add_digest, digest_pool
 from capacitor.engine.replica import build_replica
 from capacitor.engine.simulator import simulate_pool
 from capacitor.fleet.admission import concurrency_caps, month_seconds, throttle
@@ -262,11 +262,11 @@ def run_scenario(scenario, *, profile_path: str | None = None, base_dir: Path | 
              for s in range(len(shard_sizes(scenario, d)))]
     kwargs = {"profile_path": profile_path, "base_dir": base_dir,
               "with_table": requests_sink is not None, "keep_pool": keep_pools}
-    parts: dict[int, list[PoolDigest]] = {}
+    digests: dict[int, PoolDigest] = {}
     pools: list[PoolRun] = []
 
-    def take(out: ShardOutput) -> None:
-        parts.setdefault(out.d_index, []).append(out.digest)
+    def take(out: ShardOutput) -> None:  # called in task order: sums are reproducible
+        digests[out.d_index] = add_digest(digests.get(out.d_index), out.digest)
         if out.table is not None:
             requests_sink(out.table)
         if out.pool is not None:
@@ -283,7 +283,7 @@ def run_scenario(scenario, *, profile_path: str | None = None, base_dir: Path | 
                 progress(scenario.deployments[d].name, i + 1, len(tasks))
     span = window.warmup_s + window.duration_s
     run = RunResult(scenario=scenario,
-                    digests=[merge_digests(parts[d]) for d in sorted(parts)],
+                    digests=[digests[d] for d in sorted(digests)],
                     window_s=window.duration_s, warmup_s=window.warmup_s,
                     num_minutes=int(math.ceil(span / MINUTE_S)), pools=pools)
     from capacitor.summary import summarize

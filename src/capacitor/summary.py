@@ -3,13 +3,13 @@ utilisation (busy time) and batch occupancy (running sequences / ``max_num_seqs`
 against its cap, and unit costs. Also the per-minute timeline.
 
 It reads the runs' :class:`~capacitor.digest.PoolDigest` (one per deployment), not the
-per-request records. Counts from a sampled pool are scaled by replicas / simulated
-replicas; latency percentiles weight each pool's requests the same way. A tier misses when a
-latency percentile exceeds its SLO or when more of its traffic is refused (throttled, shed,
-rejected as too long, or lost to a failure) than ``max_throttled_pct`` allows, so shedding
-cannot buy a verdict.
-Everything here is a pure function of the simulation: no wall-clock time, so the same
-scenario and seed give a byte-identical ``summary.json``.
+per-request records; latency percentiles come from their 0.01%-wide log histograms. Counts from a
+sampled pool are scaled by replicas / simulated replicas; latency percentiles weight each pool's
+requests the same way. A tier misses when a latency percentile exceeds its SLO or when more of
+its traffic is refused (throttled, shed, rejected as too long, or lost to a failure) than
+``max_throttled_pct`` allows, so shedding cannot buy a verdict. Everything here is a pure
+function of the simulation: no wall-clock time, so the same scenario and seed give a byte-identical
+``summary.json``.
 """
 
 from __future__ import annotations
@@ -40,9 +40,16 @@ def _r(x: float, digits: int = 3) -> float | None:
     return None if x is None or not math.isfinite(x) else round(float(x), digits)
 
 
+def _hist_percentiles(hist: np.ndarray | None) -> list[float]:
+    """Percentiles (ms) of a weighted latency histogram (``latency_bins``); NaN when empty."""
+    if hist is None or hist.sum() <= 0:
+        return [math.nan] * len(PCTS)
+    nz = np.nonzero(hist)[0]
+    return weighted_percentiles(itl_bin_value_s(nz) * 1e3, hist[nz])
+
+
 def _tenant_stats(run, k: int, tenant) -> dict[str, Any]:
-    ttft, e2e, weights = [], [], []
-    itl_w = None
+    hists: dict[str, np.ndarray | None] = {"ttft": None, "e2e": None, "itl": None}
     requests = completed = refused = out_tokens = good = 0.0
     for d in run.digests:
         requests += d.requests[k] * d.scale
@@ -50,28 +57,18 @@ def _tenant_stats(run, k: int, tenant) -> dict[str, Any]:
         refused += d.refused[k] * d.scale
         out_tokens += d.output_tokens[k] * d.scale
         good += d.good[k] * d.scale
-        ttft.append(d.ttft_ms[k])
-        e2e.append(d.e2e_ms[k])
-        weights.append(np.full(d.ttft_ms[k].size, d.scale))
-        h = d.itl_hist[k].astype(np.float64) * d.scale
-        itl_w = h if itl_w is None else itl_w + h
-    w = np.concatenate(weights) if weights else np.zeros(0)
-    t = np.concatenate(ttft) if ttft else np.zeros(0)
-    e = np.concatenate(e2e) if e2e else np.zeros(0)
-    itl = [math.nan] * len(PCTS)
-    if itl_w is not None and itl_w.sum() > 0:
-        nz = np.nonzero(itl_w)[0]
-        itl = weighted_percentiles(itl_bin_value_s(nz) * 1e3, itl_w[nz])
+        for name, h in (("ttft", d.ttft_hist), ("e2e", d.e2e_hist), ("itl", d.itl_hist)):
+            w = h[k].astype(np.float64) * d.scale
+            hists[name] = w if hists[name] is None else hists[name] + w
+    ttft, e2e, itl = (_hist_percentiles(hists[name]) for name in ("ttft", "e2e", "itl"))
     window = run.window_s
     return {
         "tier": tenant.tier,
         "requests": _r(requests, 1), "completed": _r(completed, 1),
         "refused_pct": _r(100.0 * refused / requests if requests else 0.0),
-        "ttft_ms": dict(zip((f"p{p}" for p in PCTS), map(_r, weighted_percentiles(t, w)),
-                            strict=True)),
+        "ttft_ms": dict(zip((f"p{p}" for p in PCTS), map(_r, ttft), strict=True)),
         "itl_ms": dict(zip((f"p{p}" for p in PCTS), map(_r, itl), strict=True)),
-        "e2e_ms": dict(zip((f"p{p}" for p in PCTS), map(_r, weighted_percentiles(e, w)),
-                           strict=True)),
+        "e2e_ms": dict(zip((f"p{p}" for p in PCTS), map(_r, e2e), strict=True)),
         "goodput_rps": _r(good / window), "throughput_rps": _r(completed / window),
         "output_tokens_per_s": _r(out_tokens / window, 1),
     }

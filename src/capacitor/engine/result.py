@@ -28,6 +28,15 @@ def itl_bin_value_s(index: np.ndarray) -> np.ndarray:
     return ITL_MIN_S * np.exp((np.asarray(index, np.float64) + 0.5) / ITL_BINS_PER_E)
 
 
+def latency_bins(seconds: np.ndarray) -> np.ndarray:
+    """Histogram bin of each latency (seconds; the same log-spaced bins as the ITL
+    histograms, so any latency histogram is exact to ``ITL_BIN_REL_WIDTH``)."""
+    s = np.asarray(seconds, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = np.floor(np.log(np.maximum(s, ITL_MIN_S) / ITL_MIN_S) * ITL_BINS_PER_E)
+    return np.clip(np.nan_to_num(b, nan=0.0), 0, ITL_NUM_BINS - 1).astype(np.int64)
+
+
 @dataclass(slots=True)
 class EngineResult:
     """Outcome of one replica run.
