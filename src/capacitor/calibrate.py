@@ -295,6 +295,13 @@ class _Predictor:
         return out
 
 
+def predict(observations: Sequence[Observation],
+            profile: PerfProfile) -> dict[str, dict[str, float]]:
+    """{id: {metric: predicted}} of every row under ``profile`` (empty where a row fails)."""
+    preds = _Predictor(observations).predict(profile)
+    return {obs.id: pred or {} for obs, pred in zip(observations, preds, strict=True)}
+
+
 def log_errors(obs: Observation, pred: dict[str, float] | None) -> list[float]:
     """``log(predicted / measured)`` per measured metric (penalty when it cannot run)."""
     out = []
@@ -490,6 +497,7 @@ __all__ = [
     "leave_one_out",
     "load_observations",
     "median_by_metric",
+    "predict",
     "profile_dict",
     "run_calibrate",
     "write_profile",
