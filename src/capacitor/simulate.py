@@ -177,7 +177,7 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
         growth = scenario_growth(scenario, wl.arrival)
         if wl.lengths.kind == "trace":
             batch = trace_batch(wl, span, share, growth, config.effective_max_model_len,
-                                base_dir)
+                                base_dir, cell=shard, num_cells=len(sizes))
         else:
             send = arrival_times(wl.arrival, start_of_day_s, span, share * growth, rng)
             batch = workload_batch(wl, send, config.effective_max_model_len, sim.seed, rng,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import yaml
 
 from capacitor.scenario import parse_scenario
@@ -190,3 +191,28 @@ def test_a_tenants_limits_are_split_over_its_deployments_by_expected_demand():
     data["tenants"][1]["rate_limits"] = {"requests_per_min": 1200}  # half the demand
     out = run_scenario(parse_scenario(yaml.safe_dump(data), origin="<knobs>")).summary
     assert 35.0 < out["tenants"]["bronze"]["refused_pct"] < 65.0
+
+
+def test_the_cells_of_an_exact_run_replay_the_whole_trace_between_them():
+    import pytest
+
+    from tests.conftest import SHARED_DATA
+
+    path = SHARED_DATA / "traces" / "mooncake_fast25" / "conversation_trace.jsonl"
+    if not path.is_file():
+        pytest.skip(f"trace not found at {path}")
+    data = copy.deepcopy(BASE)
+    data["deployments"][0]["max_model_len"] = 131072
+    data["workloads"] = [{
+        "name": "agent", "tenant": "gold", "deployment": "d",
+        "lengths": {"kind": "trace", "path": str(path), "format": "mooncake",
+                    "target_rate_rps": 4.0, "loop": True},
+    }]
+    whole = run_scenario(parse_scenario(yaml.safe_dump(data), origin="<trace>"))
+    data["simulation"]["shard_replicas"] = 3  # 8 replicas: cells of 3, 3 and 2
+    cells = run_scenario(parse_scenario(yaml.safe_dump(data), origin="<trace>"))
+    assert len(cells.pools) == 3
+    sent = np.sort(np.concatenate([p.result.send_s for p in cells.pools]))
+    np.testing.assert_array_equal(sent, np.sort(whole.pools[0].result.send_s))
+    prompts = np.sort(np.concatenate([p.demand.batch.prompt_len for p in cells.pools]))
+    np.testing.assert_array_equal(prompts, np.sort(whole.pools[0].demand.batch.prompt_len))

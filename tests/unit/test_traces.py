@@ -257,3 +257,20 @@ def test_scaled_repeated_trace_keeps_target_rate() -> None:
     assert math.isclose(len(b) / b.arrival_s[-1], 20.0, rel_tol=0.01)
     with pytest.raises(ConfigError, match="duration_s"):
         traces.to_request_batch(tr, duration_s=0)
+
+
+def test_take_keeps_each_requests_prefix_hashes() -> None:
+    t = traces.Trace("t", np.arange(5.0), np.arange(1, 6).astype(np.int32),
+                     np.ones(5, np.int32), np.array([0, 1, 3, 3, 6, 7]), np.arange(7) + 100)
+    sub = traces.take(t, np.array([1, 3, 4]))
+    assert sub.arrival_s.tolist() == [1.0, 3.0, 4.0]
+    assert sub.input_len.tolist() == [2, 4, 5]
+    assert sub.hash_offsets.tolist() == [0, 2, 5, 6]
+    assert sub.hash_ids.tolist() == [101, 102, 103, 104, 105, 106]
+
+
+def test_cell_rows_split_a_trace_between_cells_or_sample_it_evenly() -> None:
+    cells = [traces.cell_rows(10, 1 / 3, c, 3) for c in range(3)]
+    assert [c.tolist() for c in cells] == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+    assert traces.cell_rows(10, 0.3).tolist() == [3, 6, 9]  # 30%, evenly spread
+    assert traces.cell_rows(4, 1.0).tolist() == [0, 1, 2, 3]

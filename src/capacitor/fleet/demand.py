@@ -101,10 +101,12 @@ def workload_batch(workload, send_s: np.ndarray, max_model_len: int, seed: int,
 
 
 def trace_batch(workload, span_s: float, share: float, growth: float, max_model_len: int,
-                base_dir) -> RequestBatch:
+                base_dir, cell: int = 0, num_cells: int = 1) -> RequestBatch:
     """A trace workload's requests over ``[0, span_s)``: the file (relative to the scenario),
-    time-scaled as the scenario says, at ``share x growth`` of its rate (sampled fidelity and
-    monthly growth stretch or compress time), tiled when ``loop``."""
+    time-scaled as the scenario says and by monthly ``growth``, tiled when ``loop``, and of
+    it the rows one routing cell receives (:func:`capacitor.workload.traces.cell_rows`: every
+    ``num_cells``-th row when the cells of an exact run split it, an evenly spread ``share``
+    when one sampled cell stands for the fleet), so the cells together replay the trace."""
     from pathlib import Path
 
     from capacitor.workload import traces
@@ -118,9 +120,16 @@ def trace_batch(workload, span_s: float, share: float, growth: float, max_model_
         trace = traces.scale_to_rate(trace, lengths.target_rate_rps)
     elif lengths.time_scale is not None:
         trace = traces.time_scale(trace, lengths.time_scale)
-    if share * growth != 1.0:
-        trace = traces.time_scale(trace, 1.0 / (share * growth))
-    batch = traces.to_request_batch(trace, duration_s=span_s, repeat=lengths.loop)
+    if growth != 1.0:
+        trace = traces.time_scale(trace, 1.0 / growth)
+    period = trace.duration_s
+    rows = traces.cell_rows(len(trace), share, cell, num_cells)
+    if rows.shape[0] < len(trace):
+        trace = traces.take(trace, rows)
+    if len(trace) == 0:  # a cell of a fleet larger than the trace: no requests
+        return traces.to_request_batch(trace)
+    batch = traces.to_request_batch(trace, duration_s=span_s, repeat=lengths.loop,
+                                    period_s=period)
     batch.rejected |= (batch.prompt_len.astype(np.int64) + batch.output_len) > max_model_len
     return batch
 

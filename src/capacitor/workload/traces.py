@@ -301,13 +301,42 @@ def prefix_chains(trace: Trace) -> tuple[np.ndarray, np.ndarray]:
     return src, shared
 
 
+def take(trace: Trace, index: np.ndarray) -> Trace:
+    """The requests ``index`` (sorted) of ``trace``, with their prefix-block hashes."""
+    index = np.asarray(index, np.int64)
+    offsets, ids = trace.hash_offsets, trace.hash_ids
+    if offsets is not None and ids is not None:
+        lengths = np.diff(offsets)[index]
+        new_offsets = np.zeros(index.shape[0] + 1, np.int64)
+        np.cumsum(lengths, out=new_offsets[1:])
+        within = np.arange(new_offsets[-1], dtype=np.int64) - np.repeat(new_offsets[:-1], lengths)
+        ids = ids[np.repeat(offsets[index], lengths) + within]
+        offsets = new_offsets
+    return replace(trace, arrival_s=trace.arrival_s[index], input_len=trace.input_len[index],
+                   output_len=trace.output_len[index], hash_offsets=offsets, hash_ids=ids)
+
+
+def cell_rows(n: int, share: float, cell: int = 0, num_cells: int = 1) -> np.ndarray:
+    """The rows of an ``n``-request trace that one routing cell receives: every
+    ``num_cells``-th row from ``cell`` when the cells split the trace between them; with one
+    cell holding ``share`` of the fleet (a sampled pool), an evenly spread ``share`` of the
+    rows (row i is kept when floor((i + 1) share) > floor(i share))."""
+    if num_cells > 1:
+        return np.arange(cell, n, num_cells, dtype=np.int64)
+    if share >= 1.0:
+        return np.arange(n, dtype=np.int64)
+    i = np.arange(n, dtype=np.float64)
+    return np.nonzero(np.floor((i + 1.0) * share) > np.floor(i * share))[0]
+
+
 def to_request_batch(trace: Trace, duration_s: float | None = None,
-                     repeat: bool = True) -> RequestBatch:
+                     repeat: bool = True, period_s: float | None = None) -> RequestBatch:
     """The trace as engine requests over ``[0, duration_s)`` (all of it when None).
 
-    With ``repeat`` the trace is tiled every ``trace.duration_s`` seconds until the window is
-    full (each copy a fresh set of users, see the module docstring); without it, the window is
-    only truncated. Token counts of 0 become 1 (the engine needs >= 1). Mooncake hash ids
+    With ``repeat`` the trace is tiled every ``period_s`` seconds (default: the trace's own
+    ``duration_s``; a cell's share of a trace tiles with the whole trace's period) until the
+    window is full (each copy a fresh set of users, see the module docstring); without it, the
+    window is only truncated. Token counts of 0 become 1 (the engine needs >= 1). Mooncake hash ids
     become prefix chains; Azure requests share nothing.
     """
     n = len(trace)
@@ -318,7 +347,7 @@ def to_request_batch(trace: Trace, duration_s: float | None = None,
                 or not math.isfinite(duration_s) or duration_s <= 0:
             raise ConfigError(f"to_request_batch: bad duration_s={duration_s!r}; expected > 0")
         window = float(duration_s)
-        period = trace.duration_s
+        period = trace.duration_s if period_s is None else float(period_s)
         if repeat and period <= 0:
             raise ConfigError(f"to_request_batch: trace {trace.name} has no time span to repeat")
         copies = max(1, math.ceil(window / period)) if repeat else 1
@@ -335,7 +364,7 @@ def to_request_batch(trace: Trace, duration_s: float | None = None,
         arrival = trace.arrival_s.astype(np.float64, copy=True)
         src = src1
     else:
-        shift = np.arange(copies, dtype=np.float64) * trace.duration_s
+        shift = np.arange(copies, dtype=np.float64) * period
         arrival = (trace.arrival_s[None, :] + shift[:, None]).ravel()
         base = np.arange(copies, dtype=np.int64)[:, None] * n
         src = np.where(src1[None, :] >= 0, src1[None, :] + base, -1).ravel()
@@ -362,7 +391,9 @@ __all__ = [
     "read_azure",
     "read_mooncake",
     "read_trace",
+    "cell_rows",
     "scale_to_rate",
+    "take",
     "time_scale",
     "to_request_batch",
 ]
