@@ -179,3 +179,25 @@ def test_predicted_ttft_shedding_bounds_the_queue():
     # the predictor counts prefill work only (decodes sharing the steps make it optimistic),
     # so the tail lands above the limit but far below the unshed one
     assert ttft(shed) < 0.7 * ttft(free)
+
+
+@pytest.mark.parametrize("routing", ["round_robin", "power_of_two", "session_affinity"])
+def test_replicas_running_ahead_change_no_request(routing):
+    # With round robin, power of two and key routing a replica steps on until the next
+    # release that may reach it (engine._lookahead); a tenant concurrency cap couples the
+    # replicas and turns that off. A cap too large to bind must give identical requests.
+    batch = make_requests(3000, rate_rps=400.0, num_segments=3, segment_len=64)
+    cfg = config(num_gpu_blocks=400, max_num_seqs=16)
+    key = np.arange(3000) % 37
+    kwargs = dict(num_replicas=8, routing=routing, seed=4, route_key=key,
+                  busy_bin_s=1.0, num_busy_bins=30)
+    ahead = simulate_pool(batch, cfg, coeffs_8b_like(), **kwargs)
+    lockstep = simulate_pool(batch, cfg, coeffs_8b_like(), tenant=np.zeros(3000, np.int16),
+                             max_concurrent=np.array([10**9]), **kwargs)
+    for name in ("replica", "first_token_s", "finish_s", "status", "num_cached_tokens",
+                 "num_preemptions"):
+        np.testing.assert_array_equal(getattr(ahead, name), getattr(lockstep, name), name)
+    np.testing.assert_array_equal(ahead.itl_hist, lockstep.itl_hist)
+    np.testing.assert_array_equal(ahead.busy_bins, lockstep.busy_bins)
+    assert ahead.num_steps == lockstep.num_steps
+    np.testing.assert_allclose(ahead.itl_sum_s, lockstep.itl_sum_s, rtol=1e-12)

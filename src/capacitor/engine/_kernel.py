@@ -186,13 +186,19 @@ def fleet_kernel(
     busy_bins,
     seq_bins,
     bin_s,
+    look,
+    look_cand,
+    look_next,
+    look_first,
 ):
     """Run a pool of ``num_replicas`` identical replicas to completion. Per-request outputs
     are filled in place (``finish`` holds the last client token time while unfinished);
     ``stats`` gets [steps, peak KV blocks, busy seconds] summed over replicas;
     ``busy_bins[rep, k]`` the busy seconds of steps starting in ``[k, k+1) * bin_s`` (the last
     bin takes everything later) and ``seq_bins`` the same weighted by the step's sequences.
-    Returns 0, or STALLED."""
+    ``look`` lets a replica step on until the next release that may reach it
+    (:mod:`capacitor.engine._lookahead`: ``look_cand`` / ``look_next`` / ``look_first``)
+    instead of the next release anywhere. Returns 0, or STALLED."""
     n = prompt.shape[0]
     R = num_replicas
     num_nodes = n + R * num_segments
@@ -240,6 +246,7 @@ def fleet_kernel(
     inv_bin = 1.0 / bin_s
     last_bin = busy_bins.shape[1] - 1
     down_until = np.full(R, -math.inf)
+    nxt_pos = look_first.copy()  # per replica: the next release position that may reach it
     fail_ptr = 0
 
     while True:
@@ -323,6 +330,12 @@ def fleet_kernel(
             if from_heap:
                 _heap_pop(heap_t, heap_i, gst)
             else:
+                if look:
+                    pos = gst[_INIT_PTR]
+                    for s_ in range(2):
+                        c_ = look_cand[pos, s_]
+                        if c_ >= 0:
+                            nxt_pos[c_] = look_next[pos, s_]
                 gst[_INIT_PTR] += 1
             refused = S_REJECTED if rejected[ii] else 0  # too long: HTTP 400 at once
             rep = -1
@@ -404,11 +417,16 @@ def fleet_kernel(
         while True:
             _flush_finished(sr, pend[rep], rep, tenant, inflight, outstanding, prompt, output)
             until_t = math.inf  # next release anywhere (inlined for performance)
-            if gst[_INIT_PTR] < num_init:
-                until_t = send[gst[_INIT_PTR] if init_identity else init_order[gst[_INIT_PTR]]]
-                until_t += ingress
-            if gst[_HEAP_SIZE] > 0 and heap_t[0] < until_t:
-                until_t = heap_t[0]
+            if look:  # ... or the next that may reach this replica
+                if nxt_pos[rep] < num_init:
+                    until_t = send[nxt_pos[rep] if init_identity else init_order[nxt_pos[rep]]]
+                    until_t += ingress
+            else:
+                if gst[_INIT_PTR] < num_init:
+                    q_ = gst[_INIT_PTR]
+                    until_t = send[q_ if init_identity else init_order[q_]] + ingress
+                if gst[_HEAP_SIZE] > 0 and heap_t[0] < until_t:
+                    until_t = heap_t[0]
             for _once in range(1):
                 n = prompt.shape[0]
                 mask = bk.shape[0] - 1
@@ -916,6 +934,14 @@ def fleet_kernel(
                 break
             now = sf[_T]
             nxt = math.inf
+            if look:  # nothing else couples the replicas: yield only to a release it may get
+                if nxt_pos[rep] < num_init:
+                    nxt = send[nxt_pos[rep] if init_identity else init_order[nxt_pos[rep]]]
+                    nxt += ingress
+                if nxt <= now:
+                    _heap_push(rh_t, rh_r, rh_state, now, rep)
+                    break
+                continue
             if gst[_INIT_PTR] < num_init:
                 nxt = send[gst[_INIT_PTR] if init_identity else init_order[gst[_INIT_PTR]]]
                 nxt += ingress

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from capacitor.engine._kernel import STALLED, fleet_kernel
+from capacitor.engine._lookahead import lookahead_plan
 from capacitor.engine._pool import (
     ROUTE_KEY,
     ROUTE_LEAST_OUTSTANDING,
@@ -284,6 +285,18 @@ def simulate_pool(
     busy_bins = np.zeros((num_replicas, num_busy_bins))
     seq_bins = np.zeros((num_replicas, num_busy_bins))
     bin_s = busy_bin_s if busy_bin_s > 0 else 1e30
+    num_init = n if p["init_identity"] else len(p["init_order"])
+    plan = None
+    # a replica may run ahead only while nothing but the router couples the replicas
+    if num_replicas > 1 and p["init_identity"] and not len(fail_t) and not limits.any():
+        plan = lookahead_plan(policy, num_replicas, p["init_order"], p["init_identity"],
+                              num_init, p["rejected"], pick2, key)
+    if plan is None:
+        plan = (np.zeros((1, 2), np.int32), np.zeros((1, 2), np.int32),
+                np.zeros(num_replicas, np.int64))
+        look = False
+    else:
+        look = True
     code = fleet_kernel(
         np.ascontiguousarray(batch.arrival_s, np.float64),
         np.ascontiguousarray(batch.prompt_len, np.int32),
@@ -346,6 +359,8 @@ def simulate_pool(
         busy_bins,
         seq_bins,
         bin_s,
+        look,
+        *plan,
     )
     if code == STALLED:
         raise ConfigError("the engine stalled: a waiting request can never be scheduled")
