@@ -5,10 +5,12 @@ Each deployment is a pool of identical replicas behind the scenario's router
 (:func:`capacitor.engine.simulator.simulate_pool`). Its demand is the merged requests of the
 workloads that target it; tenants' limits and quotas (:mod:`capacitor.fleet.admission`)
 throttle before routing and cap what is in flight; replica failures
-(GPU / node MTBF, site outages) take replicas away during the window. In ``sampled``
-fidelity a deployment of ``R`` replicas is simulated with ``k = sampled_replicas`` of them at
-``k / R`` of its demand, and counts are scaled by ``R / k`` (the pools are exchangeable
-behind a load-balancing router); ``exact`` simulates every replica.
+(GPU / node MTBF, site outages) take replicas away during the window. Routers work in cells
+of at most ``shard_replicas`` replicas, each with its share of the demand: ``exact`` fidelity
+simulates every cell (:func:`shard_sizes`), each reduced to a
+:class:`~capacitor.digest.PoolDigest` as soon as it is done; ``sampled`` simulates
+``k = sampled_replicas`` replicas of a deployment of ``R`` at ``k / R`` of its demand and
+scales counts by ``R / k`` (the cells are exchangeable behind a load-balancing router).
 
 Requests sent during ``warmup_s`` are simulated but not counted. Same scenario and seed,
 same results: every random draw comes from ``numpy.random.default_rng(seed)`` streams.
@@ -149,8 +151,9 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
                         profile_path: str | None = None,
                         base_dir: Path | None = None) -> PoolRun:
     """Simulate deployment ``d_index`` of ``scenario`` (its pool, demand, limits and failures).
-    A pure function of its arguments: its random streams are seeded by (seed, d_index), so a
-    deployment gives the same result wherever it runs (the Ray backend relies on this)."""
+    ``shard`` picks the routing cell of an exact run (:func:`shard_sizes`). A pure function of
+    its arguments: its random streams are seeded by (seed, d_index[, shard]), so a pool gives
+    the same result wherever it runs (the Ray backend relies on this)."""
     sim = scenario.simulation
     window = sim.window
     span = window.warmup_s + window.duration_s
