@@ -103,7 +103,8 @@ def test_more_demand_raises_latency_and_fewer_replicas_hurt():
     assert fewer["tenants"]["gold"]["ttft_ms"]["p99"] > base
 
 
-def test_a_mooncake_trace_workload_replays_with_prefix_hits():
+def _mooncake_scenario() -> dict:
+    """BASE with one workload replaying the Mooncake conversation trace at 4 requests/s."""
     import pytest
 
     from tests.conftest import SHARED_DATA
@@ -118,6 +119,11 @@ def test_a_mooncake_trace_workload_replays_with_prefix_hits():
         "lengths": {"kind": "trace", "path": str(path), "format": "mooncake",
                     "target_rate_rps": 4.0, "loop": True},
     }]
+    return data
+
+
+def test_a_mooncake_trace_workload_replays_with_prefix_hits():
+    data = _mooncake_scenario()
     run = run_scenario(parse_scenario(yaml.safe_dump(data), origin="<trace>"))
     pool = run.pools[0]
     n = len(pool.status)
@@ -194,20 +200,7 @@ def test_a_tenants_limits_are_split_over_its_deployments_by_expected_demand():
 
 
 def test_the_cells_of_an_exact_run_replay_the_whole_trace_between_them():
-    import pytest
-
-    from tests.conftest import SHARED_DATA
-
-    path = SHARED_DATA / "traces" / "mooncake_fast25" / "conversation_trace.jsonl"
-    if not path.is_file():
-        pytest.skip(f"trace not found at {path}")
-    data = copy.deepcopy(BASE)
-    data["deployments"][0]["max_model_len"] = 131072
-    data["workloads"] = [{
-        "name": "agent", "tenant": "gold", "deployment": "d",
-        "lengths": {"kind": "trace", "path": str(path), "format": "mooncake",
-                    "target_rate_rps": 4.0, "loop": True},
-    }]
+    data = _mooncake_scenario()
     whole = run_scenario(parse_scenario(yaml.safe_dump(data), origin="<trace>"))
     data["simulation"]["shard_replicas"] = 3  # 8 replicas: cells of 3, 3 and 2
     cells = run_scenario(parse_scenario(yaml.safe_dump(data), origin="<trace>"))
