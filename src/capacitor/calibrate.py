@@ -47,7 +47,7 @@ FAMILY_KEYS: tuple[tuple[str, str, float], ...] = (
     ("efficiency", "gemm_max", 0.3),
     ("efficiency", "gemm_max_low_precision", 0.3),
     ("efficiency", "attention", 0.4),
-    ("efficiency", "allreduce_latency_s", 2.0),
+    ("efficiency", "allreduce_bw", 0.3),
 )
 #: Engine constants (per serving engine).
 #: Engine constants (per serving engine). Their priors are rough (CPU costs vary with the
@@ -60,7 +60,8 @@ ENGINE_KEYS: tuple[tuple[str, str, float], ...] = (
     ("request_path", "egress_s", 2.0),
 )
 #: Fractions of a peak may not exceed 1.
-FRACTION_KEYS = {"weight_bw", "kv_bw", "gemm_max", "gemm_max_low_precision", "attention"}
+FRACTION_KEYS = {"weight_bw", "kv_bw", "gemm_max", "gemm_max_low_precision", "attention",
+                 "allreduce_bw"}
 #: Metrics the fit compares, when the measured file has them.
 FIT_METRICS = (
     "ttft_mean_ms",
@@ -186,7 +187,7 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
     if not low_precision:
         skip.add("gemm_max_low_precision")
     if not multi_gpu:
-        skip.add("allreduce_latency_s")
+        skip.add("allreduce_bw")
     if not latency:
         skip |= {"ingress_s", "egress_s"}
     params: list[Param] = []
