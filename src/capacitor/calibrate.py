@@ -47,9 +47,11 @@ FAMILY_KEYS: tuple[tuple[str, str, float], ...] = (
     ("efficiency", "gemm_max", 0.3),
     ("efficiency", "gemm_max_low_precision", 0.3),
     ("efficiency", "attention", 0.4),
+    # The all-reduce *bandwidth* fraction, not its fixed latency (kept at the microbenchmark
+    # value): large-batch rows need a per-token tensor-parallel overhead, and a latency fitted
+    # to stand in for it would charge every low-concurrency decode step for it.
     ("efficiency", "allreduce_bw", 0.3),
 )
-#: Engine constants (per serving engine).
 #: Engine constants (per serving engine). Their priors are rough (CPU costs vary with the
 #: host and the engine version), so their prior widths are wide: a factor e^2 ~ 7.
 ENGINE_KEYS: tuple[tuple[str, str, float], ...] = (
@@ -171,7 +173,7 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
     Hardware constants get one ``global`` multiplier; with rows from two or more GPU
     families, each family also gets its own deviation (with half the prior width). A
     constant no row exercises is left out: the low-precision GEMM efficiency without FP8 /
-    FP4 rows, the all-reduce latency without multi-GPU rows, the request path without
+    FP4 rows, the all-reduce bandwidth without multi-GPU rows, the request path without
     latency measurements. Engine constants are per engine present.
     """
     families = sorted({o.family for o in observations if o.family})
