@@ -135,10 +135,9 @@ def digest_pool(pool, tenants, num_minutes: int) -> PoolDigest:
     )
 
 
-_ADDED = ("replicas", "simulated_replicas", "downtime_s", "requests", "completed", "refused",
-          "output_tokens", "good", "ttft_hist", "e2e_hist", "itl_hist", "arrivals", "finished",
-          "in_system", "busy_s", "seq_s", "num_counted", "num_completed", "num_preemptions",
-          "busy_total_s", "seq_total_s", "num_simulated")
+#: What a deployment's shards share; every other field adds up over its shards.
+_SHARED = ("name", "site", "gpu", "gpus_per_replica", "max_num_seqs")
+_ADDED = tuple(f.name for f in dataclasses.fields(PoolDigest) if f.name not in _SHARED)
 
 
 def add_digest(total: PoolDigest | None, part: PoolDigest) -> PoolDigest:

@@ -52,6 +52,13 @@ def pool_requests_table(pool, d_index: int, scenario):
     })
 
 
+def _empty_table():
+    """The request columns with no rows (a run that simulated nothing)."""
+    import pyarrow as pa
+
+    return pa.table({k: pa.array([], pa.int32()) for k in REQUEST_COLUMNS})
+
+
 def _scale_metadata(scenario) -> dict[bytes, bytes]:
     from capacitor.scenario import resolve_replicas
     from capacitor.simulate import shard_sizes
@@ -85,12 +92,10 @@ class RequestsWriter:
 
     def close(self) -> None:
         """Finish the file (an empty table with the columns when nothing was written)."""
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         if self._writer is None:
-            empty = {k: pa.array([], pa.int32()) for k in REQUEST_COLUMNS}
-            pq.write_table(pa.table(empty).replace_schema_metadata(
+            pq.write_table(_empty_table().replace_schema_metadata(
                 _scale_metadata(self.scenario)), self.path)
         else:
             self._writer.close()
@@ -104,7 +109,7 @@ def requests_table(run):
     index = {d.name: i for i, d in enumerate(run.scenario.deployments)}
     parts = [pool_requests_table(p, index[p.name], run.scenario) for p in run.pools]
     if not parts:
-        return pa.table({k: pa.array([], pa.int32()) for k in REQUEST_COLUMNS})
+        return _empty_table()
     return pa.concat_tables(parts).replace_schema_metadata(_scale_metadata(run.scenario))
 
 
