@@ -2,7 +2,7 @@
 
 A :class:`PoolDigest` holds counts per tenant and per minute and, per tenant, log-spaced
 histograms of the TTFT, E2E and inter-token latencies of the counted completed requests
-(bins 0.01% wide, :func:`capacitor.engine.result.latency_bins`: percentiles are exact to
+(bins 0.1% wide, :func:`capacitor.engine.result.latency_bins`: percentiles are exact to
 that), but none of the per-request records. Digests of the shards of one deployment add up
 (:func:`add_digest`), so an exact run of hundreds of millions of requests holds a few
 megabytes per deployment while its per-request records stream to ``requests.parquet``.

@@ -3,7 +3,7 @@ utilisation (busy time) and batch occupancy (running sequences / ``max_num_seqs`
 against its cap, and unit costs. Also the per-minute timeline.
 
 It reads the runs' :class:`~capacitor.digest.PoolDigest` (one per deployment), not the
-per-request records; latency percentiles come from their 0.01%-wide log histograms. Counts from a
+per-request records; latency percentiles come from their 0.1%-wide log histograms. Counts from a
 sampled pool are scaled by replicas / simulated replicas; latency percentiles weight each pool's
 requests the same way. A tier misses when a latency percentile exceeds its SLO or when more of
 its traffic is refused (throttled, shed, rejected as too long, or lost to a failure) than

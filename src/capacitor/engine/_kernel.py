@@ -46,10 +46,13 @@ from capacitor.engine._kernel_cache import (
 )
 from capacitor.engine._kernel_util import (
     _add_decode_gaps,
+    _add_gap_run,
     _cdiv,
     _heap_pop,
     _heap_push,
     _itl_bin,
+    _itl_bin_interior,
+    _itl_bin_near,
     _respond,
 )
 from capacitor.engine._pool import (
@@ -118,7 +121,12 @@ from capacitor.engine._state import (
     S_REJECTED,
     S_SHED,
 )
-from capacitor.perf.step_time import step_time_s_jit
+from capacitor.perf.step_time import (
+    step_time_attention_s,
+    step_time_comm_s,
+    step_time_head_s,
+    step_time_s_jit,
+)
 
 STALLED = 1
 
@@ -182,6 +190,7 @@ def fleet_kernel(
     itl_hist,
     itl_sum,
     itl_count,
+    itl_edges,
     stats,
     busy_bins,
     seq_bins,
@@ -246,8 +255,13 @@ def fleet_kernel(
     inv_bin = 1.0 / bin_s
     last_bin = busy_bins.shape[1] - 1
     down_until = np.full(R, -math.inf)
+    # per replica: the ITL bin its last decode-only gap fell in, and that bin's interior
+    gap_b = np.ones(R, np.int64)
+    gap_lo = np.full(R, math.inf)
+    gap_hi = np.full(R, -math.inf)
     nxt_pos = look_first.copy()  # per replica: the next release position that may reach it
     fail_ptr = 0
+    end_ptr = 0
 
     while True:
         # the next release: pre-sorted initial requests merged with the dynamic heap
@@ -265,6 +279,24 @@ def fleet_kernel(
                 ii = hi
                 from_heap = True
         t_rep = rh_t[0] if rh_state[_HEAP_SIZE] > 0 else math.inf
+        look_rep = -1
+        if look:
+            # no replica heap: before a release is routed, each replica it may reach runs
+            # up to it; after the last release, every replica runs to the end
+            if ii >= 0:
+                pos = gst[_INIT_PTR]
+                for s_ in range(2):
+                    c_ = look_cand[pos, s_]
+                    if c_ >= 0 and st[c_, _ACTIVE] and stf[c_, _T] < it:
+                        look_rep = c_
+                        break
+            else:
+                while end_ptr < R and not st[end_ptr, _ACTIVE]:
+                    end_ptr += 1
+                if end_ptr < R:
+                    look_rep = end_ptr
+            if look_rep >= 0:
+                t_rep = -math.inf
         t_fail = fail_t[fail_ptr] if fail_ptr < fail_t.shape[0] else math.inf
         if t_fail < it and t_fail <= t_rep:
             # ---- a replica fails: running requests are lost, waiting ones re-routed
@@ -393,19 +425,25 @@ def fleet_kernel(
                 st[rep, _ACTIVE] = 1
                 if it > stf[rep, _T]:
                     stf[rep, _T] = it
+                if not look:
+                    _heap_push(rh_t, rh_r, rh_state, stf[rep, _T], rep)
+            continue
+        if look_rep >= 0:
+            rep = look_rep
+        else:
+            if rh_state[_HEAP_SIZE] == 0:
+                break
+            t_popped = rh_t[0]
+            rep = _heap_pop(rh_t, rh_r, rh_state)
+            if stf[rep, _T] > t_popped:  # its clock moved on (woken later, or failed): requeue
                 _heap_push(rh_t, rh_r, rh_state, stf[rep, _T], rep)
-            continue
-        if rh_state[_HEAP_SIZE] == 0:
-            break
-        t_popped = rh_t[0]
-        rep = _heap_pop(rh_t, rh_r, rh_state)
-        if stf[rep, _T] > t_popped:  # its clock moved on (woken later, or failed): requeue
-            _heap_push(rh_t, rh_r, rh_state, stf[rep, _T], rep)
-            continue
-        # ---- scheduling iterations of replica ``rep`` at its clock, for as long as it holds
-        # the earliest event (the body of the engine; kept in this function because a call
-        # with this many array arguments costs as much as a decode step -- NOTE: for
-        # performance only)
+                continue
+        # ---- scheduling iterations of replica ``rep`` from its clock, for as long as it holds
+        # the earliest event: in lockstep, until the next release anywhere or another
+        # replica's earlier event (it then re-enters the replica heap); with ``look``, until
+        # the next release that may reach it (run again before that release is routed). (The
+        # body of the engine, kept in this function because a call with this many array
+        # arguments costs more than the steps it runs -- NOTE: for performance only.)
         sr = st[rep]
         sf = stf[rep]
         sl = slots[rep]
@@ -439,26 +477,50 @@ def fleet_kernel(
                 # waiting request arrived after the step was decided (``cutoff``).
                 # NOTE: identical arithmetic to the general path below, for performance only.
                 tail = sr[_RUN_TAIL]
-                if tail >= 0 and sl[F_DEC, tail]:
+                if tail >= 0 and sl[F_DEC, tail] and until_t > t and bk[G & mask] < 0:
                     n_dec = sr[_N_DEC]
                     last_client_t = sf[_LAST_CLIENT_T]
                     busy = sf[_BUSY]
                     max_used = sr[_MAX_USED]
                     cutoff = sf[_CUTOFF]
+                    free_u = sr[_FREE_UNCACHED]
+                    evictable = sr[_EVICTABLE]
+                    kidx = (-G) % bs
+                    dec_ctx = sr[_SUM_C0_G0] + n_dec * (G + 1)
+                    # when the first waiting request may take a seat (it joins once a step is
+                    # decided after its arrival); nothing is routed here, so this holds
+                    # until the last step's finishes leave
+                    join_t = math.inf
+                    if sr[_WAIT_COUNT] > 0 and sr[_NUM_RUNNING] + sr[_N_ZOMBIE] < max_num_seqs:
+                        join_t = send[sr[_WAIT_HEAD]] + ingress
+                    # ITL: a run of steps whose gaps share a histogram bin is added at once
+                    gb = gap_b[rep]
+                    g_lo = gap_lo[rep]
+                    g_hi = gap_hi[rep]
+                    g_steps = 0
+                    g_sum = 0.0
+                    # the batch's shape is fixed: only its context grows (same arithmetic
+                    # as step_time_s: head + attention + communication)
+                    head_s = step_time_head_s(coeffs, float(n_dec), float(n_dec), 0.0)
+                    comm_s = step_time_comm_s(coeffs, float(n_dec))
+                    zombies = sr[_N_ZOMBIE]
                     G_in = G
-                    while until_t > t and bk[G & mask] < 0:
-                        if (
-                            sr[_WAIT_COUNT] > 0
-                            and sr[_NUM_RUNNING] + sr[_N_ZOMBIE] < max_num_seqs
-                            and send[sr[_WAIT_HEAD]] + ingress <= cutoff
-                        ):
+                    while True:
+                        if join_t <= cutoff:
                             break  # someone may join: the general path decides
-                        need = kc[(-G) % bs]
-                        if sr[_FREE_UNCACHED] >= need:
-                            sr[_FREE_UNCACHED] -= need
-                        elif not _allocate(sr, need, cached, lru_prev, lru_next):
-                            break
-                        if sr[_N_ZOMBIE] > 0:  # decided: the last step's finishes leave
+                        need = kc[kidx]
+                        if free_u >= need:
+                            free_u -= need
+                        else:
+                            sr[_FREE_UNCACHED] = free_u
+                            ok = _allocate(sr, need, cached, lru_prev, lru_next)
+                            free_u = sr[_FREE_UNCACHED]
+                            evictable = sr[_EVICTABLE]
+                            if not ok:
+                                break
+                        if zombies > 0:  # decided: the last step's finishes leave
+                            zombies = 0
+                            sr[_FREE_UNCACHED] = free_u
                             for zk in range(sr[_N_ZOMBIE]):  # (inlined: a call per step is costly)
                                 zr = zomb[rep, 0, zk]
                                 _release(
@@ -481,25 +543,47 @@ def fleet_kernel(
                                     cpu_cap,
                                 )
                             sr[_N_ZOMBIE] = 0
-                        used = num_blocks - sr[_FREE_UNCACHED] - sr[_EVICTABLE]
-                        if used > max_used:
-                            max_used = used
-                        dec_ctx = sr[_SUM_C0_G0] + n_dec * (G + 1)
-                        d = step_time_s_jit(
-                            coeffs, float(n_dec), float(n_dec), 0.0, 0.0, float(dec_ctx)
-                        )
+                            free_u = sr[_FREE_UNCACHED]
+                            evictable = sr[_EVICTABLE]
+                            if sr[_WAIT_COUNT] > 0 and sr[_NUM_RUNNING] < max_num_seqs:
+                                join_t = send[sr[_WAIT_HEAD]] + ingress
+                        d = head_s + step_time_attention_s(coeffs, 0.0, float(dec_ctx)) + comm_s
                         t_end = t + d
                         busy += d
-                        bm[min(int(t * inv_bin), last_bin)] += d
-                        sm[min(int(t * inv_bin), last_bin)] += d * n_dec
+                        bi = min(int(t * inv_bin), last_bin)
+                        bm[bi] += d
+                        sm[bi] += d * n_dec
                         client_t = t_end + egress
-                        _add_decode_gaps(itl_hist, itl_sum, itl_count, dc, client_t - last_client_t)
+                        gap = client_t - last_client_t
+                        if not (g_lo < gap < g_hi):
+                            if g_steps > 0:
+                                _add_gap_run(itl_hist, itl_sum, itl_count, dc, gb, g_steps, g_sum)
+                            gb = _itl_bin_near(gap, gb, itl_edges)
+                            g_lo, g_hi = _itl_bin_interior(gb, itl_edges)
+                            g_steps = 0
+                            g_sum = 0.0
+                        g_steps += 1
+                        g_sum += gap
                         last_client_t = client_t
                         if async_sched:
                             cutoff = t  # the next step was decided as this one started
                         t = t_end
                         G += 1
+                        dec_ctx += n_dec
+                        kidx = kidx - 1 if kidx > 0 else bs - 1
+                        if until_t <= t or bk[G & mask] >= 0:
+                            break
+                    sr[_FREE_UNCACHED] = free_u
                     if G > G_in:
+                        # blocks in use only grow after the first step's releases
+                        used = num_blocks - free_u - evictable
+                        if used > max_used:
+                            max_used = used
+                        if g_steps > 0:
+                            _add_gap_run(itl_hist, itl_sum, itl_count, dc, gb, g_steps, g_sum)
+                        gap_b[rep] = gb
+                        gap_lo[rep] = g_lo
+                        gap_hi[rep] = g_hi
                         sf[_CUTOFF] = cutoff
                         sf[_T] = t
                         sf[_LAST_CLIENT_T] = last_client_t
@@ -934,12 +1018,11 @@ def fleet_kernel(
                 break
             now = sf[_T]
             nxt = math.inf
-            if look:  # nothing else couples the replicas: yield only to a release it may get
+            if look:  # nothing else couples the replicas: stop only at a release it may get
                 if nxt_pos[rep] < num_init:
                     nxt = send[nxt_pos[rep] if init_identity else init_order[nxt_pos[rep]]]
                     nxt += ingress
                 if nxt <= now:
-                    _heap_push(rh_t, rh_r, rh_state, now, rep)
                     break
                 continue
             if gst[_INIT_PTR] < num_init:

@@ -71,6 +71,45 @@ def _itl_bin(gap):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
+def _itl_bin_near(gap, b, edges):
+    """:func:`_itl_bin` of ``gap``, whose previous gap fell in bin ``b``: the bin next to
+    ``b`` by a table lookup when ``gap`` lies inside it, else by the logarithm."""
+    nb = b + 1 if gap > edges[b + 1] else b - 1
+    if 0 < nb < ITL_NUM_BINS - 1:
+        lo, hi = _itl_bin_interior(nb, edges)
+        if lo < gap < hi:
+            return nb
+    return _itl_bin(gap)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _itl_bin_interior(b, edges):
+    """Gaps strictly between the two returned values fall in bin ``b`` by :func:`_itl_bin`
+    (``edges`` is ``result.ITL_EDGES_S``; a margin of 1e-9 relative keeps the rounding of
+    ``log`` and ``exp`` out of the question), so a run of similar gaps rarely needs the
+    logarithm."""
+    lo = -math.inf
+    hi = math.inf
+    if b > 0:
+        lo = edges[b] * (1.0 + 1e-9)
+    if b < ITL_NUM_BINS - 1:
+        hi = edges[b + 1] * (1.0 - 1e-9)
+    return lo, hi
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _add_gap_run(itl_hist, itl_sum, itl_count, dec_cls, b, steps, gap_sum):
+    """``steps`` consecutive decode-only steps whose gaps (summing to ``gap_sum``) all fall
+    in bin ``b``: each decoding request of each ITL class got one token per step."""
+    for k in range(dec_cls.shape[0]):
+        m = dec_cls[k]
+        if m > 0:
+            itl_hist[k, b] += m * steps
+            itl_sum[k] += gap_sum * m
+            itl_count[k] += m * steps
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _add_decode_gaps(itl_hist, itl_sum, itl_count, dec_cls, gap):
     """Every decoding request of each ITL class got one token ``gap`` seconds after its
     previous one (a step's decodes all advance together)."""

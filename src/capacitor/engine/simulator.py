@@ -20,7 +20,7 @@ from capacitor.engine._pool import (
 )
 from capacitor.engine.config import EngineConfig
 from capacitor.engine.prefix_chain import normalise_prefix_chains
-from capacitor.engine.result import ITL_NUM_BINS, EngineResult
+from capacitor.engine.result import ITL_EDGES_S, ITL_NUM_BINS, EngineResult
 from capacitor.errors import ConfigError
 from capacitor.perf.step_time import NUM_COEFFS
 from capacitor.workload.requests import RequestBatch
@@ -355,6 +355,7 @@ def simulate_pool(
         hist,
         itl_sum,
         itl_count,
+        ITL_EDGES_S,
         stats,
         busy_bins,
         seq_bins,

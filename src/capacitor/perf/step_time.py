@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.extending import register_jitable
 
 # Coefficient vector layout (all seconds, or seconds per unit, per step).
 C_FIXED_S = 0  # per-step CPU overhead: scheduling, input prep, kernel launches
@@ -58,6 +59,45 @@ COEFF_NAMES = (
 )
 
 
+@register_jitable
+def step_time_head_s(
+    coeffs: np.ndarray, num_tokens: float, num_seqs: float, num_prefill_seqs: float
+) -> float:
+    """The terms of :func:`step_time_s` that do not depend on the attention pairs or
+    context: CPU overheads + dense GEMMs + MoE experts."""
+    half = coeffs[C_GEMM_HALF_TOKENS]
+    dense = max(coeffs[C_WEIGHT_S], coeffs[C_GEMM_S_PER_TOKEN] * (num_tokens + half))
+    moe = 0.0
+    frac = coeffs[C_MOE_TOPK_FRACTION]
+    if frac > 0.0:
+        touched = 1.0 - (1.0 - frac) ** num_tokens
+        moe_compute = coeffs[C_MOE_GEMM_S_PER_TOKEN] * (num_tokens + half)
+        moe = max(coeffs[C_MOE_WEIGHT_S] * touched, moe_compute)
+    overhead = (
+        coeffs[C_FIXED_S]
+        + coeffs[C_PER_SEQ_S] * num_seqs
+        + coeffs[C_PER_PREFILL_SEQ_S] * num_prefill_seqs
+    )
+    return overhead + dense + moe
+
+
+@register_jitable
+def step_time_attention_s(
+    coeffs: np.ndarray, prefill_pairs: float, decode_ctx_tokens: float
+) -> float:
+    """Attention: prefill (query, key) pairs and decode context tokens read."""
+    return (
+        coeffs[C_ATTN_PREFILL_S_PER_PAIR] * prefill_pairs
+        + coeffs[C_ATTN_DECODE_S_PER_TOKEN] * decode_ctx_tokens
+    )
+
+
+@register_jitable
+def step_time_comm_s(coeffs: np.ndarray, num_tokens: float) -> float:
+    """Tensor/pipeline-parallel communication: fixed latency plus bandwidth per token."""
+    return coeffs[C_COMM_FIXED_S] + coeffs[C_COMM_S_PER_TOKEN] * num_tokens
+
+
 def step_time_s(
     coeffs: np.ndarray,
     num_tokens: float,
@@ -71,29 +111,17 @@ def step_time_s(
     Dense GEMMs take ``max(weights streamed, compute)``, where compute per token is
     inflated at small token counts by the efficiency curve ``T / (T + T_half)``; MoE
     experts stream only the experts the batch touches, ``1 - (1 - k/E)^T`` of them.
-    An empty batch (``num_tokens == 0``) takes no time.
+    An empty batch (``num_tokens == 0``) takes no time. The sum is always taken in this
+    order (head + attention + communication), so a caller that holds the head and
+    communication of a fixed batch shape gets the same floating-point result.
     """
     if num_tokens <= 0.0:
         return 0.0
-    half = coeffs[C_GEMM_HALF_TOKENS]
-    dense = max(coeffs[C_WEIGHT_S], coeffs[C_GEMM_S_PER_TOKEN] * (num_tokens + half))
-    moe = 0.0
-    frac = coeffs[C_MOE_TOPK_FRACTION]
-    if frac > 0.0:
-        touched = 1.0 - (1.0 - frac) ** num_tokens
-        moe_compute = coeffs[C_MOE_GEMM_S_PER_TOKEN] * (num_tokens + half)
-        moe = max(coeffs[C_MOE_WEIGHT_S] * touched, moe_compute)
-    attention = (
-        coeffs[C_ATTN_PREFILL_S_PER_PAIR] * prefill_pairs
-        + coeffs[C_ATTN_DECODE_S_PER_TOKEN] * decode_ctx_tokens
+    return (
+        step_time_head_s(coeffs, num_tokens, num_seqs, num_prefill_seqs)
+        + step_time_attention_s(coeffs, prefill_pairs, decode_ctx_tokens)
+        + step_time_comm_s(coeffs, num_tokens)
     )
-    comm = coeffs[C_COMM_FIXED_S] + coeffs[C_COMM_S_PER_TOKEN] * num_tokens
-    overhead = (
-        coeffs[C_FIXED_S]
-        + coeffs[C_PER_SEQ_S] * num_seqs
-        + coeffs[C_PER_PREFILL_SEQ_S] * num_prefill_seqs
-    )
-    return overhead + dense + moe + attention + comm
 
 
 # NOTE: the same function compiled for the kernel; configuration enters as the array
