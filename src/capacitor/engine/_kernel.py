@@ -305,7 +305,7 @@ def fleet_kernel(
             now = t_fail
             if st[rep, _ACTIVE] and stf[rep, _T] > now:
                 now = stf[rep, _T]  # the step in progress completes first
-            _flush_finished(st[rep], pend[rep], rep, tenant, inflight, outstanding, prompt, output)
+            _flush_finished(st[rep], pend, rep, tenant, inflight, outstanding, prompt, output)
             _release_zombies(
                 st[rep],
                 zomb[rep],
@@ -450,10 +450,8 @@ def fleet_kernel(
         bk = bucket[rep]
         kc = key_count[rep]
         dc = dec_cls[rep]
-        bm = busy_bins[rep]
-        sm = seq_bins[rep]
         while True:
-            _flush_finished(sr, pend[rep], rep, tenant, inflight, outstanding, prompt, output)
+            _flush_finished(sr, pend, rep, tenant, inflight, outstanding, prompt, output)
             until_t = math.inf  # next release anywhere (inlined for performance)
             if look:  # ... or the next that may reach this replica
                 if nxt_pos[rep] < num_init:
@@ -551,8 +549,8 @@ def fleet_kernel(
                         t_end = t + d
                         busy += d
                         bi = min(int(t * inv_bin), last_bin)
-                        bm[bi] += d
-                        sm[bi] += d * n_dec
+                        busy_bins[rep, bi] += d
+                        seq_bins[rep, bi] += d * n_dec
                         client_t = t_end + egress
                         gap = client_t - last_client_t
                         if not (g_lo < gap < g_hi):
@@ -869,8 +867,8 @@ def fleet_kernel(
                 if async_sched:
                     sf[_CUTOFF] = t  # the next step was decided as this one started
                 sf[_BUSY] += d
-                bm[min(int(t * inv_bin), last_bin)] += d
-                sm[min(int(t * inv_bin), last_bin)] += d * (n_dec + n_pf)
+                busy_bins[rep, min(int(t * inv_bin), last_bin)] += d
+                seq_bins[rep, min(int(t * inv_bin), last_bin)] += d * (n_dec + n_pf)
                 client_t = t_end + egress
 
                 # ---- decode tokens: one gap per decoding request, all equal to this step's

@@ -101,10 +101,10 @@ def _bind_source(i, rep, n, num_segments, bs, orig_src, orig_plen, node_rep, src
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _flush_finished(sr, pend_r, rep, tenant, inflight, outstanding, prompt, output):
-    """The router learns of a step's finished requests when the step ends."""
+def _flush_finished(sr, pend, rep, tenant, inflight, outstanding, prompt, output):
+    """The router learns of a step's finished requests (``pend[rep]``) when the step ends."""
     for j in range(sr[_PEND_N]):
-        r = pend_r[j]
+        r = pend[rep, j]
         inflight[tenant[r] if tenant.shape[0] > 1 else 0] -= 1
         outstanding[rep] -= prompt[r] + output[r]
     sr[_PEND_N] = 0
