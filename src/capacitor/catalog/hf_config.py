@@ -31,6 +31,8 @@ default), multi-token-prediction layers (``num_nextn_predict_layers``, excluded)
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Mapping
 from typing import Any
 
@@ -227,6 +229,31 @@ def _weight_dtype(cfg: Mapping[str, Any], where: str) -> str:
     return "fp16" if dtype in ("float16", "fp16", "half", "torch.float16") else "bf16"
 
 
+_ATTENTION_PROJ = re.compile(r"self_attn\.(q|k|v|o|qkv)_proj$")
+
+
+def _attention_16bit(cfg: Mapping[str, Any], weight_dtype: str) -> bool:
+    """True when a quantized checkpoint leaves the language model's attention projections
+    unquantized: compressed-tensors lists them in ``quantization_config.ignore`` (module
+    names, or ``re:`` patterns); vLLM loads ignored modules with the unquantized method."""
+    if weight_dtype in ("bf16", "fp16"):
+        return False
+    q = cfg.get("quantization_config") or cfg.get("compression_config") or {}
+    ignore = q.get("ignore") if isinstance(q, Mapping) else None
+    if not isinstance(ignore, list):
+        return False
+    for entry in ignore:
+        text = str(entry)
+        if "vision" in text:
+            continue
+        if text.startswith("re:"):
+            if "self_attn" in text:
+                return True
+        elif _ATTENTION_PROJ.search(text):
+            return True
+    return False
+
+
 def parse_hf_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     """ModelSpec keyword arguments (``hf_ids`` empty) from a config.json dict.
 
@@ -288,4 +315,5 @@ def parse_hf_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         num_sliding_layers=windowed,
         max_position_embeddings=max_pos,
         weight_dtype=_weight_dtype(cfg, where),
+        attention_16bit=_attention_16bit(cfg, _weight_dtype(cfg, where)),
     )

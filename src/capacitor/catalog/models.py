@@ -54,6 +54,9 @@ class ModelSpec:
         num_sliding_layers: how many layers use the window (the rest attend fully).
         max_position_embeddings: longest context the model supports.
         weight_dtype: precision the checkpoint ships in: ``bf16``, ``fp16``, ``fp8``, ``fp4``.
+        attention_16bit: the attention projections of the language model stay at 16 bit in
+            a quantized checkpoint (listed in its quantization ``ignore`` list, as RedHatAI's
+            FP8-dynamic Llama-4 checkpoints do); vLLM then loads them unquantized.
     """
 
     name: str
@@ -82,6 +85,7 @@ class ModelSpec:
     num_sliding_layers: int
     max_position_embeddings: int
     weight_dtype: str
+    attention_16bit: bool = False
 
     # ---- structure -----------------------------------------------------------------------
 

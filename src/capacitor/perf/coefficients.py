@@ -7,7 +7,8 @@ rate from the catalogue times an efficiency from the profile (:mod:`capacitor.pe
 slot                     value (seconds, or seconds per unit)
 ======================== =================================================================
 weight_s                 streamed dense bytes / tp / (HBM B/s x weight_bw): body weights at
-                         the weight precision + the 16-bit LM head (the input embedding is a
+                         the weight precision (attention projections a quantized checkpoint
+                         ignores at 16 bit) + the 16-bit LM head (the input embedding is a
                          row lookup, not streamed)
 gemm_s_per_token         2 x body params / tp / (peak FLOP/s at the compute precision x
                          gemm_max); the LM head runs once per sequence, not per token, and
@@ -101,6 +102,7 @@ from capacitor.perf.memory import (
     kv_dtype_bytes,
     normalize_precision,
     resolve_constants,
+    sixteen_bit_body_params,
     weight_param_split,
 )
 from capacitor.perf.profile import PerfProfile, ProfileConstants
@@ -237,9 +239,14 @@ def build_coefficients(
     coeffs[st.C_PER_SEQ_S] = c.overhead.per_seq_s + lm_head_flops / head_rate
     coeffs[st.C_PER_PREFILL_SEQ_S] = c.overhead.per_prefill_seq_s
 
-    streamed = body * bpp + (head or emb) * ACTIVATION_BYTES
+    # Body params a quantized checkpoint keeps at 16 bit (its ignore list): streamed at 2
+    # bytes and multiplied at the 16-bit rate.
+    body16 = sixteen_bit_body_params(model, weight_precision)
+    streamed = (body - body16) * bpp + (body16 + (head or emb)) * ACTIVATION_BYTES
     coeffs[st.C_WEIGHT_S] = streamed / tp / (hbm * eff.weight_bw)
-    coeffs[st.C_GEMM_S_PER_TOKEN] = 2.0 * body / tp / gemm_rate
+    coeffs[st.C_GEMM_S_PER_TOKEN] = (
+        2.0 * (body - body16) / tp / gemm_rate + 2.0 * body16 / tp / head_rate
+    )
     coeffs[st.C_GEMM_HALF_TOKENS] = eff.gemm_half_tokens
 
     pair_flops = layers * model.attention_flops_per_pair_per_layer() / tp

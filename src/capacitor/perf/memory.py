@@ -145,6 +145,17 @@ def weight_param_split(model: Any) -> tuple[int, int, int, int]:
     return body, model.expert_param_count(), emb, head
 
 
+def sixteen_bit_body_params(model: Any, precision: str | None = None) -> int:
+    """Body params a quantized checkpoint keeps at 16 bit: the attention projections of
+    every layer when ``model.attention_16bit`` (its quantization ``ignore`` list), else 0.
+    Zero when the weights run at 16 bit anyway."""
+    if not getattr(model, "attention_16bit", False):
+        return 0
+    if WEIGHT_BYTES[normalize_precision(precision, model)] >= 2.0:
+        return 0
+    return model.num_layers * model.attention_param_count_per_layer()
+
+
 def weight_bytes_per_gpu(
     model: Any, precision: str | None = None, tp: int = 1, pp: int = 1, ep: int = 1
 ) -> float:
@@ -155,6 +166,7 @@ def weight_bytes_per_gpu(
     body, experts, emb, head = weight_param_split(model)
     layer_share = math.ceil(model.num_layers / pp) / model.num_layers
     layers_bytes = (body + experts) * bpp * layer_share
+    layers_bytes += sixteen_bit_body_params(model, precision) * (2.0 - bpp) * layer_share
     ends = (emb + head) if pp == 1 else max(emb, head)
     return (layers_bytes + 2.0 * ends) / tp
 
@@ -298,6 +310,7 @@ __all__ = [
     "normalize_precision",
     "num_gpu_blocks",
     "resolve_constants",
+    "sixteen_bit_body_params",
     "weight_bytes_per_gpu",
     "weight_param_split",
 ]
