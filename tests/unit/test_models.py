@@ -433,3 +433,32 @@ def test_moe_count_invariants(layers, hidden, experts, topk_frac, first_dense) -
     assert spec.dense_param_count() <= spec.active_param_count() <= spec.param_count()
     if spec.num_moe_layers and topk == experts:
         assert spec.active_param_count() == spec.param_count()
+
+
+# ---- 16-bit attention in quantized checkpoints ----------------------------------------------
+
+
+def _fp8(ignore: list[str]) -> dict:
+    quant = {"quant_method": "compressed-tensors", "ignore": ignore,
+             "config_groups": {"group_0": {"weights": {"num_bits": 8, "type": "float"}}}}
+    return _llama_like(quantization_config=quant)
+
+
+def test_ignored_attention_projections_stay_16bit() -> None:
+    from capacitor.perf.memory import weight_bytes_per_gpu
+
+    layer0 = "model.layers.0.self_attn."
+    kept = from_hf_config(_fp8([layer0 + p for p in ("q_proj", "k_proj", "v_proj", "o_proj")]
+                               + ["lm_head"]), "fp8-attn16")
+    regex = from_hf_config(_fp8(["re:.*self_attn.*", "lm_head"]), "fp8-re")
+    plain = from_hf_config(_fp8(["lm_head"]), "fp8")
+    vision = from_hf_config(_fp8(["vision_model.layers.0.self_attn.q_proj"]), "fp8-vision")
+    assert kept.weight_dtype == plain.weight_dtype == "fp8"
+    assert kept.attention_16bit and regex.attention_16bit
+    assert not plain.attention_16bit and not vision.attention_16bit
+    # 32 layers x (q 4096x4096 + k, v 4096x1024 + o 4096x4096) at 2 bytes instead of 1
+    attn_params = 32 * (2 * 4096 * 4096 + 2 * 4096 * 1024)
+    extra = weight_bytes_per_gpu(kept, "fp8") - weight_bytes_per_gpu(plain, "fp8")
+    assert extra == pytest.approx(attn_params * 1.0)
+    # at 16-bit precision nothing changes
+    assert weight_bytes_per_gpu(kept, "bf16") == weight_bytes_per_gpu(plain, "bf16")
