@@ -217,7 +217,8 @@ def fleet_kernel(
     stf = np.zeros((R, _NUM_STATE_F), np.float64)
     stf[:, _CUTOFF] = math.inf
     S = max_num_seqs
-    slots = np.zeros((R, NUM_SLOT_FIELDS, S), np.int64)
+    # indexed [rep, field, slot] but laid out slot by slot: a slot's fields share a cache line
+    slots = np.zeros((R, S, NUM_SLOT_FIELDS), np.int64).transpose(0, 2, 1)
     bucket = np.empty((R, ring_size), np.int64)
     key_count = np.empty((R, bs), np.int64)
     dec_cls = np.empty((R, num_classes), np.int64)
