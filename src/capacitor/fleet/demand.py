@@ -139,9 +139,16 @@ def merge(parts: list[tuple[RequestBatch, int, int]]) -> Demand:
     keeping prefix sources, gates and segments consistent."""
     total = sum(len(b) for b, _, _ in parts)
     arrival = np.concatenate([b.arrival_s for b, _, _ in parts]) if parts else np.zeros(0)
-    order = np.argsort(arrival, kind="stable")
-    new_index = np.empty(total, np.int64)
-    new_index[order] = np.arange(total)
+    if np.all(arrival[1:] >= arrival[:-1]):  # one workload, or already in order
+        order = None
+        new_index = np.arange(total)
+    else:
+        order = np.argsort(arrival, kind="stable")
+        new_index = np.empty(total, np.int64)
+        new_index[order] = np.arange(total)
+
+    def sort(values: np.ndarray) -> np.ndarray:
+        return values if order is None else values[order]
     cols: dict[str, list[np.ndarray]] = {k: [] for k in
                                          ("prompt", "output", "src", "plen", "gate", "rej")}
     tenant, workload, session, seg_lens = [], [], [], []
@@ -177,20 +184,20 @@ def merge(parts: list[tuple[RequestBatch, int, int]]) -> Demand:
         seg_offset += len(b.segment_len)
 
     def cat(name, dtype):
-        return (np.concatenate(cols[name]) if parts else np.zeros(0)).astype(dtype)[order]
+        return sort((np.concatenate(cols[name]) if parts else np.zeros(0)).astype(dtype))
 
     batch = RequestBatch(
-        arrival_s=arrival[order], prompt_len=cat("prompt", np.int32),
+        arrival_s=sort(arrival), prompt_len=cat("prompt", np.int32),
         output_len=cat("output", np.int32), prefix_src=cat("src", np.int32),
         prefix_len=cat("plen", np.int32), gate=cat("gate", np.int32),
         rejected=cat("rej", np.bool_),
         segment_len=np.concatenate(seg_lens).astype(np.int32) if seg_lens else
         np.zeros(0, np.int32),
     )
-    return Demand(batch=batch, tenant=np.concatenate(tenant)[order] if parts else
+    return Demand(batch=batch, tenant=sort(np.concatenate(tenant)) if parts else
                   np.zeros(0, np.int16),
-                  workload=np.concatenate(workload)[order] if parts else np.zeros(0, np.int16),
-                  session=np.concatenate(session)[order] if parts else np.zeros(0, np.int64))
+                  workload=sort(np.concatenate(workload)) if parts else np.zeros(0, np.int16),
+                  session=sort(np.concatenate(session)) if parts else np.zeros(0, np.int64))
 
 
 __all__ = ["Demand", "arrival_times", "merge", "trace_batch", "workload_batch"]
