@@ -219,7 +219,7 @@ def fleet_kernel(
     S = max_num_seqs
     # indexed [rep, field, slot] but laid out slot by slot: a slot's fields share a cache line
     slots = np.zeros((R, S, NUM_SLOT_FIELDS), np.int64).transpose(0, 2, 1)
-    bucket = np.empty((R, ring_size), np.int64)
+    bucket = np.empty((R, ring_size), np.int32)
     key_count = np.empty((R, bs), np.int64)
     dec_cls = np.empty((R, num_classes), np.int64)
     for rep in range(R):
