@@ -37,9 +37,10 @@ def latency_bins(seconds: np.ndarray) -> np.ndarray:
     """Histogram bin of each latency (seconds; the same log-spaced bins as the ITL
     histograms, so any latency histogram is exact to ``ITL_BIN_REL_WIDTH``)."""
     s = np.asarray(seconds, np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        b = np.floor(np.log(np.maximum(s, ITL_MIN_S) / ITL_MIN_S) * ITL_BINS_PER_E)
-    return np.clip(np.nan_to_num(b, nan=0.0), 0, ITL_NUM_BINS - 1).astype(np.int64)
+    b = np.log(np.fmax(s, ITL_MIN_S) / ITL_MIN_S)  # fmax: NaN -> the first bin
+    b *= ITL_BINS_PER_E
+    np.clip(b, 0, ITL_NUM_BINS - 1, out=b)
+    return b.astype(np.int64)  # truncation is the floor here (b >= 0)
 
 
 @dataclass(slots=True)
