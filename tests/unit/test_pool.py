@@ -29,6 +29,8 @@ def test_round_robin_pool_equals_independent_replicas():
     coeffs = coeffs_8b_like()
     pool = simulate_pool(batch, cfg, coeffs, num_replicas=3, routing="round_robin")
     assert pool.completed.all()
+    hist = np.zeros_like(pool.itl_hist)
+    itl_sum = 0.0
     for rep in range(3):
         idx = np.arange(rep, 600, 3)
         assert np.all(pool.replica[idx] == rep)
@@ -37,6 +39,11 @@ def test_round_robin_pool_equals_independent_replicas():
         np.testing.assert_array_equal(pool.finish_s[idx], alone.finish_s)
         np.testing.assert_array_equal(pool.num_cached_tokens[idx], alone.num_cached_tokens)
         np.testing.assert_array_equal(pool.num_preemptions[idx], alone.num_preemptions)
+        hist += alone.itl_hist
+        itl_sum += alone.itl_sum_s.sum()
+    # every inter-token gap lands in the same histogram bin as on the replica alone
+    np.testing.assert_array_equal(pool.itl_hist, hist)
+    assert pool.itl_sum_s.sum() == pytest.approx(itl_sum, rel=1e-12)
 
 
 def _p99_e2e(r):
