@@ -14,7 +14,7 @@ and the predictions columns. Timed separately:
 * ``reference``: the plain-Python twin on a smaller run of the same row, in this process;
 * ``fleet``: ``capacitor run`` end to end (demand, admission, routing, summary) on a fleet of
   256 such replicas in routing cells of 64 behind power-of-two routers, exact fidelity, at
-  5 requests/s per replica (batch occupancy ~10%, a production-like load) — beside the same
+  5 requests/s per replica (batch occupancy ~8%, a production-like load) — beside the same
   fleet with its replicas kept in lockstep (a non-binding tenant concurrency cap turns off
   running ahead, :mod:`capacitor.engine._lookahead`), the baseline for that optimisation.
 
