@@ -32,7 +32,6 @@ default), multi-token-prediction layers (``num_nextn_predict_layers``, excluded)
 from __future__ import annotations
 
 import re
-
 from collections.abc import Mapping
 from typing import Any
 

@@ -994,20 +994,21 @@ def fleet_kernel(
                     # the router sees the finish at the step's end, not its start
                     pend[rep, sr[_PEND_N]] = r
                     sr[_PEND_N] += 1
-                    _respond(
-                        r,
-                        client_t,
-                        n,
-                        arrival,
-                        send,
-                        ingress,
-                        child_gate,
-                        child_idx,
-                        conc,
-                        gst,
-                        heap_t,
-                        heap_i,
-                    )
+                    if conc > 0 or child_gate.shape[0] > 0:  # someone may wait on it
+                        _respond(
+                            r,
+                            client_t,
+                            n,
+                            arrival,
+                            send,
+                            ingress,
+                            child_gate,
+                            child_idx,
+                            conc,
+                            gst,
+                            heap_t,
+                            heap_i,
+                        )
                 sf[_LAST_CLIENT_T] = client_t
                 sf[_T] = t_end
                 sr[_G] = G + 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numba
-import numpy as np
 
 from capacitor.engine._state import _HEAP_SIZE, _NEXT_CLOSED
 from capacitor.engine.result import ITL_BINS_PER_E, ITL_MIN_S, ITL_NUM_BINS
@@ -126,8 +125,18 @@ def _add_decode_gaps(itl_hist, itl_sum, itl_count, dec_cls, gap):
 def _respond(
     i, client_t, n, arrival, send, ingress, child_gate, child_idx, conc, gst, heap_t, heap_i
 ):
-    """Client ``i`` got its answer at ``client_t``: release what waits on it."""
-    k = np.searchsorted(child_gate, i)
+    """Client ``i`` got its answer at ``client_t``: release what waits on it. (The kernel's
+    finish path skips the call when nothing can wait: no gated requests, no closed-loop
+    clients; it is costly enough to matter there.)"""
+    lo = 0  # the first gate >= i (child_gate is sorted; a plain binary search is far
+    hi = child_gate.shape[0]  # cheaper here than np.searchsorted's)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if child_gate[mid] < i:
+            lo = mid + 1
+        else:
+            hi = mid
+    k = lo
     while k < child_gate.shape[0] and child_gate[k] == i:
         c = child_idx[k]
         send[c] = max(arrival[c], client_t)
