@@ -158,7 +158,7 @@ def _hit_blocks(r, num_tokens, bs, src, start, cached, chain, cpu_cached, any_ti
     return min(hit, limit)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _transfer(
     r, old, new, bs, src, start, cached, chain, st, cpu_cached, cpu_prev, cpu_next, cpu_cap
 ):

@@ -93,7 +93,7 @@ def _wait_push_front(st, wait_next, i):
     st[_WAIT_COUNT] += 1
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _wait_insert(st, wait_next, i, prio, send, ingress):
     """Insert ``i`` into the waiting list ordered by (priority, engine arrival, index), as
     vLLM's priority queue orders requests."""
