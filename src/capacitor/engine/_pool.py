@@ -53,18 +53,21 @@ def _route(i, policy, num_replicas, gst, outstanding, route_key, pick2, down_unt
         # ties go to the first replica after a random offset, as real routers break them at
         # random (a fixed order would load low-numbered replicas more)
         best = -1
-        offset = pick2[i, 0]
-        for k in range(R):
-            rep = (offset + k) % R
+        rep = pick2[i, 0] % R
+        for _ in range(R):
             if down_until[rep] <= now and (best < 0 or outstanding[rep] < outstanding[best]):
                 best = rep
+            rep = rep + 1 if rep + 1 < R else 0
         return best
     if policy == ROUTE_ROUND_ROBIN:
         first = gst[_RR] % R
         gst[_RR] += 1
     elif policy == ROUTE_POWER_OF_TWO:
-        a = pick2[i, 0] % R
-        b = pick2[i, 1] % R
+        a = pick2[i, 0]  # drawn in [0, R) (a division per request is worth avoiding)
+        b = pick2[i, 1]
+        if a >= R or b >= R:
+            a %= R
+            b %= R
         if down_until[a] > now or (
             down_until[b] <= now
             and (outstanding[b] < outstanding[a] or (outstanding[b] == outstanding[a] and b < a))
@@ -73,10 +76,11 @@ def _route(i, policy, num_replicas, gst, outstanding, route_key, pick2, down_unt
         first = a
     else:
         first = route_key[i] % R
-    for k in range(R):  # the first choice, or the next replica that is up
-        rep = (first + k) % R
+    rep = first
+    for _ in range(R):  # the first choice, or the next replica that is up
         if down_until[rep] <= now:
             return rep
+        rep = rep + 1 if rep + 1 < R else 0
     return -1
 
 
