@@ -23,7 +23,15 @@ The event loop takes, in time order, either the next *release* (a request sent: 
 pre-sorted initial list or the heap of dynamic releases — session rounds, closed-loop
 clients) which the router assigns to a replica, or the next *replica event* (a replica whose
 clock is earliest runs one scheduling iteration). Releases at the same time go first, as a
-single engine pulls every arrival due before it schedules.
+single engine pulls every arrival due before it schedules. When the router's candidates for
+every release are known in advance (``look``, :mod:`capacitor.engine._lookahead`) there is
+no replica heap: before a release is routed, each replica it may reach runs up to it, and
+after the last release every replica runs to the end.
+
+A stretch of decode-only steps runs in a tight loop that takes the step's fixed terms once
+(:func:`capacitor.perf.step_time.step_time_head_s`; the same floating-point sum) and adds
+runs of inter-token gaps that share a histogram bin at once. Slot fields are laid out slot by
+slot, so a slot's fields share cache lines.
 
 Every function takes arrays and scalars only (no globals), so numba's on-disk cache stays
 valid when configuration changes.
