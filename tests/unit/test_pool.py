@@ -208,3 +208,17 @@ def test_replicas_running_ahead_change_no_request(routing):
     np.testing.assert_array_equal(ahead.busy_bins, lockstep.busy_bins)
     assert ahead.num_steps == lockstep.num_steps
     np.testing.assert_allclose(ahead.itl_sum_s, lockstep.itl_sum_s, rtol=1e-12)
+
+
+@pytest.mark.parametrize("routing", ["round_robin", "power_of_two", "least_outstanding_tokens",
+                                     "session_affinity"])
+def test_one_replica_pool_is_the_replica_under_every_router(routing):
+    batch = make_requests(3000, rate_rps=40.0, num_segments=2, segment_len=64)
+    cfg = config(num_gpu_blocks=400, max_num_seqs=16)
+    coeffs = coeffs_8b_like()
+    key = np.arange(len(batch)) % 7 if routing == "session_affinity" else None
+    pool = simulate_pool(batch, cfg, coeffs, num_replicas=1, routing=routing, route_key=key)
+    alone = simulate(batch, cfg, coeffs)
+    assert np.all(pool.replica == 0)
+    np.testing.assert_array_equal(pool.first_token_s, alone.first_token_s)
+    np.testing.assert_array_equal(pool.finish_s, alone.finish_s)

@@ -47,8 +47,11 @@ ROUTE_KEY = 3
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _route(i, policy, num_replicas, gst, outstanding, route_key, pick2, down_until, now):
-    """The replica for request ``i``, skipping replicas down at ``now``; -1 if none is up."""
+    """The replica for request ``i``, skipping replicas down at ``now``; -1 if none is up.
+    (``pick2`` has a row per request only when there is a choice: more than one replica.)"""
     R = num_replicas
+    if R == 1:
+        return 0 if down_until[0] <= now else -1
     if policy == ROUTE_LEAST_OUTSTANDING:
         # ties go to the first replica after a random offset, as real routers break them at
         # random (a fixed order would load low-numbered replicas more)
