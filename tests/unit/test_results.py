@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capacitor.engine.result import (
     ITL_BIN_REL_WIDTH,
@@ -169,3 +171,20 @@ def test_read_measured(tmp_path) -> None:
         read_measured(path)
     with pytest.raises(ValidationDataError, match="cannot be read"):
         read_measured(tmp_path / "absent.csv")
+
+
+@given(gap=st.floats(-1.0, 1e5, allow_nan=False), prev=st.integers(0, ITL_NUM_BINS - 1),
+       nudge=st.sampled_from([0.0, 1e-12, -1e-12, 1e-9, -1e-9]))
+@settings(max_examples=400, deadline=None)
+def test_kernel_bin_lookup_matches_the_logarithm(gap, prev, nudge):
+    from capacitor.engine._kernel_util import _itl_bin, _itl_bin_interior, _itl_bin_near
+    from capacitor.engine.result import ITL_EDGES_S
+
+    for g in (gap, float(ITL_EDGES_S[prev]) * (1.0 + nudge)):  # also right at bin edges
+        b = _itl_bin_near(g, prev, ITL_EDGES_S)
+        assert b == _itl_bin(g)
+        lo, hi = _itl_bin_interior(b, ITL_EDGES_S)
+        # every gap strictly inside the interior the kernel trusts lies in that bin
+        for x in (np.nextafter(lo, np.inf), np.nextafter(hi, -np.inf)):
+            if np.isfinite(x) and x > 0:
+                assert _itl_bin(float(x)) == b

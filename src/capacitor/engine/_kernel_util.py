@@ -65,8 +65,10 @@ def _heap_pop(heap_t, heap_i, st):
 def _itl_bin(gap):
     if gap <= ITL_MIN_S:
         return 0
-    b = int(math.log(gap / ITL_MIN_S) * ITL_BINS_PER_E)
-    return min(b, ITL_NUM_BINS - 1)
+    x = math.log(gap / ITL_MIN_S) * ITL_BINS_PER_E
+    if x >= ITL_NUM_BINS - 1:  # the last bin takes everything longer (inf included)
+        return ITL_NUM_BINS - 1
+    return int(x)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")

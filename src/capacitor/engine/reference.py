@@ -55,7 +55,8 @@ def _cdiv(a: int, b: int) -> int:
 def _itl_bin(gap_s: float) -> int:
     if gap_s <= ITL_MIN_S:
         return 0
-    return min(int(math.log(gap_s / ITL_MIN_S) * ITL_BINS_PER_E), ITL_NUM_BINS - 1)
+    x = math.log(gap_s / ITL_MIN_S) * ITL_BINS_PER_E
+    return ITL_NUM_BINS - 1 if x >= ITL_NUM_BINS - 1 else int(x)  # the last takes the rest
 
 
 class _Cache:
