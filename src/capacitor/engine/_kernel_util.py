@@ -114,13 +114,7 @@ def _add_gap_run(itl_hist, itl_sum, itl_count, dec_cls, b, steps, gap_sum):
 def _add_decode_gaps(itl_hist, itl_sum, itl_count, dec_cls, gap):
     """Every decoding request of each ITL class got one token ``gap`` seconds after its
     previous one (a step's decodes all advance together)."""
-    b = _itl_bin(gap)
-    for k in range(dec_cls.shape[0]):
-        m = dec_cls[k]
-        if m > 0:
-            itl_hist[k, b] += m
-            itl_sum[k] += gap * m
-            itl_count[k] += m
+    _add_gap_run(itl_hist, itl_sum, itl_count, dec_cls, _itl_bin(gap), 1, gap)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
