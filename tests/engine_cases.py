@@ -11,6 +11,9 @@ from capacitor.perf.step_time import (
     C_FIXED_S,
     C_GEMM_HALF_TOKENS,
     C_GEMM_S_PER_TOKEN,
+    C_MOE_GEMM_S_PER_TOKEN,
+    C_MOE_TOPK_FRACTION,
+    C_MOE_WEIGHT_S,
     C_PER_SEQ_S,
     C_WEIGHT_S,
     NUM_COEFFS,
@@ -28,6 +31,15 @@ def coeffs_8b_like() -> np.ndarray:
     c[C_GEMM_HALF_TOKENS] = 100.0
     c[C_ATTN_PREFILL_S_PER_PAIR] = 1e-10
     c[C_ATTN_DECODE_S_PER_TOKEN] = 5e-8
+    return c
+
+
+def coeffs_moe_like() -> np.ndarray:
+    """:func:`coeffs_8b_like` plus routed experts (top-2 of 16) that dominate small batches."""
+    c = coeffs_8b_like()
+    c[C_MOE_WEIGHT_S] = 0.02
+    c[C_MOE_TOPK_FRACTION] = 2 / 16
+    c[C_MOE_GEMM_S_PER_TOKEN] = 4e-6
     return c
 
 

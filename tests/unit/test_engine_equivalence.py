@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from capacitor.engine import reference, simulate
-from tests.engine_cases import coeffs_8b_like, config, make_requests
+from tests.engine_cases import coeffs_8b_like, coeffs_moe_like, config, make_requests
 
 CASES = {
     "chunked_prefill": (dict(prompt=(300, 1500)), dict(num_gpu_blocks=4000)),
@@ -37,8 +37,8 @@ CASES = {
 }
 
 
-def _compare(batch, cfg, priority=None):
-    coeffs = coeffs_8b_like()
+def _compare(batch, cfg, priority=None, coeffs=None):
+    coeffs = coeffs_8b_like() if coeffs is None else coeffs
     ref = reference.simulate(batch, cfg, coeffs, priority=priority)
     fast = simulate(batch, cfg, coeffs, priority=priority)
     for name in ("send_s", "first_token_s", "finish_s"):
@@ -87,6 +87,19 @@ def test_closed_loop_and_rejections_match(async_scheduling):
     ref = _compare(batch, config(async_scheduling=async_scheduling))
     assert not ref.completed[::17].any()
     assert ref.completed.sum() == 200 - len(range(0, 200, 17))
+
+
+@pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "async"])
+def test_moe_step_model_matches(async_scheduling):
+    """The kernel tabulates the experts a step touches by token count (up to the token
+    budget); the reference takes the power every step. Prompts longer than the budget
+    make steps of every size up to it."""
+    batch = make_requests(300, prompt=(20, 900), output=(1, 80))
+    cfg = config(max_num_batched_tokens=512, async_scheduling=async_scheduling)
+    moe = _compare(batch, cfg, coeffs=coeffs_moe_like())
+    dense = _compare(batch, cfg)
+    assert moe.completed.all()
+    assert (moe.finish_s - moe.send_s).mean() > (dense.finish_s - dense.send_s).mean()
 
 
 def test_itl_classes_split_and_exclude_gaps():

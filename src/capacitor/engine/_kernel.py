@@ -30,7 +30,9 @@ after the last release every replica runs to the end.
 
 A stretch of decode-only steps runs in a tight loop that takes the step's fixed terms once
 (:func:`capacitor.perf.step_time.step_time_head_s`; the same floating-point sum) and adds
-runs of inter-token gaps that share a histogram bin at once. Slot fields are laid out slot by
+runs of inter-token gaps that share a histogram bin at once. The fraction of MoE experts a
+step touches is looked up by token count in a table the kernel fills with the step model's
+own expression. Slot fields are laid out slot by
 slot, so a slot's fields share cache lines.
 
 Every function takes arrays and scalars only (no globals), so numba's on-disk cache stays
@@ -130,10 +132,12 @@ from capacitor.engine._state import (
     S_SHED,
 )
 from capacitor.perf.step_time import (
+    C_MOE_TOPK_FRACTION,
+    moe_touched_fraction,
     step_time_attention_s,
     step_time_comm_s,
-    step_time_head_s,
-    step_time_s_jit,
+    step_time_head_touched_s,
+    step_time_touched_s,
 )
 
 STALLED = 1
@@ -238,6 +242,11 @@ def fleet_kernel(
     # released once the next step is decided (request, tokens computed, private blocks)
     zomb = np.zeros((R, 3, S if async_sched else 1), np.int64)
     inflight = np.zeros(max_concurrent.shape[0], np.int64)  # per tenant, routed & unfinished
+    # MoE experts touched by a step of T tokens, by T (a power per step is costly); the
+    # same expression as step_time_s, so the same floating-point values
+    touched_tab = np.zeros(budget_max + 1 if coeffs[C_MOE_TOPK_FRACTION] > 0.0 else 0)
+    for T in range(touched_tab.shape[0]):
+        touched_tab[T] = moe_touched_fraction(coeffs, float(T))
     # NOTE: per-node and per-request state is int32 for memory (~100 bytes per request)
     # src / start: the prefix chains as bound to replicas (see _bind_source); with one
     # replica binding changes nothing, so the caller passes the original chains themselves
@@ -508,7 +517,13 @@ def fleet_kernel(
                     g_sum = 0.0
                     # the batch's shape is fixed: only its context grows (same arithmetic
                     # as step_time_s: head + attention + communication)
-                    head_s = step_time_head_s(coeffs, float(n_dec), float(n_dec), 0.0)
+                    if n_dec < touched_tab.shape[0]:
+                        touched = touched_tab[n_dec]
+                    else:
+                        touched = moe_touched_fraction(coeffs, float(n_dec))
+                    head_s = step_time_head_touched_s(
+                        coeffs, float(n_dec), float(n_dec), 0.0, touched
+                    )
                     comm_s = step_time_comm_s(coeffs, float(n_dec))
                     zombies = sr[_N_ZOMBIE]
                     G_in = G
@@ -863,13 +878,18 @@ def fleet_kernel(
                     num_tok += q
                     pairs += q * sl[F_COMPUTED, pf_slot[k]] + q * (q + 1) // 2
                 dec_ctx = sr[_SUM_C0_G0] + n_dec * (G + 1)
-                d = step_time_s_jit(
+                if num_tok < touched_tab.shape[0]:
+                    touched = touched_tab[num_tok]
+                else:
+                    touched = moe_touched_fraction(coeffs, float(num_tok))
+                d = step_time_touched_s(
                     coeffs,
                     float(num_tok),
                     float(n_dec + n_pf),
                     float(n_pf),
                     float(pairs),
                     float(dec_ctx),
+                    touched,
                 )
                 d += loaded_blocks * cpu_load_s
                 t_end = t + d

@@ -7,7 +7,8 @@ MoE expert loading and compute, CPU overheads). :mod:`capacitor.perf.coefficient
 simulator then calls :func:`step_time_s` millions of times, so it is a handful of flops.
 
 ``step_time_s`` is plain Python so that ``engine/reference.py`` can call it directly; the
-numba kernel compiles the very same function (``step_time_s_jit``), so both give the same
+numba kernel compiles the very same parts (:func:`step_time_touched_s`, with the MoE term
+:func:`moe_touched_fraction` tabulated by token count), so both give the same
 floating-point result for the same inputs.
 
 The batch a step runs is summarised by five numbers:
@@ -22,7 +23,6 @@ The batch a step runs is summarised by five numbers:
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba.extending import register_jitable
 
@@ -60,17 +60,28 @@ COEFF_NAMES = (
 
 
 @register_jitable
-def step_time_head_s(
-    coeffs: np.ndarray, num_tokens: float, num_seqs: float, num_prefill_seqs: float
+def moe_touched_fraction(coeffs: np.ndarray, num_tokens: float) -> float:
+    """Fraction of the routed experts a batch of ``num_tokens`` tokens touches,
+    ``1 - (1 - k/E)^T`` (0 for a dense model). The kernel tabulates it by token count."""
+    frac = coeffs[C_MOE_TOPK_FRACTION]
+    if frac > 0.0:
+        return 1.0 - (1.0 - frac) ** num_tokens
+    return 0.0
+
+
+@register_jitable
+def step_time_head_touched_s(
+    coeffs: np.ndarray,
+    num_tokens: float,
+    num_seqs: float,
+    num_prefill_seqs: float,
+    touched: float,
 ) -> float:
-    """The terms of :func:`step_time_s` that do not depend on the attention pairs or
-    context: CPU overheads + dense GEMMs + MoE experts."""
+    """:func:`step_time_head_s` given the batch's :func:`moe_touched_fraction`."""
     half = coeffs[C_GEMM_HALF_TOKENS]
     dense = max(coeffs[C_WEIGHT_S], coeffs[C_GEMM_S_PER_TOKEN] * (num_tokens + half))
     moe = 0.0
-    frac = coeffs[C_MOE_TOPK_FRACTION]
-    if frac > 0.0:
-        touched = 1.0 - (1.0 - frac) ** num_tokens
+    if coeffs[C_MOE_TOPK_FRACTION] > 0.0:
         moe_compute = coeffs[C_MOE_GEMM_S_PER_TOKEN] * (num_tokens + half)
         moe = max(coeffs[C_MOE_WEIGHT_S] * touched, moe_compute)
     overhead = (
@@ -79,6 +90,17 @@ def step_time_head_s(
         + coeffs[C_PER_PREFILL_SEQ_S] * num_prefill_seqs
     )
     return overhead + dense + moe
+
+
+@register_jitable
+def step_time_head_s(
+    coeffs: np.ndarray, num_tokens: float, num_seqs: float, num_prefill_seqs: float
+) -> float:
+    """The terms of :func:`step_time_s` that do not depend on the attention pairs or
+    context: CPU overheads + dense GEMMs + MoE experts."""
+    return step_time_head_touched_s(
+        coeffs, num_tokens, num_seqs, num_prefill_seqs, moe_touched_fraction(coeffs, num_tokens)
+    )
 
 
 @register_jitable
@@ -115,18 +137,36 @@ def step_time_s(
     order (head + attention + communication), so a caller that holds the head and
     communication of a fixed batch shape gets the same floating-point result.
     """
-    if num_tokens <= 0.0:
-        return 0.0
-    return (
-        step_time_head_s(coeffs, num_tokens, num_seqs, num_prefill_seqs)
-        + step_time_attention_s(coeffs, prefill_pairs, decode_ctx_tokens)
-        + step_time_comm_s(coeffs, num_tokens)
+    return step_time_touched_s(
+        coeffs,
+        num_tokens,
+        num_seqs,
+        num_prefill_seqs,
+        prefill_pairs,
+        decode_ctx_tokens,
+        moe_touched_fraction(coeffs, num_tokens),
     )
 
 
-# NOTE: the same function compiled for the kernel; configuration enters as the array
-# argument, never as a global, so numba's on-disk cache cannot go stale.
-step_time_s_jit = numba.njit(cache=True, nogil=True)(step_time_s)
+@register_jitable
+def step_time_touched_s(
+    coeffs: np.ndarray,
+    num_tokens: float,
+    num_seqs: float,
+    num_prefill_seqs: float,
+    prefill_pairs: float,
+    decode_ctx_tokens: float,
+    touched: float,
+) -> float:
+    """:func:`step_time_s` given the batch's :func:`moe_touched_fraction` (the kernel
+    looks it up by token count instead of taking a power every step)."""
+    if num_tokens <= 0.0:
+        return 0.0
+    return (
+        step_time_head_touched_s(coeffs, num_tokens, num_seqs, num_prefill_seqs, touched)
+        + step_time_attention_s(coeffs, prefill_pairs, decode_ctx_tokens)
+        + step_time_comm_s(coeffs, num_tokens)
+    )
 
 
 def prefill_pairs(num_new_tokens: int, num_computed_tokens: int) -> int:
