@@ -135,6 +135,20 @@ def test_fit_recovers_known_constants_on_a_different_gpu(tmp_path):
             assert result.predictions[obs.id][metric] == pytest.approx(value, rel=0.03)
 
 
+def test_throughput_rows_leave_the_request_path_and_step_cost_at_their_prior(tmp_path):
+    rows = _rows("H100")
+
+    def names(measured):
+        obs = [Observation(r, measured, tmp_path, family="hopper", engine="vllm") for r in rows]
+        return {p.key for p in free_params(obs)}
+
+    throughput = names({"output_tokens_per_s": 1.0})
+    latency = names({"e2e_mean_ms": 1.0})
+    assert {"ingress_s", "egress_s", "step_fixed_s"} & throughput == set()
+    assert {"ingress_s", "egress_s", "step_fixed_s", "per_seq_s"} <= latency
+    assert "per_seq_s" in throughput and "weight_bw" in throughput
+
+
 def test_too_few_rows_is_refused_with_a_clear_message(tmp_path):
     prior = load_profile(None)
     rows = _rows("H100")[:3]

@@ -216,6 +216,24 @@ def test_moe_touched_expert_term_grows_with_tokens() -> None:
     assert extra[-1] <= c[st.C_MOE_WEIGHT_S] * (1 + 1e-9) + c[st.C_MOE_GEMM_S_PER_TOKEN] * 200
 
 
+def test_routed_expert_gemm_efficiency_follows_tokens_per_expert() -> None:
+    """Uniform top-k routing gives each of E experts T k / E of a step's T tokens, so the
+    routed-expert GEMMs run at the efficiency a dense GEMM has at T k / E tokens, the
+    curve T / (T + gemm_half_tokens). At T = 4096 Mixtral's experts (k / E = 1 / 4) see
+    1024 tokens each: compute takes 1 + 128 / 1024 of its full-efficiency time, not
+    1 + 128 / 4096."""
+    moe = resolve_model("mistralai/Mixtral-8x7B-v0.1")
+    c = build_coefficients(moe, H100, tp=2, precision="BF16")
+    dense_only = c.copy()
+    dense_only[st.C_MOE_TOPK_FRACTION] = 0.0
+    half = c[st.C_GEMM_HALF_TOKENS]
+    for t in (4096.0, 16384.0):
+        extra = st.step_time_s(c, t, 1, 0, 0, 0) - st.step_time_s(dense_only, t, 1, 0, 0, 0)
+        assert extra > c[st.C_MOE_WEIGHT_S]  # compute-bound at these batches
+        full_efficiency = c[st.C_MOE_GEMM_S_PER_TOKEN] * t
+        assert extra / full_efficiency == pytest.approx(1 + half / (t * 2 / 8), rel=1e-9)
+
+
 def test_tp_adds_allreduce_and_pp_adds_sends() -> None:
     model = resolve_model("meta-llama/Llama-3.1-70B-Instruct")
     c1 = build_coefficients(model, H100, tp=1)

@@ -26,6 +26,12 @@ moe_weight_s             routed-expert bytes / tp / (HBM B/s x weight_bw)
 moe_topk_fraction        num_experts_per_tok / num_experts (0 for dense models); with ep > 1
                          the busiest GPU's effective fraction ep_touch_fraction(E, k, ep)
 moe_gemm_s_per_token     2 x routed params one token uses / tp / peak x gemm_max
+moe_half_tokens          gemm_half_tokens x E / k: uniform top-k routing gives each of the
+                         E p_T touched experts T k / (E p_T) of a step's T tokens, so the
+                         routed GEMMs run at the efficiency a dense GEMM has at that many
+                         tokens, T_e / (T_e + gemm_half_tokens); summed over the touched
+                         experts their time is moe_gemm_s_per_token x (T + moe_half_tokens
+                         x p_T)
 fixed_s, per_seq_s,      profile overheads; per_seq_s adds the LM-head GEMM of one sequence
 per_prefill_seq_s        (2 x vocab x hidden / tp at the 16-bit rate)
 ======================== =================================================================
@@ -291,6 +297,9 @@ def build_coefficients(
             model.num_experts, model.num_experts_per_tok, ep_group
         )
         coeffs[st.C_MOE_GEMM_S_PER_TOKEN] = 2.0 * routed_per_token / tp / gemm_rate
+        coeffs[st.C_MOE_HALF_TOKENS] = (
+            eff.gemm_half_tokens * model.num_experts / model.num_experts_per_tok
+        )
     return coeffs
 
 

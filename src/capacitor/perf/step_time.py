@@ -40,7 +40,8 @@ C_COMM_S_PER_TOKEN = 9  # TP/PP communication bandwidth time per token
 C_MOE_WEIGHT_S = 10  # stream all routed-expert weights of one GPU once
 C_MOE_TOPK_FRACTION = 11  # experts_per_token / num_experts (0 for dense models)
 C_MOE_GEMM_S_PER_TOKEN = 12  # routed-expert GEMM time per token at full efficiency
-NUM_COEFFS = 13
+C_MOE_HALF_TOKENS = 13  # gemm_half_tokens x E / k: the GEMM curve per expert (below)
+NUM_COEFFS = 14
 
 COEFF_NAMES = (
     "fixed_s",
@@ -56,6 +57,7 @@ COEFF_NAMES = (
     "moe_weight_s",
     "moe_topk_fraction",
     "moe_gemm_s_per_token",
+    "moe_half_tokens",
 )
 
 
@@ -82,7 +84,11 @@ def step_time_head_touched_s(
     dense = max(coeffs[C_WEIGHT_S], coeffs[C_GEMM_S_PER_TOKEN] * (num_tokens + half))
     moe = 0.0
     if coeffs[C_MOE_TOPK_FRACTION] > 0.0:
-        moe_compute = coeffs[C_MOE_GEMM_S_PER_TOKEN] * (num_tokens + half)
+        # each touched expert's GEMM sees T k / (E touched) tokens: its efficiency curve
+        # T_e / (T_e + T_half), summed over the E touched experts
+        moe_compute = coeffs[C_MOE_GEMM_S_PER_TOKEN] * (
+            num_tokens + coeffs[C_MOE_HALF_TOKENS] * touched
+        )
         moe = max(coeffs[C_MOE_WEIGHT_S] * touched, moe_compute)
     overhead = (
         coeffs[C_FIXED_S]
@@ -132,7 +138,9 @@ def step_time_s(
 
     Dense GEMMs take ``max(weights streamed, compute)``, where compute per token is
     inflated at small token counts by the efficiency curve ``T / (T + T_half)``; MoE
-    experts stream only the experts the batch touches, ``1 - (1 - k/E)^T`` of them.
+    experts stream only the experts the batch touches, ``p_T = 1 - (1 - k/E)^T`` of them,
+    and each touched expert's GEMM follows the same curve at its own share of the tokens,
+    ``T k / (E p_T)``.
     An empty batch (``num_tokens == 0``) takes no time. The sum is always taken in this
     order (head + attention + communication), so a caller that holds the head and
     communication of a fixed batch shape gets the same floating-point result.
