@@ -1,6 +1,8 @@
 """The exact run of the embedded default scenario's peak hour (a benchmark, not a test).
 
-    python benchmarks/bench_exact_peak.py                   # local backend, one process
+    python benchmarks/bench_exact_peak.py                   # local backend: one process,
+                                                            # a thread per CPU
+    python benchmarks/bench_exact_peak.py --workers 1       # ... on one thread
     python benchmarks/bench_exact_peak.py --backend ray     # shards as Ray tasks (all cores)
     python benchmarks/bench_exact_peak.py --no-requests     # skip writing requests.parquet
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 
 def run(fidelity: str, backend: str, shard_replicas: int | None, write_requests: bool,
-        out_dir: Path) -> None:
+        out_dir: Path, workers: int) -> None:
     from capacitor.run_outputs import RequestsWriter
     from capacitor.scenario import load_scenario
     from capacitor.simulate import run_scenario, shard_sizes
@@ -41,13 +43,14 @@ def run(fidelity: str, backend: str, shard_replicas: int | None, write_requests:
                   file=sys.stderr, flush=True)
 
     result = run_scenario(spec, progress=progress, backend=backend, requests_sink=writer,
-                          keep_pools=False)
+                          keep_pools=False, workers=workers)
     if writer is not None:
         writer.close()
     wall = time.perf_counter() - started
     n = result.num_simulated
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{fidelity} ({backend}, {pools} pools): {n:,} requests in {wall:.1f} s "
+    where = f"{workers} thread{'s' if workers > 1 else ''}" if backend == "local" else backend
+    print(f"{fidelity} ({where}, {pools} pools): {n:,} requests in {wall:.1f} s "
           f"({n / wall:,.0f} req/s), driver peak RSS {rss:,.0f} MiB; verdict: "
           f"{result.summary['verdict']['text']}")
     for name, t in result.summary["tenants"].items():
@@ -62,7 +65,12 @@ if __name__ == "__main__":
     parser.add_argument("--backend", default="local", choices=("local", "ray"))
     parser.add_argument("--shard-replicas", type=int, default=None)
     parser.add_argument("--no-requests", action="store_true")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="threads of the local backend (default: one per CPU)")
     args = parser.parse_args()
+    from capacitor.simulate import default_workers
+
+    workers = args.workers or default_workers()
     with tempfile.TemporaryDirectory() as tmp:
-        run("sampled", "local", None, not args.no_requests, Path(tmp))  # warms numba too
-        run("exact", args.backend, args.shard_replicas, not args.no_requests, Path(tmp))
+        run("sampled", "local", None, not args.no_requests, Path(tmp), workers)  # warms numba
+        run("exact", args.backend, args.shard_replicas, not args.no_requests, Path(tmp), workers)

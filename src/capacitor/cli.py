@@ -227,6 +227,11 @@ def run(
         str | None, typer.Option("--fidelity", help="exact or sampled: overrides the "
                                  "scenario's simulation.fidelity.")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Pools simulated at once by the local backend, on "
+                     "threads (default: one per CPU); results do not depend on it."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Simulate a fleet scenario and say whether it serves its demand within SLO.
@@ -238,7 +243,7 @@ def run(
     from capacitor.report.terminal import print_run
     from capacitor.run_outputs import RequestsWriter, write_run_dir
     from capacitor.scenario import dump_resolved, load_scenario
-    from capacitor.simulate import run_scenario, shard_sizes
+    from capacitor.simulate import default_workers, run_scenario, shard_sizes
 
     if backend not in ("local", "ray"):
         fail(f"--backend {backend!r}: valid values are local and ray")
@@ -246,6 +251,10 @@ def run(
         fail("--ray-address needs --backend ray")
     if fidelity not in (None, "exact", "sampled"):
         fail(f"--fidelity {fidelity!r}: valid values are exact and sampled")
+    if workers is not None and workers < 1:
+        fail(f"--workers {workers}: must be at least 1")
+    if workers is not None and backend != "local":
+        fail("--workers is for the local backend (Ray runs as many pools as the cluster has CPUs)")
     started = time.perf_counter()
     spec = load_scenario(scenario)
     if fidelity is not None:
@@ -273,7 +282,7 @@ def run(
             result = run_scenario(spec, profile_path=str(profile) if profile else None,
                                   base_dir=base_dir, progress=step, backend=backend,
                                   ray_address=ray_address, requests_sink=writer,
-                                  keep_pools=False)
+                                  keep_pools=False, workers=workers or default_workers())
         finally:
             writer.close()
     try:

@@ -105,6 +105,23 @@ def test_scenario_schema_and_check(tmp_path):
     assert check.exit_code == 0, check.output
 
 
+def _assert_same_run(run_dir: Path, other_dir: Path) -> None:
+    """Byte-identical summaries and the same requests, row for row."""
+    assert (run_dir / "summary.json").read_bytes() == (other_dir / "summary.json").read_bytes()
+    rows = pq.read_table(run_dir / "requests.parquet")
+    other = pq.read_table(other_dir / "requests.parquet")
+    assert rows.schema.equals(other.schema, check_metadata=True)
+    for name in other.column_names:  # row order too; NaN (no first token) equals NaN
+        a = rows[name].combine_chunks()
+        b = other[name].combine_chunks()
+        if hasattr(b, "dictionary"):
+            assert a.to_pylist() == b.to_pylist(), name
+        else:
+            assert np.array_equal(a.to_numpy(zero_copy_only=False),
+                                  b.to_numpy(zero_copy_only=False),
+                                  equal_nan=b.type.id in (pa.float32().id, pa.float64().id)), name
+
+
 def test_ray_backend_gives_the_local_results(tmp_path):
     import pytest
 
@@ -113,20 +130,16 @@ def test_ray_backend_gives_the_local_results(tmp_path):
     local = invoke("run", scenario, "--out", tmp_path / "local")
     ray_run = invoke("run", scenario, "--backend", "ray", "--out", tmp_path / "ray")
     assert ray_run.exit_code == local.exit_code, ray_run.output
-    assert (tmp_path / "ray" / "summary.json").read_bytes() == \
-        (tmp_path / "local" / "summary.json").read_bytes()
-    ray_rows = pq.read_table(tmp_path / "ray" / "requests.parquet")
-    local_rows = pq.read_table(tmp_path / "local" / "requests.parquet")
-    assert ray_rows.schema.equals(local_rows.schema, check_metadata=True)
-    for name in local_rows.column_names:  # row order too; NaN (no first token) equals NaN
-        a = ray_rows[name].combine_chunks()
-        b = local_rows[name].combine_chunks()
-        if hasattr(b, "dictionary"):
-            assert a.to_pylist() == b.to_pylist(), name
-        else:
-            assert np.array_equal(a.to_numpy(zero_copy_only=False),
-                                  b.to_numpy(zero_copy_only=False),
-                                  equal_nan=b.type.id in (pa.float32().id, pa.float64().id)), name
+    _assert_same_run(tmp_path / "ray", tmp_path / "local")
+
+
+def test_local_threads_give_the_single_thread_results(tmp_path):
+    scenario = _small_example(tmp_path, shard_replicas=16)  # 64 + 32 replicas: 6 shards
+    one = invoke("run", scenario, "--workers", "1", "--out", tmp_path / "one")
+    three = invoke("run", scenario, "--workers", "3", "--out", tmp_path / "three")
+    assert one.exit_code == three.exit_code and one.exit_code in (0, 1), three.output
+    _assert_same_run(tmp_path / "three", tmp_path / "one")
+    assert invoke("run", scenario, "--workers", "0").exit_code == 2
 
 
 def test_exact_shards_stream_every_request_with_fleet_wide_replica_ids(tmp_path):
