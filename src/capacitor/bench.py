@@ -86,6 +86,8 @@ class BenchResult:
     fleet_requests: int = 0
     fleet_s: float = 0.0
     fleet_lockstep_s: float = 0.0
+    fleet_threads: int = 1  # the local backend's threads in the last fleet row
+    fleet_threaded_s: float = 0.0
 
     @property
     def end_to_end_rps(self) -> float:
@@ -139,25 +141,28 @@ def run(num_requests: int = 1_000_000, reference_requests: int = 2_000) -> Bench
     reference.simulate(small.batch, small.config, small.coeffs)
     r1 = time.perf_counter()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    fleet_n, fleet_s, lockstep_s = run_fleet()
+    fleet_n, fleet_s, lockstep_s, threads, threaded_s = run_fleet()
     return BenchResult(num_requests, t3 - t0, t2 - t1, reference_requests, r1 - r0, startup,
-                       rss_mb, fleet_n, fleet_s, lockstep_s)
+                       rss_mb, fleet_n, fleet_s, lockstep_s, threads, threaded_s)
 
 
-def run_fleet() -> tuple[int, float, float]:
-    """The fleet benchmark: (requests, seconds, seconds with the replicas in lockstep)."""
+def run_fleet() -> tuple[int, float, float, int, float]:
+    """The fleet benchmark: (requests, seconds on one thread, seconds with the replicas in
+    lockstep, the CPUs, seconds with a thread per CPU as ``capacitor run`` runs it)."""
     from capacitor.scenario import parse_scenario
-    from capacitor.simulate import run_scenario
+    from capacitor.simulate import default_workers, run_scenario
 
     times = []
     n = 0
-    for limit in ("null", "1000000000"):  # no cap: run ahead; a cap that never binds: lockstep
+    threads = default_workers()
+    # no cap: run ahead; a cap that never binds: lockstep; run ahead on every CPU
+    for limit, workers in (("null", 1), ("1000000000", 1), ("null", threads)):
         spec = parse_scenario(FLEET_SCENARIO.replace("LIMIT", limit), origin="<bench-fleet>")
         t0 = time.perf_counter()
-        run = run_scenario(spec, keep_pools=False)
+        run = run_scenario(spec, keep_pools=False, workers=workers)
         times.append(time.perf_counter() - t0)
         n = run.num_simulated
-    return n, times[0], times[1]
+    return n, times[0], times[1], threads, times[2]
 
 
 def run_bench(num_requests: int = 1_000_000, reference_requests: int = 2_000) -> int:
@@ -197,7 +202,7 @@ def run_bench(num_requests: int = 1_000_000, reference_requests: int = 2_000) ->
         "1x",
     )
     table.add_row(
-        "fleet: 256 replicas, exact",
+        "fleet: 256 replicas, exact, 1 thread",
         f"{res.fleet_requests:,}",
         f"{res.fleet_s:.2f}",
         f"{res.fleet_requests / res.fleet_s:,.0f}",
@@ -209,6 +214,13 @@ def run_bench(num_requests: int = 1_000_000, reference_requests: int = 2_000) ->
         f"{res.fleet_lockstep_s:.2f}",
         f"{res.fleet_requests / res.fleet_lockstep_s:,.0f}",
         f"{res.fleet_requests / res.fleet_lockstep_s / ref:,.0f}x",
+    )
+    table.add_row(
+        f"  same, {res.fleet_threads} threads (capacitor run)",
+        f"{res.fleet_requests:,}",
+        f"{res.fleet_threaded_s:.2f}",
+        f"{res.fleet_requests / res.fleet_threaded_s:,.0f}",
+        f"{res.fleet_requests / res.fleet_threaded_s / ref:,.0f}x",
     )
     console.print(table)
     console.print(
