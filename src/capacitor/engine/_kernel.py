@@ -32,8 +32,7 @@ A stretch of decode-only steps runs in a tight loop that takes the step's fixed 
 (:func:`capacitor.perf.step_time.step_time_head_s`; the same floating-point sum) and adds
 runs of inter-token gaps that share a histogram bin at once. The fraction of MoE experts a
 step touches is looked up by token count in a table the kernel fills with the step model's
-own expression. Slot fields are laid out slot by
-slot, so a slot's fields share cache lines.
+own expression. Slot fields are laid out slot by slot, so a slot's fields share cache lines.
 
 Every function takes arrays and scalars only (no globals), so numba's on-disk cache stays
 valid when configuration changes.
