@@ -276,32 +276,47 @@ def _constants_key(consts: Any) -> tuple:
 
 
 class _Predictor:
-    """Row predictions memoised on the row's resolved constants."""
+    """Row predictions memoised on the row's resolved constants; the rows to simulate run
+    ``workers`` at a time on threads (the engine kernel releases the GIL; each row is a
+    pure function of its cells and constants, so the results do not depend on it)."""
 
-    def __init__(self, observations: Sequence[Observation]):
+    def __init__(self, observations: Sequence[Observation], workers: int | None = None):
         self.observations = list(observations)
         self.cache: dict[tuple, dict[str, float] | None] = {}
         self.num_simulations = 0
+        if workers is None:
+            from capacitor.simulate import default_workers
+
+            workers = default_workers()
+        self.workers = workers
+
+    def _simulate(self, obs: Observation, profile: PerfProfile) -> dict[str, float] | None:
+        try:
+            pred = predict_row(Row(obs.cells, obs.base_dir), profile)
+        except Exception:  # noqa: BLE001 - a failing row is charged a penalty
+            return None
+        return {k: float(v) for k, v in pred.items() if isinstance(v, int | float)}
 
     def predict(self, profile: PerfProfile) -> list[dict[str, float] | None]:
-        out = []
+        keys = []
         for i, obs in enumerate(self.observations):
             try:
                 consts = profile.constants(obs.family, obs.engine) if obs.family else None
             except CapacitorError:
                 consts = None
-            key = (i, None if consts is None else _constants_key(consts))
-            if key not in self.cache:
-                self.num_simulations += 1
-                try:
-                    pred = predict_row(Row(obs.cells, obs.base_dir), profile)
-                    self.cache[key] = {
-                        k: float(v) for k, v in pred.items() if isinstance(v, int | float)
-                    }
-                except Exception:  # noqa: BLE001 - a failing row is charged a penalty
-                    self.cache[key] = None
-            out.append(self.cache[key])
-        return out
+            keys.append((i, None if consts is None else _constants_key(consts)))
+        todo = [k for k in dict.fromkeys(keys) if k not in self.cache]
+        self.num_simulations += len(todo)
+        if self.workers > 1 and len(todo) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                preds = list(pool.map(
+                    lambda k: self._simulate(self.observations[k[0]], profile), todo))
+        else:
+            preds = [self._simulate(self.observations[k[0]], profile) for k in todo]
+        self.cache.update(zip(todo, preds, strict=True))
+        return [self.cache[k] for k in keys]
 
 
 def predict(observations: Sequence[Observation],
