@@ -68,7 +68,7 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=None,
                         help="threads of the local backend (default: one per CPU)")
     args = parser.parse_args()
-    from capacitor.simulate import default_workers
+    from capacitor.parallel import default_workers
 
     workers = args.workers or default_workers()
     with tempfile.TemporaryDirectory() as tmp:

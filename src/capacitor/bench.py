@@ -149,8 +149,9 @@ def run(num_requests: int = 1_000_000, reference_requests: int = 2_000) -> Bench
 def run_fleet() -> tuple[int, float, float, int, float]:
     """The fleet benchmark: (requests, seconds on one thread, seconds with the replicas in
     lockstep, the CPUs, seconds with a thread per CPU as ``capacitor run`` runs it)."""
+    from capacitor.parallel import default_workers
     from capacitor.scenario import parse_scenario
-    from capacitor.simulate import default_workers, run_scenario
+    from capacitor.simulate import run_scenario
 
     times = []
     n = 0

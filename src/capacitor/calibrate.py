@@ -36,6 +36,7 @@ import numpy as np
 import yaml
 
 from capacitor.errors import CalibrationError, CapacitorError
+from capacitor.parallel import default_workers, map_ordered
 from capacitor.perf.profile import FAMILIES, PerfProfile, load_profile
 from capacitor.results import read_csv, read_measured
 from capacitor.validate import REQUIRED_COLUMNS, Row, predict_row
@@ -284,11 +285,7 @@ class _Predictor:
         self.observations = list(observations)
         self.cache: dict[tuple, dict[str, float] | None] = {}
         self.num_simulations = 0
-        if workers is None:
-            from capacitor.simulate import default_workers
-
-            workers = default_workers()
-        self.workers = workers
+        self.workers = default_workers() if workers is None else workers
 
     def _simulate(self, obs: Observation, profile: PerfProfile) -> dict[str, float] | None:
         try:
@@ -307,14 +304,8 @@ class _Predictor:
             keys.append((i, None if consts is None else _constants_key(consts)))
         todo = [k for k in dict.fromkeys(keys) if k not in self.cache]
         self.num_simulations += len(todo)
-        if self.workers > 1 and len(todo) > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=self.workers) as pool:
-                preds = list(pool.map(
-                    lambda k: self._simulate(self.observations[k[0]], profile), todo))
-        else:
-            preds = [self._simulate(self.observations[k[0]], profile) for k in todo]
+        preds = map_ordered(
+            lambda k: self._simulate(self.observations[k[0]], profile), todo, self.workers)
         self.cache.update(zip(todo, preds, strict=True))
         return [self.cache[k] for k in keys]
 

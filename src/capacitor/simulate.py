@@ -21,7 +21,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,14 +245,6 @@ def run_shard(scenario, d_index: int, shard: int, *, profile_path: str | None = 
         table=pool_requests_table(pool, d_index, scenario) if with_table else None,
         pool=pool if keep_pool else None,
     )
-
-
-def default_workers() -> int:
-    """Threads for the local backend: the CPUs this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _run_local(scenario, tasks: list[tuple[int, int]], kwargs: dict, take: Callable,

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from capacitor.errors import CapacitorError, CatalogError, MemoryFitError, ValidationDataError
+from capacitor.parallel import default_workers, map_ordered
 from capacitor.results import (
     PREDICTION_COLUMNS,
     absolute_percentage_errors,
@@ -356,6 +357,7 @@ def run_validate(
     measured_path: str | Path | None = None,
     profile_path: str | Path | None = None,
     progress: ProgressCallback | None = None,
+    workers: int | None = None,
 ) -> ValidateReport:
     """Simulate every row of ``experiments_path`` and write the predictions CSV to ``out_path``.
 
@@ -363,6 +365,8 @@ def run_validate(
         measured_path: optional measured CSV (``id`` plus metric columns) to compare with.
         profile_path: optional engine profile YAML (default: the bundled calibrated one).
         progress: called after each row as ``progress(done, total, row_id, error)``.
+        workers: rows simulated at once on threads (default: one per CPU); the results
+            do not depend on it.
 
     Raises:
         ValidationDataError: an input file cannot be read or lacks a required column.
@@ -376,22 +380,34 @@ def run_validate(
     ape_columns, measured = read_measured(measured_path) if measured_path is not None else ([], {})
     profile = load_profile(None if profile_path is None else Path(profile_path))
 
-    predictions: list[dict[str, object]] = []
     seen: set[str] = set()
-    for index, cells in enumerate(rows):
+    id_errors: list[RowError | None] = []
+    for cells in rows:
         rid = cells.get("id", "")
+        bad = not rid or rid in seen
+        id_errors.append(RowError("id", rid, "missing" if not rid else
+                                  "appears on an earlier row too") if bad else None)
+        seen.add(rid)
+
+    def one(index: int) -> dict[str, object]:
+        cells = rows[index]
         pred: dict[str, object] = dict.fromkeys(PREDICTION_COLUMNS, "")
-        pred["id"] = rid
+        pred["id"] = cells.get("id", "")
         try:
-            if not rid or rid in seen:
-                raise RowError("id", rid, "missing" if not rid else "appears on an earlier row too")
-            seen.add(rid)
+            if id_errors[index] is not None:
+                raise id_errors[index]
             pred.update(predict_row(Row(cells, experiments_path.parent), profile))
         except Exception as exc:  # noqa: BLE001 - a failing row is reported on its row
             pred["error"] = _row_error(exc)
+        return pred
+
+    predictions: list[dict[str, object]] = []
+    # rows run one per CPU on threads (each is a pure function of its cells), in row order
+    for pred in map_ordered(one, range(len(rows)), default_workers() if workers is None
+                            else workers):
         predictions.append(pred)
         if progress is not None:
-            progress(index + 1, len(rows), rid, str(pred["error"]) or None)
+            progress(len(predictions), len(rows), str(pred["id"]), str(pred["error"]) or None)
 
     write_predictions(Path(out_path), predictions)
     report = ValidateReport(

@@ -142,10 +142,14 @@ def test_row_errors_fill_only_their_row(tmp_path, small_row, write_experiments, 
 
 
 def test_predictions_are_byte_identical(tmp_path, small_row, write_experiments) -> None:
-    path = write_experiments(tmp_path / "e.csv", [small_row, CLOSED_LOOP, OFFLINE])
+    rows = [small_row, CLOSED_LOOP, OFFLINE, dict(small_row, id="dup"), dict(small_row, id="dup")]
+    path = write_experiments(tmp_path / "e.csv", rows)
     run_validate(path, tmp_path / "a.csv")
-    run_validate(path, tmp_path / "b.csv")
+    run_validate(path, tmp_path / "b.csv", workers=1)
+    run_validate(path, tmp_path / "c.csv", workers=3)  # rows on threads, in row order
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    assert (tmp_path / "c.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    assert "earlier row" in (tmp_path / "c.csv").read_text().splitlines()[-1]
 
 
 def test_closed_loop_obeys_littles_law(tmp_path, write_experiments, read_predictions) -> None:
