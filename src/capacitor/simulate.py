@@ -18,7 +18,6 @@ same results: every random draw comes from ``numpy.random.default_rng(seed)`` st
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import math
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from capacitor.engine.replica import build_replica
 from capacitor.engine.simulator import simulate_pool
 from capacitor.fleet.admission import concurrency_caps, month_seconds, throttle
 from capacitor.fleet.demand import Demand, arrival_times, merge, trace_batch, workload_batch
+from capacitor.parallel import map_ordered
 from capacitor.perf.profile import load_profile
 from capacitor.scenario import (
     expected_arrivals,
@@ -249,34 +249,15 @@ def run_shard(scenario, d_index: int, shard: int, *, profile_path: str | None = 
 
 def _run_local(scenario, tasks: list[tuple[int, int]], kwargs: dict, take: Callable,
                progress: Callable[[str, int, int], None] | None, workers: int) -> None:
-    """Run the pools in this process, ``workers`` at a time on threads (the engine kernel
-    releases the GIL), handing each output to ``take`` in task order, as the Ray backend
-    does: the results do not depend on ``workers``. At most ``workers + 1`` pools are held
-    at once, so memory stays bounded by a few cells."""
-    def done(i: int, out: ShardOutput) -> None:
+    """Run the pools in this process, ``workers`` at a time on threads, handing each output
+    to ``take`` in task order, as the Ray backend does: the results do not depend on
+    ``workers``, and at most ``workers + 1`` pools are held at once
+    (:func:`capacitor.parallel.map_ordered`)."""
+    outputs = map_ordered(lambda task: run_shard(scenario, *task, **kwargs), tasks, workers)
+    for i, out in enumerate(outputs):
         take(out)
         if progress is not None:
             progress(scenario.deployments[tasks[i][0]].name, i + 1, len(tasks))
-
-    if workers <= 1 or len(tasks) <= 1:
-        for i, (d, s) in enumerate(tasks):
-            done(i, run_shard(scenario, d, s, **kwargs))
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    pending: collections.deque = collections.deque()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="capacitor") as pool:
-        try:
-            for i, (d, s) in enumerate(tasks):
-                pending.append(pool.submit(run_shard, scenario, d, s, **kwargs))
-                if len(pending) > workers:
-                    done(i - len(pending) + 1, pending.popleft().result())
-            while pending:
-                done(len(tasks) - len(pending), pending.popleft().result())
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
 
 
 def run_scenario(scenario, *, profile_path: str | None = None, base_dir: Path | None = None,
