@@ -29,8 +29,8 @@ no replica heap: before a release is routed, each replica it may reach runs up t
 after the last release every replica runs to the end.
 
 A stretch of decode-only steps runs in a tight loop that takes the step's fixed terms once
-(:func:`capacitor.perf.step_time.step_time_head_s`; the same floating-point sum) and adds
-runs of inter-token gaps that share a histogram bin at once. The fraction of MoE experts a
+(:func:`capacitor.perf.step_time.step_time_head_touched_s`; the same floating-point sum)
+and adds runs of inter-token gaps that share a histogram bin at once. The fraction of MoE experts a
 step touches is looked up by token count in a table the kernel fills with the step model's
 own expression. Slot fields are laid out slot by slot, so a slot's fields share cache lines.
 

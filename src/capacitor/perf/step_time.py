@@ -79,7 +79,9 @@ def step_time_head_touched_s(
     num_prefill_seqs: float,
     touched: float,
 ) -> float:
-    """:func:`step_time_head_s` given the batch's :func:`moe_touched_fraction`."""
+    """The terms of :func:`step_time_s` that do not depend on the attention pairs or
+    context -- CPU overheads + dense GEMMs + MoE experts -- given the batch's
+    :func:`moe_touched_fraction` ``touched``."""
     half = coeffs[C_GEMM_HALF_TOKENS]
     dense = max(coeffs[C_WEIGHT_S], coeffs[C_GEMM_S_PER_TOKEN] * (num_tokens + half))
     moe = 0.0
@@ -96,17 +98,6 @@ def step_time_head_touched_s(
         + coeffs[C_PER_PREFILL_SEQ_S] * num_prefill_seqs
     )
     return overhead + dense + moe
-
-
-@register_jitable
-def step_time_head_s(
-    coeffs: np.ndarray, num_tokens: float, num_seqs: float, num_prefill_seqs: float
-) -> float:
-    """The terms of :func:`step_time_s` that do not depend on the attention pairs or
-    context: CPU overheads + dense GEMMs + MoE experts."""
-    return step_time_head_touched_s(
-        coeffs, num_tokens, num_seqs, num_prefill_seqs, moe_touched_fraction(coeffs, num_tokens)
-    )
 
 
 @register_jitable
