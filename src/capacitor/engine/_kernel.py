@@ -133,6 +133,7 @@ from capacitor.engine._state import (
 from capacitor.perf.step_time import (
     C_MOE_TOPK_FRACTION,
     moe_touched_fraction,
+    moe_touched_lookup,
     step_time_attention_s,
     step_time_comm_s,
     step_time_head_touched_s,
@@ -516,10 +517,7 @@ def fleet_kernel(
                     g_sum = 0.0
                     # the batch's shape is fixed: only its context grows (same arithmetic
                     # as step_time_s: head + attention + communication)
-                    if n_dec < touched_tab.shape[0]:
-                        touched = touched_tab[n_dec]
-                    else:
-                        touched = moe_touched_fraction(coeffs, float(n_dec))
+                    touched = moe_touched_lookup(touched_tab, coeffs, n_dec)
                     head_s = step_time_head_touched_s(
                         coeffs, float(n_dec), float(n_dec), 0.0, touched
                     )
@@ -877,10 +875,7 @@ def fleet_kernel(
                     num_tok += q
                     pairs += q * sl[F_COMPUTED, pf_slot[k]] + q * (q + 1) // 2
                 dec_ctx = sr[_SUM_C0_G0] + n_dec * (G + 1)
-                if num_tok < touched_tab.shape[0]:
-                    touched = touched_tab[num_tok]
-                else:
-                    touched = moe_touched_fraction(coeffs, float(num_tok))
+                touched = moe_touched_lookup(touched_tab, coeffs, num_tok)
                 d = step_time_touched_s(
                     coeffs,
                     float(num_tok),

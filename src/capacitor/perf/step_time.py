@@ -72,6 +72,15 @@ def moe_touched_fraction(coeffs: np.ndarray, num_tokens: float) -> float:
 
 
 @register_jitable
+def moe_touched_lookup(table: np.ndarray, coeffs: np.ndarray, num_tokens: int) -> float:
+    """:func:`moe_touched_fraction` from ``table`` (its values by token count, as the
+    kernel fills it) when it covers ``num_tokens``, else computed."""
+    if num_tokens < table.shape[0]:
+        return table[num_tokens]
+    return moe_touched_fraction(coeffs, float(num_tokens))
+
+
+@register_jitable
 def step_time_head_touched_s(
     coeffs: np.ndarray,
     num_tokens: float,
