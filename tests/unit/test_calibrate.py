@@ -12,12 +12,15 @@ import csv
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from capacitor.calibrate import (
+    FD_STEP,
     Observation,
     Param,
     fit,
+    forward_jacobian,
     free_params,
     load_observations,
     profile_dict,
@@ -187,3 +190,19 @@ def test_calibrate_writes_a_loadable_profile_and_keeps_the_shipped_one(tmp_path)
         assert 0.8 < mult < 1.25
     load_profile.cache_clear() if hasattr(load_profile, "cache_clear") else None
     assert load_profile(None).to_dict() == shipped_before
+
+
+def test_forward_jacobian_steps_by_the_absolute_step_even_at_the_prior():
+    """A discrete-event simulation is flat below its event-time jitter: a derivative taken
+    with a step relative to theta (scipy's ``diff_step``, ~1e-8 at theta = 0, where every
+    fit starts) sees nothing, or a jump. The fit's Jacobian steps 2% in every coordinate."""
+
+    def stepped(theta):  # piecewise constant below 1e-3, slopes 2, -3 and 1 above it
+        q = np.floor(np.asarray(theta) * 1e3) / 1e3
+        return np.array([2.0 * q[0], q[0] - 3.0 * q[1]])
+
+    jac = forward_jacobian(stepped, np.zeros(2), FD_STEP)
+    assert FD_STEP == pytest.approx(0.02)
+    np.testing.assert_allclose(jac, [[2.0, 0.0], [1.0, -3.0]], atol=0.06)
+    # a relative step at theta = 0 would have seen a flat function
+    assert not np.any(forward_jacobian(stepped, np.zeros(2), 1e-8))
