@@ -186,21 +186,53 @@ def test_single_turn_shares_one_system_prompt_segment_per_group() -> None:
         arrival_s=np.linspace(0.0, 10.0, n),
         max_model_len=4096,
     )
+    n_prompts = groups * per_group
     assert len(b) == n
     assert b.segment_len.tolist() == [sys_len] * groups
-    assert np.all(b.prefix_src >= n)  # every request starts with a segment
-    refs = np.bincount(b.prefix_src - n, minlength=groups)
-    assert refs.tolist() == [per_group * cycles] * groups
-    assert np.all(b.prefix_len == sys_len)
+    # the first pass over the (shuffled) prompt list starts each prompt with its group's
+    # system prompt, per_group prompts per group
+    first = b.prefix_src[:n_prompts]
+    assert np.all(first >= n) and np.all(b.prefix_len[:n_prompts] == sys_len)
+    assert np.bincount(first - n, minlength=groups).tolist() == [per_group] * groups
     assert np.all(b.prompt_len == sys_len + 447)
     assert np.all(b.output_len == 248)
     assert np.all(b.gate == -1) and not b.rejected.any()
-    # the shuffled prompt list cycles: request i uses prompt i % N
-    n_prompts = groups * per_group
-    assert np.array_equal(b.prefix_src[:-n_prompts], b.prefix_src[n_prompts:])
-    for cycle in range(cycles):
-        block = b.prefix_src[cycle * n_prompts : (cycle + 1) * n_prompts] - n
-        assert np.bincount(block, minlength=groups).tolist() == [per_group] * groups
+    # the list cycles (request i sends prompt i % N): later passes repeat the first one
+    later = np.arange(n_prompts, n)
+    assert np.array_equal(b.prefix_src[later], later % n_prompts)
+    assert np.all(b.prefix_len[later] == sys_len + 447)
+
+
+def _inference_perf_slots(counts: list[int], num_prompts: int) -> np.ndarray:
+    """The prompt inference-perf sends as each request: data index ``i`` (restarting at
+    every stage) sends prompt ``i % N`` of its once-generated list."""
+    return np.concatenate([np.arange(c) % num_prompts for c in counts]).astype(np.int64)
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_a_repeated_prompt_shares_the_whole_prompt_with_an_earlier_send(multi: bool) -> None:
+    counts, groups, per_group = [8, 4, 9], 2, 3
+    n = sum(counts)
+    b = sp(
+        num_groups=groups,
+        users_per_group=per_group,
+        enable_multi_turn_chat=multi,
+        carry_context=False,
+        arrival_s=np.arange(float(n)),
+        stage_counts=counts,
+        max_model_len=4096,
+    )
+    slot = _inference_perf_slots(counts, groups * per_group)
+    for i in range(n):
+        earlier = np.flatnonzero(slot[:i] == slot[i])
+        if earlier.size:  # same text as an earlier request: all of it is shared
+            assert b.prefix_src[i] in earlier and b.prefix_len[i] == b.prompt_len[i] == 15, i
+        else:  # a prompt's first send: its group's system prompt only
+            assert b.prefix_src[i] >= n and b.prefix_len[i] == 10, i
+    # every send of a prompt has the same system prompt as its first send
+    root = np.array([src if src >= n else b.prefix_src[src] for src in b.prefix_src])
+    for s in range(groups * per_group):
+        assert np.unique(root[slot == s]).size == 1
 
 
 def test_single_turn_order_is_a_seeded_shuffle() -> None:
@@ -350,7 +382,10 @@ def test_shared_prefix_arrivals_must_be_sorted() -> None:
 def test_zero_length_system_prompt_has_no_segments() -> None:
     b = sp(system_prompt_len=0, enable_multi_turn_chat=False)
     assert b.segment_len.shape == (0,)
-    assert np.all(b.prefix_src == -1) and np.all(b.prefix_len == 0)
+    # first sends share nothing; repeats share their whole prompt with the first send
+    assert np.all(b.prefix_src[:4] == -1) and np.all(b.prefix_len[:4] == 0)
+    assert np.array_equal(b.prefix_src[4:], np.arange(4, len(b)) % 4)
+    assert np.all(b.prefix_len[4:] == 5)
     m = sp(system_prompt_len=0)
     assert np.all(m.prefix_src[:4] == -1) and m.prefix_src[4] == 0
 
@@ -405,7 +440,11 @@ def test_shared_prefix_invariants(
     node_len = np.concatenate([b.prompt_len + b.output_len, b.segment_len])
     has = b.prefix_src >= 0
     assert np.all(b.prefix_len[has] <= node_len[b.prefix_src[has]])
-    assert np.all(b.prefix_len[has] < b.prompt_len[has])  # the question is never shared
+    assert np.all(b.prefix_len[has] <= b.prompt_len[has])
+    # a whole prompt is shared only with an earlier send of the same text
+    whole = has & (b.prefix_len == b.prompt_len)
+    assert np.all(req_src[whole])
+    assert np.all(b.prompt_len[b.prefix_src[whole]] == b.prompt_len[whole])
     assert not b.rejected[b.prefix_src[req_src]].any()  # only accepted requests are sources
     # gated chains: prompts never shrink, and once rejected a user stays rejected
     g = b.gate >= 0

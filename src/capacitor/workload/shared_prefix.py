@@ -50,7 +50,9 @@ So by default every round of a session is sent as system prompt + question, exac
 single-turn request (with the multi-turn assignment of sessions to system prompts, which for
 constant lengths is the same shuffled group structure), and with no session gate: a session
 whose context never changes evidently did not share state between its requests, and the lock
-is part of that state. (Why that inference-perf version lost the context was not
+is part of that state. Each round of a user is then the very text of its first round, so
+from the second pass over the prompt list on, a prefix cache holds the whole prompt (see
+"single turn" below). (Why that inference-perf version lost the context was not
 established: the source read here keeps it; inference-perf issue #616 reports that sessions
 built by the generator never reach the request path in later versions.)
 ``carry_context=True`` models the sessions as inference-perf's current source describes them:
@@ -59,8 +61,12 @@ What the server sees, in :class:`RequestBatch` terms (the single separator space
 re-tokenisation of response text are ignored; token counts are as configured):
 
 - segment ``s`` (node ``n + s``) is group ``s``'s system prompt, ``system_prompt_len`` long;
-- single turn: ``prompt_len = system_prompt_len + question_len``, source = the group's
-  segment, ``prefix_len = system_prompt_len``, no gate;
+- single turn: ``prompt_len = system_prompt_len + question_len``, no gate; a prompt's first
+  send has source = the group's segment and ``prefix_len = system_prompt_len``; every later
+  send of the same prompt (data index ``i`` sends prompt ``i % N``, so the list cycles and
+  restarts at each stage) is the same text, with source = that first send and ``prefix_len
+  = prompt_len``: a prefix cache serves it all but the last partial block (and at least the
+  last token is computed again);
 - multi turn, round ``k`` of a user (counted over the whole run): with every earlier round
   accepted, ``prompt_len = system_prompt_len + question_len + k * (question_len +
   output_len)``; the source is the user's previous accepted request (its prompt and all its
@@ -119,7 +125,13 @@ def _local_index(n: int, stage_counts: Sequence[int] | None) -> tuple[np.ndarray
 
 
 def _single_turn(arrivals, slot_group, stage_counts, sys_len, q_len, o_len, max_len, groups):
-    """Single-turn requests: system prompt of the slot's group + question, no gating."""
+    """Single-turn requests: system prompt of the slot's group + question, no gating.
+
+    inference-perf generates its ``N`` prompts once and sends prompt ``i % N`` as data index
+    ``i``, so a slot's later requests repeat its first one word for word: they share the
+    whole prompt with it (a prefix cache serves all of it but the last block), and only a
+    slot's first request shares just its group's system prompt.
+    """
     # NOTE: built in int32 without per-request temporaries: ten million requests must stay
     # within ~100 bytes each.
     n = arrivals.shape[0]
@@ -127,25 +139,41 @@ def _single_turn(arrivals, slot_group, stage_counts, sys_len, q_len, o_len, max_
     if sum(counts) != n:
         raise ConfigError(f"stage_counts sum to {sum(counts)} but arrival_s has {n} requests")
     prompt = sys_len + q_len
+    rejected = prompt + o_len > max_len
+    num_prompts = slot_group.shape[0]
     if sys_len > 0:
         segment_len = np.full(groups, sys_len, np.int32)
-        src = np.empty(n, np.int32)
-        pattern = (slot_group + n).astype(np.int32)
-        offset = 0
-        for count in counts:  # the data index restarts at every stage
-            src[offset:offset + count] = np.resize(pattern, count)
-            offset += count
+        fresh_src = (slot_group + n).astype(np.int32)  # a slot's first request: its segment
     else:
         segment_len = np.zeros(0, np.int32)
-        src = np.full(n, -1, np.int32)
+        fresh_src = np.full(num_prompts, -1, np.int32)
+    fresh_len = np.int32(sys_len if sys_len > 0 else 0)
+    first = np.full(num_prompts, -1, np.int32)  # each slot's first request so far
+    src = np.empty(n, np.int32)
+    plen = np.empty(n, np.int32)
+    offset = 0
+    for count in counts:  # the data index restarts at every stage
+        head = min(count, num_prompts)
+        seen = first[:head] >= 0
+        if rejected:  # refused requests are nobody's source
+            seen[:] = False
+        src[offset:offset + head] = np.where(seen, first[:head], fresh_src[:head])
+        plen[offset:offset + head] = np.where(seen, prompt, fresh_len)
+        first[:head] = np.where(first[:head] >= 0, first[:head],
+                                np.arange(offset, offset + head, dtype=np.int32))
+        if count > head:  # later cycles of this stage repeat its slots' first requests
+            tail = slice(offset + head, offset + count)
+            src[tail] = np.resize(fresh_src if rejected else first, count - head)
+            plen[tail] = fresh_len if rejected else prompt
+        offset += count
     return _batch(
         arrivals,
         prompt_len=np.full(n, prompt, np.int32),
         output_len=o_len,
         prefix_src=src,
-        prefix_len=np.full(n, sys_len if sys_len > 0 else 0, np.int32),
+        prefix_len=plen,
         gate=np.full(n, -1, np.int32),
-        rejected=np.full(n, prompt + o_len > max_len, np.bool_),
+        rejected=np.full(n, rejected, np.bool_),
         segment_len=segment_len,
     )
 
