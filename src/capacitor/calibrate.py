@@ -51,7 +51,8 @@ FAMILY_KEYS: tuple[tuple[str, str, float], ...] = (
     ("efficiency", "attention", 0.4),
     # The all-reduce *bandwidth* fraction, not its fixed latency (kept at the microbenchmark
     # value): large-batch rows need a per-token tensor-parallel overhead, and a latency fitted
-    # to stand in for it would charge every low-concurrency decode step for it.
+    # to stand in for it would charge every low-concurrency decode step for it. Free only
+    # with saturated throughput rows (see free_params).
     ("efficiency", "allreduce_bw", 0.3),
 )
 #: Engine constants (per serving engine). Their priors are rough (CPU costs vary with the
@@ -173,25 +174,42 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
     """The constants the observations can inform.
 
     Hardware constants get one ``global`` multiplier; with rows from two or more GPU
-    families, each family also gets its own deviation (with half the prior width). A
-    constant no row exercises is left out: the low-precision GEMM efficiency without FP8 /
-    FP4 rows, the all-reduce bandwidth without multi-GPU rows, the request path without
-    latency measurements, the per-step fixed cost with throughput alone (see below). Engine
-    constants are per engine present.
+    families, each family also gets its own deviation (with half the prior width). Engine
+    constants are per engine present. A constant the rows cannot inform is left out:
+
+    * the low-precision GEMM efficiency without FP8 / FP4 rows of at least two models. One
+      model's rows tune it to that model's own errors: on the vLLM validation runs, where
+      Llama-4-Scout is the only FP8 model, it fell to 0.57x, the 16-bit GEMM rose to the
+      1.0 cap, and FP8 prefill came out slower than 16-bit on H100;
+    * the request path without latency measurements;
+    * the per-step fixed cost with throughput alone (see below);
+    * the all-reduce bandwidth without the output throughput of a saturated (offline or
+      closed-loop) multi-GPU row. A tensor-parallel all-reduce is latency-bound below a few
+      hundred tokens per step (70B at TP4: ~10 us per collective against ~70 ns per
+      token), so open-loop serving runs, whose steps are mostly decodes of tens of tokens,
+      cannot tell its bandwidth: left free on the 13 vLLM validation runs it fell to 0.14x
+      its measured value, standing in for per-sequence costs of the TP rows.
     """
     families = sorted({o.family for o in observations if o.family})
     engines = sorted({o.engine for o in observations if o.engine})
-    low_precision = any(
-        o.cells.get("precision", "").upper() in ("FP8", "FP4") for o in observations
+    low_precision_models = {
+        o.cells.get("model", "")
+        for o in observations
+        if o.cells.get("precision", "").strip().upper() in ("FP8", "FP4")
+    }
+    saturated_multi_gpu = any(
+        _int(o.cells.get("tp")) * _int(o.cells.get("pp")) > 1
+        and o.cells.get("workload", "").strip().lower() in ("offline", "closed_loop")
+        and "output_tokens_per_s" in o.measured
+        for o in observations
     )
-    multi_gpu = any(_int(o.cells.get("tp")) * _int(o.cells.get("pp")) > 1 for o in observations)
     latency = any(
         m.startswith(("ttft", "itl", "tpot", "e2e")) for o in observations for m in o.measured
     )
     skip = set()
-    if not low_precision:
+    if len(low_precision_models) < 2:
         skip.add("gemm_max_low_precision")
-    if not multi_gpu:
+    if not saturated_multi_gpu:
         skip.add("allreduce_bw")
     if not latency:
         # Throughput alone hardly pins a fixed cost per step: like the weight-streaming term
@@ -363,6 +381,9 @@ def fit(
     progress: Callable[[int, float], None] | None = None,
 ) -> FitResult:
     """Fit ``params`` (default :func:`free_params`) to ``observations``.
+
+    ``max_nfev`` bounds the trust-region steps (scipy's ``max_nfev`` with an explicit
+    Jacobian); each step's Jacobian costs one more simulated pass per free constant.
 
     Raises:
         CalibrationError: fewer measured rows than free constants, or no usable rows.

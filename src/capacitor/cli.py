@@ -160,7 +160,11 @@ def calibrate(
         str, typer.Option("--leave-out", help="Out-of-sample check: model, hardware or none.")
     ] = "model",
     max_evaluations: Annotated[
-        int, typer.Option("--max-evaluations", help="Budget of simulated passes per fit.")
+        int, typer.Option(
+            "--max-evaluations",
+            help="Trust-region steps per fit (each step also re-simulates the rows once per "
+                 "free constant, for its Jacobian).",
+        )
     ] = 60,
 ) -> None:
     """Fit the step-time constants to measured runs and write a profile for --profile.

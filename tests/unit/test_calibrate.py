@@ -206,3 +206,34 @@ def test_forward_jacobian_steps_by_the_absolute_step_even_at_the_prior():
     np.testing.assert_allclose(jac, [[2.0, 0.0], [1.0, -3.0]], atol=0.06)
     # a relative step at theta = 0 would have seen a flat function
     assert not np.any(forward_jacobian(stepped, np.zeros(2), 1e-8))
+
+
+def test_allreduce_bandwidth_is_free_only_with_saturated_multi_gpu_throughput(tmp_path):
+    def obs(workload, tp, measured):
+        cells = {"id": "x", "workload": workload, "tp": str(tp), "engine": "vllm"}
+        return Observation(cells=cells, measured=measured, base_dir=tmp_path,
+                           family="hopper", engine="vllm")
+
+    def keys(observations):
+        return {p.key for p in free_params(observations)}
+
+    serving = obs("shared_prefix", 4, {"ttft_mean_ms": 50.0, "e2e_mean_ms": 4000.0})
+    assert "allreduce_bw" not in keys([serving])  # decode steps: latency-bound all-reduce
+    assert "allreduce_bw" not in keys([serving, obs("offline", 1, {"output_tokens_per_s": 1e4})])
+    assert "allreduce_bw" not in keys([obs("offline", 2, {"e2e_mean_ms": 1e4})])
+    for workload in ("offline", "closed_loop"):
+        assert "allreduce_bw" in keys([serving, obs(workload, 2, {"output_tokens_per_s": 1e4})])
+
+
+def test_low_precision_gemm_is_free_only_with_two_low_precision_models(tmp_path):
+    def obs(model, precision):
+        cells = {"id": model, "model": model, "precision": precision, "workload": "offline"}
+        return Observation(cells=cells, measured={"output_tokens_per_s": 1e4},
+                           base_dir=tmp_path, family="hopper", engine="vllm")
+
+    def free(observations):
+        return "gemm_max_low_precision" in {p.key for p in free_params(observations)}
+
+    assert not free([obs("a", "FP16"), obs("b", "FP16")])
+    assert not free([obs("a", "FP8"), obs("a", "fp8"), obs("b", "FP16")])  # one model
+    assert free([obs("a", "FP8"), obs("b", "FP4")])
