@@ -53,9 +53,12 @@ def make_requests(
     num_segments: int = 0,
     segment_len: int = 40,
     sessions: int = 0,
+    repeat_every: int = 0,
 ) -> RequestBatch:
-    """Poisson-ish arrivals with optional shared system prompts (segments) and user
-    sessions (request i waits for i - sessions and extends its whole sequence)."""
+    """Poisson-ish arrivals with optional shared system prompts (segments), user
+    sessions (request i waits for i - sessions and extends its whole sequence) and repeated
+    prompts (request i >= repeat_every sends request i - repeat_every's prompt again, sharing
+    all of it, with no gate: the earlier send may still be running)."""
     rng = np.random.default_rng(seed)
     arrival = np.sort(rng.uniform(0.0, n / rate_rps, n))
     p = rng.integers(prompt[0], prompt[1] + 1, n).astype(np.int32)
@@ -73,6 +76,12 @@ def make_requests(
             batch.prefix_src[i] = prev
             batch.prefix_len[i] = batch.prompt_len[prev] + batch.output_len[prev]
             batch.prompt_len[i] = batch.prefix_len[i] + rng.integers(5, 50)
+    if repeat_every:
+        for i in range(repeat_every, n):
+            prev = i - repeat_every
+            batch.prompt_len[i] = batch.prompt_len[prev]
+            batch.prefix_src[i] = prev
+            batch.prefix_len[i] = batch.prompt_len[prev]
     return batch
 
 

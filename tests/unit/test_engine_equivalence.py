@@ -17,6 +17,10 @@ CASES = {
         dict(num_gpu_blocks=600),
     ),
     "no_prefix_caching": (dict(num_segments=3), dict(enable_prefix_caching=False)),
+    "repeated_prompts": (  # whole prompts shared, sources often still in prefill or decode
+        dict(n=300, rate_rps=60.0, num_segments=2, repeat_every=7, prompt=(60, 400)),
+        dict(num_gpu_blocks=700),
+    ),
     "ingress_egress": (dict(), dict(ingress_s=0.004, egress_s=0.002)),
     "cpu_offload": (
         dict(n=300, sessions=12, prompt=(40, 200), output=(1, 40)),
