@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from capacitor.calibrate import fit, load_observations, write_profile
+from capacitor.calibrate import fit, load_observations, plausibility_warnings, write_profile
 from capacitor.perf.profile import PerfProfile, load_profile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +44,8 @@ def main() -> int:
               f"{result.num_evaluations} passes: {result.message}")
         for name, mult in result.multipliers.items():
             print(f"  {name:48s} x{mult:.3f}")
+        for warning in plausibility_warnings(result):
+            print(f"  check: {warning}")
         profile = PerfProfile(result.profile, origin=f"<fit {engine}>")
     write_profile(profile.to_dict(), OUT,
                   "Fitted by calibration/fit_shipped.py from prior_profile.yaml to the public "

@@ -441,6 +441,32 @@ def fit(
     )
 
 
+#: A fitted log-multiplier this many prior widths from its prior is reported.
+IMPLAUSIBLE_WIDTHS = 3.0
+
+
+def plausibility_warnings(result: FitResult) -> list[str]:
+    """Fitted constants to question before trusting the profile: an efficiency at the 1.0
+    cap (all of the hardware's peak), or a multiplier more than :data:`IMPLAUSIBLE_WIDTHS`
+    prior widths from its prior. Either usually means the constant stands in for a cost
+    the model lacks, and it will carry that into predictions for other rows."""
+    out = []
+    for param, theta in zip(result.params, result.theta, strict=True):
+        widths = abs(float(theta)) / param.sigma
+        if widths > IMPLAUSIBLE_WIDTHS:
+            out.append(f"{param.name} moved to x{math.exp(theta):.3g} its prior, {widths:.1f} "
+                       "prior widths away")
+    capped: dict[tuple[str, str], list[str]] = {}
+    for fam, fam_data in sorted(result.profile.get("families", {}).items()):
+        for eng, layer in sorted((fam_data.get("engines") or {}).items()):
+            for key, value in sorted((layer.get("efficiency") or {}).items()):
+                if key in FRACTION_KEYS and value >= 1.0:
+                    capped.setdefault((eng, key), []).append(fam)
+    for (eng, key), fams in sorted(capped.items()):
+        out.append(f"{eng} efficiency.{key} reached 1.0, all of the peak ({', '.join(fams)})")
+    return out
+
+
 def ape_table(
     observations: Sequence[Observation], predictions: dict[str, dict[str, float]]
 ) -> dict[str, dict[str, float]]:
@@ -518,6 +544,7 @@ def run_calibrate(
         "rows": len(observations),
         "free_constants": len(result.params),
         "multipliers": result.multipliers,
+        "warnings": plausibility_warnings(result),
         "in_sample": ape_table(observations, result.predictions),
     }
     if leave_out != "none":
@@ -555,10 +582,12 @@ __all__ = [
     "Param",
     "ape_table",
     "fit",
+    "forward_jacobian",
     "free_params",
     "leave_one_out",
     "load_observations",
     "median_by_metric",
+    "plausibility_warnings",
     "predict",
     "profile_dict",
     "run_calibrate",

@@ -204,6 +204,9 @@ def calibrate(
     for name, value in report["multipliers"].items():
         mults.add_row(escape(name), f"{value:.3f}")
     console.print(mults)
+    for warning in report.get("warnings", []):
+        err_console.print(f"[yellow]check:[/yellow] {escape(warning)} (it may stand in for a "
+                          "cost the model lacks; see README, Fidelity)")
     err_console.print(f"profile written to {escape(str(out))}; use it with --profile")
 
 

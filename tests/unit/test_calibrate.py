@@ -17,12 +17,14 @@ import pytest
 
 from capacitor.calibrate import (
     FD_STEP,
+    FitResult,
     Observation,
     Param,
     fit,
     forward_jacobian,
     free_params,
     load_observations,
+    plausibility_warnings,
     profile_dict,
     run_calibrate,
 )
@@ -237,3 +239,23 @@ def test_low_precision_gemm_is_free_only_with_two_low_precision_models(tmp_path)
     assert not free([obs("a", "FP16"), obs("b", "FP16")])
     assert not free([obs("a", "FP8"), obs("a", "fp8"), obs("b", "FP16")])  # one model
     assert free([obs("a", "FP8"), obs("b", "FP4")])
+
+
+def test_plausibility_warnings_name_a_capped_efficiency_and_a_far_multiplier():
+    prior = load_profile(PRIOR)
+    params = [Param("global", "*", "efficiency", "gemm_max", 0.3),
+              Param("global", "*", "efficiency", "allreduce_bw", 0.3),
+              Param("engine", "vllm", "request_path", "ingress_s", 2.0)]
+
+    def result(multipliers):
+        theta = np.log(multipliers)
+        return FitResult(profile=profile_dict(prior, params, theta), params=params,
+                         theta=theta, predictions={}, cost=0.0, num_evaluations=0)
+
+    assert plausibility_warnings(result([1.1, 0.9, 3.0])) == []  # within 3 prior widths
+    warnings = plausibility_warnings(result([2.3, 0.14, 6.0]))
+    text = "\n".join(warnings)
+    assert "allreduce_bw moved to x0.14" in text and "6.6 prior widths" in text
+    assert "efficiency.gemm_max reached 1.0" in text  # 0.80 x 2.3, capped at the peak
+    assert "gemm_max moved" not in text  # 2.3x is 2.8 widths: the cap is the finding
+    assert "ingress_s" not in text  # 6x is 0.9 widths of its wide prior
