@@ -385,7 +385,8 @@ def models_show(name: Annotated[str, typer.Argument(help="Bundled name or HF rep
 def models_import(
     config: Annotated[Path, typer.Argument(help="A Hugging Face config.json.")],
 ) -> None:
-    """Parse a Hugging Face config.json and print the spec capacitor reads from it."""
+    """Parse a Hugging Face config.json (and the generation_config.json beside it, whose
+    top-p / top-k defaults decide the sampler's cost) and print the spec capacitor reads."""
     from capacitor.catalog.models import load_config_file
 
     _print_spec(load_config_file(config))

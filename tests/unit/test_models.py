@@ -462,3 +462,52 @@ def test_ignored_attention_projections_stay_16bit() -> None:
     assert extra == pytest.approx(attn_params * 1.0)
     # at 16-bit precision nothing changes
     assert weight_bytes_per_gpu(kept, "bf16") == weight_bytes_per_gpu(plain, "bf16")
+
+
+# ---- sampling defaults (generation_config.json) -----------------------------------------------
+
+
+def test_a_generation_config_beside_the_config_sets_the_sampling_defaults(tmp_path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(_llama_like()))
+    assert not resolve_model(str(tmp_path)).filters_vocab  # no generation_config.json
+    gen = tmp_path / "generation_config.json"
+    gen.write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2}))
+    assert not resolve_model(str(tmp_path)).filters_vocab  # no sampling keys
+    gen.write_text(json.dumps({"do_sample": True, "temperature": 0.6, "top_p": 0.9}))
+    spec = resolve_model(str(tmp_path / "config.json"))
+    assert (spec.default_top_p, spec.default_top_k, spec.filters_vocab) == (0.9, 0, True)
+    gen.write_text(json.dumps({"top_k": 20}))
+    assert resolve_model(str(tmp_path)).filters_vocab
+    gen.write_text(json.dumps({"top_k": -1, "top_p": 1.0}))  # vLLM's "off" values
+    assert not resolve_model(str(tmp_path)).filters_vocab
+    gen.write_text(json.dumps({"temperature": 0, "top_p": 0.9}))  # greedy: nothing filtered
+    assert not resolve_model(str(tmp_path)).filters_vocab
+
+
+@pytest.mark.parametrize(
+    ("gen", "named"),
+    [
+        ({"top_p": 1.5}, "top_p=1.5"),
+        ({"top_p": 0}, "top_p=0"),
+        ({"top_p": "0.9"}, "top_p='0.9'"),
+        ({"top_k": 2.5}, "top_k=2.5"),
+        ({"top_k": -2}, "top_k=-2"),
+        ({"temperature": -1}, "temperature=-1"),
+    ],
+)
+def test_a_bad_generation_config_names_the_key_and_value(tmp_path, gen, named) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(_llama_like()))
+    (tmp_path / "generation_config.json").write_text(json.dumps(gen))
+    with pytest.raises(CatalogError) as info:
+        resolve_model(str(tmp_path))
+    assert named in str(info.value)
+    assert "generation_config.json" in str(info.value)
+
+
+def test_bundled_sampling_defaults_follow_the_published_generation_configs() -> None:
+    # Qwen2.5-7B-Instruct ships top_k 20 / top_p 0.8; Llama-2-7b-hf top_p 0.9 (its aliases
+    # share the spec); a model whose file is not known is costed without filtering.
+    qwen = resolve_model("Qwen/Qwen2.5-7B-Instruct")
+    assert (qwen.default_top_p, qwen.default_top_k) == (0.8, 20)
+    assert resolve_model("meta-llama/Llama-2-7b-hf").default_top_p == 0.9
+    assert not resolve_model("mistralai/Mistral-Nemo-Instruct-2407").filters_vocab

@@ -477,3 +477,48 @@ def test_ep_validation_names_ep() -> None:
     assert weight_bytes_per_gpu(MIXTRAL, "BF16", tp=4, ep=4) == weight_bytes_per_gpu(
         MIXTRAL, "BF16", tp=4
     )
+
+
+def _sampler_profile(tmp_path, seconds_per_seq_vocab):
+    doc = load_profile(None).to_dict()
+    doc.setdefault("engines", {}).setdefault("vllm", {}).setdefault("overhead", {})[
+        "sampler_s_per_seq_vocab"
+    ] = seconds_per_seq_vocab
+    return load_profile(_write(tmp_path, doc))
+
+
+def test_top_p_sampling_adds_a_vocabulary_sized_cost_per_sequence(tmp_path) -> None:
+    import dataclasses
+
+    profile = _sampler_profile(tmp_path, 1e-9)  # 1 ns per sequence and vocabulary entry
+    h100 = get_gpu("H100")
+    qwen = resolve_model("Qwen/Qwen2.5-7B-Instruct")  # vocab 152,064; top-k 20 / top-p 0.8
+    greedy = dataclasses.replace(qwen, default_top_p=1.0, default_top_k=0)
+    assert qwen.filters_vocab and not greedy.filters_vocab
+
+    def decode_step(model, engine="vllm"):
+        c = build_coefficients(model, h100, engine=engine, profile=profile)
+        return st.step_time_s(c, 10, 10, 0, 0, 10 * 600)
+
+    # 10 sequences x 152,064 entries x 1 ns = 1.52064 ms, whatever the TP degree
+    assert decode_step(qwen) - decode_step(greedy) == pytest.approx(1.52064e-3, rel=1e-9)
+    # TensorRT-LLM samples greedily unless asked: its prior charges nothing
+    assert decode_step(qwen, "trtllm") == pytest.approx(decode_step(greedy, "trtllm"), rel=1e-12)
+
+
+def test_a_profile_without_the_sampler_key_still_loads_and_charges_nothing(tmp_path) -> None:
+    doc = load_profile(None).to_dict()
+    for layer in [doc["defaults"], *doc.get("engines", {}).values()]:
+        layer.get("overhead", {}).pop("sampler_s_per_seq_vocab", None)
+    for fam in doc.get("families", {}).values():
+        for layer in [fam.get("defaults", {}), *fam.get("engines", {}).values()]:
+            layer.get("overhead", {}).pop("sampler_s_per_seq_vocab", None)
+    profile = load_profile(_write(tmp_path, doc))  # e.g. a profile fitted by an older version
+    assert profile.constants("hopper", "vllm").overhead.sampler_s_per_seq_vocab == 0.0
+    with pytest.raises(CalibrationError, match=r"sampler_s_per_seq_vocab = 0\.5"):
+        load_profile(_write(tmp_path, _with_sampler(doc, 0.5)))
+
+
+def _with_sampler(doc, value):
+    doc["defaults"]["overhead"]["sampler_s_per_seq_vocab"] = value
+    return doc

@@ -316,3 +316,37 @@ def parse_hf_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         weight_dtype=_weight_dtype(cfg, where),
         attention_16bit=_attention_16bit(cfg, _weight_dtype(cfg, where)),
     )
+
+
+def parse_generation_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """``default_top_p`` / ``default_top_k`` ModelSpec arguments from a generation_config.json.
+
+    vLLM (``--generation-config auto``, its default since v0.9) takes ``temperature``,
+    ``top_p``, ``top_k``, ``min_p`` and ``repetition_penalty`` from this file as the sampling
+    defaults of every request that sets none (``ModelConfig.get_diff_sampling_param``; it
+    ignores ``do_sample``). Only the two that make its sampler filter the whole vocabulary
+    are kept. A ``temperature`` of 0 means greedy sampling, which filters nothing.
+
+    Raises:
+        CatalogError: naming ``name``, the key and its value, when top_p is not in (0, 1],
+            top_k not an integer >= -1 or temperature negative.
+    """
+    if not isinstance(config, Mapping):
+        raise CatalogError(f"{name}: generation config must be a JSON object")
+    where = f"generation config {name!r}"
+    top_p, top_k, temperature = config.get("top_p"), config.get("top_k"), config.get("temperature")
+    if top_p is None:
+        top_p = 1.0
+    if isinstance(top_p, bool) or not isinstance(top_p, int | float) or not 0.0 < top_p <= 1.0:
+        raise CatalogError(f"{where}: top_p={top_p!r} must be a number in (0, 1]")
+    if top_k is None:
+        top_k = 0
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < -1:
+        raise CatalogError(f"{where}: top_k={top_k!r} must be an integer >= -1 (-1 or 0: off)")
+    if temperature is not None and (
+        isinstance(temperature, bool) or not isinstance(temperature, int | float) or temperature < 0
+    ):
+        raise CatalogError(f"{where}: temperature={temperature!r} must be a number >= 0")
+    if temperature == 0:
+        top_p, top_k = 1.0, 0
+    return {"default_top_p": float(top_p), "default_top_k": max(int(top_k), 0)}

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from capacitor.catalog.hf_config import parse_hf_config
+from capacitor.catalog.hf_config import parse_generation_config, parse_hf_config
 from capacitor.errors import CatalogError
 
 WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "fp4")
@@ -57,6 +57,11 @@ class ModelSpec:
         attention_16bit: the attention projections of the language model stay at 16 bit in
             a quantized checkpoint (listed in its quantization ``ignore`` list, as RedHatAI's
             FP8-dynamic Llama-4 checkpoints do); vLLM then loads them unquantized.
+        default_top_p, default_top_k: the sampling defaults of the model's
+            generation_config.json, which vLLM applies to every request that sets none
+            (1.0 and 0, i.e. off, when the file sets none or is not known); bundled models
+            take them from ``catalog/data/generation_defaults.yaml``, a config.json path from
+            a generation_config.json beside it.
     """
 
     name: str
@@ -86,6 +91,8 @@ class ModelSpec:
     max_position_embeddings: int
     weight_dtype: str
     attention_16bit: bool = False
+    default_top_p: float = 1.0
+    default_top_k: int = 0
 
     # ---- structure -----------------------------------------------------------------------
 
@@ -93,6 +100,12 @@ class ModelSpec:
     def is_moe(self) -> bool:
         """True when some layers route tokens to experts (``num_experts > 0``)."""
         return self.num_experts > 0 and self.num_moe_layers > 0
+
+    @property
+    def filters_vocab(self) -> bool:
+        """True when requests sample with top-p or top-k by default, so an engine without a
+        fused sampler sorts each sequence's whole vocabulary every step."""
+        return self.default_top_p < 1.0 or self.default_top_k > 0
 
     @property
     def is_mla(self) -> bool:
@@ -248,6 +261,8 @@ def _read_json(path: Path, label: str) -> dict[str, Any]:
 
 def load_config_file(path: str | Path) -> ModelSpec:
     """Import a config.json file (or a directory holding one); the spec is named by its path.
+    A generation_config.json in the same directory sets the sampling defaults
+    (:func:`~capacitor.catalog.hf_config.parse_generation_config`).
 
     Raises:
         CatalogError: unreadable file, invalid JSON (naming the path) or a bad config.
@@ -255,7 +270,13 @@ def load_config_file(path: str | Path) -> ModelSpec:
     p = Path(path)
     if p.is_dir():
         p = p / "config.json"
-    return from_hf_config(_read_json(p, str(p)), str(path))
+    spec = from_hf_config(_read_json(p, str(p)), str(path))
+    gen = p.parent / "generation_config.json"
+    if gen.is_file():
+        spec = dataclasses.replace(
+            spec, **parse_generation_config(_read_json(gen, str(gen)), str(gen))
+        )
+    return spec
 
 
 # ---- bundled catalogue ---------------------------------------------------------------------
@@ -272,6 +293,16 @@ def _aliases_yaml() -> dict[str, Any]:
 
 
 @cache
+def _generation_defaults() -> dict[str, Any]:
+    """Bundled name -> the sampling keys of its published generation_config.json."""
+    text = (_DATA / "generation_defaults.yaml").read_text(encoding="utf-8")
+    data = (yaml.safe_load(text) or {}).get("models") or {}
+    if not isinstance(data, dict):
+        raise CatalogError("catalog/data/generation_defaults.yaml: 'models' must be a mapping")
+    return data
+
+
+@cache
 def _catalogue() -> tuple[dict[str, ModelSpec], dict[str, str]]:
     """(bundled name -> spec, lower-cased HF id -> bundled name), built once."""
     specs: dict[str, ModelSpec] = {}
@@ -280,6 +311,10 @@ def _catalogue() -> tuple[dict[str, ModelSpec], dict[str, str]]:
             name = entry.name[: -len(".json")]
             data = json.loads(entry.read_text(encoding="utf-8"))
             specs[name] = from_hf_config(data, name)
+    for name, entry in _generation_defaults().items():
+        if name not in specs:
+            raise CatalogError(f"generation_defaults.yaml: unknown model {name!r}")
+        specs[name] = dataclasses.replace(specs[name], **parse_generation_config(entry, name))
     fields = {f.name for f in dataclasses.fields(ModelSpec)} - {"name", "hf_ids"}
     for name, entry in (_aliases_yaml().get("derived") or {}).items():
         overrides = {k: v for k, v in entry.items() if k not in ("base", "note")}

@@ -76,11 +76,19 @@ class Efficiency:
 
 @dataclass(frozen=True, slots=True)
 class Overhead:
-    """CPU/launch overheads: per step, per sequence in the batch, extra per prefill chunk (s)."""
+    """CPU/launch overheads: per step, per sequence in the batch, extra per prefill chunk (s).
+
+    sampler_s_per_seq_vocab: seconds per sequence and vocabulary entry a step spends
+    filtering the logits for top-p / top-k sampling, paid only by models whose requests
+    sample that way (:attr:`capacitor.catalog.models.ModelSpec.filters_vocab`). Optional
+    in a profile file (0 when no layer sets it, so profiles fitted before it existed keep
+    their meaning).
+    """
 
     step_fixed_s: float
     per_seq_s: float
     per_prefill_seq_s: float
+    sampler_s_per_seq_vocab: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +134,9 @@ class ProfileConstants:
     memory: Memory
 
 
+#: Keys the root layer may leave unset: the resolved value is then the dataclass default.
+_OPTIONAL_KEYS = frozenset({"sampler_s_per_seq_vocab"})
+
 _SECTIONS = {
     "efficiency": Efficiency,
     "overhead": Overhead,
@@ -163,6 +174,7 @@ class _OverheadIn(_Strict):
     step_fixed_s: float | None = Field(None, ge=0.0, le=1.0)
     per_seq_s: float | None = Field(None, ge=0.0, le=0.1)
     per_prefill_seq_s: float | None = Field(None, ge=0.0, le=0.1)
+    sampler_s_per_seq_vocab: float | None = Field(None, ge=0.0, le=1e-7)
 
 
 class _RequestPathIn(_Strict):
@@ -225,7 +237,7 @@ class PerfProfile:
         for section in _SECTIONS:
             root = getattr(self._in.defaults, section)
             for name, value in root.model_dump().items():
-                if value is None:
+                if value is None and name not in _OPTIONAL_KEYS:
                     raise CalibrationError(
                         f"profile {origin}: defaults.{section}.{name} is missing (the root "
                         "layer must set every key)"
