@@ -63,6 +63,8 @@ ENGINE_KEYS: tuple[tuple[str, str, float], ...] = (
     ("overhead", "per_prefill_seq_s", 2.0),
     ("request_path", "ingress_s", 2.0),
     ("request_path", "egress_s", 2.0),
+    # Measured for the PyTorch sort path (perf/data/prior_profile.yaml): a factor e^0.7 ~ 2.
+    ("overhead", "sampler_s_per_seq_vocab", 0.7),
 )
 #: Fractions of a peak may not exceed 1.
 FRACTION_KEYS = {"weight_bw", "kv_bw", "gemm_max", "gemm_max_low_precision", "attention",
@@ -183,6 +185,8 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
       1.0 cap, and FP8 prefill came out slower than 16-bit on H100;
     * the request path without latency measurements;
     * the per-step fixed cost with throughput alone (see below);
+    * an engine's sampler cost without latency rows of a model whose requests sample with
+      top-p / top-k (``ModelSpec.filters_vocab``): nothing else pays it;
     * the all-reduce bandwidth without the output throughput of a saturated (offline or
       closed-loop) multi-GPU row. A tensor-parallel all-reduce is latency-bound below a few
       hundred tokens per step (70B at TP4: ~10 us per collective against ~70 ns per
@@ -218,6 +222,12 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
         # 7-10x its prior, against the weight bandwidth, for a 0.2-point gain). It stays at
         # its prior.
         skip |= {"ingress_s", "egress_s", "step_fixed_s"}
+    sampling_engines = {
+        o.engine
+        for o in observations
+        if _filters_vocab(o)
+        and any(m.startswith(("ttft", "itl", "tpot", "e2e")) for m in o.measured)
+    }
     params: list[Param] = []
     for section, key, sigma in FAMILY_KEYS:
         if key in skip:
@@ -226,9 +236,22 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
         if len(families) > 1:
             params += [Param("family", fam, section, key, sigma / 2) for fam in families]
     for section, key, sigma in ENGINE_KEYS:
-        if key not in skip:
-            params += [Param("engine", eng, section, key, sigma) for eng in engines]
+        if key in skip:
+            continue
+        for eng in engines:
+            if key != "sampler_s_per_seq_vocab" or eng in sampling_engines:
+                params.append(Param("engine", eng, section, key, sigma))
     return params
+
+
+def _filters_vocab(obs: Observation) -> bool:
+    """Whether a row's model samples with top-p / top-k by default (False if unknown)."""
+    from capacitor.catalog.models import resolve_model
+
+    try:
+        return resolve_model(Row(obs.cells, obs.base_dir).model_ref()).filters_vocab
+    except CapacitorError:
+        return False
 
 
 def _int(text: str | None) -> int:
@@ -352,6 +375,9 @@ def log_errors(obs: Observation, pred: dict[str, float] | None) -> list[float]:
 #: simulation is piecewise smooth in its constants: below some step an event merely moves in
 #: time and above it events reorder, so a derivative needs a step well above that jitter.
 FD_STEP = 0.02
+#: Optimizer starts ``capacitor calibrate`` averages (see :func:`fit`), and their seed.
+FIT_STARTS = 4
+FIT_SEED = 0
 
 
 def forward_jacobian(
@@ -378,12 +404,23 @@ def fit(
     params: Sequence[Param] | None = None,
     *,
     max_nfev: int = 60,
+    starts: int = 1,
     progress: Callable[[int, float], None] | None = None,
 ) -> FitResult:
     """Fit ``params`` (default :func:`free_params`) to ``observations``.
 
     ``max_nfev`` bounds the trust-region steps (scipy's ``max_nfev`` with an explicit
-    Jacobian); each step's Jacobian costs one more simulated pass per free constant.
+    Jacobian) of each start; each step's Jacobian costs one more simulated pass per free
+    constant.
+
+    ``starts`` > 1 runs the optimizer from the prior and from ``starts - 1`` points drawn
+    from it (half its width, a fixed seed) and returns the mean of the solutions' log-
+    multipliers. A simulated run is a piecewise-smooth function of the constants (a step
+    boundary crossing an arrival moves a request by a step), so one descent stops in one of
+    many nearby local minima, and constants the rows hardly tell apart (per-step versus
+    per-sequence cost, GEMM versus attention efficiency) land wherever the path left them;
+    averaging the starts keeps what they agree on and shrinks the rest toward the middle of
+    their valley (:data:`FIT_STARTS` is what ``capacitor calibrate`` uses).
 
     Raises:
         CalibrationError: fewer measured rows than free constants, or no usable rows.
@@ -422,22 +459,31 @@ def fit(
     def jacobian(theta: np.ndarray) -> np.ndarray:
         return forward_jacobian(residuals, theta, FD_STEP)
 
-    x0 = np.zeros(num_free)
-    sol = least_squares(
-        residuals, x0, jac=jacobian, method="trf", max_nfev=max_nfev, xtol=1e-6, ftol=1e-6
-    )
-    data = profile_dict(prior, params, sol.x)
+    rng = np.random.default_rng(FIT_SEED)
+    solutions, messages = [], []
+    for start in range(max(int(starts), 1)):
+        x0 = np.zeros(num_free) if start == 0 else rng.normal(0.0, sigmas / 2.0)
+        # x_scale: each log-multiplier in units of its prior width, as the residuals use it.
+        sol = least_squares(
+            residuals, x0, jac=jacobian, method="trf", max_nfev=max_nfev, xtol=1e-6,
+            ftol=1e-6, x_scale=sigmas,
+        )
+        solutions.append(sol.x)
+        messages.append(str(sol.message))
+    theta = np.mean(solutions, axis=0)
+    cost = 0.5 * float(np.sum(residuals(theta) ** 2))
+    data = profile_dict(prior, params, theta)
     final = PerfProfile(data, origin="<calibration>")
     preds = predictor.predict(final)
     return FitResult(
         profile=data,
         params=params,
-        theta=sol.x,
+        theta=theta,
         predictions={o.id: (p or {}) for o, p in zip(usable, preds, strict=True)},
-        cost=float(sol.cost),
+        cost=cost,
         num_evaluations=calls[0],
-        message=str(sol.message),
-        multipliers={p.name: float(math.exp(t)) for p, t in zip(params, sol.x, strict=True)},
+        message="; ".join(sorted(set(messages))),
+        multipliers={p.name: float(math.exp(t)) for p, t in zip(params, theta, strict=True)},
     )
 
 
@@ -487,10 +533,11 @@ def leave_one_out(
     group_of: Callable[[Observation], str],
     *,
     max_nfev: int = 60,
+    starts: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Out-of-sample predictions: for each group (a model, a GPU), fit on the other rows
-    and predict that group's rows with the result."""
+    (``max_nfev`` and ``starts`` as :func:`fit`) and predict that group's rows with it."""
     groups = sorted({group_of(o) for o in observations})
     out: dict[str, dict[str, float]] = {}
     for g in groups:
@@ -498,8 +545,7 @@ def leave_one_out(
             progress(g)
         train = [o for o in observations if group_of(o) != g]
         test = [o for o in observations if group_of(o) == g]
-        params = [p for p in free_params(train)]
-        result = fit(train, prior, params, max_nfev=max_nfev)
+        result = fit(train, prior, free_params(train), max_nfev=max_nfev, starts=starts)
         profile = PerfProfile(result.profile, origin="<leave-one-out>")
         for obs, pred in zip(test, _Predictor(test).predict(profile), strict=True):
             out[obs.id] = pred or {}
@@ -523,12 +569,14 @@ def run_calibrate(
     profile_path: str | Path | None = None,
     leave_out: str = "model",
     max_nfev: int = 60,
+    starts: int = FIT_STARTS,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Fit, report in-sample and leave-one-out error, and write the profile to ``out_path``.
 
-    ``leave_out`` is ``model``, ``hardware`` or ``none``. The shipped profile is never
-    changed; ``profile_path`` is the prior (default: the shipped profile).
+    ``leave_out`` is ``model``, ``hardware`` or ``none``; ``max_nfev`` and ``starts`` as
+    :func:`fit`. The shipped profile is never changed; ``profile_path`` is the prior
+    (default: the shipped profile).
     """
     if leave_out not in ("model", "hardware", "none"):
         raise CalibrationError(f"leave_out={leave_out!r}; valid: model, hardware, none")
@@ -539,7 +587,7 @@ def run_calibrate(
             f"fitting {len(free_params(observations))} constants to "
             f"{len(observations)} measured rows"
         )
-    result = fit(observations, prior, max_nfev=max_nfev)
+    result = fit(observations, prior, max_nfev=max_nfev, starts=starts)
     report: dict[str, Any] = {
         "rows": len(observations),
         "free_constants": len(result.params),
@@ -557,6 +605,7 @@ def run_calibrate(
             prior,
             group_of,
             max_nfev=max_nfev,
+            starts=starts,
             progress=(lambda g: progress(f"leave-one-{leave_out}-out: {g}")) if progress else None,
         )
         report["out_of_sample"] = ape_table(observations, loo)

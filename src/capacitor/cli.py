@@ -166,6 +166,14 @@ def calibrate(
                  "free constant, for its Jacobian).",
         )
     ] = 60,
+    starts: Annotated[
+        int, typer.Option(
+            "--starts",
+            help="Optimizer starts averaged per fit: the prior and points drawn from it "
+                 "(fixed seed). More starts cost proportionally more time and steady the "
+                 "constants the rows hardly tell apart.",
+        )
+    ] = 4,
 ) -> None:
     """Fit the step-time constants to measured runs and write a profile for --profile.
 
@@ -179,10 +187,12 @@ def calibrate(
              "give one measured file per experiments file")
     if max_evaluations < 1:
         fail(f"--max-evaluations={max_evaluations}: must be >= 1")
+    if starts < 1:
+        fail(f"--starts={starts}: must be >= 1")
     with err_console.status("calibrating...") as status:
         report = run_calibrate(
             list(zip(experiments, measured, strict=True)), out, profile_path=profile,
-            leave_out=leave_out, max_nfev=max_evaluations,
+            leave_out=leave_out, max_nfev=max_evaluations, starts=starts,
             progress=lambda msg: status.update(escape(msg)),
         )
     table = Table(title=f"median absolute percentage error (%), {report['rows']} rows, "

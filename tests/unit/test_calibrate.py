@@ -194,6 +194,41 @@ def test_calibrate_writes_a_loadable_profile_and_keeps_the_shipped_one(tmp_path)
     assert load_profile(None).to_dict() == shipped_before
 
 
+def test_several_starts_average_the_solutions_from_the_prior_and_seeded_draws(
+    tmp_path, monkeypatch
+):
+    import scipy.optimize
+
+    from capacitor.calibrate import FIT_SEED
+
+    prior = load_profile(PRIOR)
+    rows = _rows("H100")[:6]
+    exp, meas = _write(tmp_path, rows, prior)
+    observations = load_observations([(exp, meas)])
+    params = free_params(observations)
+    sigmas = np.array([p.sigma for p in params])
+    seen = []
+
+    class _Solution:
+        def __init__(self, x):
+            self.x, self.cost, self.message = x, 0.0, "stub"
+
+    def one_step_from(fun, x0, **kwargs):  # every descent "ends" one unit above its start
+        seen.append(np.array(x0))
+        return _Solution(np.asarray(x0) + 1.0)
+
+    monkeypatch.setattr(scipy.optimize, "least_squares", one_step_from)
+    single = fit(observations, prior, params)
+    np.testing.assert_allclose(single.theta, np.ones(len(params)))
+    seen.clear()
+    three = fit(observations, prior, params, starts=3)
+    draws = np.random.default_rng(FIT_SEED).normal(0.0, sigmas / 2.0, size=(2, len(params)))
+    np.testing.assert_allclose(seen[0], 0.0)  # the prior itself
+    np.testing.assert_allclose(seen[1:], draws)
+    np.testing.assert_allclose(three.theta, 1.0 + draws.sum(axis=0) / 3.0)
+    assert fit(observations, prior, params, starts=3).theta.tolist() == three.theta.tolist()
+
+
 def test_forward_jacobian_steps_by_the_absolute_step_even_at_the_prior():
     """A discrete-event simulation is flat below its event-time jitter: a derivative taken
     with a step relative to theta (scipy's ``diff_step``, ~1e-8 at theta = 0, where every
@@ -239,6 +274,25 @@ def test_low_precision_gemm_is_free_only_with_two_low_precision_models(tmp_path)
     assert not free([obs("a", "FP16"), obs("b", "FP16")])
     assert not free([obs("a", "FP8"), obs("a", "fp8"), obs("b", "FP16")])  # one model
     assert free([obs("a", "FP8"), obs("b", "FP4")])
+
+
+def test_sampler_cost_is_free_only_with_latency_rows_of_a_model_that_samples_top_p(tmp_path):
+    def obs(model, engine, measured):
+        cells = {"id": model, "model": model, "workload": "shared_prefix", "engine": engine}
+        return Observation(cells=cells, measured=measured, base_dir=tmp_path,
+                           family="hopper", engine=engine)
+
+    def free(observations):
+        return {p.group for p in free_params(observations) if p.key == "sampler_s_per_seq_vocab"}
+
+    latency = {"itl_mean_ms": 10.0}
+    nemo = "mistralai/Mistral-Nemo-Instruct-2407"  # its generation_config sets no top-p/top-k
+    qwen = "Qwen/Qwen2.5-7B-Instruct"  # top-k 20, top-p 0.8
+    assert free([obs(nemo, "vllm", latency)]) == set()
+    assert free([obs(qwen, "vllm", {"output_tokens_per_s": 1e4})]) == set()  # throughput only
+    assert free([obs(nemo, "vllm", latency), obs(qwen, "vllm", latency),
+                 obs(nemo, "sglang", latency)]) == {"vllm"}
+    assert free([obs("no/such-model", "vllm", latency)]) == set()
 
 
 def test_plausibility_warnings_name_a_capped_efficiency_and_a_far_multiplier():
