@@ -64,7 +64,7 @@ ENGINE_KEYS: tuple[tuple[str, str, float], ...] = (
     ("request_path", "ingress_s", 2.0),
     ("request_path", "egress_s", 2.0),
     # Measured for the PyTorch sort path (perf/data/prior_profile.yaml): a factor e^0.7 ~ 2.
-    ("overhead", "sampler_s_per_seq_vocab", 0.7),
+    ("overhead", "sampler_bytes_per_seq_vocab", 0.7),
 )
 #: Fractions of a peak may not exceed 1.
 FRACTION_KEYS = {"weight_bw", "kv_bw", "gemm_max", "gemm_max_low_precision", "attention",
@@ -239,7 +239,7 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
         if key in skip:
             continue
         for eng in engines:
-            if key != "sampler_s_per_seq_vocab" or eng in sampling_engines:
+            if key != "sampler_bytes_per_seq_vocab" or eng in sampling_engines:
                 params.append(Param("engine", eng, section, key, sigma))
     return params
 

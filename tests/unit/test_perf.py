@@ -479,46 +479,53 @@ def test_ep_validation_names_ep() -> None:
     )
 
 
-def _sampler_profile(tmp_path, seconds_per_seq_vocab):
+def _sampler_profile(tmp_path, bytes_per_seq_vocab):
     doc = load_profile(None).to_dict()
     doc.setdefault("engines", {}).setdefault("vllm", {}).setdefault("overhead", {})[
-        "sampler_s_per_seq_vocab"
-    ] = seconds_per_seq_vocab
+        "sampler_bytes_per_seq_vocab"
+    ] = bytes_per_seq_vocab
     return load_profile(_write(tmp_path, doc))
 
 
 def test_top_p_sampling_adds_a_vocabulary_sized_cost_per_sequence(tmp_path) -> None:
     import dataclasses
 
-    profile = _sampler_profile(tmp_path, 1e-9)  # 1 ns per sequence and vocabulary entry
-    h100 = get_gpu("H100")
+    profile = _sampler_profile(tmp_path, 1000.0)  # bytes per sequence and vocabulary entry
     qwen = resolve_model("Qwen/Qwen2.5-7B-Instruct")  # vocab 152,064; top-k 20 / top-p 0.8
     greedy = dataclasses.replace(qwen, default_top_p=1.0, default_top_k=0)
     assert qwen.filters_vocab and not greedy.filters_vocab
 
-    def decode_step(model, engine="vllm"):
-        c = build_coefficients(model, h100, engine=engine, profile=profile)
+    def decode_step(model, gpu="H100", engine="vllm"):
+        c = build_coefficients(model, get_gpu(gpu), engine=engine, profile=profile)
         return st.step_time_s(c, 10, 10, 0, 0, 10 * 600)
 
-    # 10 sequences x 152,064 entries x 1 ns = 1.52064 ms, whatever the TP degree
-    assert decode_step(qwen) - decode_step(greedy) == pytest.approx(1.52064e-3, rel=1e-9)
+    # 10 sequences x 152,064 entries x 1,000 B over the GPU's HBM bandwidth (catalogue:
+    # H100 SXM 3.35 TB/s, L40S 864 GB/s)
+    assert decode_step(qwen) - decode_step(greedy) == pytest.approx(
+        10 * 152_064 * 1000 / 3.35e12, rel=1e-9
+    )
+    assert decode_step(qwen, "L40S") - decode_step(greedy, "L40S") == pytest.approx(
+        10 * 152_064 * 1000 / 864e9, rel=1e-9
+    )
     # TensorRT-LLM samples greedily unless asked: its prior charges nothing
-    assert decode_step(qwen, "trtllm") == pytest.approx(decode_step(greedy, "trtllm"), rel=1e-12)
+    assert decode_step(qwen, engine="trtllm") == pytest.approx(
+        decode_step(greedy, engine="trtllm"), rel=1e-12
+    )
 
 
 def test_a_profile_without_the_sampler_key_still_loads_and_charges_nothing(tmp_path) -> None:
     doc = load_profile(None).to_dict()
     for layer in [doc["defaults"], *doc.get("engines", {}).values()]:
-        layer.get("overhead", {}).pop("sampler_s_per_seq_vocab", None)
+        layer.get("overhead", {}).pop("sampler_bytes_per_seq_vocab", None)
     for fam in doc.get("families", {}).values():
         for layer in [fam.get("defaults", {}), *fam.get("engines", {}).values()]:
-            layer.get("overhead", {}).pop("sampler_s_per_seq_vocab", None)
+            layer.get("overhead", {}).pop("sampler_bytes_per_seq_vocab", None)
     profile = load_profile(_write(tmp_path, doc))  # e.g. a profile fitted by an older version
-    assert profile.constants("hopper", "vllm").overhead.sampler_s_per_seq_vocab == 0.0
-    with pytest.raises(CalibrationError, match=r"sampler_s_per_seq_vocab = 0\.5"):
-        load_profile(_write(tmp_path, _with_sampler(doc, 0.5)))
+    assert profile.constants("hopper", "vllm").overhead.sampler_bytes_per_seq_vocab == 0.0
+    with pytest.raises(CalibrationError, match=r"sampler_bytes_per_seq_vocab = -1\.0"):
+        load_profile(_write(tmp_path, _with_sampler(doc, -1.0)))
 
 
 def _with_sampler(doc, value):
-    doc["defaults"]["overhead"]["sampler_s_per_seq_vocab"] = value
+    doc["defaults"]["overhead"]["sampler_bytes_per_seq_vocab"] = value
     return doc

@@ -35,8 +35,8 @@ moe_half_tokens          gemm_half_tokens x E / k: uniform top-k routing gives e
 fixed_s, per_seq_s,      profile overheads; per_seq_s adds the LM-head GEMM of one sequence
 per_prefill_seq_s        (2 x vocab x hidden / tp at the 16-bit rate) and, for a model whose
                          requests sample with top-p / top-k (ModelSpec.filters_vocab), the
-                         sampler's filtering of its logits, sampler_s_per_seq_vocab x vocab
-                         (every tensor-parallel rank samples the whole vocabulary)
+                         sampler's filtering of its logits, sampler_bytes_per_seq_vocab x vocab
+                         / HBM B/s (every tensor-parallel rank samples the whole vocabulary)
 ======================== =================================================================
 
 Pipeline parallelism is modelled as sequential stages: a step's batch passes every stage in
@@ -245,8 +245,10 @@ def build_coefficients(
     coeffs = np.zeros(st.NUM_COEFFS, dtype=np.float64)
     coeffs[st.C_FIXED_S] = c.overhead.step_fixed_s
     lm_head_flops = 2.0 * model.vocab_size * hidden / tp
-    sampler = c.overhead.sampler_s_per_seq_vocab * model.vocab_size if model.filters_vocab else 0.0
-    coeffs[st.C_PER_SEQ_S] = c.overhead.per_seq_s + lm_head_flops / head_rate + sampler
+    sampler = c.overhead.sampler_bytes_per_seq_vocab * model.vocab_size / gpu.hbm_bytes_per_s
+    coeffs[st.C_PER_SEQ_S] = (
+        c.overhead.per_seq_s + lm_head_flops / head_rate + (sampler if model.filters_vocab else 0.0)
+    )
     coeffs[st.C_PER_PREFILL_SEQ_S] = c.overhead.per_prefill_seq_s
 
     # Body params a quantized checkpoint keeps at 16 bit (its ignore list): streamed at 2

@@ -78,17 +78,18 @@ class Efficiency:
 class Overhead:
     """CPU/launch overheads: per step, per sequence in the batch, extra per prefill chunk (s).
 
-    sampler_s_per_seq_vocab: seconds per sequence and vocabulary entry a step spends
-    filtering the logits for top-p / top-k sampling, paid only by models whose requests
-    sample that way (:attr:`capacitor.catalog.models.ModelSpec.filters_vocab`). Optional
-    in a profile file (0 when no layer sets it, so profiles fitted before it existed keep
-    their meaning).
+    sampler_bytes_per_seq_vocab: the top-p / top-k filtering of the logits a step does for
+    models whose requests sample that way (:attr:`capacitor.catalog.models.ModelSpec.
+    filters_vocab`), as effective bytes of HBM traffic per sequence and vocabulary entry:
+    the step pays ``bytes x vocab / HBM bytes/s`` per sequence (a sort is bandwidth-bound,
+    so a GPU with half the bandwidth takes twice as long). Optional in a profile file (0
+    when no layer sets it, so profiles fitted before it existed keep their meaning).
     """
 
     step_fixed_s: float
     per_seq_s: float
     per_prefill_seq_s: float
-    sampler_s_per_seq_vocab: float = 0.0
+    sampler_bytes_per_seq_vocab: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +136,7 @@ class ProfileConstants:
 
 
 #: Keys the root layer may leave unset: the resolved value is then the dataclass default.
-_OPTIONAL_KEYS = frozenset({"sampler_s_per_seq_vocab"})
+_OPTIONAL_KEYS = frozenset({"sampler_bytes_per_seq_vocab"})
 
 _SECTIONS = {
     "efficiency": Efficiency,
@@ -174,7 +175,7 @@ class _OverheadIn(_Strict):
     step_fixed_s: float | None = Field(None, ge=0.0, le=1.0)
     per_seq_s: float | None = Field(None, ge=0.0, le=0.1)
     per_prefill_seq_s: float | None = Field(None, ge=0.0, le=0.1)
-    sampler_s_per_seq_vocab: float | None = Field(None, ge=0.0, le=1e-7)
+    sampler_bytes_per_seq_vocab: float | None = Field(None, ge=0.0, le=1e5)
 
 
 class _RequestPathIn(_Strict):
