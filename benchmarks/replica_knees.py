@@ -1,6 +1,6 @@
 """Per-replica knees of the embedded default scenario (a benchmark, not a test).
 
-    python benchmarks/replica_knees.py                      # every workload, ~12 minutes
+    python benchmarks/replica_knees.py                      # every workload, ~5 s
     python benchmarks/replica_knees.py agent_loop           # one workload
 
 For each workload of ``scenarios/colossus.yaml``: one replica of its deployment, Poisson
