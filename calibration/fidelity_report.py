@@ -1,7 +1,7 @@
 """The fidelity report, reproduced in one command (the README's "Fidelity" numbers):
 
-    python calibration/fidelity_report.py            # ~5 minutes on 2 cores
-    python calibration/fidelity_report.py --quick    # skips the 4-minute TRT-LLM refits (~22 s)
+    python calibration/fidelity_report.py            # ~7.5 minutes on 2 cores
+    python calibration/fidelity_report.py --quick    # skips the TRT-LLM refits (~3 minutes)
 
 For each public dataset in ``../shared/data`` and each metric: the median and p90 absolute
 percentage error of the physical prior, of the shipped profile (fitted to these same rows:
