@@ -286,7 +286,7 @@ def test_sampler_cost_is_free_only_with_latency_rows_of_a_model_that_samples_top
         return {p.group for p in free_params(observations) if p.key == "sampler_bytes_per_seq_vocab"}
 
     latency = {"itl_mean_ms": 10.0}
-    nemo = "mistralai/Mistral-Nemo-Instruct-2407"  # its generation_config sets no top-p/top-k
+    nemo = "mistralai/Mistral-Nemo-Instruct-2407"  # not listed: costed without filtering
     qwen = "Qwen/Qwen2.5-7B-Instruct"  # top-k 20, top-p 0.8
     assert free([obs(nemo, "vllm", latency)]) == set()
     assert free([obs(qwen, "vllm", {"output_tokens_per_s": 1e4})]) == set()  # throughput only
