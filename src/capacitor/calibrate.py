@@ -207,9 +207,7 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
         and "output_tokens_per_s" in o.measured
         for o in observations
     )
-    latency = any(
-        m.startswith(("ttft", "itl", "tpot", "e2e")) for o in observations for m in o.measured
-    )
+    latency = any(_has_latency(o) for o in observations)
     skip = set()
     if len(low_precision_models) < 2:
         skip.add("gemm_max_low_precision")
@@ -222,12 +220,7 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
         # 7-10x its prior, against the weight bandwidth, for a 0.2-point gain). It stays at
         # its prior.
         skip |= {"ingress_s", "egress_s", "step_fixed_s"}
-    sampling_engines = {
-        o.engine
-        for o in observations
-        if _filters_vocab(o)
-        and any(m.startswith(("ttft", "itl", "tpot", "e2e")) for m in o.measured)
-    }
+    sampling_engines = {o.engine for o in observations if _has_latency(o) and _filters_vocab(o)}
     params: list[Param] = []
     for section, key, sigma in FAMILY_KEYS:
         if key in skip:
@@ -242,6 +235,11 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
             if key != "sampler_bytes_per_seq_vocab" or eng in sampling_engines:
                 params.append(Param("engine", eng, section, key, sigma))
     return params
+
+
+def _has_latency(obs: Observation) -> bool:
+    """Whether a row measured a latency (TTFT, ITL, TPOT or E2E), not only throughput."""
+    return any(m.startswith(("ttft", "itl", "tpot", "e2e")) for m in obs.measured)
 
 
 def _filters_vocab(obs: Observation) -> bool:

@@ -283,7 +283,8 @@ def test_sampler_cost_is_free_only_with_latency_rows_of_a_model_that_samples_top
                            family="hopper", engine=engine)
 
     def free(observations):
-        return {p.group for p in free_params(observations) if p.key == "sampler_bytes_per_seq_vocab"}
+        key = "sampler_bytes_per_seq_vocab"
+        return {p.group for p in free_params(observations) if p.key == key}
 
     latency = {"itl_mean_ms": 10.0}
     nemo = "mistralai/Mistral-Nemo-Instruct-2407"  # not listed: costed without filtering
