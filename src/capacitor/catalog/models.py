@@ -241,7 +241,7 @@ def from_hf_config(config: dict[str, Any], name: str) -> ModelSpec:
     return ModelSpec(**parse_hf_config(config, name))
 
 
-def _read_json(path: Path, label: str) -> dict[str, Any]:
+def _read_json(path: Path, label: str, kind: str = "config.json") -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -251,7 +251,7 @@ def _read_json(path: Path, label: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise CatalogError(
             f"model config {label} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
-            f"{exc.msg}); expected a Hugging Face config.json"
+            f"{exc.msg}); expected a Hugging Face {kind}"
         ) from exc
     if not isinstance(data, dict):
         kind = type(data).__name__
@@ -274,7 +274,9 @@ def load_config_file(path: str | Path) -> ModelSpec:
     gen = p.parent / "generation_config.json"
     if gen.is_file():
         spec = dataclasses.replace(
-            spec, **parse_generation_config(_read_json(gen, str(gen)), str(gen))
+            spec, **parse_generation_config(
+                _read_json(gen, str(gen), "generation_config.json"), str(gen)
+            )
         )
     return spec
 
