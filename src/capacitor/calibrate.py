@@ -61,6 +61,8 @@ ENGINE_KEYS: tuple[tuple[str, str, float], ...] = (
     ("overhead", "step_fixed_s", 2.0),
     ("overhead", "per_seq_s", 2.0),
     ("overhead", "per_prefill_seq_s", 2.0),
+    # Kernel fixed costs from microbenchmarks (perf/data/prior_profile.yaml): a factor e^0.7.
+    ("overhead", "per_layer_s", 0.7),
     ("request_path", "ingress_s", 2.0),
     ("request_path", "egress_s", 2.0),
     # Measured for the PyTorch sort path (perf/data/prior_profile.yaml): a factor e^0.7 ~ 2.
@@ -219,7 +221,7 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
         # bytes tell the two apart (on the TensorRT-LLM table a free step_fixed_s drifted to
         # 7-10x its prior, against the weight bandwidth, for a 0.2-point gain). It stays at
         # its prior.
-        skip |= {"ingress_s", "egress_s", "step_fixed_s"}
+        skip |= {"ingress_s", "egress_s", "step_fixed_s", "per_layer_s"}
     sampling_engines = {o.engine for o in observations if _has_latency(o) and _filters_vocab(o)}
     params: list[Param] = []
     for section, key, sigma in FAMILY_KEYS:

@@ -149,8 +149,8 @@ def test_throughput_rows_leave_the_request_path_and_step_cost_at_their_prior(tmp
 
     throughput = names({"output_tokens_per_s": 1.0})
     latency = names({"e2e_mean_ms": 1.0})
-    assert {"ingress_s", "egress_s", "step_fixed_s"} & throughput == set()
-    assert {"ingress_s", "egress_s", "step_fixed_s", "per_seq_s"} <= latency
+    assert {"ingress_s", "egress_s", "step_fixed_s", "per_layer_s"} & throughput == set()
+    assert {"ingress_s", "egress_s", "step_fixed_s", "per_seq_s", "per_layer_s"} <= latency
     assert "per_seq_s" in throughput and "weight_bw" in throughput
 
 

@@ -513,19 +513,36 @@ def test_top_p_sampling_adds_a_vocabulary_sized_cost_per_sequence(tmp_path) -> N
     )
 
 
-def test_a_profile_without_the_sampler_key_still_loads_and_charges_nothing(tmp_path) -> None:
+def test_per_layer_cost_is_paid_once_per_layer_every_step(tmp_path) -> None:
+    doc = load_profile(None).to_dict()
+    overhead = doc.setdefault("engines", {}).setdefault("vllm", {}).setdefault("overhead", {})
+    overhead["per_layer_s"] = 0.0
+    without = load_profile(_write(tmp_path, doc))
+    overhead["per_layer_s"] = 3e-5
+    with_layers = load_profile(_write(tmp_path, doc))
+
+    def step(model, profile, pp=1, prefill=0):
+        c = build_coefficients(model, H100, pp=pp, engine="vllm", profile=profile)
+        return st.step_time_s(c, 8 + prefill, 8, 1 if prefill else 0, 0, 8 * 600)
+
+    # 32 layers (Llama-3.1-8B) and 80 (Llama-3.1-70B) x 30 us, decode or prefill step alike;
+    # pipeline stages run in turn, so pp=2 pays every layer once too
+    for model, layers in ((LLAMA8B, 32), (resolve_model("meta-llama/Llama-3.1-70B"), 80)):
+        for pp, prefill in ((1, 0), (1, 512), (2, 0)):
+            extra = step(model, with_layers, pp, prefill) - step(model, without, pp, prefill)
+            assert extra == pytest.approx(layers * 3e-5, rel=1e-9)
+
+
+@pytest.mark.parametrize("key", ["sampler_bytes_per_seq_vocab", "per_layer_s"])
+def test_a_profile_without_an_optional_key_still_loads_and_charges_nothing(tmp_path, key) -> None:
     doc = load_profile(None).to_dict()
     for layer in [doc["defaults"], *doc.get("engines", {}).values()]:
-        layer.get("overhead", {}).pop("sampler_bytes_per_seq_vocab", None)
+        layer.get("overhead", {}).pop(key, None)
     for fam in doc.get("families", {}).values():
         for layer in [fam.get("defaults", {}), *fam.get("engines", {}).values()]:
-            layer.get("overhead", {}).pop("sampler_bytes_per_seq_vocab", None)
+            layer.get("overhead", {}).pop(key, None)
     profile = load_profile(_write(tmp_path, doc))  # e.g. a profile fitted by an older version
-    assert profile.constants("hopper", "vllm").overhead.sampler_bytes_per_seq_vocab == 0.0
-    with pytest.raises(CalibrationError, match=r"sampler_bytes_per_seq_vocab = -1\.0"):
-        load_profile(_write(tmp_path, _with_sampler(doc, -1.0)))
-
-
-def _with_sampler(doc, value):
-    doc["defaults"]["overhead"]["sampler_bytes_per_seq_vocab"] = value
-    return doc
+    assert getattr(profile.constants("hopper", "vllm").overhead, key) == 0.0
+    doc["defaults"]["overhead"][key] = -1.0
+    with pytest.raises(CalibrationError, match=rf"{key} = -1\.0"):
+        load_profile(_write(tmp_path, doc))

@@ -32,8 +32,10 @@ moe_half_tokens          gemm_half_tokens x E / k: uniform top-k routing gives e
                          tokens, T_e / (T_e + gemm_half_tokens); summed over the touched
                          experts their time is moe_gemm_s_per_token x (T + moe_half_tokens
                          x p_T)
-fixed_s, per_seq_s,      profile overheads; per_seq_s adds the LM-head GEMM of one sequence
-per_prefill_seq_s        (2 x vocab x hidden / tp at the 16-bit rate) and, for a model whose
+fixed_s, per_seq_s,      profile overheads; fixed_s adds per_layer_s x layers (every layer's
+per_prefill_seq_s        kernels, on each stage in turn); per_seq_s adds the LM-head GEMM of
+                         one sequence (2 x vocab x hidden / tp at the 16-bit rate) and, for a
+                         model whose
                          requests sample with top-p / top-k (ModelSpec.filters_vocab), the
                          sampler's filtering of its logits, sampler_bytes_per_seq_vocab x vocab
                          / HBM B/s (every tensor-parallel rank samples the whole vocabulary)
@@ -243,7 +245,7 @@ def build_coefficients(
     layers, hidden = model.num_layers, model.hidden_size
 
     coeffs = np.zeros(st.NUM_COEFFS, dtype=np.float64)
-    coeffs[st.C_FIXED_S] = c.overhead.step_fixed_s
+    coeffs[st.C_FIXED_S] = c.overhead.step_fixed_s + c.overhead.per_layer_s * layers
     lm_head_flops = 2.0 * model.vocab_size * hidden / tp
     sampler = c.overhead.sampler_bytes_per_seq_vocab * model.vocab_size / gpu.hbm_bytes_per_s
     coeffs[st.C_PER_SEQ_S] = (

@@ -82,14 +82,23 @@ class Overhead:
     models whose requests sample that way (:attr:`capacitor.catalog.models.ModelSpec.
     filters_vocab`), as effective bytes of HBM traffic per sequence and vocabulary entry:
     the step pays ``bytes x vocab / HBM bytes/s`` per sequence (a sort is bandwidth-bound,
-    so a GPU with half the bandwidth takes twice as long). Optional in a profile file (0
-    when no layer sets it, so profiles fitted before it existed keep their meaning).
+    so a GPU with half the bandwidth takes twice as long).
+
+    per_layer_s: GPU time every step pays per decoder layer on top of its bytes and FLOPs:
+    the fixed part of each of the layer's kernels (ramp-up and tail of small decode GEMMs,
+    the split-KV combine of decode attention, norms and activations), which CUDA graphs do
+    not remove. It makes a step of an 80-layer model dearer than one of a 28-layer model
+    with the same bytes.
+
+    Both are optional in a profile file (0 when no layer sets them, so profiles fitted
+    before they existed keep their meaning).
     """
 
     step_fixed_s: float
     per_seq_s: float
     per_prefill_seq_s: float
     sampler_bytes_per_seq_vocab: float = 0.0
+    per_layer_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +145,7 @@ class ProfileConstants:
 
 
 #: Keys the root layer may leave unset: the resolved value is then the dataclass default.
-_OPTIONAL_KEYS = frozenset({"sampler_bytes_per_seq_vocab"})
+_OPTIONAL_KEYS = frozenset({"sampler_bytes_per_seq_vocab", "per_layer_s"})
 
 _SECTIONS = {
     "efficiency": Efficiency,
@@ -176,6 +185,7 @@ class _OverheadIn(_Strict):
     per_seq_s: float | None = Field(None, ge=0.0, le=0.1)
     per_prefill_seq_s: float | None = Field(None, ge=0.0, le=0.1)
     sampler_bytes_per_seq_vocab: float | None = Field(None, ge=0.0, le=1e5)
+    per_layer_s: float | None = Field(None, ge=0.0, le=0.01)
 
 
 class _RequestPathIn(_Strict):
