@@ -38,7 +38,7 @@ import yaml
 
 from capacitor.errors import CalibrationError, CapacitorError
 from capacitor.parallel import default_workers, map_ordered
-from capacitor.perf.profile import FAMILIES, PerfProfile, load_profile
+from capacitor.perf.profile import FAMILIES, PerfProfile, load_profile, upper_bound
 from capacitor.results import read_csv, read_measured
 from capacitor.validate import REQUIRED_COLUMNS, Row, predict_row
 
@@ -287,9 +287,7 @@ def profile_dict(prior: PerfProfile, params: Sequence[Param], theta: np.ndarray)
             log_mult = logs.get("global:*", 0.0) + logs.get(f"family:{fam}", 0.0)
             for eng in fit_engines:
                 base = getattr(getattr(prior.constants(fam, eng), section), key)
-                value = float(base) * math.exp(log_mult)
-                if key in FRACTION_KEYS:
-                    value = min(value, 1.0)
+                value = _clamp(section, key, float(base) * math.exp(log_mult))
                 layer = families.setdefault(fam, {}).setdefault("engines", {})
                 layer.setdefault(eng, {}).setdefault(section, {})[key] = value
     for section, key, _ in ENGINE_KEYS:
@@ -298,13 +296,20 @@ def profile_dict(prior: PerfProfile, params: Sequence[Param], theta: np.ndarray)
             if scope != "engine":
                 continue
             base = getattr(getattr(prior.constants("hopper", eng), section), key)
-            engines.setdefault(eng, {}).setdefault(section, {})[key] = float(base) * math.exp(
-                log_mult)
+            engines.setdefault(eng, {}).setdefault(section, {})[key] = _clamp(
+                section, key, float(base) * math.exp(log_mult))
             for fam_data in families.values():  # nothing more specific may shadow it
                 for layer in [fam_data.get("defaults", {}),
                               fam_data.get("engines", {}).get(eng, {})]:
                     layer.get(section, {}).pop(key, None)
     return data
+
+
+def _clamp(section: str, key: str, value: float) -> float:
+    """``value`` capped at the largest the profile schema accepts (1.0 for an efficiency), so
+    a trust-region step past it costs what the bound costs instead of failing."""
+    bound = upper_bound(section, key)
+    return value if bound is None else min(value, bound)
 
 
 def _constants_key(consts: Any) -> tuple:
@@ -493,7 +498,8 @@ IMPLAUSIBLE_WIDTHS = 3.0
 
 def plausibility_warnings(result: FitResult) -> list[str]:
     """Fitted constants to question before trusting the profile: an efficiency at the 1.0
-    cap (all of the hardware's peak), or a multiplier more than :data:`IMPLAUSIBLE_WIDTHS`
+    cap (all of the hardware's peak), an engine cost at the largest value a profile accepts,
+    or a multiplier more than :data:`IMPLAUSIBLE_WIDTHS`
     prior widths from its prior. Either usually means the constant stands in for a cost
     the model lacks, and it will carry that into predictions for other rows."""
     out = []
@@ -510,6 +516,13 @@ def plausibility_warnings(result: FitResult) -> list[str]:
                     capped.setdefault((eng, key), []).append(fam)
     for (eng, key), fams in sorted(capped.items()):
         out.append(f"{eng} efficiency.{key} reached 1.0, all of the peak ({', '.join(fams)})")
+    for eng, layer in sorted(result.profile.get("engines", {}).items()):
+        for section in ("overhead", "request_path"):
+            for key, value in sorted((layer.get(section) or {}).items()):
+                bound = upper_bound(section, key)
+                if bound is not None and value >= bound:
+                    out.append(f"{eng} {section}.{key} reached {bound:g}, the largest a "
+                               "profile accepts")
     return out
 
 

@@ -296,6 +296,23 @@ def test_sampler_cost_is_free_only_with_latency_rows_of_a_model_that_samples_top
     assert free([obs("no/such-model", "vllm", latency)]) == set()
 
 
+def test_a_step_past_a_profile_bound_is_clamped_not_fatal():
+    # a candidate far outside what a profile file accepts (per_prefill_seq_s <= 0.1 s,
+    # efficiencies <= 1) still makes a loadable profile, at the bound, and is flagged
+    prior = load_profile(PRIOR)
+    params = [Param("engine", "vllm", "overhead", "per_prefill_seq_s", 2.0),
+              Param("global", "*", "efficiency", "kv_bw", 0.3)]
+    theta = np.log([1e4, 5.0])
+    profile = PerfProfile(profile_dict(prior, params, theta), origin="<test>")
+    assert profile.constants("hopper", "vllm").overhead.per_prefill_seq_s == 0.1
+    assert profile.constants("ampere", "vllm").efficiency.kv_bw == 1.0
+    result = FitResult(profile=profile.to_dict(), params=params, theta=theta, predictions={},
+                       cost=0.0, num_evaluations=0)
+    warnings = plausibility_warnings(result)
+    assert "vllm overhead.per_prefill_seq_s reached 0.1, the largest a profile accepts" in warnings
+    assert any("efficiency.kv_bw reached 1.0" in w for w in warnings)
+
+
 def test_plausibility_warnings_name_a_capped_efficiency_and_a_far_multiplier():
     prior = load_profile(PRIOR)
     params = [Param("global", "*", "efficiency", "gemm_max", 0.3),

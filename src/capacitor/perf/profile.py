@@ -224,6 +224,14 @@ class _ProfileIn(_Strict):
     )
 
 
+def upper_bound(section: str, key: str) -> float | None:
+    """The largest value a profile file accepts for ``section.key`` (None when unbounded),
+    e.g. 1.0 for an efficiency: a calibration fit clamps its candidates to it."""
+    field = _LayerIn.model_fields[section].annotation.model_fields[key]
+    bounds = [m.le for m in field.metadata if getattr(m, "le", None) is not None]
+    return float(min(bounds)) if bounds else None
+
+
 def _validation_message(origin: str, err: ValidationError) -> str:
     parts = []
     for e in err.errors():
