@@ -1,14 +1,17 @@
 """The fidelity report, reproduced in one command (the README's "Fidelity" numbers):
 
-    python calibration/fidelity_report.py            # ~7.5 minutes on 2 cores
-    python calibration/fidelity_report.py --quick    # skips the TRT-LLM refits (~3 minutes)
+    python calibration/fidelity_report.py            # ~8.5 minutes on 2 cores
+    python calibration/fidelity_report.py --quick    # skips the TRT-LLM and Splitwise refits
+                                                     # (~3 minutes)
 
 For each public dataset in ``../shared/data`` and each metric: the median and p90 absolute
 percentage error of the physical prior, of the shipped profile (fitted to these same rows:
 in sample), and out of sample — leave one model out for the real vLLM runs, leave one GPU out
 for the TensorRT-LLM throughput table — where each held-out group is predicted by a profile
 refitted from the prior without it. Published errors of other simulators on the same kind of
-data are printed beside them. ``--out FILE.md`` also writes the tables to a file.
+data are printed beside them. Then the Splitwise static-batch check
+(``calibration/splitwise_check.py``: the shipped profile, and refits to those rows in sample
+and leaving one GPU out). ``--out FILE.md`` also writes the tables to a file.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import splitwise_check  # calibration/, beside this script
 
 from capacitor.calibrate import ape_table, leave_one_out, load_observations, predict
 from capacitor.perf.profile import load_profile
@@ -26,6 +30,7 @@ from capacitor.perf.profile import load_profile
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 PRIOR = ROOT / "src" / "capacitor" / "perf" / "data" / "prior_profile.yaml"
+SPLITWISE = splitwise_check.DATA
 DATASETS = (
     # name, experiments, measured, held-out group column, refit budget and optimizer starts
     # (as calibration/fit_shipped.py fits the shipped profile), published errors
@@ -87,13 +92,17 @@ def report(quick: bool) -> list[str]:
             for gpu in sorted({o.cells.get("hardware", "") for o in observations}):
                 lines += _rows(tables, observations, gpu)
         lines += ["", published, ""]
+    if SPLITWISE.is_file():
+        print("Splitwise static batches ...", file=sys.stderr, flush=True)
+        lines += ["### Splitwise static batches (Llama-2-70B, A100 / H100; engine not named)", "",
+                  *splitwise_check.report(refit=not quick), ""]
     return lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="skip the leave-one-GPU-out refits of the TensorRT-LLM table")
+                        help="skip the refits of the TensorRT-LLM table and the Splitwise check")
     parser.add_argument("--out", type=Path, default=None, help="also write the tables here")
     args = parser.parse_args()
     if not DATA.is_dir():

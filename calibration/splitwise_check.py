@@ -74,11 +74,11 @@ def write_rows(out_dir: Path) -> tuple[Path, Path]:
     return exp_path, meas_path
 
 
-def table(observations, predictions: dict[str, dict[str, float]], title: str) -> None:
+def table(observations, predictions: dict[str, dict[str, float]], title: str) -> list[str]:
     """Median absolute and median signed percentage error per GPU, TP and metric."""
-    print(f"\n{title}\n| GPU | TP | rows | " + " | ".join(
-        f"{m} median abs / signed %" for m in METRICS) + " |")
-    print("|---|---:|---:|" + "---:|" * len(METRICS))
+    lines = ["", title, "", "| GPU | TP | rows | " + " | ".join(
+        f"{m} median abs / signed %" for m in METRICS) + " |",
+        "|---|---:|---:|" + "---:|" * len(METRICS)]
     keys = sorted({(o.cells["hardware"], int(o.cells["tp"])) for o in observations})
     for hw, tp in keys + [("all", 0)]:
         sel = [o for o in observations
@@ -89,7 +89,35 @@ def table(observations, predictions: dict[str, dict[str, float]], title: str) ->
                     if math.isfinite(predictions.get(o.id, {}).get(m, math.nan))]
             cells.append(f"{np.median(np.abs(errs)):.1f} / {np.median(errs):+.1f}"
                          if errs else "—")
-        print(f"| {hw} | {tp or 'all'} | {len(sel)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {hw} | {tp or 'all'} | {len(sel)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def report(refit: bool = True, max_nfev: int = 15) -> list[str]:
+    """The check's tables: the shipped profile, then (``refit``) the refits in sample and
+    leaving one GPU out, each refit with at most ``max_nfev`` trust-region steps."""
+    with tempfile.TemporaryDirectory() as tmp:
+        observations = load_observations([write_rows(Path(tmp))])
+    lines = [f"{len(observations)} configurations of Llama-2-70B on A100 and H100"]
+    lines += table(observations, predict(observations, load_profile(None)),
+                   "Shipped profile (vLLM constants, not fitted to these rows)")
+    if not refit:
+        return lines
+    prior = load_profile(PRIOR)
+    result = fit(observations, prior, max_nfev=max_nfev)
+    lines += table(observations, result.predictions, "Refitted to all rows (in sample)")
+    lines += [""] + [f"    {name:48s} x{mult:.3f}" for name, mult in result.multipliers.items()]
+    held: dict[str, dict[str, float]] = {}
+    for gpu in sorted({o.cells["hardware"] for o in observations}):
+        train = [o for o in observations if o.cells["hardware"] != gpu]
+        test = [o for o in observations if o.cells["hardware"] == gpu]
+        print(f"  Splitwise: refitting without {gpu} ...", file=sys.stderr, flush=True)
+        profile = PerfProfile(fit(train, prior, max_nfev=max_nfev).profile,
+                              origin=f"<fit without {gpu}>")
+        held.update(predict(test, profile))
+    lines += table(observations, held,
+                   "Leave one GPU out (each GPU predicted by a fit to the other)")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,27 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     if not DATA.is_file():
         print(f"Splitwise data not found at {DATA}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory() as tmp:
-        observations = load_observations([write_rows(Path(tmp))])
-        print(f"{len(observations)} configurations of Llama-2-70B on A100 and H100")
-        table(observations, predict(observations, load_profile(None)),
-              "Shipped profile (vLLM constants, not fitted to these rows)")
-        if args.no_fit:
-            return 0
-        prior = load_profile(PRIOR)
-        result = fit(observations, prior, max_nfev=args.max_evaluations)
-        table(observations, result.predictions, "Refitted to all rows (in sample)")
-        for name, mult in result.multipliers.items():
-            print(f"  {name:48s} x{mult:.3f}")
-        held: dict[str, dict[str, float]] = {}
-        for gpu in sorted({o.cells["hardware"] for o in observations}):
-            train = [o for o in observations if o.cells["hardware"] != gpu]
-            test = [o for o in observations if o.cells["hardware"] == gpu]
-            print(f"  refitting without {gpu} ...", file=sys.stderr, flush=True)
-            profile = PerfProfile(fit(train, prior, max_nfev=args.max_evaluations).profile,
-                                  origin=f"<fit without {gpu}>")
-            held.update(predict(test, profile))
-        table(observations, held, "Leave one GPU out (each GPU predicted by a fit to the other)")
+    print("\n".join(report(not args.no_fit, args.max_evaluations)))
     return 0
 
 

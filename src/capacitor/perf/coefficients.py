@@ -35,10 +35,10 @@ moe_half_tokens          gemm_half_tokens x E / k: uniform top-k routing gives e
 fixed_s, per_seq_s,      profile overheads; fixed_s adds per_layer_s x layers (every layer's
 per_prefill_seq_s        kernels, on each stage in turn); per_seq_s adds the LM-head GEMM of
                          one sequence (2 x vocab x hidden / tp at the 16-bit rate) and, for a
-                         model whose
-                         requests sample with top-p / top-k (ModelSpec.filters_vocab), the
-                         sampler's filtering of its logits, sampler_bytes_per_seq_vocab x vocab
-                         / HBM B/s (every tensor-parallel rank samples the whole vocabulary)
+                         model whose requests sample with top-p / top-k (ModelSpec.
+                         filters_vocab), the sampler's filtering of its logits,
+                         sampler_bytes_per_seq_vocab x vocab / HBM B/s (every tensor-parallel
+                         rank samples the whole vocabulary)
 ======================== =================================================================
 
 Pipeline parallelism is modelled as sequential stages: a step's batch passes every stage in
