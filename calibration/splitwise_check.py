@@ -8,7 +8,8 @@ batches of Llama-2-70B at TP 2 / 4 / 8 on A100 and H100 nodes: ``prompt_time_ms`
 prefill of the whole batch), ``token_time_ms`` (the mean decode iteration) and
 ``e2e_time_ms``, for batch sizes 1-64, prompts of 512-8192 tokens and outputs of 128-8192.
 Each configuration (repeats averaged; the TP2 batch-64 rows excluded as the data README
-says) becomes one ``validate`` row: an offline batch of ``batch_size`` requests that one
+says, and those longer than Llama-2's 4,096-token context, which vLLM refuses) becomes one
+``validate`` row: an offline batch of ``batch_size`` requests that one
 replica admits at once (``max_num_seqs`` = batch, a token budget that holds every prompt,
 no prefix cache, no asynchronous scheduling), measured as TTFT mean = prompt time, ITL
 mean = token time, E2E mean = e2e time.
@@ -41,6 +42,9 @@ DATA = ROOT.parent / "shared" / "data" / "published" / "splitwise_static_batches
 PRIOR = ROOT / "src" / "capacitor" / "perf" / "data" / "prior_profile.yaml"
 MODELS = {"llama2-70b": "meta-llama/Llama-2-70b-hf"}  # BLOOM-176B is not in the catalogue
 GPUS = {"a100-80gb": "A100-80GB", "h100-80gb": "H100"}  # the power-capped H100 is left out
+#: Llama-2's context (max_position_embeddings): vLLM refuses longer requests, so the
+#: configurations whose prompt + output exceed it (outputs of 4,096 and 8,192) are left out.
+MAX_MODEL_LEN = 4096
 METRICS = {"ttft_mean_ms": "prompt_time_ms", "itl_mean_ms": "token_time_ms",
            "e2e_mean_ms": "e2e_time_ms"}
 
@@ -54,6 +58,8 @@ def write_rows(out_dir: Path) -> tuple[Path, Path]:
                 continue
             tp, batch = int(r["tensor_parallel"]), int(r["batch_size"])
             if tp == 2 and batch == 64:  # prefill below batch 32's: broken (data README)
+                continue
+            if int(r["prompt_size_tokens"]) + int(r["token_size_tokens"]) > MAX_MODEL_LEN:
                 continue
             groups[(r["model"], r["hardware"], tp, int(r["prompt_size_tokens"]), batch,
                     int(r["token_size_tokens"]))].append(r)
@@ -82,14 +88,20 @@ def table(observations, predictions: dict[str, dict[str, float]], title: str) ->
     keys = sorted({(o.cells["hardware"], int(o.cells["tp"])) for o in observations})
     for hw, tp in keys + [("all", 0)]:
         sel = [o for o in observations
-               if hw == "all" or (o.cells["hardware"] == hw and int(o.cells["tp"]) == tp)]
+               if (hw == "all" or (o.cells["hardware"] == hw and int(o.cells["tp"]) == tp))
+               and all(math.isfinite(predictions.get(o.id, {}).get(m, math.nan))
+                       for m in METRICS)]
         cells = []
         for m in METRICS:
-            errs = [100 * (predictions[o.id][m] / o.measured[m] - 1) for o in sel
-                    if math.isfinite(predictions.get(o.id, {}).get(m, math.nan))]
+            errs = [100 * (predictions[o.id][m] / o.measured[m] - 1) for o in sel]
             cells.append(f"{np.median(np.abs(errs)):.1f} / {np.median(errs):+.1f}"
                          if errs else "—")
         lines.append(f"| {hw} | {tp or 'all'} | {len(sel)} | " + " | ".join(cells) + " |")
+    failed = len(observations) - sum(
+        all(math.isfinite(predictions.get(o.id, {}).get(m, math.nan)) for m in METRICS)
+        for o in observations)
+    if failed:
+        lines.append(f"({failed} configurations could not be simulated)")
     return lines
 
 

@@ -27,9 +27,10 @@ def test_static_batches_become_one_offline_row_each(tmp_path) -> None:
     with exp_path.open(newline="") as fe, meas_path.open(newline="") as fm:
         rows = list(csv.DictReader(fe))
         measured = {r["id"]: r for r in csv.DictReader(fm)}
-    assert len(rows) == len(measured) == 112
+    assert len(rows) == len(measured) == 88
     assert {r["hardware"] for r in rows} == {"A100-80GB", "H100"}
     assert not any(r["tp"] == "2" and r["num_requests"] == "64" for r in rows)
+    assert max(int(r["isl"]) + int(r["osl"]) for r in rows) <= 4096  # Llama-2's context
     row = next(r for r in rows if r["id"] == "sw-h100-80gb-tp8-p512-b16-o128")
     # the whole batch is admitted at once and prefilled in one step
     assert row["max_num_seqs"] == row["num_requests"] == "16"
@@ -42,5 +43,5 @@ def test_static_batches_become_one_offline_row_each(tmp_path) -> None:
 def test_the_check_runs_on_the_shipped_profile(capsys) -> None:
     assert _script().main(["--no-fit"]) == 0
     out = capsys.readouterr().out
-    assert "112 configurations" in out
-    assert "| A100-80GB | 8 | 19 |" in out and "| all | all | 112 |" in out
+    assert "88 configurations" in out
+    assert "| A100-80GB | 8 | 15 |" in out and "| all | all | 88 |" in out
