@@ -15,8 +15,8 @@ no prefix cache, no asynchronous scheduling), measured as TTFT mean = prompt tim
 mean = token time, E2E mean = e2e time.
 
 The serving engine is not named. Its token time barely moves from TP4 to TP8 (H100: 29-31
-ms at batch 1 either way, where the weight stream halves), so most of it is a cost per
-layer on the host, not bytes or FLOPs: the shipped vLLM profile (CUDA graphs) is checked
+ms at batch 1 either way, where the weight stream halves), so most of it is a fixed cost
+per step, likely on the host, not bytes or FLOPs: the shipped vLLM profile (CUDA graphs) is checked
 against it to show that gap, and :func:`capacitor.calibrate.fit` then refits the profile's
 constants to these rows, on both GPUs and leaving one GPU out, as a user would fit their own
 engine with ``capacitor calibrate``.
