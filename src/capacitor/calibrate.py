@@ -273,7 +273,7 @@ def profile_dict(prior: PerfProfile, params: Sequence[Param], theta: np.ndarray)
     data = prior.to_dict()
     families = data.setdefault("families", {})
     engines = data.setdefault("engines", {})
-    fit_engines = sorted({p.group for p in params if p.scope == "engine"}) or ["vllm"]
+    fit_engines = _fit_engines(params)
     by_key: dict[tuple[str, str], dict[str, float]] = {}
     for p, t in zip(params, theta, strict=True):
         by_key.setdefault((p.section, p.key), {})[f"{p.scope}:{p.group}"] = float(t)
@@ -303,6 +303,11 @@ def profile_dict(prior: PerfProfile, params: Sequence[Param], theta: np.ndarray)
                               fam_data.get("engines", {}).get(eng, {})]:
                     layer.get(section, {}).pop(key, None)
     return data
+
+
+def _fit_engines(params: Sequence[Param]) -> list[str]:
+    """The engines whose layers a fit writes: those of its engine constants (vLLM if none)."""
+    return sorted({p.group for p in params if p.scope == "engine"}) or ["vllm"]
 
 
 def _clamp(section: str, key: str, value: float) -> float:
@@ -508,11 +513,14 @@ def plausibility_warnings(result: FitResult) -> list[str]:
         if widths > IMPLAUSIBLE_WIDTHS:
             out.append(f"{param.name} moved to x{math.exp(theta):.3g} its prior, {widths:.1f} "
                        "prior widths away")
+    # Only what this fit moved: the starting profile's other engines and constants (e.g. a
+    # shipped TensorRT-LLM efficiency at the cap, under a vLLM fit) are not its doing.
+    engines, keys = set(_fit_engines(result.params)), {p.key for p in result.params}
     capped: dict[tuple[str, str], list[str]] = {}
     for fam, fam_data in sorted(result.profile.get("families", {}).items()):
         for eng, layer in sorted((fam_data.get("engines") or {}).items()):
             for key, value in sorted((layer.get("efficiency") or {}).items()):
-                if key in FRACTION_KEYS and value >= 1.0:
+                if eng in engines and key in keys and key in FRACTION_KEYS and value >= 1.0:
                     capped.setdefault((eng, key), []).append(fam)
     for (eng, key), fams in sorted(capped.items()):
         out.append(f"{eng} efficiency.{key} reached 1.0, all of the peak ({', '.join(fams)})")
@@ -520,7 +528,7 @@ def plausibility_warnings(result: FitResult) -> list[str]:
         for section in ("overhead", "request_path"):
             for key, value in sorted((layer.get(section) or {}).items()):
                 bound = upper_bound(section, key)
-                if bound is not None and value >= bound:
+                if eng in engines and key in keys and bound is not None and value >= bound:
                     out.append(f"{eng} {section}.{key} reached {bound:g}, the largest a "
                                "profile accepts")
     return out

@@ -310,7 +310,24 @@ def test_a_step_past_a_profile_bound_is_clamped_not_fatal():
                        cost=0.0, num_evaluations=0)
     warnings = plausibility_warnings(result)
     assert "vllm overhead.per_prefill_seq_s reached 0.1, the largest a profile accepts" in warnings
-    assert any("efficiency.kv_bw reached 1.0" in w for w in warnings)
+    assert any("vllm efficiency.kv_bw reached 1.0" in w for w in warnings)
+
+
+def test_warnings_name_only_what_the_fit_moved():
+    # a vLLM fit started from a profile whose TensorRT-LLM GEMM efficiency is at the cap and
+    # whose vLLM egress is at its bound says nothing about either
+    doc = load_profile(PRIOR).to_dict()
+    families = doc.setdefault("families", {})
+    families.setdefault("hopper", {}).setdefault("engines", {}).setdefault(
+        "trtllm", {}).setdefault("efficiency", {})["gemm_max"] = 1.0
+    doc.setdefault("engines", {}).setdefault("vllm", {}).setdefault(
+        "request_path", {})["egress_s"] = 10.0
+    start = PerfProfile(doc, origin="<test>")
+    params = [Param("engine", "vllm", "overhead", "step_fixed_s", 2.0)]
+    theta = np.zeros(1)
+    result = FitResult(profile=profile_dict(start, params, theta), params=params, theta=theta,
+                       predictions={}, cost=0.0, num_evaluations=0)
+    assert plausibility_warnings(result) == []
 
 
 def test_plausibility_warnings_name_a_capped_efficiency_and_a_far_multiplier():
