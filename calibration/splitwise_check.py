@@ -85,23 +85,20 @@ def table(observations, predictions: dict[str, dict[str, float]], title: str) ->
     lines = ["", title, "", "| GPU | TP | rows | " + " | ".join(
         f"{m} median abs / signed %" for m in METRICS) + " |",
         "|---|---:|---:|" + "---:|" * len(METRICS)]
+    ran = [o for o in observations
+           if all(math.isfinite(predictions.get(o.id, {}).get(m, math.nan)) for m in METRICS)]
     keys = sorted({(o.cells["hardware"], int(o.cells["tp"])) for o in observations})
     for hw, tp in keys + [("all", 0)]:
-        sel = [o for o in observations
-               if (hw == "all" or (o.cells["hardware"] == hw and int(o.cells["tp"]) == tp))
-               and all(math.isfinite(predictions.get(o.id, {}).get(m, math.nan))
-                       for m in METRICS)]
+        sel = [o for o in ran
+               if hw == "all" or (o.cells["hardware"] == hw and int(o.cells["tp"]) == tp)]
         cells = []
         for m in METRICS:
             errs = [100 * (predictions[o.id][m] / o.measured[m] - 1) for o in sel]
             cells.append(f"{np.median(np.abs(errs)):.1f} / {np.median(errs):+.1f}"
                          if errs else "—")
         lines.append(f"| {hw} | {tp or 'all'} | {len(sel)} | " + " | ".join(cells) + " |")
-    failed = len(observations) - sum(
-        all(math.isfinite(predictions.get(o.id, {}).get(m, math.nan)) for m in METRICS)
-        for o in observations)
-    if failed:
-        lines.append(f"({failed} configurations could not be simulated)")
+    if len(ran) < len(observations):
+        lines.append(f"({len(observations) - len(ran)} configurations could not be simulated)")
     return lines
 
 

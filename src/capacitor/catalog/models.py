@@ -254,8 +254,8 @@ def _read_json(path: Path, label: str, kind: str = "config.json") -> dict[str, A
             f"{exc.msg}); expected a Hugging Face {kind}"
         ) from exc
     if not isinstance(data, dict):
-        kind = type(data).__name__
-        raise CatalogError(f"model config {label} must hold a JSON object, got {kind}")
+        got = type(data).__name__
+        raise CatalogError(f"model config {label} must hold a JSON object, got {got}")
     return data
 
 
