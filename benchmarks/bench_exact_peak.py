@@ -23,9 +23,9 @@ from pathlib import Path
 
 def run(fidelity: str, backend: str, shard_replicas: int | None, write_requests: bool,
         out_dir: Path, workers: int) -> None:
-    from capacitor.run_outputs import RequestsWriter
     from capacitor.scenario import load_scenario
     from capacitor.simulate import run_scenario, shard_sizes
+    from capacitor.simulate.outputs import RequestsWriter
 
     spec = load_scenario()
     update = {"fidelity": fidelity}

@@ -47,7 +47,7 @@ def peak_per_replica(base: dict, workload: str) -> float:
     """The workload's peak rate per replica of its deployment: mean x peak_to_mean, as the
     scenario's comments count it (the window month is the workloads' base month)."""
     from capacitor.scenario import parse_scenario
-    from capacitor.scenario_checks import resolve_replicas
+    from capacitor.scenario.checks import resolve_replicas
 
     spec = parse_scenario(yaml.safe_dump(base), origin="colossus")
     w = next(x for x in spec.workloads if x.name == workload)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from capacitor.engine.config import EngineConfig
+from capacitor.engine.requests import RequestBatch
 from capacitor.perf.step_time import (
     C_ATTN_DECODE_S_PER_TOKEN,
     C_ATTN_PREFILL_S_PER_PAIR,
@@ -18,7 +19,6 @@ from capacitor.perf.step_time import (
     C_WEIGHT_S,
     NUM_COEFFS,
 )
-from capacitor.workload.requests import RequestBatch
 
 
 def coeffs_8b_like() -> np.ndarray:

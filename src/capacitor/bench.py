@@ -30,6 +30,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from capacitor.engine import reference, simulate
+from capacitor.parallel import default_workers
+from capacitor.perf.profile import load_profile
+from capacitor.scenario import parse_scenario
+from capacitor.simulate import run_scenario
+from capacitor.validate import Row, build_row
+from capacitor.validate.metrics import request_metrics
+
 STANDARD_ROW: dict[str, str] = {
     "id": "bench-standard",
     "model": "meta-llama/Llama-3.1-8B-Instruct",
@@ -111,16 +119,12 @@ def standard_row(num_requests: int) -> dict[str, str]:
 
 
 def _plan(cells: dict[str, str]):
-    from capacitor.perf.profile import load_profile
-    from capacitor.validate import Row, build_row
 
     return build_row(Row(cells, "."), load_profile(None))
 
 
 def run(num_requests: int = 1_000_000, reference_requests: int = 2_000) -> BenchResult:
     """Measure the standard workload; see the module docstring for what each time covers."""
-    from capacitor.engine import reference, simulate
-    from capacitor.results import request_metrics
 
     t0 = time.perf_counter()
     warm = _plan(standard_row(50))
@@ -149,9 +153,6 @@ def run(num_requests: int = 1_000_000, reference_requests: int = 2_000) -> Bench
 def run_fleet() -> tuple[int, float, float, int, float]:
     """The fleet benchmark: (requests, seconds on one thread, seconds with the replicas in
     lockstep, the CPUs, seconds with a thread per CPU as ``capacitor run`` runs it)."""
-    from capacitor.parallel import default_workers
-    from capacitor.scenario import parse_scenario
-    from capacitor.simulate import run_scenario
 
     times = []
     n = 0

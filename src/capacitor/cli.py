@@ -259,9 +259,9 @@ def run(
 
     from capacitor.parallel import default_workers
     from capacitor.report.terminal import print_run
-    from capacitor.run_outputs import RequestsWriter, write_run_dir
     from capacitor.scenario import dump_resolved, load_scenario
     from capacitor.simulate import run_scenario, shard_sizes
+    from capacitor.simulate.outputs import RequestsWriter, write_run_dir
 
     if backend not in ("local", "ray"):
         fail(f"--backend {backend!r}: valid values are local and ray")

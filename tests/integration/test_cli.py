@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from capacitor.cli import app
-from capacitor.results import PREDICTION_COLUMNS
+from capacitor.validate.metrics import PREDICTION_COLUMNS
 
 runner = CliRunner()
 

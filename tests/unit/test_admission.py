@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from capacitor.engine.requests import RequestBatch
 from capacitor.fleet.admission import concurrency_caps, month_seconds, throttle
 from capacitor.fleet.demand import Demand
-from capacitor.scenario_models import Quotas, RateLimits, Tenant
-from capacitor.workload.requests import RequestBatch
+from capacitor.scenario.models import Quotas, RateLimits, Tenant
 
 
 def _demand(times, tenant, prompt=500, output=100) -> Demand:

@@ -155,14 +155,14 @@ def test_throughput_rows_leave_the_request_path_and_step_cost_at_their_prior(tmp
 
 
 def test_rows_simulated_on_threads_predict_what_one_thread_does(tmp_path):
-    from capacitor.calibrate import _Predictor
+    from capacitor.calibrate import Predictor
 
     prior = load_profile(PRIOR)
     rows = _rows("H100")[:6]
     obs = [Observation(r, {"e2e_mean_ms": 1.0}, tmp_path, family="hopper", engine="vllm")
            for r in rows]
-    one = _Predictor(obs, workers=1).predict(prior)
-    three = _Predictor(obs, workers=3)
+    one = Predictor(obs, workers=1).predict(prior)
+    three = Predictor(obs, workers=3)
     assert three.predict(prior) == one
     assert all(p is not None and p["e2e_mean_ms"] > 0 for p in one)
     assert three.predict(prior) == one and three.num_simulations == len(rows)  # memoised

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from capacitor.digest import add_digest
 from capacitor.engine.result import ITL_BIN_REL_WIDTH, ITL_NUM_BINS, itl_bin_value_s, latency_bins
-from capacitor.summary import PCTS, _hist_percentiles
+from capacitor.simulate.digest import add_digest
+from capacitor.simulate.summary import PCTS, _hist_percentiles
 
 
 def test_latency_bins_hold_each_value_within_the_relative_bin_width():

@@ -151,8 +151,8 @@ def test_async_scheduling_delays_admission_by_the_step_in_flight():
     1/16, before B came, so B joins the step at 3/16 and its first token is out at 4/16.
     A arrived at an idle engine: no step was in flight, so nothing delays it.
     """
+    from capacitor.engine.requests import RequestBatch
     from capacitor.perf.step_time import C_WEIGHT_S, NUM_COEFFS
-    from capacitor.workload.requests import RequestBatch
 
     step = 1.0 / 16
     coeffs = np.zeros(NUM_COEFFS)
@@ -175,8 +175,8 @@ def test_async_scheduling_frees_a_finished_seat_without_an_idle_step():
     B arrives at 0.5/16. The decision made at 2/16 (async) still sees A seated, so it runs
     nothing; an empty step takes no time, and B is then scheduled at 3/16 as without async:
     first token 4/16 either way."""
+    from capacitor.engine.requests import RequestBatch
     from capacitor.perf.step_time import C_WEIGHT_S, NUM_COEFFS
-    from capacitor.workload.requests import RequestBatch
 
     step = 1.0 / 16
     coeffs = np.zeros(NUM_COEFFS)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from capacitor.engine import EngineConfig, simulate
+from capacitor.engine.requests import RequestBatch
 from capacitor.errors import ConfigError
 from capacitor.perf.step_time import NUM_COEFFS
-from capacitor.workload.requests import RequestBatch
 from tests.engine_cases import coeffs_8b_like, config, make_requests
 
 

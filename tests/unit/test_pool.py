@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from capacitor.engine import simulate
+from capacitor.engine.requests import RequestBatch
 from capacitor.engine.simulator import simulate_pool
 from capacitor.errors import ConfigError
-from capacitor.workload.requests import RequestBatch
 from tests.engine_cases import coeffs_8b_like, config, make_requests
 
 

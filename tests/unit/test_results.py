@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from capacitor.engine.requests import RequestBatch
 from capacitor.engine.result import (
     ITL_BIN_REL_WIDTH,
     ITL_BINS_PER_E,
@@ -17,7 +18,7 @@ from capacitor.engine.result import (
     EngineResult,
 )
 from capacitor.errors import ValidationDataError
-from capacitor.results import (
+from capacitor.validate.metrics import (
     METRIC_COLUMNS,
     PREDICTION_COLUMNS,
     absolute_percentage_errors,
@@ -27,7 +28,6 @@ from capacitor.results import (
     requests_table,
     write_predictions,
 )
-from capacitor.workload.requests import RequestBatch
 
 NAN = math.nan
 

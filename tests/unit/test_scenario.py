@@ -25,7 +25,7 @@ from capacitor.scenario import (
     summary_lines,
     window_start_hour,
 )
-from capacitor.scenario_models import LognormalTokens, Scenario
+from capacitor.scenario.models import LognormalTokens, Scenario
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "canonical.yaml"

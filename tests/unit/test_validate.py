@@ -8,8 +8,16 @@ import numpy as np
 import pytest
 
 from capacitor.errors import ValidationDataError
-from capacitor.results import PREDICTION_COLUMNS
-from capacitor.validate import Row, RowError, boolean, fraction, integer, one_of, run_validate
+from capacitor.validate.experiments import (
+    Row,
+    RowError,
+    boolean,
+    fraction,
+    integer,
+    one_of,
+    run_validate,
+)
+from capacitor.validate.metrics import PREDICTION_COLUMNS
 
 CLOSED_LOOP = {
     "id": "closed",

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from capacitor.engine.requests import RequestBatch
 from capacitor.errors import ConfigError
 from capacitor.workload import closed_loop, offline, shared_prefix
-from capacitor.workload.requests import RequestBatch
 from capacitor.workload.stages import (
     Stage,
     arrival_times,

@@ -61,9 +61,5 @@ F_FREE = 14  # stack of free slot ids
 F_SCHED = 15  # G + 1 when the slot was scheduled in step G (priority preemption undoes it)
 NUM_SLOT_FIELDS = 16
 
-# request status codes (status[i], int8)
-S_PENDING = 0
-S_COMPLETED = 1
-S_REJECTED = 2  # longer than max_model_len (HTTP 400 at once)
-S_SHED = 3  # refused by admission control at the router
-S_LOST = 4  # in flight on a replica that failed
+# request status codes (status[i], int8): capacitor.engine.status
+from capacitor.engine.status import S_COMPLETED, S_LOST, S_PENDING, S_REJECTED, S_SHED  # noqa: E402,F401

@@ -13,7 +13,7 @@ identical per-request results. It models a vLLM v1 engine:
   stopping at the first that cannot get its blocks. The step's duration comes from
   :func:`capacitor.perf.step_time.step_time_s`; all its tokens appear at its end.
 * **Prefix cache.** Full blocks are shared through prefix nodes (see
-  :mod:`capacitor.workload.requests`). A cached block is either pinned (its node is used
+  :mod:`capacitor.engine.requests`). A cached block is either pinned (its node is used
   by a running request) or evictable; free blocks without cached content are used first,
   then evictable blocks in LRU order of their node's release, tail block first (vLLM
   frees a request's blocks in reverse order). A request's own blocks join the cache when it
@@ -43,9 +43,9 @@ import numpy as np
 
 from capacitor.engine.config import EngineConfig
 from capacitor.engine.prefix_chain import normalise_prefix_chains
+from capacitor.engine.requests import RequestBatch
 from capacitor.engine.result import ITL_BINS_PER_E, ITL_MIN_S, ITL_NUM_BINS, EngineResult
 from capacitor.perf.step_time import prefill_pairs, step_time_s
-from capacitor.workload.requests import RequestBatch
 
 
 def _cdiv(a: int, b: int) -> int:

@@ -20,10 +20,10 @@ from capacitor.engine._pool import (
 )
 from capacitor.engine.config import EngineConfig
 from capacitor.engine.prefix_chain import normalise_prefix_chains
+from capacitor.engine.requests import RequestBatch
 from capacitor.engine.result import ITL_EDGES_S, ITL_NUM_BINS, EngineResult
 from capacitor.errors import ConfigError
-from capacitor.perf.step_time import NUM_COEFFS
-from capacitor.workload.requests import RequestBatch
+from capacitor.perf.step_time import NUM_COEFFS, prefill_pairs, step_time_s
 
 
 def prepare(batch: RequestBatch, config: EngineConfig) -> dict:
@@ -98,7 +98,7 @@ def simulate(
     """Simulate one replica serving ``batch`` to completion (every request finishes).
 
     Args:
-        batch: the requests (see :class:`capacitor.workload.requests.RequestBatch`).
+        batch: the requests (see :class:`capacitor.engine.requests.RequestBatch`).
         config: engine settings; ``config.num_gpu_blocks`` KV blocks of ``block_size``.
         coeffs: step-time coefficients (:mod:`capacitor.perf.step_time` layout).
         itl_class: per request, the ITL histogram its gaps go to, or -1 to leave them out
@@ -214,7 +214,6 @@ def simulate_pool(
         raise ConfigError(f"max_predicted_ttft_s={max_predicted_ttft_s}: must be >= 0")
     prefill_rate = 1.0
     if max_predicted_ttft_s > 0:
-        from capacitor.perf.step_time import prefill_pairs, step_time_s
 
         b = config.max_num_batched_tokens
         prefill_rate = b / step_time_s(

@@ -1,5 +1,5 @@
 """A deployment's demand in the simulated window: the requests of every workload that targets
-it, merged into one :class:`~capacitor.workload.requests.RequestBatch` (what tenant admission
+it, merged into one :class:`~capacitor.engine.requests.RequestBatch` (what tenant admission
 then does with it is :mod:`capacitor.fleet.admission`).
 
 Arrival processes and lengths come from :mod:`capacitor.workload`; times are seconds from the
@@ -11,13 +11,16 @@ router implies.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from capacitor.engine.requests import RequestBatch
 from capacitor.errors import ScenarioError
 from capacitor.workload import arrivals as arr
 from capacitor.workload import lengths as lens
-from capacitor.workload.requests import RequestBatch
+from capacitor.workload import shared_prefix, traces
+from capacitor.workload.stages import parse_stages
 
 
 @dataclass(slots=True)
@@ -48,7 +51,6 @@ def arrival_times(arrival, start_s: float, duration_s: float, scale: float,
         return arr.bursty(arrival.rate_rps * scale, arrival.burst_rate_rps * scale,
                           arrival.mean_burst_s, arrival.mean_gap_s, duration_s, rng)
     if kind == "stages":
-        from capacitor.workload.stages import parse_stages
 
         out = []
         t0 = 0.0
@@ -82,7 +84,6 @@ def workload_batch(workload, send_s: np.ndarray, max_model_len: int, seed: int,
         batch = RequestBatch.simple(send_s, _token_counts(lengths.input, n, rng),
                                     _token_counts(lengths.output, n, rng))
     elif lengths.kind == "shared_prefix":
-        from capacitor.workload import shared_prefix
 
         batch = shared_prefix.generate(
             system_prompt_len=lengths.system_prompt_len, question_len=lengths.question_len,
@@ -107,9 +108,7 @@ def trace_batch(workload, span_s: float, share: float, growth: float, max_model_
     it the rows one routing cell receives (:func:`capacitor.workload.traces.cell_rows`: every
     ``num_cells``-th row when the cells of an exact run split it, an evenly spread ``share``
     when one sampled cell stands for the fleet), so the cells together replay the trace."""
-    from pathlib import Path
 
-    from capacitor.workload import traces
 
     lengths = workload.lengths
     path = Path(lengths.path)

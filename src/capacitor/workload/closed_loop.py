@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
+from capacitor.engine.requests import RequestBatch
 from capacitor.errors import ConfigError
-from capacitor.workload.requests import RequestBatch
 from capacitor.workload.stages import require_int as _int
 
 

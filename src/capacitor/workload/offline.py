@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from capacitor.workload.requests import RequestBatch
+from capacitor.engine.requests import RequestBatch
 from capacitor.workload.stages import require_int
 
 #: ``(isl, osl) -> $num_requests`` from TensorRT-LLM's perf-overview "Preparing a Dataset".

@@ -96,8 +96,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from capacitor.engine.requests import RequestBatch
 from capacitor.errors import ConfigError
-from capacitor.workload.requests import RequestBatch
 from capacitor.workload.stages import require_int as _int
 
 _INT32_MAX = np.iinfo(np.int32).max

@@ -19,7 +19,7 @@ arrays. Its ``duration_s`` is the span from the first to the last arrival plus o
 so ``rate_rps = n / duration_s`` and a repeated trace keeps that rate.
 
 :func:`to_request_batch` builds the engine's request arrays. Mooncake ``hash_ids`` become prefix
-chains (see :mod:`capacitor.workload.requests`): request ``i`` points at the most recent earlier
+chains (see :mod:`capacitor.engine.requests`): request ``i`` points at the most recent earlier
 request sharing the longest common prefix of hash ids, with ``prefix_len = 512 x shared ids``,
 capped at its own input length and at the source's length (prompt + output). The common
 prefixes are found with a trie whose nodes are keyed on ``(parent node, hash id)``, built depth
@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from capacitor.engine.requests import RequestBatch
 from capacitor.errors import ConfigError, ScenarioError
-from capacitor.workload.requests import RequestBatch
 
 MOONCAKE_BLOCK_TOKENS = 512
 AZURE_HEADER = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")

@@ -1,6 +1,6 @@
 """Per-request records and the metric summaries every report and the validate contract use.
 
-One replica run gives a :class:`~capacitor.workload.requests.RequestBatch` (what was sent)
+One replica run gives a :class:`~capacitor.engine.requests.RequestBatch` (what was sent)
 and an :class:`~capacitor.engine.result.EngineResult` (what happened to it). This module
 turns the pair into
 
@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from capacitor.engine.requests import RequestBatch
 from capacitor.engine.result import EngineResult
 from capacitor.errors import ValidationDataError
-from capacitor.workload.requests import RequestBatch
 
 LATENCY_METRICS = ("ttft", "itl", "tpot", "e2e")
 STATISTICS = ("mean", "median", "p90", "p99")

@@ -12,7 +12,7 @@ from pydantic import (
 )
 
 from capacitor.errors import ConfigError
-from capacitor.scenario_base import (
+from capacitor.scenario.base import (
     Z99,
     Month,
     Name,

@@ -19,10 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from capacitor.engine.result import ITL_NUM_BINS, latency_bins
+from capacitor.engine.status import REFUSED, S_COMPLETED, STATUS_NAMES
 
-STATUS_NAMES = {0: "pending", 1: "completed", 2: "rejected", 3: "shed", 4: "lost",
-                5: "throttled"}
-REFUSED = (2, 3, 4, 5)  # rejected, shed, lost, throttled
 MINUTE_S = 60.0
 
 
@@ -82,7 +80,7 @@ def digest_pool(pool, tenants, num_minutes: int) -> PoolDigest:
     good = np.zeros(num_t)
     ttft = np.zeros((num_t, ITL_NUM_BINS), np.int64)
     e2e = np.zeros((num_t, ITL_NUM_BINS), np.int64)
-    done_all = status == 1
+    done_all = status == S_COMPLETED
     is_refused = np.isin(status, REFUSED)
     for k in range(num_t):
         sel = (tenant == k) & measured

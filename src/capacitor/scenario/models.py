@@ -21,7 +21,7 @@ from pydantic import (
     field_validator,
 )
 
-from capacitor.scenario_base import (  # noqa: F401 - re-exported
+from capacitor.scenario.base import (  # noqa: F401 - re-exported
     ADMISSION_POLICIES,
     DEFAULT_GPUS_PER_NODE,
     DEFAULT_SERVER_OVERHEAD_FACTOR,
@@ -40,7 +40,7 @@ from capacitor.scenario_base import (  # noqa: F401 - re-exported
     _upper,
     month_index,
 )
-from capacitor.scenario_demand import (  # noqa: F401 - re-exported
+from capacitor.scenario.demand import (  # noqa: F401 - re-exported
     Arrival,
     BurstyArrival,
     ConstantArrival,
@@ -58,7 +58,7 @@ from capacitor.scenario_demand import (  # noqa: F401 - re-exported
     Workload,
     _ArrivalBase,
 )
-from capacitor.scenario_policies import (  # noqa: F401 - re-exported
+from capacitor.scenario.policies import (  # noqa: F401 - re-exported
     SLO,
     Admission,
     Contract,

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from capacitor.digest import STATUS_NAMES
+from capacitor.engine.status import STATUS_NAMES
+from capacitor.scenario import resolve_replicas
+from capacitor.simulate.deployment import shard_sizes
+from capacitor.simulate.summary import timeline
 
 REQUEST_COLUMNS = ("tenant", "tier", "deployment", "replica", "arrival_s", "status", "ttft_ms",
                    "e2e_ms", "input_tokens", "output_tokens", "prefix_hit_tokens", "counted")
@@ -42,7 +45,7 @@ def pool_requests_table(pool, d_index: int, scenario):
         "deployment": _dictionary(np.full(n, d_index), [d.name for d in scenario.deployments]),
         "replica": replica.astype(np.int32),
         "arrival_s": res.send_s,
-        "status": _dictionary(pool.status, [STATUS_NAMES[i] for i in range(6)]),
+        "status": _dictionary(pool.status, list(STATUS_NAMES.values())),
         "ttft_ms": ((res.first_token_s - res.send_s) * 1e3).astype(np.float32),
         "e2e_ms": ((res.finish_s - res.send_s) * 1e3).astype(np.float32),
         "input_tokens": pool.demand.batch.prompt_len,
@@ -60,8 +63,6 @@ def _empty_table():
 
 
 def _scale_metadata(scenario) -> dict[bytes, bytes]:
-    from capacitor.scenario import resolve_replicas
-    from capacitor.simulate import shard_sizes
 
     total = resolve_replicas(scenario)
     scale = {}
@@ -120,8 +121,6 @@ def write_run_dir(run, out_dir: Path, resolved_yaml: str, *,
     (created)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from capacitor.summary import timeline
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "scenario.yaml").write_text(resolved_yaml, encoding="utf-8")

@@ -30,9 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from capacitor.catalog.hardware import get_gpu
+from capacitor.catalog.models import resolve_model
+from capacitor.engine import simulate
+from capacitor.engine.replica import ReplicaSpec, build_replica
 from capacitor.errors import CapacitorError, CatalogError, MemoryFitError, ValidationDataError
 from capacitor.parallel import default_workers, map_ordered
-from capacitor.results import (
+from capacitor.perf.profile import load_profile
+from capacitor.validate.metrics import (
     PREDICTION_COLUMNS,
     absolute_percentage_errors,
     read_csv,
@@ -40,6 +45,8 @@ from capacitor.results import (
     request_metrics,
     write_predictions,
 )
+from capacitor.workload import closed_loop, offline, shared_prefix
+from capacitor.workload.stages import arrival_times, parse_stages, stage_counts
 
 REQUIRED_COLUMNS = ("id", "model", "hardware", "workload")
 WORKLOADS = ("shared_prefix", "closed_loop", "offline")
@@ -167,9 +174,6 @@ class RowPlan:
 
 def build_replica_for_row(row: Row, profile: object) -> tuple[Any, np.ndarray]:
     """ReplicaSpec from the row's model / hardware / engine columns → (EngineConfig, coeffs)."""
-    from capacitor.catalog.hardware import get_gpu
-    from capacitor.catalog.models import resolve_model
-    from capacitor.engine.replica import ReplicaSpec, build_replica
 
     ref, hardware = row.model_ref(), row.get("hardware", required=True)
     try:
@@ -210,8 +214,6 @@ def build_replica_for_row(row: Row, profile: object) -> tuple[Any, np.ndarray]:
 
 
 def _shared_prefix(row: Row, seed: int, max_model_len: int) -> Any:
-    from capacitor.workload import shared_prefix
-    from capacitor.workload.stages import arrival_times, parse_stages, stage_counts
 
     text = row.get("stages", required=True)
     try:
@@ -253,7 +255,6 @@ def build_workload(row: Row, max_model_len: int) -> Any:
         return _shared_prefix(row, seed, max_model_len)
     isl, osl = row.get("isl", COUNT, required=True), row.get("osl", COUNT, required=True)
     if row.workload == "closed_loop":
-        from capacitor.workload import closed_loop
 
         concurrency = row.get("concurrency", COUNT, required=True)
         num_requests = row.get("num_requests", COUNT, 10 * concurrency)
@@ -271,7 +272,6 @@ def build_workload(row: Row, max_model_len: int) -> Any:
             seed=seed,
             max_model_len=max_model_len,
         )
-    from capacitor.workload import offline
 
     num_requests = row.get("num_requests", COUNT)  # None: the generator's documented default
     return offline.generate(
@@ -303,7 +303,6 @@ def build_row(row: Row, profile: object) -> RowPlan:
 
 def predict_row(row: Row, profile: object) -> dict[str, float | int]:
     """Simulate one experiment row and return its metric columns."""
-    from capacitor.engine import simulate
 
     plan = build_row(row, profile)
     itl_class = np.where(plan.measured_mask, 0, -1).astype(np.int32)
@@ -372,7 +371,6 @@ def run_validate(
         ValidationDataError: an input file cannot be read or lacks a required column.
         CapacitorError: the profile cannot be loaded.
     """
-    from capacitor.perf.profile import load_profile
 
     start = time.perf_counter()
     experiments_path = Path(experiments_path)

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from capacitor.scenario_base import NAME_RE
-from capacitor.scenario_models import Scenario
+from capacitor.scenario.base import NAME_RE
+from capacitor.scenario.models import Scenario
 
 _UNITS = {
     "_mw": "MW", "_ms": "milliseconds", "_s": "seconds", "_rps": "requests/s",

@@ -1,7 +1,7 @@
 """Scenario files: YAML in, a checked :class:`Scenario` out, JSON Schema for the curious.
 
 :func:`load_scenario` reads a YAML file (``yaml.safe_load``: object tags are refused), validates
-it against the pydantic models of :mod:`capacitor.scenario_models` and then checks what a
+it against the pydantic models of :mod:`capacitor.scenario.models` and then checks what a
 schema cannot: references between sections (sites, deployments, tenants), GPU and model
 names, GPU inventories over-subscribed by deployments, facility power above a site's cap and
 models that do not fit their replica's memory (:func:`capacitor.engine.replica.build_replica`).
@@ -10,7 +10,7 @@ single :class:`~capacitor.errors.ScenarioError`.
 
 Facility power of a site, MW = sum over its GPU types of
 ``count x TDP x server_overhead_factor x PUE / 1e6`` (TDP from the GPU catalogue; the factor's
-default and source are in :data:`capacitor.scenario_models.DEFAULT_SERVER_OVERHEAD_FACTOR`).
+default and source are in :data:`capacitor.scenario.models.DEFAULT_SERVER_OVERHEAD_FACTOR`).
 """
 
 from __future__ import annotations
@@ -26,20 +26,21 @@ from pydantic import ValidationError
 from capacitor.engine.replica import build_replica, resolved_settings
 from capacitor.errors import ScenarioError
 from capacitor.perf.profile import load_profile
-from capacitor.scenario_checks import (
+from capacitor.scenario.checks import (
     check_scenario,
     facility_power_mw,
     power_breakdown,
     replica_spec,
     resolve_replicas,
 )
-from capacitor.scenario_errors import pydantic_problems
-from capacitor.scenario_models import (
+from capacitor.scenario.messages import pydantic_problems
+from capacitor.scenario.models import (
     DiurnalArrival,
     Scenario,
     TraceLengths,
     month_index,
 )
+from capacitor.workload.stages import parse_stages
 
 _PACKAGE = "capacitor"
 _EMBEDDED = "scenarios/colossus.yaml"
@@ -136,7 +137,6 @@ def growth_factor(scenario: Scenario, arrival: Any) -> float:
 def expected_arrivals(scenario: Scenario) -> dict[str, float | None]:
     """Expected arrivals per workload inside the window (warm-up excluded); None for a trace
     replayed with ``time_scale`` (its count depends on the file)."""
-    from capacitor.workload.stages import parse_stages
 
     window = scenario.simulation.window
     start_h = float(window_start_hour(scenario))
@@ -236,18 +236,12 @@ def dump_resolved(scenario: Scenario) -> str:
 
 
 __all__ = [
-    "check_scenario",
     "dump_resolved",
     "embedded_scenario_path",
     "expected_arrivals",
-    "facility_power_mw",
     "growth_factor",
     "load_scenario",
     "parse_scenario",
-    "power_breakdown",
-    "pydantic_problems",
-    "replica_spec",
-    "resolve_replicas",
     "scenario_json_schema",
     "summary_lines",
     "window_start_hour",

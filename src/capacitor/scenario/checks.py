@@ -17,7 +17,7 @@ from capacitor.engine.replica import ReplicaSpec, build_replica
 from capacitor.errors import CapacitorError, ConfigError, MemoryFitError, ScenarioError
 from capacitor.fleet.power import facility_power_mw as fleet_facility_power_mw
 from capacitor.perf.profile import PerfProfile, load_profile
-from capacitor.scenario_models import Deployment, Scenario, TraceLengths
+from capacitor.scenario.models import Deployment, Scenario, TraceLengths
 
 
 def check_scenario(scenario: Scenario, *, base_dir: Path | None = None) -> list[str]:

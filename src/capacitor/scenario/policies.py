@@ -1,6 +1,6 @@
 """Scenario models for who is served and on what terms: tenants (tiers, SLOs, rate limits,
 quotas), the routing and admission policies in front of each deployment, and the economics
-(contracts, GPU-hour and energy prices). Part of :mod:`capacitor.scenario_models`, which
+(contracts, GPU-hour and energy prices). Part of :mod:`capacitor.scenario.models`, which
 re-exports them.
 """
 
@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from capacitor.scenario_base import Month, Name, Strict, _month, month_index
+from capacitor.scenario.base import Month, Name, Strict, _month, month_index
 
 # ---- tenants ---------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""``--backend ray``: the pools of a scenario (deployments, and the shards of large ones in
-exact fidelity) simulated as Ray tasks.
+"""Where the pools of a scenario run: ``local`` (this process, ``workers`` pools at a time on
+threads) or ``--backend ray`` (Ray tasks). Either hands each pool's output to the driver in
+task order.
 
 Pools are independent (each has its own demand, replicas and random streams seeded by the
 scenario seed, the deployment's index and the shard's), so sharding by pool gives results
@@ -13,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from capacitor.errors import ConfigError
+from capacitor.parallel import map_ordered
+from capacitor.simulate.shards import run_shard
 
 
 def _ray():
@@ -24,15 +27,27 @@ def _ray():
     return ray
 
 
-def run_shards(scenario, tasks: list[tuple[int, int]], kwargs: dict,
+def run_local(scenario, tasks: list[tuple[int, int]], kwargs: dict, take: Callable,
+              progress: Callable[[str, int, int], None] | None, workers: int) -> None:
+    """Run the pools in this process, ``workers`` at a time on threads, handing each output
+    to ``take`` in task order, as the Ray backend does: the results do not depend on
+    ``workers``, and at most ``workers + 1`` pools are held at once
+    (:func:`capacitor.parallel.map_ordered`)."""
+    outputs = map_ordered(lambda task: run_shard(scenario, *task, **kwargs), tasks, workers)
+    for i, out in enumerate(outputs):
+        take(out)
+        if progress is not None:
+            progress(scenario.deployments[tasks[i][0]].name, i + 1, len(tasks))
+
+
+def run_ray(scenario, tasks: list[tuple[int, int]], kwargs: dict,
                take: Callable, *, progress: Callable[[str, int, int], None] | None = None,
                address: str | None = None, max_in_flight: int | None = None) -> None:
-    """Run :func:`capacitor.simulate.run_shard` for every ``(deployment, shard)`` of
+    """Run :func:`~capacitor.simulate.shards.run_shard` for every ``(deployment, shard)`` of
     ``tasks`` as Ray tasks and hand each output to ``take`` in task order (so digests merge
     and requests are written exactly as the local backend does). At most ``max_in_flight``
     tasks (default: twice the cluster's CPUs) are pending, which bounds the driver's memory."""
     ray = _ray()
-    from capacitor.simulate import run_shard
 
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -60,4 +75,4 @@ def run_shards(scenario, tasks: list[tuple[int, int]], kwargs: dict,
                 progress(scenario.deployments[d].name, taken, len(tasks))
 
 
-__all__ = ["run_shards"]
+__all__ = ["run_local", "run_ray"]

@@ -2,7 +2,7 @@
 utilisation (busy time) and batch occupancy (running sequences / ``max_num_seqs``), site power
 against its cap, and unit costs. Also the per-minute timeline.
 
-It reads the runs' :class:`~capacitor.digest.PoolDigest` (one per deployment), not the
+It reads the runs' :class:`~capacitor.simulate.digest.PoolDigest` (one per deployment), not the
 per-request records; latency percentiles come from their 0.1%-wide log histograms. Counts from a
 sampled pool are scaled by replicas / simulated replicas; latency percentiles weight each pool's
 requests the same way. A tier misses when a latency percentile exceeds its SLO or when more of
@@ -19,7 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from capacitor.catalog.hardware import get_gpu
+from capacitor.economics.contracts import Contract, month_name
+from capacitor.economics.contracts import month_index as eco_month
+from capacitor.economics.costs import window_cost_usd
 from capacitor.engine.result import itl_bin_value_s
+from capacitor.fleet.power import gpu_power_w
 
 PCTS = (50, 90, 99)
 
@@ -96,8 +101,6 @@ def _misses(name: str, tenant, stats: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _gpu_power_w(gpu: str, site, busy: np.ndarray) -> np.ndarray:
     """Facility watts of one GPU of ``site`` at busy fraction ``busy`` (per minute)."""
-    from capacitor.catalog.hardware import get_gpu
-    from capacitor.fleet.power import gpu_power_w
 
     return gpu_power_w(busy, get_gpu(gpu).tdp_w) * site.overhead_factor(gpu) * site.pue
 
@@ -152,9 +155,6 @@ def timeline(run) -> dict[str, np.ndarray]:
 
 def summarize(run) -> dict[str, Any]:
     """The run's ``summary.json`` content (see the module docstring)."""
-    from capacitor.economics.contracts import Contract, month_name
-    from capacitor.economics.contracts import month_index as eco_month
-    from capacitor.economics.costs import window_cost_usd
 
     scenario = run.scenario
     tenants = {}

@@ -1,38 +1,29 @@
-"""Scenario -> results: every deployment's pool simulated over the window, then per-tier
-verdicts, utilisation, power and unit costs.
+"""One deployment's pool, simulated: its demand (the merged requests of the workloads that
+target it), tenants' limits and quotas (:mod:`capacitor.fleet.admission`), replica
+failures (GPU / node MTBF, site outages) and the router, for one routing cell.
 
-Each deployment is a pool of identical replicas behind the scenario's router
-(:func:`capacitor.engine.simulator.simulate_pool`). Its demand is the merged requests of the
-workloads that target it; tenants' limits and quotas (:mod:`capacitor.fleet.admission`)
-throttle before routing and cap what is in flight; replica failures
-(GPU / node MTBF, site outages) take replicas away during the window. Routers work in cells
-of at most ``shard_replicas`` replicas, each with its share of the demand: ``exact`` fidelity
-simulates every cell (:func:`shard_sizes`), each reduced to a
-:class:`~capacitor.digest.PoolDigest` as soon as it is done; ``sampled`` simulates
+Routers work in cells of at most ``shard_replicas`` replicas, each with its share of the
+demand: ``exact`` fidelity simulates every cell (:func:`shard_sizes`); ``sampled`` simulates
 ``k = sampled_replicas`` replicas of a deployment of ``R`` at ``k / R`` of its demand and
 scales counts by ``R / k`` (the cells are exchangeable behind a load-balancing router).
-
-Requests sent during ``warmup_s`` are simulated but not counted. Same scenario and seed,
-same results: every random draw comes from ``numpy.random.default_rng(seed)`` streams.
+Every random draw comes from ``numpy.random.default_rng`` streams seeded by the scenario's
+seed, the deployment's index and the cell's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from capacitor.digest import MINUTE_S, STATUS_NAMES, PoolDigest, add_digest, digest_pool
 from capacitor.engine.replica import build_replica
 from capacitor.engine.simulator import simulate_pool
+from capacitor.engine.status import S_THROTTLED
 from capacitor.fleet.admission import concurrency_caps, month_seconds, throttle
-from capacitor.fleet.demand import Demand, arrival_times, merge, trace_batch, workload_batch
-from capacitor.parallel import map_ordered
+from capacitor.fleet.demand import arrival_times, merge, trace_batch, workload_batch
+from capacitor.fleet.failures import replica_downtime
 from capacitor.perf.profile import load_profile
 from capacitor.scenario import (
     expected_arrivals,
@@ -41,61 +32,8 @@ from capacitor.scenario import (
     window_start_hour,
 )
 from capacitor.scenario import growth_factor as scenario_growth
-
-THROTTLED = 5
-
-
-@dataclass(slots=True)
-class PoolRun:
-    """One deployment's simulation."""
-
-    name: str
-    site: str
-    gpu: str
-    gpus_per_replica: int
-    replicas: int
-    simulated_replicas: int
-    demand: Demand
-    status: np.ndarray
-    result: Any  # EngineResult
-    measured: np.ndarray  # requests counted (sent after warm-up)
-    downtime_s: float
-    max_num_seqs: int = 1
-    replica_offset: int = 0  # first replica's index in the deployment (shards of exact runs)
-
-    @property
-    def scale(self) -> float:
-        return self.replicas / self.simulated_replicas
-
-
-@dataclass(slots=True)
-class RunResult:
-    """A scenario's run: one digest per deployment (what the summary reads), the pools'
-    per-request records when kept (``keep_pools``), and the summary."""
-
-    scenario: Any
-    digests: list[PoolDigest]
-    window_s: float
-    warmup_s: float
-    num_minutes: int
-    pools: list[PoolRun] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def num_simulated(self) -> int:
-        """Requests simulated (every shard, warm-up included)."""
-        return sum(d.num_simulated for d in self.digests)
-
-
-@dataclass(slots=True)
-class ShardOutput:
-    """What one simulated pool (a deployment, or a shard of it) hands back."""
-
-    d_index: int
-    shard: int
-    digest: PoolDigest
-    table: Any = None  # its requests as a pyarrow Table, when asked for
-    pool: PoolRun | None = None  # its full records, when asked for
+from capacitor.simulate.digest import MINUTE_S
+from capacitor.simulate.records import PoolRun
 
 
 def shard_sizes(scenario, d_index: int) -> list[int]:
@@ -112,8 +50,6 @@ def shard_sizes(scenario, d_index: int) -> list[int]:
 
 def _failures(site, gpu: str, gpus_per_replica: int, replicas: int, span_s: float,
               rng: np.random.Generator):
-    from capacitor.fleet.failures import replica_downtime
-
     f = site.failures
     outages = [(o.start_s, o.duration_s) for o in f.outages]
     mtbf = f.gpu_mtbf_hours.get(gpu, math.inf)
@@ -218,7 +154,7 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
         num_busy_bins=int(math.ceil(span / MINUTE_S)),
     )
     status = result.status.astype(np.int8)
-    status[throttled] = THROTTLED
+    status[throttled] = S_THROTTLED
     return PoolRun(
         name=dep.name, site=dep.site, gpu=dep.gpu, gpus_per_replica=gpus,
         replicas=total if len(sizes) == 1 else k, simulated_replicas=k, demand=demand,
@@ -228,84 +164,4 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
     )
 
 
-def run_shard(scenario, d_index: int, shard: int, *, profile_path: str | None = None,
-              base_dir: Path | None = None, with_table: bool = False,
-              keep_pool: bool = False) -> ShardOutput:
-    """Simulate one pool and reduce it: its digest, and its requests table / full records
-    when asked for. A pure function of its arguments (the Ray backend runs it remotely)."""
-    from capacitor.run_outputs import pool_requests_table
-
-    pool = simulate_deployment(scenario, d_index, shard=shard, profile_path=profile_path,
-                               base_dir=base_dir)
-    window = scenario.simulation.window
-    minutes = int(math.ceil((window.warmup_s + window.duration_s) / MINUTE_S))
-    return ShardOutput(
-        d_index=d_index, shard=shard,
-        digest=digest_pool(pool, list(scenario.tenants), minutes),
-        table=pool_requests_table(pool, d_index, scenario) if with_table else None,
-        pool=pool if keep_pool else None,
-    )
-
-
-def _run_local(scenario, tasks: list[tuple[int, int]], kwargs: dict, take: Callable,
-               progress: Callable[[str, int, int], None] | None, workers: int) -> None:
-    """Run the pools in this process, ``workers`` at a time on threads, handing each output
-    to ``take`` in task order, as the Ray backend does: the results do not depend on
-    ``workers``, and at most ``workers + 1`` pools are held at once
-    (:func:`capacitor.parallel.map_ordered`)."""
-    outputs = map_ordered(lambda task: run_shard(scenario, *task, **kwargs), tasks, workers)
-    for i, out in enumerate(outputs):
-        take(out)
-        if progress is not None:
-            progress(scenario.deployments[tasks[i][0]].name, i + 1, len(tasks))
-
-
-def run_scenario(scenario, *, profile_path: str | None = None, base_dir: Path | None = None,
-                 progress: Callable[[str, int, int], None] | None = None,
-                 backend: str = "local", ray_address: str | None = None,
-                 requests_sink: Callable[[Any], None] | None = None,
-                 keep_pools: bool = True, workers: int = 1) -> RunResult:
-    """Simulate ``scenario``; ``progress(deployment, done, total)`` after each pool (a
-    deployment, or a shard of one in exact fidelity).
-
-    ``requests_sink`` receives each pool's requests as a pyarrow Table, in deployment and
-    shard order (e.g. a :class:`~capacitor.run_outputs.RequestsWriter`); ``keep_pools=False``
-    keeps only the digests, so memory does not grow with the number of requests.
-    ``backend="ray"`` simulates the pools as Ray tasks (local Ray, or the cluster at
-    ``ray_address``) with the same results as ``local``; the local backend runs ``workers``
-    pools at a time on threads, with the same results for any number.
-    """
-    window = scenario.simulation.window
-    tasks = [(d, s) for d in range(len(scenario.deployments))
-             for s in range(len(shard_sizes(scenario, d)))]
-    kwargs = {"profile_path": profile_path, "base_dir": base_dir,
-              "with_table": requests_sink is not None, "keep_pool": keep_pools}
-    digests: dict[int, PoolDigest] = {}
-    pools: list[PoolRun] = []
-
-    def take(out: ShardOutput) -> None:  # called in task order: sums are reproducible
-        digests[out.d_index] = add_digest(digests.get(out.d_index), out.digest)
-        if out.table is not None:
-            requests_sink(out.table)
-        if out.pool is not None:
-            pools.append(out.pool)
-
-    if backend == "ray":
-        from capacitor.fleet.ray_backend import run_shards
-
-        run_shards(scenario, tasks, kwargs, take, progress=progress, address=ray_address)
-    else:
-        _run_local(scenario, tasks, kwargs, take, progress, workers)
-    span = window.warmup_s + window.duration_s
-    run = RunResult(scenario=scenario,
-                    digests=[digests[d] for d in sorted(digests)],
-                    window_s=window.duration_s, warmup_s=window.warmup_s,
-                    num_minutes=int(math.ceil(span / MINUTE_S)), pools=pools)
-    from capacitor.summary import summarize
-
-    run.summary = summarize(run)
-    return run
-
-
-__all__ = ["PoolRun", "RunResult", "STATUS_NAMES", "ShardOutput", "run_scenario", "run_shard",
-           "shard_sizes", "simulate_deployment"]
+__all__ = ["shard_sizes", "simulate_deployment", "tenant_shares"]

@@ -1,0 +1,69 @@
+"""The records a scenario run produces: one pool's simulation (:class:`PoolRun`), what a
+simulated pool hands back to the driver (:class:`ShardOutput`), and the whole run
+(:class:`RunResult`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from capacitor.fleet.demand import Demand
+from capacitor.simulate.digest import PoolDigest
+
+
+@dataclass(slots=True)
+class PoolRun:
+    """One deployment's simulation."""
+
+    name: str
+    site: str
+    gpu: str
+    gpus_per_replica: int
+    replicas: int
+    simulated_replicas: int
+    demand: Demand
+    status: np.ndarray
+    result: Any  # EngineResult
+    measured: np.ndarray  # requests counted (sent after warm-up)
+    downtime_s: float
+    max_num_seqs: int = 1
+    replica_offset: int = 0  # first replica's index in the deployment (shards of exact runs)
+
+    @property
+    def scale(self) -> float:
+        return self.replicas / self.simulated_replicas
+
+
+@dataclass(slots=True)
+class RunResult:
+    """A scenario's run: one digest per deployment (what the summary reads), the pools'
+    per-request records when kept (``keep_pools``), and the summary."""
+
+    scenario: Any
+    digests: list[PoolDigest]
+    window_s: float
+    warmup_s: float
+    num_minutes: int
+    pools: list[PoolRun] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_simulated(self) -> int:
+        """Requests simulated (every shard, warm-up included)."""
+        return sum(d.num_simulated for d in self.digests)
+
+
+@dataclass(slots=True)
+class ShardOutput:
+    """What one simulated pool (a deployment, or a shard of it) hands back."""
+
+    d_index: int
+    shard: int
+    digest: PoolDigest
+    table: Any = None  # its requests as a pyarrow Table, when asked for
+    pool: PoolRun | None = None  # its full records, when asked for
+
+
+__all__ = ["PoolRun", "RunResult", "ShardOutput"]

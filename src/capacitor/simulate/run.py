@@ -1,0 +1,76 @@
+"""Scenario -> results: every deployment's pool simulated over the window, then per-tier
+verdicts, utilisation, power and unit costs.
+
+Each deployment is a pool of identical replicas behind the scenario's router
+(:func:`capacitor.engine.simulator.simulate_pool`). Its demand is the merged requests of the
+workloads that target it; tenants' limits and quotas (:mod:`capacitor.fleet.admission`)
+throttle before routing and cap what is in flight; replica failures
+(GPU / node MTBF, site outages) take replicas away during the window. Routers work in cells
+of at most ``shard_replicas`` replicas, each with its share of the demand: ``exact`` fidelity
+simulates every cell (:func:`shard_sizes`), each reduced to a
+:class:`~capacitor.simulate.digest.PoolDigest` as soon as it is done; ``sampled`` simulates
+``k = sampled_replicas`` replicas of a deployment of ``R`` at ``k / R`` of its demand and
+scales counts by ``R / k`` (the cells are exchangeable behind a load-balancing router).
+
+Requests sent during ``warmup_s`` are simulated but not counted. Same scenario and seed,
+same results: every random draw comes from ``numpy.random.default_rng(seed)`` streams.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from capacitor.simulate.backends import run_local, run_ray
+from capacitor.simulate.deployment import shard_sizes
+from capacitor.simulate.digest import MINUTE_S, PoolDigest, add_digest
+from capacitor.simulate.records import PoolRun, RunResult, ShardOutput
+from capacitor.simulate.summary import summarize
+
+
+def run_scenario(scenario, *, profile_path: str | None = None, base_dir: Path | None = None,
+                 progress: Callable[[str, int, int], None] | None = None,
+                 backend: str = "local", ray_address: str | None = None,
+                 requests_sink: Callable[[Any], None] | None = None,
+                 keep_pools: bool = True, workers: int = 1) -> RunResult:
+    """Simulate ``scenario``; ``progress(deployment, done, total)`` after each pool (a
+    deployment, or a shard of one in exact fidelity).
+
+    ``requests_sink`` receives each pool's requests as a pyarrow Table, in deployment and
+    shard order (e.g. a :class:`~capacitor.simulate.outputs.RequestsWriter`); ``keep_pools=False``
+    keeps only the digests, so memory does not grow with the number of requests.
+    ``backend="ray"`` simulates the pools as Ray tasks (local Ray, or the cluster at
+    ``ray_address``) with the same results as ``local``; the local backend runs ``workers``
+    pools at a time on threads, with the same results for any number.
+    """
+    window = scenario.simulation.window
+    tasks = [(d, s) for d in range(len(scenario.deployments))
+             for s in range(len(shard_sizes(scenario, d)))]
+    kwargs = {"profile_path": profile_path, "base_dir": base_dir,
+              "with_table": requests_sink is not None, "keep_pool": keep_pools}
+    digests: dict[int, PoolDigest] = {}
+    pools: list[PoolRun] = []
+
+    def take(out: ShardOutput) -> None:  # called in task order: sums are reproducible
+        digests[out.d_index] = add_digest(digests.get(out.d_index), out.digest)
+        if out.table is not None:
+            requests_sink(out.table)
+        if out.pool is not None:
+            pools.append(out.pool)
+
+    if backend == "ray":
+        run_ray(scenario, tasks, kwargs, take, progress=progress, address=ray_address)
+    else:
+        run_local(scenario, tasks, kwargs, take, progress, workers)
+    span = window.warmup_s + window.duration_s
+    run = RunResult(scenario=scenario,
+                    digests=[digests[d] for d in sorted(digests)],
+                    window_s=window.duration_s, warmup_s=window.warmup_s,
+                    num_minutes=int(math.ceil(span / MINUTE_S)), pools=pools)
+    run.summary = summarize(run)
+    return run
+
+
+__all__ = ["run_scenario"]
