@@ -1,4 +1,8 @@
-"""Shared fixtures: where the reference data lives, and small experiments files."""
+"""Shared fixtures: where the reference data lives, and small experiments files.
+
+The reference data (``shared/data`` beside the repository) is part of the test suite's
+contract: CI has a copy, so a missing file FAILS the tests that need it (a skip would let
+every accuracy guard pass silently). :func:`require_data` is the one way to reach it."""
 
 from __future__ import annotations
 
@@ -12,12 +16,22 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+def require_data(*parts: str) -> Path:
+    """``SHARED_DATA / parts``, failing the test (not skipping it) when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(
+            f"reference data not found at {path}: the accuracy guards need ../shared/data "
+            "beside the repository (CI has it)",
+            pytrace=False,
+        )
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The project's reference data directory; skips the test when it is absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"reference data not found at {SHARED_DATA}")
-    return SHARED_DATA
+    """The project's reference data directory; fails the test when it is absent."""
+    return require_data()
 
 
 def _write_experiments(path: Path, rows: list[dict[str, object]]) -> Path:

@@ -105,13 +105,9 @@ def test_more_demand_raises_latency_and_fewer_replicas_hurt():
 
 def _mooncake_scenario() -> dict:
     """BASE with one workload replaying the Mooncake conversation trace at 4 requests/s."""
-    import pytest
+    from tests.conftest import require_data
 
-    from tests.conftest import SHARED_DATA
-
-    path = SHARED_DATA / "traces" / "mooncake_fast25" / "conversation_trace.jsonl"
-    if not path.is_file():
-        pytest.skip(f"trace not found at {path}")
+    path = require_data("traces", "mooncake_fast25", "conversation_trace.jsonl")
     data = copy.deepcopy(BASE)
     data["deployments"][0]["max_model_len"] = 131072
     data["workloads"] = [{

@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 import csv
 import math
-from pathlib import Path
 
 import pytest
 
 from capacitor.catalog.hardware import GPUSpec, get_gpu, list_gpus, load_gpus, parse_gpus
 from capacitor.errors import CatalogError
+from tests.conftest import require_data
 
 CANONICAL_IDS = [
     "H100",
@@ -49,12 +49,6 @@ FAMILIES = {
 NUMERIC_FIELDS = ("memory_gib", "hbm_tb_s", "interconnect_gb_s", "pcie_gb_s", "tdp_w")
 
 
-def _shared_data_dir() -> Path | None:
-    repo_root = Path(__file__).resolve().parents[2]
-    for candidate in (Path("/work/shared/data"), repo_root.parent / "shared" / "data"):
-        if (candidate / "hardware_facts.csv").is_file():
-            return candidate
-    return None
 
 
 # --------------------------------------------------------------------------- lookup
@@ -259,10 +253,7 @@ CSV_HARDWARE = {
 
 
 def _csv_facts() -> list[dict[str, str]]:
-    data_dir = _shared_data_dir()
-    if data_dir is None:
-        pytest.skip("hardware_facts.csv not found in /work/shared/data or ../shared/data")
-    with open(data_dir / "hardware_facts.csv", newline="") as fh:
+    with open(require_data("hardware_facts.csv"), newline="") as fh:
         return [r for r in csv.DictReader(fh) if r["scenario"] == "hardware spec"]
 
 

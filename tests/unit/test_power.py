@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import csv
 import statistics
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from capacitor.errors import CatalogError, ConfigError, ScenarioError
 from capacitor.fleet import power as P
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-SPLITWISE = DATA / "published" / "splitwise_static_batches.csv"
+from tests.conftest import require_data
 
 
-@pytest.mark.skipif(not SPLITWISE.is_file(), reason=f"Splitwise data not found at {SPLITWISE}")
 def test_busy_power_fraction_is_the_splitwise_median() -> None:
-    with SPLITWISE.open(newline="") as fh:
+    with require_data("published", "splitwise_static_batches.csv").open(newline="") as fh:
         rows = [r for r in csv.DictReader(fh)
                 if float(r["average_power"]) > 0
                 and not (r["tensor_parallel"] == "2" and r["batch_size"] == "64")]

@@ -8,11 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_data
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "calibration" / "splitwise_check.py"
-DATA = ROOT.parent / "shared" / "data" / "published" / "splitwise_static_batches.csv"
 
-pytestmark = pytest.mark.skipif(not DATA.is_file(), reason=f"Splitwise data not found at {DATA}")
+
+@pytest.fixture(autouse=True)
+def _splitwise_data() -> None:
+    """The script reads ../shared/data/published: fail, not skip, when it is absent."""
+    require_data("published", "splitwise_static_batches.csv")
 
 
 def _script():

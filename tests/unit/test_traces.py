@@ -11,11 +11,18 @@ import pytest
 
 from capacitor.errors import ConfigError, ScenarioError
 from capacitor.workload import traces
+from tests.conftest import SHARED_DATA, require_data
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-TRACES = DATA / "traces"
-needs_data = pytest.mark.skipif(not TRACES.is_dir(),
-                                reason=f"reference traces not found at {TRACES}")
+TRACES = SHARED_DATA / "traces"
+
+
+@pytest.fixture()
+def needs_traces() -> None:
+    """The real traces live in ../shared/data/traces: fail, not skip, when absent."""
+    require_data("traces")
+
+
+needs_data = pytest.mark.usefixtures("needs_traces")
 
 
 def _trie_reference(chains: list[list[int]]) -> tuple[list[int], list[int]]:
