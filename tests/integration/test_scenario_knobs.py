@@ -2,65 +2,16 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import yaml
 
 from capacitor.scenario import parse_scenario
 from capacitor.simulate import run_scenario
-
-BASE = yaml.safe_load("""
-name: knobs
-sites:
-  - name: s
-    power_cap_mw: 1.0
-    pue: 1.2
-    gpus: {H100: 8}
-deployments:
-  - name: d
-    model: meta-llama/Llama-3.1-8B-Instruct
-    gpu: H100
-    site: s
-    precision: BF16
-    max_num_seqs: 64
-    max_num_batched_tokens: 2048
-    replicas: fill
-tenants:
-  - name: gold
-    tier: 0
-    slo: {ttft_p99_ms: 1000}
-  - name: bronze
-    tier: 1
-    slo: {ttft_p99_ms: 5000, max_throttled_pct: 5}
-workloads:
-  - name: g
-    tenant: gold
-    deployment: d
-    arrival: {kind: poisson, rate_rps: 30}
-    lengths: {kind: fixed, input_tokens: 500, output_tokens: 100}
-  - name: b
-    tenant: bronze
-    deployment: d
-    arrival: {kind: poisson, rate_rps: 30}
-    lengths: {kind: fixed, input_tokens: 500, output_tokens: 100}
-admission: {policy: token_bucket, bucket_depth_s: 1}
-simulation:
-  window: {duration_s: 60, warmup_s: 10}
-  seed: 3
-  fidelity: exact
-""")
+from tests.factories import make_scenario, scenario_dict
 
 
 def _run(**changes):
-    data = copy.deepcopy(BASE)
-    for path, value in changes.items():
-        node = data
-        keys = path.split(".")
-        for k in keys[:-1]:
-            node = node[int(k)] if k.isdigit() else node[k]
-        node[int(keys[-1]) if keys[-1].isdigit() else keys[-1]] = value
-    return run_scenario(parse_scenario(yaml.safe_dump(data), origin="<knobs>")).summary
+    return run_scenario(make_scenario(**changes)).summary
 
 
 def test_power_cap_bounds_the_inventory_and_power_stays_under_it():
@@ -104,12 +55,11 @@ def test_more_demand_raises_latency_and_fewer_replicas_hurt():
 
 
 def _mooncake_scenario() -> dict:
-    """BASE with one workload replaying the Mooncake conversation trace at 4 requests/s."""
+    """The small scenario, its one workload replaying the Mooncake trace at 4 requests/s."""
     from tests.conftest import require_data
 
     path = require_data("traces", "mooncake_fast25", "conversation_trace.jsonl")
-    data = copy.deepcopy(BASE)
-    data["deployments"][0]["max_model_len"] = 131072
+    data = scenario_dict(**{"deployments.0.max_model_len": 131072})
     data["workloads"] = [{
         "name": "agent", "tenant": "gold", "deployment": "d",
         "lengths": {"kind": "trace", "path": str(path), "format": "mooncake",
@@ -178,8 +128,7 @@ def test_slot_shares_cap_what_a_tenant_holds_in_flight():
 def test_a_tenants_limits_are_split_over_its_deployments_by_expected_demand():
     from capacitor.simulate import tenant_shares
 
-    data = copy.deepcopy(BASE)
-    data["deployments"][0]["replicas"] = 4
+    data = scenario_dict(**{"deployments.0.replicas": 4})
     data["deployments"].append({**data["deployments"][0], "name": "d2"})
     data["workloads"].append({**data["workloads"][1], "name": "b2", "deployment": "d2",
                               "arrival": {"kind": "poisson", "rate_rps": 10}})

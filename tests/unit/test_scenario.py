@@ -3,7 +3,6 @@ naming the YAML path and the value."""
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from importlib import resources
@@ -26,35 +25,12 @@ from capacitor.scenario import (
     window_start_hour,
 )
 from capacitor.scenario.models import LognormalTokens, Scenario
+from tests.factories import TWO_SITES, scenario_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "canonical.yaml"
 
-BASE: dict = {
-    "name": "t",
-    "sites": [
-        {"name": "a", "power_cap_mw": 1.0, "pue": 1.2, "gpus": {"H100": 16}},
-        {"name": "b", "power_cap_mw": 1.0, "pue": 1.3, "gpus": {"L40S": 8}},
-    ],
-    "deployments": [
-        {"name": "d0", "model": "meta-llama/Llama-3.1-8B-Instruct", "gpu": "H100", "site": "a",
-         "tp": 1, "replicas": "fill"},
-        {"name": "d1", "model": "llama-3.1-8b-instruct", "gpu": "L40S", "site": "b",
-         "tp": 1, "replicas": 4},
-    ],
-    "tenants": [
-        {"name": "gold", "tier": 0, "slo": {"ttft_p99_ms": 500}},
-        {"name": "free", "tier": 1},
-    ],
-    "workloads": [
-        {"name": "w0", "tenant": "gold", "deployment": "d0",
-         "arrival": {"kind": "poisson", "rate_rps": 10},
-         "lengths": {"kind": "fixed", "input_tokens": 100, "output_tokens": 50}},
-        {"name": "w1", "tenant": "free", "deployment": "d1",
-         "arrival": {"kind": "constant", "rate_rps": 2},
-         "lengths": {"kind": "fixed", "input_tokens": 100, "output_tokens": 50}},
-    ],
-}
+BASE = TWO_SITES
 
 
 def parse(data: dict) -> Scenario:
@@ -70,13 +46,7 @@ def error_of(data: dict | str) -> str:
 
 def edited(path: str, value: object) -> dict:
     """BASE with the dotted path (list indices as numbers) set to ``value``."""
-    data = copy.deepcopy(BASE)
-    keys = [int(k) if k.isdigit() else k for k in path.split(".")]
-    node = data
-    for k in keys[:-1]:
-        node = node[k]
-    node[keys[-1]] = value
-    return data
+    return scenario_dict(BASE, **{path: value})
 
 
 # ---- good scenarios ----------------------------------------------------------------------------
@@ -234,13 +204,13 @@ def test_inventory_over_subscribed():
 
 
 def test_two_fills_of_one_gpu_type():
-    data = copy.deepcopy(BASE)
+    data = scenario_dict(BASE)
     data["deployments"].append({**data["deployments"][0], "name": "d2"})
     assert "deployments[2].replicas = 'fill'" in error_of(data)
 
 
 def test_fill_with_nothing_left():
-    data = copy.deepcopy(BASE)
+    data = scenario_dict(BASE)
     data["deployments"].append({**data["deployments"][0], "name": "d2", "replicas": 16})
     assert "deployments[0].replicas = 'fill': 0 H100 left" in error_of(data)
 
@@ -336,7 +306,7 @@ def test_bad_values_name_path_and_value(path, value, expected):
 
 
 def test_missing_section_and_missing_kind():
-    data = copy.deepcopy(BASE)
+    data = scenario_dict(BASE)
     del data["tenants"]
     del data["workloads"][0]["arrival"]["kind"]
     msg = error_of(data)
@@ -364,7 +334,7 @@ def test_scenario_error_is_a_capacitor_error():
 def test_trace_path_is_relative_to_the_scenario_file(tmp_path):
     trace = tmp_path / "t.jsonl"
     trace.write_text('{"timestamp": 0, "input_length": 10, "output_length": 5, "hash_ids": [0]}\n')
-    data = copy.deepcopy(BASE)
+    data = scenario_dict(BASE)
     data["workloads"][0].pop("arrival")
     data["workloads"][0]["lengths"] = {"kind": "trace", "path": "t.jsonl", "format": "mooncake",
                                        "target_rate_rps": 4}
@@ -384,7 +354,7 @@ def test_trace_path_is_relative_to_the_scenario_file(tmp_path):
 
 
 def test_workload_without_arrival_needs_a_trace():
-    data = copy.deepcopy(BASE)
+    data = scenario_dict(BASE)
     del data["workloads"][1]["arrival"]
     assert "workloads[1].arrival: missing (required unless lengths.kind is trace)" in error_of(
         data)
@@ -402,7 +372,7 @@ def test_profile_path_is_checked(tmp_path):
 
 
 def test_expected_arrivals_per_kind():
-    data = copy.deepcopy(BASE)
+    data = scenario_dict(BASE)
     data["simulation"] = {"window": {"duration_s": 600, "hour": 12, "month": "2026-03"}}
     data["workloads"][0]["arrival"] = {"kind": "stages", "stages": "2@300;4@600"}
     data["workloads"][1]["arrival"] = {"kind": "bursty", "rate_rps": 1, "burst_rate_rps": 11,
@@ -414,7 +384,7 @@ def test_expected_arrivals_per_kind():
 
 
 def test_diurnal_rate_and_peak_hour():
-    data = copy.deepcopy(BASE)
+    data = scenario_dict(BASE)
     diurnal = {"kind": "diurnal", "mean_rate_rps": 10, "peak_to_mean": 1.5, "peak_hour": 20}
     data["workloads"][0]["arrival"] = diurnal
     scenario = parse(data)
