@@ -29,24 +29,52 @@ def test_histogram_percentiles_match_the_raw_nearest_rank_percentiles():
     assert all(np.isnan(_hist_percentiles(np.zeros(ITL_NUM_BINS))))
 
 
+def test_histogram_percentiles_by_hand():
+    # latencies 1, 2, ..., 10 ms; nearest rank: p50 is the 5th value (ceil(0.5 x 10) = 5),
+    # p90 the 9th, p99 the 10th (ceil(9.9) = 10): 5, 9, 10 ms, to within a bin (0.1%)
+    hist = np.bincount(latency_bins(np.arange(1, 11) * 1e-3), minlength=ITL_NUM_BINS)
+    np.testing.assert_allclose(_hist_percentiles(hist.astype(np.float64)), [5.0, 9.0, 10.0],
+                               rtol=ITL_BIN_REL_WIDTH)
+    # weights count: 1 ms nine times and 100 ms once -> p50 and p90 1 ms, p99 100 ms
+    hist = np.zeros(ITL_NUM_BINS)
+    hist[latency_bins(np.array([1e-3, 0.1]))] = [9, 1]
+    np.testing.assert_allclose(_hist_percentiles(hist), [1.0, 1.0, 100.0],
+                               rtol=ITL_BIN_REL_WIDTH)
+
+
 def test_adding_shard_digests_adds_every_count():
-    import yaml
-
-    from capacitor.scenario import parse_scenario
     from capacitor.simulate import run_shard, shard_sizes
-    from tests.integration.test_scenario_knobs import BASE  # a small 8-replica scenario
+    from tests.factories import make_scenario
 
-    data = dict(BASE, simulation={**BASE["simulation"], "shard_replicas": 3})
-    scenario = parse_scenario(yaml.safe_dump(data), origin="<digest>")
+    scenario = make_scenario(**{"simulation.shard_replicas": 3})  # 8 replicas
     sizes = shard_sizes(scenario, 0)
     assert sizes == [3, 3, 2]
-    outs = [run_shard(scenario, 0, s) for s in range(len(sizes))]
-    fresh = [run_shard(scenario, 0, s).digest for s in range(len(sizes))]
+    outs = [run_shard(scenario, 0, s, keep_pool=True) for s in range(len(sizes))]
     total = None
     for out in outs:
         total = add_digest(total, out.digest)
-    assert total.replicas == total.simulated_replicas == 8
-    for name in ("requests", "completed", "refused", "ttft_hist", "arrivals", "busy_s"):
-        np.testing.assert_array_equal(getattr(total, name),
-                                      sum(getattr(d, name) for d in fresh))
-    assert total.num_simulated == sum(d.num_simulated for d in fresh)
+    assert total.replicas == total.simulated_replicas == 8  # 3 + 3 + 2
+    # the sum of the shards' digests is the digest of all their requests together, counted
+    # here from the per-request records (not from the shard digests)
+    pools = [out.pool for out in outs]
+    tenant = np.concatenate([p.demand.tenant for p in pools])
+    counted = np.concatenate([p.measured for p in pools])
+    status = np.concatenate([p.status for p in pools])
+    send = np.concatenate([p.result.send_s for p in pools])
+    first = np.concatenate([p.result.first_token_s for p in pools])
+    assert total.num_simulated == len(status) > 0
+    for k in range(len(scenario.tenants)):
+        mine = counted & (tenant == k)
+        done = mine & (status == 1)
+        assert total.requests[k] == mine.sum() > 0
+        assert total.completed[k] == done.sum() > 0
+        assert total.refused[k] == (mine & (status >= 2)).sum()
+        np.testing.assert_array_equal(
+            total.ttft_hist[k], np.bincount(latency_bins(first[done] - send[done]),
+                                            minlength=ITL_NUM_BINS))
+    minutes = len(total.arrivals)
+    np.testing.assert_array_equal(
+        total.arrivals, np.bincount(np.minimum(send // 60, minutes - 1).astype(int),
+                                    minlength=minutes))
+    busy = sum(p.result.busy_bins.sum(axis=0)[:minutes] for p in pools)
+    np.testing.assert_allclose(total.busy_s, busy, rtol=1e-12)

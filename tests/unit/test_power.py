@@ -52,8 +52,9 @@ def test_site_power_sums_gpu_groups_and_applies_overhead() -> None:
     # one window, two GPU types on the last axis: 10 H100 busy (700 W), 10 B200 idle (1000 W)
     sp = P.site_power_mw([[600.0, 0.0]], [[0.0, 600.0]], 60.0, np.array([700.0, 1000.0]),
                          pue=1.5, server_overhead_factor=2.0)
-    expected = (10 * 700 * P.BUSY_POWER_FRACTION + 10 * 1000 * 0.15) * 2.0 * 1.5 / 1e6
-    np.testing.assert_allclose(sp.demand_mw, [expected])
+    # 10 x 700 W x 0.6055 = 4238.5 W busy + 10 x 1000 W x 0.15 = 1500 W idle = 5738.5 W;
+    # x 2.0 overhead x 1.5 PUE = 17,215.5 W
+    np.testing.assert_allclose(sp.demand_mw, [0.0172155], rtol=1e-12)
 
 
 def test_power_from_busy_fraction_per_minute() -> None:
@@ -72,9 +73,8 @@ def test_power_from_busy_fraction_per_minute() -> None:
 
 def test_facility_power_and_inventory_check() -> None:
     # 100,000 H100 x 700 W x 1.8214 x PUE 1.1 = 140.25 MW
-    mw = P.facility_power_mw({"H100": 100_000}, pue=1.1)
-    assert mw == pytest.approx(100_000 * 700 * (10.2 / 5.6) * 1.1 / 1e6)
-    assert mw == pytest.approx(140.25)
+    # 70 MW of TDP x 10.2 / 5.6 = 127.5 MW x 1.1 = 140.25 MW
+    assert P.facility_power_mw({"H100": 100_000}, pue=1.1) == pytest.approx(140.25, rel=1e-12)
     assert P.facility_power_mw({"H100": 10, "gb200": 10}, pue=1.0, server_overhead_factor=1.0,
                                ) == pytest.approx((7000 + 12000) / 1e6)
     assert P.facility_power_mw({"X": 4}, pue=1.0, server_overhead_factor=1.0,
@@ -108,9 +108,10 @@ def test_bad_input_names_the_parameter(call, name: str) -> None:
 def test_facility_power_takes_a_server_overhead_factor_per_gpu():
     mixed = P.facility_power_mw({"H100": 10, "X": 4}, pue=1.5, tdp_w={"X": 1000.0},
                                 server_overhead_factor={"H100": 2.0, "X": 1.25})
-    assert mixed == pytest.approx((10 * 700 * 2.0 + 4 * 1000 * 1.25) * 1.5 / 1e6)
+    # (10 x 700 W x 2.0 = 14 kW + 4 x 1000 W x 1.25 = 5 kW) x 1.5 = 28.5 kW
+    assert mixed == pytest.approx(0.0285, rel=1e-12)
     # a GPU the mapping leaves out gets the default factor
     default = P.facility_power_mw({"H100": 10}, pue=1.0, server_overhead_factor={})
-    assert default == pytest.approx(10 * 700 * P.SERVER_OVERHEAD_FACTOR / 1e6)
+    assert default == pytest.approx(0.01275, rel=1e-12)  # 7 kW x 10.2 / 5.6 = 12.75 kW
     with pytest.raises(ConfigError, match=r"server_overhead_factor\['H100'\]"):
         P.facility_power_mw({"H100": 1}, pue=1.0, server_overhead_factor={"H100": 0.5})

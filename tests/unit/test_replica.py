@@ -15,10 +15,24 @@ from capacitor.errors import ConfigError, MemoryFitError
 from capacitor.perf import step_time as st
 from capacitor.perf.coefficients import build_coefficients
 from capacitor.perf.memory import kv_bytes_per_block_per_gpu
-from capacitor.perf.profile import load_profile
+from capacitor.perf.profile import PerfProfile, load_profile
 
 H100 = get_gpu("H100")
 LLAMA8B = resolve_model("meta-llama/Llama-3.1-8B-Instruct")
+
+
+def _round_profile() -> PerfProfile:
+    """The shipped profile with round request-path, overhead and host-tier constants for
+    Hopper (most specific layer, so they win), so expected values can be worked by hand."""
+    doc = load_profile(None).to_dict()
+    for engine in ("vllm", "trtllm"):
+        layer = doc["families"]["hopper"]["engines"][engine]
+        layer["request_path"] = {"ingress_s": 0.01, "egress_s": 0.002}
+        layer["overhead"] = {"step_fixed_s": 0.001 if engine == "vllm" else 0.0002,
+                             "per_layer_s": 2e-5}
+        layer["memory"] = {"cpu_offload_gib": 8.0}
+        layer["efficiency"] = {**layer["efficiency"], "pcie_bw": 0.5}
+    return PerfProfile(doc, origin="<round>")
 
 
 def test_defaults_resolve_to_vllm_on_h100() -> None:
@@ -30,16 +44,16 @@ def test_defaults_resolve_to_vllm_on_h100() -> None:
         16,
     )
     assert config.enable_prefix_caching is True
+    # ~48 GiB of KV at 2 MiB per 16-token block: over 10,000 blocks, over 160,000 tokens,
+    # so max_model_len is the model's 131072 positions
     assert config.num_gpu_blocks > 10_000
-    assert config.max_model_len == min(131072, config.num_gpu_blocks * 16)
-    k = load_profile(None).constants("hopper", "vllm")
-    assert (config.ingress_s, config.egress_s) == (
-        k.request_path.ingress_s,
-        k.request_path.egress_s,
-    )
+    assert config.max_model_len == 131072
     assert config.num_cpu_blocks == 0
     assert coeffs.shape == (st.NUM_COEFFS,)
     np.testing.assert_array_equal(coeffs, build_coefficients(LLAMA8B, H100, precision="bf16"))
+    # the profile's request path reaches the engine config (round values: see _round_profile)
+    config, _ = build_replica(ReplicaSpec(model=LLAMA8B, gpu=H100), _round_profile())
+    assert (config.ingress_s, config.egress_s) == (0.01, 0.002)
 
 
 def test_reported_blocks_are_used_and_bound_max_model_len() -> None:
@@ -140,26 +154,33 @@ def test_model_too_big_for_gpu() -> None:
 
 
 def test_cpu_offload_tier() -> None:
-    k = load_profile(None).constants("hopper", "vllm")
-    config, _ = build_replica(ReplicaSpec(model=LLAMA8B, gpu=H100, cpu_offload=True))
-    block = kv_bytes_per_block_per_gpu(LLAMA8B, 1, 1, 16, "auto")  # 2 MiB
-    assert config.num_cpu_blocks == int(k.memory.cpu_offload_gib * 2**30 // block)
-    assert config.cpu_load_s_per_block == pytest.approx(block / (64e9 * k.efficiency.pcie_bw))
+    # a Llama-3.1-8B block: 32 layers x 2 (K, V) x 8 KV heads x 128 dims x 2 bytes x 16 tokens
+    # = 2,097,152 bytes (2 MiB). Host tier 8 GiB (round profile): 8 x 1024 / 2 = 4096
+    # blocks; a block over 64 GB/s PCIe at 0.5 efficiency: 2,097,152 / 32e9 = 65.536 us
+    assert kv_bytes_per_block_per_gpu(LLAMA8B, 1, 1, 16, "auto") == 2_097_152
+    config, _ = build_replica(ReplicaSpec(model=LLAMA8B, gpu=H100, cpu_offload=True),
+                              _round_profile())
+    assert config.num_cpu_blocks == 4096
+    assert config.cpu_load_s_per_block == pytest.approx(65.536e-6, rel=1e-12)
 
 
 def test_other_engines() -> None:
     sgl, _ = build_replica(ReplicaSpec(model=LLAMA8B, gpu=H100, engine="sglang"))
     assert sgl.block_size == 1 and sgl.max_num_batched_tokens == 8192
-    trt, trt_coeffs = build_replica(ReplicaSpec(model=LLAMA8B, gpu=H100, engine="TRTLLM"))
+    trt, _ = build_replica(ReplicaSpec(model=LLAMA8B, gpu=H100, engine="TRTLLM"))
     assert trt.block_size == 32 and trt.max_num_seqs == 2048
-    _, vllm_coeffs = build_replica(ReplicaSpec(model=LLAMA8B, gpu=H100))
-    # the C++ executor's CPU cost per step is below vLLM's Python loop; both also pay every
-    # layer's kernels (32 layers)
-    profile = load_profile(None)
-    trt_k, vllm_k = (profile.constants("hopper", e).overhead for e in ("trtllm", "vllm"))
-    assert trt_k.step_fixed_s < vllm_k.step_fixed_s
-    for k, coeffs in ((trt_k, trt_coeffs), (vllm_k, vllm_coeffs)):
-        assert coeffs[st.C_FIXED_S] == pytest.approx(k.step_fixed_s + 32 * k.per_layer_s)
+    # the C++ executor's CPU cost per step is below vLLM's Python loop in the shipped profile
+    shipped = load_profile(None)
+    assert (shipped.constants("hopper", "trtllm").overhead.step_fixed_s
+            < shipped.constants("hopper", "vllm").overhead.step_fixed_s)
+    # both also pay every layer's kernels: fixed + 32 layers x 20 us (round profile) =
+    # 1 ms + 0.64 ms for vLLM, 0.2 ms + 0.64 ms for TensorRT-LLM
+    round_profile = _round_profile()
+    _, vllm_coeffs = build_replica(ReplicaSpec(model=LLAMA8B, gpu=H100), round_profile)
+    _, trt_coeffs = build_replica(ReplicaSpec(model=LLAMA8B, gpu=H100, engine="trtllm"),
+                                  round_profile)
+    assert vllm_coeffs[st.C_FIXED_S] == pytest.approx(0.00164, rel=1e-12)
+    assert trt_coeffs[st.C_FIXED_S] == pytest.approx(0.00084, rel=1e-12)
 
 
 def test_fp8_kv_cache_doubles_blocks() -> None:
