@@ -80,16 +80,41 @@ params = st.fixed_dictionaries({
 @given(params)
 def test_every_request_is_accounted_for_once(p):
     run = run_scenario(parse_scenario(TEMPLATE.format(**p), origin="<property>"))
-    for pool in run.pools:
+    assert len(run.pools) == len(run.digests) == 1
+    for pool, digest in zip(run.pools, run.digests, strict=True):
         status = pool.status
-        n = len(pool.demand.batch)
+        batch = pool.demand.batch
+        n = len(batch)
         assert status.shape == (n,)
-        assert np.all(np.isin(status, [1, 2, 3, 4, 5]))  # nothing pending, nothing twice
+        assert np.all(np.isin(status, [1, 2, 3, 4, 5]))  # nothing pending
         res = pool.result
         done = status == 1
         assert np.all(res.finish_s[done] >= res.first_token_s[done])
         assert np.all(res.first_token_s[done] > res.send_s[done])
         refused = ~done & (status != 4)
         assert np.all(res.finish_s[refused] == res.send_s[refused])
+        # nothing twice, from counters kept apart from the status codes:
+        # a throttled request never reaches the engine (it answers it as rejected) ...
+        throttled = status == 5
+        assert np.all(res.status[throttled] == 2) and np.all(res.replica[throttled] == -1)
+        np.testing.assert_array_equal(res.status[~throttled], status[~throttled])
+        # ... the engine's inter-token gaps are each completed request's tokens once (plus
+        # the tokens lost requests had made); warm-up requests' gaps are not counted
+        counted_class = res.itl_count.sum()
+        in_window = done & pool.measured
+        gaps_done = int((batch.output_len[in_window].astype(np.int64) - 1).sum())
+        if (status == 4).any():
+            assert counted_class >= gaps_done
+        else:
+            assert counted_class == gaps_done
+        # ... each request is in one minute's arrivals, each completion in one minute's
+        # finishes, and each counted request either completed or refused, not both
+        assert digest.arrivals.sum() == n
+        assert digest.finished.sum() == done.sum()
+        np.testing.assert_array_equal(digest.requests, digest.completed + digest.refused)
+        for k in range(2):
+            mine = pool.measured & (pool.demand.tenant == k)
+            assert digest.requests[k] == mine.sum()
+            assert digest.completed[k] == (mine & done).sum()
     total = sum(t["requests"] for t in run.summary["tenants"].values())
-    assert total == run.summary["totals"]["requests"]
+    assert total == run.summary["totals"]["requests"] == sum(p.measured.sum() for p in run.pools)
