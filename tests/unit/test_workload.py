@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -452,28 +450,25 @@ def test_shared_prefix_invariants(
     assert np.all(b.rejected[g] | ~b.rejected[b.gate[g]])
 
 
-def test_one_million_requests_generate_fast() -> None:
+def test_one_million_requests_generate() -> None:
+    # (how fast: benchmarks/bench_workload.py; a timing has no place in the unit tier)
     arrivals = arrival_times(parse_stages("500@1000;500@1000"), "poisson", np.random.default_rng(0))
     assert arrivals.shape == (1_000_000,)
     for multi in (False, True):
-        best = np.inf
-        for _ in range(3):
-            start = time.perf_counter()
-            b = shared_prefix.generate(
-                system_prompt_len=100,
-                question_len=447,
-                output_len=248,
-                num_groups=9,
-                users_per_group=5,
-                enable_multi_turn_chat=multi,
-                arrival_s=arrivals,
-                seed=42,
-                max_model_len=4096,
-                stage_counts=[500_000, 500_000],
-            )
-            best = min(best, time.perf_counter() - start)
+        b = shared_prefix.generate(
+            system_prompt_len=100,
+            question_len=447,
+            output_len=248,
+            num_groups=9,
+            users_per_group=5,
+            enable_multi_turn_chat=multi,
+            arrival_s=arrivals,
+            seed=42,
+            max_model_len=4096,
+            stage_counts=[500_000, 500_000],
+        )
         b.check()
-        assert best < 1.0
+        assert len(b) == 1_000_000
 
 
 # ----------------------------------------------------------------------- closed loop
