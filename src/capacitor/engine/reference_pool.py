@@ -7,11 +7,12 @@ replica object that steps one iteration at a time; its KV cache is
 :class:`capacitor.engine.reference._Cache`). Around the replicas, one event loop takes, in
 time order:
 
-* **Failures** (first when tied with anything). At ``time_s`` replica ``replica`` fails: the
-  step it has in progress completes (its clock is the end of that step), then its running
-  requests are lost (status ``LOST``, their clients see the error then), its waiting
-  requests go back to the router at once, and its KV cache is gone. It takes no request
-  until ``repair_s`` later.
+* **Failures** (after releases at the same time, before replica steps). At ``time_s``
+  replica ``replica`` fails: the step it has in progress completes (its clock is the end of
+  that step), then its running requests are lost (status ``LOST``, their clients see the
+  error then), its waiting requests go back to the router at once, and its KV cache is
+  gone. It takes no request until ``repair_s`` later. (The kernel does this only when a
+  release falls in every step of the failing replica; see tests/unit/test_pool_reference.)
 * **Releases**: a request reaching the router at ``send + ingress`` (initial requests in
   arrival order, re-routed ones from a heap ordered by (time, request)). Releases go before
   replica steps at the same time, as a single engine pulls every arrival due before it
