@@ -11,70 +11,22 @@ from __future__ import annotations
 
 import pytest
 
-from capacitor.scenario import parse_scenario
 from capacitor.simulate import run_scenario
-
-SCENARIO = """
-name: sampled-vs-exact
-sites:
-  - name: s
-    power_cap_mw: 10
-    pue: 1.2
-    gpus: {{H100: 256}}
-deployments:
-  - name: chat
-    model: meta-llama/Llama-3.1-8B-Instruct
-    gpu: H100
-    site: s
-    precision: BF16
-    tp: 1
-    max_num_seqs: 64
-    max_num_batched_tokens: 2048
-    replicas: 256
-tenants:
-  - name: gold
-    tier: 0
-    slo: {{ttft_p99_ms: 2000, e2e_p99_ms: 60000}}
-  - name: bronze
-    tier: 1
-    slo: {{ttft_p99_ms: 5000}}
-    rate_limits: {{requests_per_min: {bronze_rpm}}}
-workloads:
-  - name: gold_chat
-    tenant: gold
-    deployment: chat
-    arrival: {{kind: poisson, rate_rps: {gold_rps}}}
-    lengths:
-      kind: distribution
-      input: {{kind: lognormal, mean_tokens: 600, p99_tokens: 1500}}
-      output: {{kind: lognormal, mean_tokens: 150, p99_tokens: 400}}
-  - name: bronze_chat
-    tenant: bronze
-    deployment: chat
-    arrival: {{kind: poisson, rate_rps: {bronze_rps}}}
-    lengths:
-      kind: distribution
-      input: {{kind: lognormal, mean_tokens: 1200, p99_tokens: 3000}}
-      output: {{kind: lognormal, mean_tokens: 200, p99_tokens: 500}}
-routing: {{policy: {routing}}}
-admission: {{policy: token_bucket}}
-simulation:
-  window: {{duration_s: {duration}, warmup_s: 60}}
-  seed: 5
-  fidelity: {fidelity}
-  sampled_replicas: {sampled}
-  shard_replicas: {shard}
-"""
+from tests.factories import FIDELITY, make_scenario
 
 
 def _run(fidelity: str, per_replica_rps: float, routing: str, shard: int = 512,
          sampled: int = 64):
-    text = SCENARIO.format(
-        gold_rps=256 * per_replica_rps * 0.6, bronze_rps=256 * per_replica_rps * 0.4,
-        bronze_rpm=int(256 * per_replica_rps * 0.4 * 60 * 0.97), duration=600, fidelity=fidelity,
-        routing=routing, shard=shard, sampled=sampled,
-    )
-    return run_scenario(parse_scenario(text, origin="<test>")).summary
+    gold_rps, bronze_rps = 256 * per_replica_rps * 0.6, 256 * per_replica_rps * 0.4
+    return run_scenario(make_scenario(FIDELITY, **{
+        "workloads.0.arrival.rate_rps": gold_rps,
+        "workloads.1.arrival.rate_rps": bronze_rps,
+        "tenants.1.rate_limits.requests_per_min": int(bronze_rps * 60 * 0.97),
+        "routing.policy": routing,
+        "simulation.fidelity": fidelity,
+        "simulation.sampled_replicas": sampled,
+        "simulation.shard_replicas": shard,
+    })).summary
 
 
 def _agree_within_3_percent(reference, other):

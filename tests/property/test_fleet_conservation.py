@@ -7,63 +7,13 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from capacitor.scenario import parse_scenario
 from capacitor.simulate import run_scenario
-
-TEMPLATE = """
-name: prop
-sites:
-  - name: s
-    power_cap_mw: 10
-    pue: 1.2
-    gpus: {{H100: {gpus}}}
-    failures:
-      gpu_mtbf_hours: {{H100: {mtbf}}}
-      repair_hours: 0.01
-      outages: {outages}
-deployments:
-  - name: d
-    model: meta-llama/Llama-3.1-8B-Instruct
-    gpu: H100
-    site: s
-    precision: BF16
-    max_num_seqs: {seqs}
-    max_num_batched_tokens: 2048
-    max_model_len: 4096
-    replicas: fill
-tenants:
-  - name: a
-    tier: 0
-    rate_limits: {{requests_per_min: {rpm}}}
-  - name: b
-    tier: 1
-workloads:
-  - name: wa
-    tenant: a
-    deployment: d
-    arrival: {{kind: poisson, rate_rps: {rate}}}
-    lengths:
-      kind: distribution
-      input: {{kind: lognormal, mean_tokens: 800, p99_tokens: 5000}}
-      output: {{kind: lognormal, mean_tokens: 100, p99_tokens: 400}}
-  - name: wb
-    tenant: b
-    deployment: d
-    arrival: {{kind: bursty, rate_rps: {rate}, burst_rate_rps: {burst}, mean_burst_s: 2,
-              mean_gap_s: 5}}
-    lengths: {{kind: fixed, input_tokens: 300, output_tokens: 50}}
-routing: {{policy: {routing}}}
-admission: {{policy: {admission}, max_queue: {max_queue}}}
-simulation:
-  window: {{duration_s: 30, warmup_s: 5}}
-  seed: {seed}
-  fidelity: exact
-"""
+from tests.factories import FAILING, make_scenario
 
 params = st.fixed_dictionaries({
     "gpus": st.integers(1, 4),
     "mtbf": st.sampled_from([1e9, 0.005]),
-    "outages": st.sampled_from(["[]", "[{start_s: 10, duration_s: 5}]"]),
+    "outages": st.sampled_from([[], [{"start_s": 10, "duration_s": 5}]]),
     "seqs": st.sampled_from([4, 64]),
     "rpm": st.sampled_from([60, 6000]),
     "rate": st.floats(0.5, 20.0),
@@ -79,7 +29,19 @@ params = st.fixed_dictionaries({
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(params)
 def test_every_request_is_accounted_for_once(p):
-    run = run_scenario(parse_scenario(TEMPLATE.format(**p), origin="<property>"))
+    run = run_scenario(make_scenario(FAILING, origin="<property>", **{
+        "sites.0.gpus.H100": p["gpus"],
+        "sites.0.failures.gpu_mtbf_hours.H100": p["mtbf"],
+        "sites.0.failures.outages": p["outages"],
+        "deployments.0.max_num_seqs": p["seqs"],
+        "tenants.0.rate_limits.requests_per_min": p["rpm"],
+        "workloads.0.arrival.rate_rps": p["rate"],
+        "workloads.1.arrival.rate_rps": p["rate"],
+        "workloads.1.arrival.burst_rate_rps": p["burst"],
+        "routing.policy": p["routing"],
+        "admission": {"policy": p["admission"], "max_queue": p["max_queue"]},
+        "simulation.seed": p["seed"],
+    }))
     assert len(run.pools) == len(run.digests) == 1
     for pool, digest in zip(run.pools, run.digests, strict=True):
         status = pool.status
