@@ -37,14 +37,16 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import OrderedDict, deque
+from collections import deque
 
 import numpy as np
 
 from capacitor.engine.config import EngineConfig
 from capacitor.engine.prefix_chain import normalise_prefix_chains
+from capacitor.engine.reference_cache import BlockCache
 from capacitor.engine.requests import RequestBatch
 from capacitor.engine.result import ITL_BINS_PER_E, ITL_MIN_S, ITL_NUM_BINS, EngineResult
+from capacitor.engine.status import S_COMPLETED, S_LOST, S_PENDING
 from capacitor.perf.step_time import prefill_pairs, step_time_s
 
 
@@ -59,90 +61,363 @@ def _itl_bin(gap_s: float) -> int:
     return ITL_NUM_BINS - 1 if x >= ITL_NUM_BINS - 1 else int(x)  # the last takes the rest
 
 
-class _Cache:
-    """Prefix-node block cache with per-block LRU bookkeeping (independent of the kernel's
-    per-node counters): ``lru`` holds evictable blocks ``(node, j)`` oldest first."""
+class RequestState:
+    """Per-request state of one run, shared by the replicas of a pool (a request is on one
+    replica at a time). Plain lists, indexed by request; prefix nodes (requests, then
+    segments) for the cache's ``start`` and ``src``."""
 
-    def __init__(self, num_blocks: int, start: list[int], src: list[int], num_cpu_blocks: int):
-        self.free_uncached = num_blocks
-        self.num_cpu_blocks = num_cpu_blocks
-        self.cpu: dict[int, set[int]] = {}
-        self.cpu_lru: OrderedDict[tuple[int, int], None] = OrderedDict()
-        self.cached: dict[int, set[int]] = {}
-        self.pins: dict[int, int] = {}
-        self.lru: OrderedDict[tuple[int, int], None] = OrderedDict()
-        self.start = start
-        self.src = src
+    def __init__(
+        self,
+        batch: RequestBatch,
+        config: EngineConfig,
+        coeffs: np.ndarray,
+        *,
+        itl_class: np.ndarray | None = None,
+        num_itl_classes: int = 1,
+        priority: np.ndarray | None = None,
+    ):
+        n = len(batch)
+        bs = config.block_size
+        src_arr, plen_arr, _ = normalise_prefix_chains(
+            batch.prefix_src,
+            batch.prefix_len,
+            batch.prompt_len,
+            batch.output_len,
+            batch.segment_len,
+            bs,
+        )
+        self.config = config
+        self.coeffs = coeffs
+        self.src = [int(x) for x in src_arr]
+        self.start = [int(x) // bs for x in plen_arr]  # first block a node owns
+        self.shareable = [False] * len(self.src)  # some request uses the node as a prefix
+        for r in range(n):
+            if batch.prefix_src[r] >= 0:
+                self.shareable[int(batch.prefix_src[r])] = True
+        self.prompt = [int(x) for x in batch.prompt_len]
+        self.output = [int(x) for x in batch.output_len]
+        self.itl_class = [0] * n if itl_class is None else [int(x) for x in itl_class]
+        self.priority = [0] * n if priority is None else [int(x) for x in priority]
+        self.send = [math.nan] * n
+        self.first = [math.nan] * n
+        self.finish = [math.nan] * n
+        self.status = [S_PENDING] * n
+        self.replica = [-1] * n
+        self.preemptions = [0] * n
+        self.cached_tokens = [-1] * n
+        self.last_token = [0.0] * n
+        self.generated = [0] * n
+        self.computed = [0] * n  # vLLM's num_computed_tokens
+        self.decoding = [False] * n  # emitted a token and not preempted since
+        self.ref_blocks = [0] * n  # blocks referenced in node caches
+        self.private = [0] * n  # blocks allocated to the request alone
+        self.hist = np.zeros((num_itl_classes, ITL_NUM_BINS), np.int64)
+        self.itl_sum = np.zeros(num_itl_classes)
+        self.itl_count = np.zeros(num_itl_classes, np.int64)
 
-    def chain(self, r: int) -> list[int]:
-        out = [r]
-        s = self.src[r]
-        while s >= 0:
-            out.append(s)
-            s = self.src[s]
-        return out
+    def num_tokens(self, r: int) -> int:
+        """Tokens request ``r`` has to have computed before its next token: prompt + output
+        so far."""
+        return self.prompt[r] + self.generated[r]
 
-    def owner(self, r: int, j: int) -> int:
-        node = r
-        while j < self.start[node]:
-            node = self.src[node]
-        return node
 
-    def num_free(self) -> int:
-        return self.free_uncached + len(self.lru)
+class ReplicaEngine:
+    """One replica's engine (see the module docstring), advanced one scheduling iteration
+    at a time by :meth:`iterate`; its driver delivers requests with :meth:`enqueue`."""
 
-    def pin(self, r: int) -> None:
-        for node in self.chain(r):
-            self.pins[node] = self.pins.get(node, 0) + 1
-            if self.pins[node] == 1:
-                for j in self.cached.get(node, ()):
-                    del self.lru[(node, j)]
+    def __init__(self, state: RequestState):
+        self.state = state
+        cfg = state.config
+        self.caching = cfg.enable_prefix_caching
+        self.offload = self.caching and cfg.num_cpu_blocks > 0
+        self.by_priority = cfg.scheduling_policy == "priority"
+        self.t = 0.0
+        self.num_steps = 0
+        self.busy_s = 0.0
+        self.max_used = 0
+        self.reset()
 
-    def unpin(self, r: int) -> None:
-        for node in self.chain(r):
-            self.pins[node] -= 1
-            if self.pins[node] == 0:
-                for j in sorted(self.cached.get(node, ()), reverse=True):
-                    self.lru[(node, j)] = None
+    def reset(self) -> None:
+        """Empty: nothing running or waiting, every KV block free (a fresh cache)."""
+        s, cfg = self.state, self.state.config
+        self.cache = BlockCache(cfg.num_gpu_blocks, s.start, s.src,
+                            cfg.num_cpu_blocks if self.caching else 0)
+        self.waiting: deque[int] = deque()
+        self.running: list[int] = []
+        self.zombies: list[int] = []  # finished in the last step, blocks not yet released
+        self.cutoff = math.inf  # admit only requests that reached the engine by then (async)
 
-    def allocate(self, k: int) -> bool:
-        if k <= 0:
-            return True
-        if self.num_free() < k:
-            return False
-        take = min(k, self.free_uncached)
-        self.free_uncached -= take
-        for _ in range(k - take):
-            (node, j), _ = self.lru.popitem(last=False)
-            self.cached[node].discard(j)
-        return True
+    # -- queues -----------------------------------------------------------------------------
 
-    def hit_blocks(self, r: int, num_tokens: int, block_size: int, tier: str = "gpu") -> int:
-        """Leading blocks found on the GPU (``tier="gpu"``) or on GPU or host ("any")."""
-        limit = (num_tokens - 1) // block_size
-        j = 0
-        while j < limit:
-            node = self.owner(r, j)
-            if j not in self.cached.get(node, ()) and (
-                tier == "gpu" or j not in self.cpu.get(node, ())
-            ):
+    def key(self, i: int) -> tuple[int, float, int]:
+        """vLLM's priority order: (priority, arrival at the engine, request)."""
+        s = self.state
+        return (s.priority[i], s.send[i] + s.config.ingress_s, i)
+
+    def enqueue(self, i: int, front: bool = False) -> None:
+        """Request ``i`` joins the waiting queue (at the front: a preempted request)."""
+        waiting = self.waiting
+        if self.by_priority:  # vLLM's priority queue: (priority, arrival)
+            pos = 0
+            while pos < len(waiting) and self.key(waiting[pos]) <= self.key(i):
+                pos += 1
+            waiting.insert(pos, i)
+        elif front:
+            waiting.appendleft(i)
+        else:
+            waiting.append(i)
+
+    def is_idle(self) -> bool:
+        return not self.running and not self.waiting
+
+    def idle(self) -> None:
+        """Nothing to run: the empty step in flight completes, and the next decision sees
+        every arrival."""
+        self.release_zombies()
+        self.cutoff = math.inf
+
+    # -- KV blocks --------------------------------------------------------------------------
+
+    def release_blocks(self, r: int, cache_own: bool) -> None:
+        s, cache, bs = self.state, self.cache, self.state.config.block_size
+        own_full = max(s.computed[r] // bs - s.start[r], 0)
+        node_blocks = cache.cached.setdefault(r, set())
+        freed = s.private[r]
+        if cache_own and self.caching:
+            grew = False
+            for j in range(s.start[r], s.start[r] + own_full):
+                if j not in node_blocks:
+                    node_blocks.add(j)
+                    freed -= 1
+                    grew = True
+            if grew:
+                cache.cpu_touch(r)
+        cache.free_uncached += freed
+        s.private[r] = 0
+        s.ref_blocks[r] = 0
+        cache.unpin(r)
+
+    def preempt(self, r: int) -> None:
+        """Recompute preemption: ``r``'s KV is freed (its own blocks cached for its
+        resumption) and it starts over."""
+        s = self.state
+        self.release_blocks(r, cache_own=True)
+        s.computed[r] = 0
+        s.decoding[r] = False
+        s.preemptions[r] += 1
+
+    def transfer(self, r: int, old: int, new: int) -> None:
+        """Blocks of ancestors that ``r`` just computed join their owner's cache."""
+        s, cache, bs = self.state, self.cache, self.state.config.block_size
+        for j in range(old // bs, min(new // bs, s.start[r])):
+            node = cache.owner(r, j)
+            blocks = cache.cached.setdefault(node, set())
+            if self.caching and j not in blocks and (j == s.start[node] or (j - 1) in blocks):
+                blocks.add(j)
+                s.private[r] -= 1
+                s.ref_blocks[r] += 1
+                cache.cpu_touch(node)
+
+    def release_zombies(self) -> None:
+        for r in self.zombies:
+            self.release_blocks(r, cache_own=self.state.shareable[r])
+        self.zombies.clear()
+
+    # -- one scheduling iteration -----------------------------------------------------------
+
+    def _schedule_running(self) -> tuple[list[tuple[int, int]], int, bool]:
+        """Running requests first, in admission order, each ``min(tokens it needs, budget
+        left)``, preempting from the back when blocks run out. Returns (scheduled
+        ``(request, num_new_tokens)``, token budget left, whether anything was preempted)."""
+        s, cache, bs = self.state, self.cache, self.state.config.block_size
+        running = self.running
+        budget = s.config.max_num_batched_tokens
+        scheduled: list[tuple[int, int]] = []
+        preempted_any = False
+        idx = 0
+        while idx < len(running) and budget > 0:
+            r = running[idx]
+            num_new = min(s.num_tokens(r) - s.computed[r], budget)
+            fits = True
+            while True:
+                need = _cdiv(s.computed[r] + num_new, bs) - s.ref_blocks[r] - s.private[r]
+                if cache.allocate(need):
+                    s.private[r] += max(need, 0)
+                    break
+                if self.by_priority:
+                    victim = max(running, key=self.key)
+                    pos = running.index(victim)
+                    running.remove(victim)
+                    if pos < idx:  # already scheduled this step: undo that
+                        for k, (q_r, q_n) in enumerate(scheduled):
+                            if q_r == victim:
+                                budget += q_n
+                                del scheduled[k]
+                                break
+                        idx -= 1
+                else:
+                    victim = running.pop()
+                self.preempt(victim)
+                self.enqueue(victim, front=True)
+                preempted_any = True
+                if victim == r:
+                    fits = False
+                    break
+            if not fits:
+                if self.by_priority:
+                    # NOTE(deviation): vLLM stops scheduling the running list here; we go on
+                    # with the requests after it (the decode bookkeeping needs every running
+                    # decode to advance each step).
+                    continue
                 break
-            j += 1
-        return j
+            scheduled.append((r, num_new))
+            budget -= num_new
+            idx += 1
+        return scheduled, budget, preempted_any
 
-    def cpu_touch(self, node: int) -> None:
-        """Write-through: the host tier holds every block the node has on the GPU; the
-        node becomes most recently used there (its last block first out)."""
-        if self.num_cpu_blocks <= 0:
-            return
-        blocks = self.cpu.setdefault(node, set())
-        blocks.update(self.cached.get(node, ()))
-        for j in sorted(blocks, reverse=True):
-            self.cpu_lru.pop((node, j), None)
-            self.cpu_lru[(node, j)] = None
-        while len(self.cpu_lru) > self.num_cpu_blocks:
-            (victim, j), _ = self.cpu_lru.popitem(last=False)
-            self.cpu[victim].discard(j)
+    def _admit_waiting(self, scheduled: list[tuple[int, int]], budget: int) -> int:
+        """Waiting requests in queue order while the budget lasts and fewer than
+        ``max_num_seqs`` run, stopping at the first that cannot get its blocks; appends to
+        ``scheduled`` and returns the blocks loaded back from host memory."""
+        s, cache, cfg = self.state, self.cache, self.state.config
+        bs = cfg.block_size
+        loaded_blocks = 0
+        while (self.waiting and budget > 0
+               and len(self.running) + len(self.zombies) < cfg.max_num_seqs):
+            r = self.waiting[0]
+            if s.send[r] + cfg.ingress_s > self.cutoff:
+                break  # arrived after this step was decided (async scheduling)
+            cache.pin(r)
+            hit = cache.hit_blocks(r, s.num_tokens(r), bs) if self.caching else 0
+            # blocks found only in host memory are loaded back (counted as computed)
+            total = cache.hit_blocks(r, s.num_tokens(r), bs, "any") if self.offload else hit
+            num_new = min(s.num_tokens(r) - total * bs, budget)
+            need = _cdiv(total * bs + num_new, bs) - hit
+            if cfg.kv_reservation == "full_request":  # blocks for the whole request, up front
+                need = _cdiv(s.prompt[r] + s.output[r], bs) - hit
+            if not cache.allocate(need):
+                cache.unpin(r)
+                break
+            self.waiting.popleft()
+            s.computed[r] = total * bs
+            s.ref_blocks[r] = hit
+            s.private[r] = need
+            if total > hit:
+                loaded_blocks += total - hit
+                touched = -1
+                for j in range(hit, total):  # root to leaf, each node once
+                    node = cache.owner(r, j)
+                    if node != touched:
+                        cache.cpu_touch(node)
+                        touched = node
+                self.transfer(r, hit * bs, total * bs)
+            if s.cached_tokens[r] < 0:
+                s.cached_tokens[r] = total * bs
+            self.running.append(r)
+            scheduled.append((r, num_new))
+            budget -= num_new
+        return loaded_blocks
+
+    def _step_time_s(self, scheduled: list[tuple[int, int]], loaded_blocks: int) -> float:
+        """The step's duration from its batch composition (:mod:`capacitor.perf.step_time`)
+        plus loading host blocks back."""
+        s = self.state
+        num_tokens = num_prefill = pairs = decode_ctx_tokens = 0
+        for r, q in scheduled:
+            num_tokens += q
+            if s.decoding[r]:
+                decode_ctx_tokens += s.computed[r] + 1
+            else:
+                num_prefill += 1
+                pairs += prefill_pairs(q, s.computed[r])
+        d = step_time_s(
+            s.coeffs,
+            float(num_tokens),
+            float(len(scheduled)),
+            float(num_prefill),
+            float(pairs),
+            float(decode_ctx_tokens),
+        )
+        d += loaded_blocks * s.config.cpu_load_s_per_block
+        return d
+
+    def _emit_tokens(self, scheduled: list[tuple[int, int]], client_t: float) -> list[int]:
+        """Advance every scheduled request; those whose prompt is done emit a token (seen by
+        the client at ``client_t``). Returns the requests that generated their last token."""
+        s, bs = self.state, self.state.config.block_size
+        finished: list[int] = []
+        for r, q in scheduled:
+            old = s.computed[r]
+            s.computed[r] = old + q
+            if old < s.start[r] * bs:
+                self.transfer(r, old, s.computed[r])
+            if s.computed[r] < s.num_tokens(r):
+                continue  # partial prefill: no token this step
+            s.decoding[r] = True
+            s.generated[r] += 1
+            cls = s.itl_class[r]
+            if s.generated[r] == 1:
+                s.first[r] = client_t
+            elif cls >= 0:
+                gap = client_t - s.last_token[r]
+                s.hist[cls, _itl_bin(gap)] += 1
+                s.itl_sum[cls] += gap
+                s.itl_count[cls] += 1
+            s.last_token[r] = client_t
+            if s.generated[r] == s.output[r]:
+                finished.append(r)
+        return finished
+
+    def iterate(self) -> tuple[list[int], float]:
+        """One scheduling iteration at the replica's clock (the engine must not be idle): a
+        step, or none when nothing could be scheduled. Returns the requests it finished and
+        the time their clients saw their last token."""
+        s, cfg = self.state, self.state.config
+        scheduled, budget, preempted_any = self._schedule_running()
+        loaded_blocks = 0
+        if not preempted_any:
+            loaded_blocks = self._admit_waiting(scheduled, budget)
+        self.release_zombies()
+        if not scheduled:
+            if not self.running and self.waiting and not preempted_any and (
+                self.cutoff == math.inf
+            ):
+                raise RuntimeError("engine stalled: waiting request cannot be scheduled")
+            self.cutoff = math.inf  # nothing in flight: the next decision sees every arrival
+            return [], self.t
+        self.max_used = max(self.max_used, cfg.num_gpu_blocks - self.cache.num_free())
+        d = self._step_time_s(scheduled, loaded_blocks)
+        t_end = self.t + d
+        if cfg.async_scheduling:
+            self.cutoff = self.t  # the next step was decided as this one started
+        self.num_steps += 1
+        self.busy_s += d
+        client_t = t_end + cfg.egress_s
+        finished = self._emit_tokens(scheduled, client_t)
+        for r in finished:
+            self.running.remove(r)
+            if cfg.async_scheduling:
+                self.zombies.append(r)
+            else:
+                self.release_blocks(r, cache_own=s.shareable[r])
+            s.finish[r] = client_t
+            s.status[r] = S_COMPLETED
+        self.t = t_end
+        return finished, client_t
+
+    def fail(self, now: float) -> list[int]:
+        """The replica fails at ``now``: running requests are lost (their clients see the
+        error then); returns the waiting ones (to be routed again) and leaves the replica
+        empty, with a fresh cache and its clock at ``now``."""
+        s = self.state
+        self.release_zombies()  # finished requests leave first (their clients have them)
+        for r in self.running:
+            s.status[r] = S_LOST
+            s.finish[r] = now
+        back = list(self.waiting)
+        self.reset()
+        self.t = now
+        return back
 
 
 def simulate(
@@ -158,311 +433,64 @@ def simulate(
     ``priority`` (lower first) matters with ``config.scheduling_policy == "priority"``."""
     batch.check()
     n = len(batch)
-    bs = config.block_size
-    src_arr, plen_arr, _ = normalise_prefix_chains(
-        batch.prefix_src,
-        batch.prefix_len,
-        batch.prompt_len,
-        batch.output_len,
-        batch.segment_len,
-        bs,
-    )
-    src = [int(x) for x in src_arr]
-    start = [int(x) // bs for x in plen_arr]
-    shareable = [False] * len(src)
-    for r in range(n):
-        if batch.prefix_src[r] >= 0:
-            shareable[int(batch.prefix_src[r])] = True
-    prompt = [int(x) for x in batch.prompt_len]
-    output = [int(x) for x in batch.output_len]
-    cls = [0] * n if itl_class is None else [int(x) for x in itl_class]
-    caching = config.enable_prefix_caching
+    s = RequestState(batch, config, coeffs, itl_class=itl_class,
+                     num_itl_classes=num_itl_classes, priority=priority)
+    engine = ReplicaEngine(s)
     max_model_len = config.effective_max_model_len
-    reserve_full = config.kv_reservation == "full_request"
-    cache = _Cache(config.num_gpu_blocks, start, src, config.num_cpu_blocks if caching else 0)
-    offload = caching and config.num_cpu_blocks > 0
 
-    send = [math.nan] * n
-    first = [math.nan] * n
-    finish = [math.nan] * n
-    completed = [False] * n
-    preemptions = [0] * n
-    cached_tokens = [-1] * n
-    last_token = [0.0] * n
-    generated = [0] * n
-    computed = [0] * n
-    decoding = [False] * n  # emitted a token and not preempted since
-    ref_blocks = [0] * n  # blocks referenced in node caches
-    private = [0] * n  # blocks allocated to the request alone
-    hist = np.zeros((num_itl_classes, ITL_NUM_BINS), np.int64)
-    itl_sum = np.zeros(num_itl_classes)
-    itl_count = np.zeros(num_itl_classes, np.int64)
-
-    children: dict[int, list[int]] = {}
+    children: dict[int, list[int]] = {}  # gated requests, by the request they wait for
     for i in range(n):
         if batch.gate[i] >= 0:
             children.setdefault(int(batch.gate[i]), []).append(i)
-    conc = batch.concurrency
-    next_closed = conc
+    concurrency = batch.concurrency
+    next_closed = concurrency  # closed loop: the next request a completion sends
     releases: list[tuple[float, int]] = []  # (engine arrival time, request)
     for i in range(n):
-        if batch.gate[i] < 0 and (conc == 0 or i < conc):
-            send[i] = float(batch.arrival_s[i])
-            heapq.heappush(releases, (send[i] + config.ingress_s, i))
+        if batch.gate[i] < 0 and (concurrency == 0 or i < concurrency):
+            s.send[i] = float(batch.arrival_s[i])
+            heapq.heappush(releases, (s.send[i] + config.ingress_s, i))
+
+    def send(c: int, client_t: float) -> None:
+        s.send[c] = max(float(batch.arrival_s[c]), client_t)
+        heapq.heappush(releases, (s.send[c] + config.ingress_s, c))
 
     def on_response(i: int, client_t: float) -> None:
         nonlocal next_closed
         for c in children.get(i, ()):
-            send[c] = max(float(batch.arrival_s[c]), client_t)
-            heapq.heappush(releases, (send[c] + config.ingress_s, c))
-        if conc and next_closed < n:
-            c = next_closed
+            send(c, client_t)
+        if concurrency and next_closed < n:
             next_closed += 1
-            send[c] = max(float(batch.arrival_s[c]), client_t)
-            heapq.heappush(releases, (send[c] + config.ingress_s, c))
-
-    def num_tokens(r: int) -> int:
-        return prompt[r] + generated[r]
-
-    def release_blocks(r: int, cache_own: bool) -> None:
-        own_full = max(computed[r] // bs - start[r], 0)
-        node_blocks = cache.cached.setdefault(r, set())
-        freed = private[r]
-        if cache_own and caching:
-            grew = False
-            for j in range(start[r], start[r] + own_full):
-                if j not in node_blocks:
-                    node_blocks.add(j)
-                    freed -= 1
-                    grew = True
-            if grew:
-                cache.cpu_touch(r)
-        cache.free_uncached += freed
-        private[r] = 0
-        ref_blocks[r] = 0
-        cache.unpin(r)
-
-    def preempt(r: int) -> None:
-        release_blocks(r, cache_own=True)
-        computed[r] = 0
-        decoding[r] = False
-        preemptions[r] += 1
-
-    def transfer(r: int, old: int, new: int) -> None:
-        """Blocks of ancestors that ``r`` just computed join their owner's cache."""
-        for j in range(old // bs, min(new // bs, start[r])):
-            node = cache.owner(r, j)
-            blocks = cache.cached.setdefault(node, set())
-            if caching and j not in blocks and (j == start[node] or (j - 1) in blocks):
-                blocks.add(j)
-                private[r] -= 1
-                ref_blocks[r] += 1
-                cache.cpu_touch(node)
-
-    waiting: deque[int] = deque()
-    by_priority = config.scheduling_policy == "priority"
-    prio = [0] * n if priority is None else [int(x) for x in priority]
-
-    def key(i: int) -> tuple[int, float, int]:
-        return (prio[i], send[i] + config.ingress_s, i)
-
-    def enqueue(i: int, front: bool) -> None:
-        if by_priority:  # vLLM's priority queue: (priority, arrival)
-            pos = 0
-            while pos < len(waiting) and key(waiting[pos]) <= key(i):
-                pos += 1
-            waiting.insert(pos, i)
-        elif front:
-            waiting.appendleft(i)
-        else:
-            waiting.append(i)
-
-    running: list[int] = []
-    async_sched = config.async_scheduling
-    cutoff = math.inf  # admit only requests that reached the engine by then (async)
-    zombies: list[int] = []  # finished in the last step, blocks not yet released (async)
-
-    def release_zombies() -> None:
-        for r in zombies:
-            release_blocks(r, cache_own=shareable[r])
-        zombies.clear()
-
-    t = 0.0
-    num_steps = 0
-    busy = 0.0
-    max_used = 0
+            send(next_closed - 1, client_t)
 
     while True:
-        while releases and releases[0][0] <= t:
+        while releases and releases[0][0] <= engine.t:
             _, i = heapq.heappop(releases)
-            if batch.rejected[i] or prompt[i] + output[i] > max_model_len:
-                finish[i] = send[i]
-                on_response(i, send[i])
+            if batch.rejected[i] or s.prompt[i] + s.output[i] > max_model_len:
+                s.finish[i] = s.send[i]
+                on_response(i, s.send[i])
             else:
-                enqueue(i, front=False)
-        if not running and not waiting:
-            release_zombies()  # the empty step in flight completes
-            cutoff = math.inf
+                engine.enqueue(i)
+        if engine.is_idle():
+            engine.idle()
             if not releases:
                 break
-            t = max(t, releases[0][0])
+            engine.t = max(engine.t, releases[0][0])
             continue
-
-        budget = config.max_num_batched_tokens
-        scheduled: list[tuple[int, int]] = []
-        preempted_any = False
-        loaded_blocks = 0
-        idx = 0
-        while idx < len(running) and budget > 0:
-            r = running[idx]
-            num_new = min(num_tokens(r) - computed[r], budget)
-            fits = True
-            while True:
-                need = _cdiv(computed[r] + num_new, bs) - ref_blocks[r] - private[r]
-                if cache.allocate(need):
-                    private[r] += max(need, 0)
-                    break
-                if by_priority:
-                    victim = max(running, key=key)
-                    pos = running.index(victim)
-                    running.remove(victim)
-                    if pos < idx:  # already scheduled this step: undo that
-                        for k, (q_r, q_n) in enumerate(scheduled):
-                            if q_r == victim:
-                                budget += q_n
-                                del scheduled[k]
-                                break
-                        idx -= 1
-                else:
-                    victim = running.pop()
-                preempt(victim)
-                enqueue(victim, front=True)
-                preempted_any = True
-                if victim == r:
-                    fits = False
-                    break
-            if not fits:
-                if by_priority:
-                    # NOTE(deviation): vLLM stops scheduling the running list here; we go on
-                    # with the requests after it (the decode bookkeeping needs every running
-                    # decode to advance each step).
-                    continue
-                break
-            scheduled.append((r, num_new))
-            budget -= num_new
-            idx += 1
-        if not preempted_any:
-            while waiting and budget > 0 and len(running) + len(zombies) < config.max_num_seqs:
-                r = waiting[0]
-                if send[r] + config.ingress_s > cutoff:
-                    break  # arrived after this step was decided (async scheduling)
-                cache.pin(r)
-                hit = cache.hit_blocks(r, num_tokens(r), bs) if caching else 0
-                # blocks found only in host memory are loaded back (counted as computed)
-                total = cache.hit_blocks(r, num_tokens(r), bs, "any") if offload else hit
-                num_new = min(num_tokens(r) - total * bs, budget)
-                need = _cdiv(total * bs + num_new, bs) - hit
-                if reserve_full:  # blocks for the whole request, up front
-                    need = _cdiv(prompt[r] + output[r], bs) - hit
-                if not cache.allocate(need):
-                    cache.unpin(r)
-                    break
-                waiting.popleft()
-                computed[r] = total * bs
-                ref_blocks[r] = hit
-                private[r] = need
-                if total > hit:
-                    loaded_blocks += total - hit
-                    touched = -1
-                    for j in range(hit, total):  # root to leaf, each node once
-                        node = cache.owner(r, j)
-                        if node != touched:
-                            cache.cpu_touch(node)
-                            touched = node
-                    transfer(r, hit * bs, total * bs)
-                if cached_tokens[r] < 0:
-                    cached_tokens[r] = total * bs
-                running.append(r)
-                scheduled.append((r, num_new))
-                budget -= num_new
-
-        release_zombies()
-        if not scheduled:
-            if not running and waiting and not preempted_any and cutoff == math.inf:
-                raise RuntimeError("engine stalled: waiting request cannot be scheduled")
-            cutoff = math.inf  # nothing in flight: the next decision sees every arrival
-            continue
-
-        used = config.num_gpu_blocks - cache.num_free()
-        max_used = max(max_used, used)
-        num_tok = 0
-        num_prefill = 0
-        pairs = 0
-        dec_ctx = 0
-        for r, q in scheduled:
-            num_tok += q
-            if decoding[r]:
-                dec_ctx += computed[r] + 1
-            else:
-                num_prefill += 1
-                pairs += prefill_pairs(q, computed[r])
-        d = step_time_s(
-            coeffs,
-            float(num_tok),
-            float(len(scheduled)),
-            float(num_prefill),
-            float(pairs),
-            float(dec_ctx),
-        )
-        d += loaded_blocks * config.cpu_load_s_per_block
-        t_end = t + d
-        if async_sched:
-            cutoff = t  # the next step was decided as this one started
-        num_steps += 1
-        busy += d
-        client_t = t_end + config.egress_s
-        finished: list[int] = []
-        for r, q in scheduled:
-            old = computed[r]
-            computed[r] = old + q
-            if old < start[r] * bs:
-                transfer(r, old, computed[r])
-            if computed[r] < num_tokens(r):
-                continue  # partial prefill: no token this step
-            decoding[r] = True
-            generated[r] += 1
-            if generated[r] == 1:
-                first[r] = client_t
-            elif cls[r] >= 0:
-                gap = client_t - last_token[r]
-                hist[cls[r], _itl_bin(gap)] += 1
-                itl_sum[cls[r]] += gap
-                itl_count[cls[r]] += 1
-            last_token[r] = client_t
-            if generated[r] == output[r]:
-                finished.append(r)
+        finished, client_t = engine.iterate()
         for r in finished:
-            running.remove(r)
-            if async_sched:
-                zombies.append(r)
-            else:
-                release_blocks(r, cache_own=shareable[r])
-            finish[r] = client_t
-            completed[r] = True
             on_response(r, client_t)
-        t = t_end
 
     return EngineResult(
-        send_s=np.asarray(send, np.float64),
-        first_token_s=np.asarray(first, np.float64),
-        finish_s=np.asarray(finish, np.float64),
-        completed=np.asarray(completed, np.bool_),
-        num_preemptions=np.asarray(preemptions, np.int32),
-        num_cached_tokens=np.maximum(np.asarray(cached_tokens, np.int32), 0),
-        itl_hist=hist,
-        itl_sum_s=itl_sum,
-        itl_count=itl_count,
-        num_steps=num_steps,
-        busy_s=busy,
-        max_blocks_used=max_used,
+        send_s=np.asarray(s.send, np.float64),
+        first_token_s=np.asarray(s.first, np.float64),
+        finish_s=np.asarray(s.finish, np.float64),
+        completed=np.asarray(s.status, np.int8) == S_COMPLETED,
+        num_preemptions=np.asarray(s.preemptions, np.int32),
+        num_cached_tokens=np.maximum(np.asarray(s.cached_tokens, np.int32), 0),
+        itl_hist=s.hist,
+        itl_sum_s=s.itl_sum,
+        itl_count=s.itl_count,
+        num_steps=engine.num_steps,
+        busy_s=engine.busy_s,
+        max_blocks_used=engine.max_used,
     )

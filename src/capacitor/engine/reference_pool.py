@@ -1,11 +1,10 @@
 """Plain-Python reference for a pool of replicas behind a router: the semantics of
 :func:`capacitor.engine.simulator.simulate_pool`, written plainly, for the tests.
 
-This module imports nothing from the fast kernel. Each replica is the engine of
-:mod:`capacitor.engine.reference` (the same scheduling step, written out again as a
-replica object that steps one iteration at a time; its KV cache is
-:class:`capacitor.engine.reference._Cache`). Around the replicas, one event loop takes, in
-time order:
+This module imports nothing from the fast kernel. Each replica is a
+:class:`capacitor.engine.reference.ReplicaEngine`, the single replica twin's engine, stepped
+one scheduling iteration at a time. Around the replicas, one event loop takes, in time
+order:
 
 * **Failures** (after releases at the same time, before replica steps). At ``time_s``
   replica ``replica`` fails: the step it has in progress completes (its clock is the end of
@@ -35,252 +34,35 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
 
 import numpy as np
 
 from capacitor.engine.config import EngineConfig
-from capacitor.engine.prefix_chain import normalise_prefix_chains
-from capacitor.engine.reference import _Cache, _cdiv, _itl_bin
+from capacitor.engine.reference import ReplicaEngine, RequestState
 from capacitor.engine.requests import RequestBatch
-from capacitor.engine.result import ITL_NUM_BINS, EngineResult
-from capacitor.engine.status import S_COMPLETED, S_LOST, S_REJECTED, S_SHED
+from capacitor.engine.result import EngineResult
+from capacitor.engine.status import S_COMPLETED, S_REJECTED, S_SHED
 from capacitor.errors import ConfigError
-from capacitor.perf.step_time import prefill_pairs, step_time_s
 
 _KEY_ROUTERS = ("session_affinity", "prefix_affinity")
 
 
-class _Pool:
-    """Per-request state shared by the replicas (a request is on one replica at a time)."""
+class _Replica(ReplicaEngine):
+    """One engine of :mod:`capacitor.engine.reference`, woken by the requests routed to it."""
 
-    def __init__(self, batch: RequestBatch, config: EngineConfig, coeffs: np.ndarray):
-        n = len(batch)
-        bs = config.block_size
-        src_arr, plen_arr, _ = normalise_prefix_chains(
-            batch.prefix_src, batch.prefix_len, batch.prompt_len, batch.output_len,
-            batch.segment_len, bs,
-        )
-        self.config = config
-        self.coeffs = coeffs
-        self.src = [int(x) for x in src_arr]
-        self.start = [int(x) // bs for x in plen_arr]
-        self.shareable = [False] * len(self.src)
-        for r in range(n):
-            if batch.prefix_src[r] >= 0:
-                self.shareable[int(batch.prefix_src[r])] = True
-        self.prompt = [int(x) for x in batch.prompt_len]
-        self.output = [int(x) for x in batch.output_len]
-        self.send = [float(x) for x in batch.arrival_s]
-        self.first = [math.nan] * n
-        self.finish = [math.nan] * n
-        self.status = [0] * n
-        self.replica = [-1] * n
-        self.preemptions = [0] * n
-        self.cached_tokens = [-1] * n
-        self.last_token = [0.0] * n
-        self.generated = [0] * n
-        self.computed = [0] * n
-        self.decoding = [False] * n
-        self.ref_blocks = [0] * n
-        self.private = [0] * n
-        self.hist = np.zeros((1, ITL_NUM_BINS), np.int64)
-        self.itl_sum = np.zeros(1)
-        self.itl_count = np.zeros(1, np.int64)
-
-
-class _Replica:
-    """One engine of :mod:`capacitor.engine.reference`, stepped one iteration at a time."""
-
-    def __init__(self, pool: _Pool):
-        self.pool = pool
-        self.t = 0.0
-        self.num_steps = 0
-        self.busy = 0.0
-        self.max_used = 0
+    def __init__(self, state: RequestState):
+        super().__init__(state)
         #: has work, or has not yet seen that it has none: its clock is a pending event
         self.awake = False
-        self.reset()
 
-    def reset(self) -> None:
-        """Empty: nothing running or waiting, every KV block free (a fresh cache)."""
-        p = self.pool
-        self.cache = _Cache(p.config.num_gpu_blocks, p.start, p.src, 0)
-        self.waiting: deque[int] = deque()
-        self.running: list[int] = []
-        self.zombies: list[int] = []
-        self.cutoff = math.inf
-
-    # -- the engine of reference.simulate, per replica ------------------------------------
-
-    def _num_tokens(self, r: int) -> int:
-        return self.pool.prompt[r] + self.pool.generated[r]
-
-    def _release_blocks(self, r: int, cache_own: bool) -> None:
-        p, cache, bs = self.pool, self.cache, self.pool.config.block_size
-        own_full = max(p.computed[r] // bs - p.start[r], 0)
-        node_blocks = cache.cached.setdefault(r, set())
-        freed = p.private[r]
-        if cache_own and p.config.enable_prefix_caching:
-            for j in range(p.start[r], p.start[r] + own_full):
-                if j not in node_blocks:
-                    node_blocks.add(j)
-                    freed -= 1
-        cache.free_uncached += freed
-        p.private[r] = 0
-        p.ref_blocks[r] = 0
-        cache.unpin(r)
-
-    def _transfer(self, r: int, old: int, new: int) -> None:
-        """Blocks of ancestors that ``r`` just computed join their owner's cache."""
-        p, cache, bs = self.pool, self.cache, self.pool.config.block_size
-        for j in range(old // bs, min(new // bs, p.start[r])):
-            node = cache.owner(r, j)
-            blocks = cache.cached.setdefault(node, set())
-            if p.config.enable_prefix_caching and j not in blocks and (
-                j == p.start[node] or (j - 1) in blocks
-            ):
-                blocks.add(j)
-                p.private[r] -= 1
-                p.ref_blocks[r] += 1
-
-    def release_zombies(self) -> None:
-        for r in self.zombies:
-            self._release_blocks(r, cache_own=self.pool.shareable[r])
-        self.zombies.clear()
-
-    def iterate(self) -> None:
-        """One scheduling iteration at the replica's clock (a step, or none)."""
-        p, cfg, cache, bs = self.pool, self.pool.config, self.cache, self.pool.config.block_size
-        if not self.running and not self.waiting:
-            self.release_zombies()  # the empty step in flight completes
-            self.cutoff = math.inf
-            self.awake = False  # idle until a request is routed here
+    def step(self) -> None:
+        """One scheduling iteration at the replica's clock (a step, or none); an idle
+        replica sleeps until a request is routed to it."""
+        if self.is_idle():
+            self.idle()
+            self.awake = False
             return
-        budget = cfg.max_num_batched_tokens
-        scheduled: list[tuple[int, int]] = []
-        preempted_any = False
-        idx = 0
-        while idx < len(self.running) and budget > 0:
-            r = self.running[idx]
-            num_new = min(self._num_tokens(r) - p.computed[r], budget)
-            fits = True
-            while True:
-                need = _cdiv(p.computed[r] + num_new, bs) - p.ref_blocks[r] - p.private[r]
-                if cache.allocate(need):
-                    p.private[r] += max(need, 0)
-                    break
-                victim = self.running.pop()  # preempt the last running request (recompute)
-                self._release_blocks(victim, cache_own=True)
-                p.computed[victim] = 0
-                p.decoding[victim] = False
-                p.preemptions[victim] += 1
-                self.waiting.appendleft(victim)
-                preempted_any = True
-                if victim == r:
-                    fits = False
-                    break
-            if not fits:
-                break
-            scheduled.append((r, num_new))
-            budget -= num_new
-            idx += 1
-        if not preempted_any:
-            while (
-                self.waiting
-                and budget > 0
-                and len(self.running) + len(self.zombies) < cfg.max_num_seqs
-            ):
-                r = self.waiting[0]
-                if p.send[r] + cfg.ingress_s > self.cutoff:
-                    break  # arrived after this step was decided (async scheduling)
-                cache.pin(r)
-                num_tok = self._num_tokens(r)
-                hit = cache.hit_blocks(r, num_tok, bs) if cfg.enable_prefix_caching else 0
-                num_new = min(num_tok - hit * bs, budget)
-                need = _cdiv(hit * bs + num_new, bs) - hit
-                if cfg.kv_reservation == "full_request":
-                    need = _cdiv(p.prompt[r] + p.output[r], bs) - hit
-                if not cache.allocate(need):
-                    cache.unpin(r)
-                    break
-                self.waiting.popleft()
-                p.computed[r] = hit * bs
-                p.ref_blocks[r] = hit
-                p.private[r] = need
-                if p.cached_tokens[r] < 0:
-                    p.cached_tokens[r] = hit * bs
-                self.running.append(r)
-                scheduled.append((r, num_new))
-                budget -= num_new
-        self.release_zombies()
-        if not scheduled:
-            if not self.running and self.waiting and not preempted_any and (
-                self.cutoff == math.inf
-            ):
-                raise RuntimeError("engine stalled: waiting request cannot be scheduled")
-            self.cutoff = math.inf  # nothing in flight: the next decision sees every arrival
-            return
-
-        self.max_used = max(self.max_used, cfg.num_gpu_blocks - cache.num_free())
-        num_tok = num_prefill = pairs = dec_ctx = 0
-        for r, q in scheduled:
-            num_tok += q
-            if p.decoding[r]:
-                dec_ctx += p.computed[r] + 1
-            else:
-                num_prefill += 1
-                pairs += prefill_pairs(q, p.computed[r])
-        d = step_time_s(p.coeffs, float(num_tok), float(len(scheduled)), float(num_prefill),
-                        float(pairs), float(dec_ctx))
-        t_end = self.t + d
-        if cfg.async_scheduling:
-            self.cutoff = self.t  # the next step was decided as this one started
-        self.num_steps += 1
-        self.busy += d
-        client_t = t_end + cfg.egress_s
-        finished: list[int] = []
-        for r, q in scheduled:
-            old = p.computed[r]
-            p.computed[r] = old + q
-            if old < p.start[r] * bs:
-                self._transfer(r, old, p.computed[r])
-            if p.computed[r] < self._num_tokens(r):
-                continue  # partial prefill: no token this step
-            p.decoding[r] = True
-            p.generated[r] += 1
-            if p.generated[r] == 1:
-                p.first[r] = client_t
-            else:
-                gap = client_t - p.last_token[r]
-                p.hist[0, _itl_bin(gap)] += 1
-                p.itl_sum[0] += gap
-                p.itl_count[0] += 1
-            p.last_token[r] = client_t
-            if p.generated[r] == p.output[r]:
-                finished.append(r)
-        for r in finished:
-            self.running.remove(r)
-            if cfg.async_scheduling:
-                self.zombies.append(r)
-            else:
-                self._release_blocks(r, cache_own=p.shareable[r])
-            p.finish[r] = client_t
-            p.status[r] = S_COMPLETED
-        self.t = t_end
-
-    def fail(self, now: float) -> list[int]:
-        """The replica fails at ``now``: running requests are lost; returns the waiting ones
-        (to be routed again) and leaves the replica empty with its clock at ``now``."""
-        p = self.pool
-        self.release_zombies()  # finished requests leave first (their clients have them)
-        for r in self.running:
-            p.status[r] = S_LOST
-            p.finish[r] = now
-        back = list(self.waiting)
-        self.reset()
-        self.t = now
-        return back
+        self.iterate()
 
 
 def simulate_pool(
@@ -318,7 +100,8 @@ def simulate_pool(
         config.enable_prefix_caching and config.num_cpu_blocks > 0
     ):
         raise ConfigError("reference pool: FCFS scheduling and no host KV tier only")
-    pool = _Pool(batch, config, np.asarray(coeffs, np.float64))
+    pool = RequestState(batch, config, np.asarray(coeffs, np.float64))
+    pool.send = [float(x) for x in batch.arrival_s]
     replicas = [_Replica(pool) for _ in range(num_replicas)]
     down_until = [-math.inf] * num_replicas
     rejected = batch.rejected | (
@@ -388,7 +171,7 @@ def simulate_pool(
             continue
         if k_rep < 0:
             break
-        replicas[k_rep].iterate()
+        replicas[k_rep].step()
 
     status = np.asarray(pool.status, np.int8)
     return EngineResult(
@@ -402,7 +185,7 @@ def simulate_pool(
         itl_sum_s=pool.itl_sum,
         itl_count=pool.itl_count,
         num_steps=sum(rep.num_steps for rep in replicas),
-        busy_s=sum(rep.busy for rep in replicas),
+        busy_s=sum(rep.busy_s for rep in replicas),
         max_blocks_used=max(rep.max_used for rep in replicas),
         status=status,
         replica=np.asarray(pool.replica, np.int32),
