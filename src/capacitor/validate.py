@@ -203,6 +203,10 @@ def build_replica_for_row(row: Row, profile: object) -> tuple[Any, np.ndarray]:
         async_scheduling=row.get("async_scheduling", boolean),
     )
     try:
+        if row.get("dp_attention", boolean, False):  # attention data-parallel over the tp GPUs
+            from capacitor.perf.dp_attention import dp_attention_replica
+
+            return dp_attention_replica(spec, profile)
         return build_replica(spec, profile)
     except MemoryFitError as exc:
         where = f"on hardware={hardware} with tp={tp} pp={pp}"
