@@ -36,6 +36,7 @@ from collections import defaultdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 DATA = (HERE / "../../shared/data/published/inferencemax_dsr1").resolve()
 METRICS = ("output_tokens_per_s", "tpot_median_ms", "ttft_median_ms")
 CONFIG_KEY = ("hardware", "framework", "precision", "tp", "ep", "dp_attention",
@@ -164,6 +165,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fit", action="store_true", help="also fit: in sample and leave one hardware out")
     ap.add_argument("--max-evaluations", type=int, default=6)
     ap.add_argument("--profile", default=None, help="profile YAML (default: the shipped one)")
+    ap.add_argument("--out", default=None, help="directory for the in-sample fitted profile")
     args = ap.parse_args(argv)
     start = time.perf_counter()
     rows = primary_rows()
@@ -177,7 +179,7 @@ def main(argv=None) -> int:
         if args.fit:
             from frontier_fit import fit_and_report  # noqa: PLC0415
 
-            fit_and_report(rows, exp, meas, table, args.max_evaluations)
+            fit_and_report(rows, exp, meas, table, args.max_evaluations, args.out)
     print(f"\ntook {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -68,9 +68,22 @@ ENGINE_KEYS: tuple[tuple[str, str, float], ...] = (
     # Measured for the PyTorch sort path (perf/data/prior_profile.yaml): a factor e^0.7 ~ 2.
     ("overhead", "sampler_bytes_per_seq_vocab", 0.7),
 )
+#: Constants only MLA models use (per-kernel fixed costs of
+#: ``perf.coefficients.layers_fixed_s``; the absorbed-MLA decode FLOP efficiency): never in
+#: :func:`free_params`' default set (no vLLM / TensorRT-LLM v0.17 row moves them), but a fit
+#: given them as parameters (``calibration/frontier_report.py``) writes them like the
+#: engine / hardware constants above.
+MLA_ENGINE_KEYS: tuple[tuple[str, str, float], ...] = (
+    ("overhead", "gemm_kernel_s", 0.7),
+    ("overhead", "attention_kernel_s", 0.7),
+    ("overhead", "small_kernel_s", 0.7),
+)
+MLA_FAMILY_KEYS: tuple[tuple[str, str, float], ...] = (
+    ("efficiency", "mla_decode_attention", 0.3),
+)
 #: Fractions of a peak may not exceed 1.
 FRACTION_KEYS = {"weight_bw", "kv_bw", "gemm_max", "gemm_max_low_precision", "attention",
-                 "allreduce_bw"}
+                 "allreduce_bw", "mla_decode_attention"}
 #: Metrics the fit compares, when the measured file has them.
 FIT_METRICS = (
     "ttft_mean_ms",
@@ -277,7 +290,7 @@ def profile_dict(prior: PerfProfile, params: Sequence[Param], theta: np.ndarray)
     by_key: dict[tuple[str, str], dict[str, float]] = {}
     for p, t in zip(params, theta, strict=True):
         by_key.setdefault((p.section, p.key), {})[f"{p.scope}:{p.group}"] = float(t)
-    for section, key, _ in FAMILY_KEYS:
+    for section, key, _ in FAMILY_KEYS + MLA_FAMILY_KEYS:
         logs = by_key.get((section, key))
         if not logs:
             continue
@@ -290,7 +303,7 @@ def profile_dict(prior: PerfProfile, params: Sequence[Param], theta: np.ndarray)
                 value = _clamp(section, key, float(base) * math.exp(log_mult))
                 layer = families.setdefault(fam, {}).setdefault("engines", {})
                 layer.setdefault(eng, {}).setdefault(section, {})[key] = value
-    for section, key, _ in ENGINE_KEYS:
+    for section, key, _ in ENGINE_KEYS + MLA_ENGINE_KEYS:
         for group, log_mult in by_key.get((section, key), {}).items():
             scope, eng = group.split(":")
             if scope != "engine":
@@ -647,6 +660,8 @@ def median_by_metric(table: dict[str, dict[str, float]]) -> dict[str, float]:
 __all__ = [
     "ENGINE_KEYS",
     "FAMILY_KEYS",
+    "MLA_ENGINE_KEYS",
+    "MLA_FAMILY_KEYS",
     "FitResult",
     "Observation",
     "Param",

@@ -120,6 +120,7 @@ import numpy as np
 from capacitor.perf import step_time as st
 from capacitor.perf.memory import (
     WEIGHT_BYTES,
+    attention_bytes,
     check_parallelism,
     kv_bytes_per_token_per_gpu,
     kv_dtype_bytes,
@@ -362,8 +363,7 @@ def build_coefficients(
     if dp_attention and tp > 1:
         # every GPU holds (and streams) the whole attention block; its FLOPs per GPU stay
         # the same (all heads for 1/tp of the tokens)
-        attn_bpp = ACTIVATION_BYTES if body16 else bpp
-        streamed += (tp - 1) * layers * model.attention_param_count_per_layer() * attn_bpp
+        streamed += (tp - 1) * attention_bytes(model, weight_precision)
     coeffs[st.C_WEIGHT_S] = streamed / tp / (hbm * eff.weight_bw)
     coeffs[st.C_GEMM_S_PER_TOKEN] = (
         2.0 * (body - body16) / tp / gemm_rate + 2.0 * body16 / tp / head_rate

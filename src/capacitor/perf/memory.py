@@ -147,18 +147,30 @@ def weight_param_split(model: Any) -> tuple[int, int, int, int]:
 
 def sixteen_bit_body_params(model: Any, precision: str | None = None) -> int:
     """Body params a quantized checkpoint keeps at 16 bit: the attention projections of
-    every layer when ``model.attention_16bit`` (its quantization ``ignore`` list), or when
-    an MLA model runs FP4 weights (NVIDIA's ModelOpt NVFP4 checkpoints of MLA / MoE models
-    list ``model.layers.*.self_attn*`` in ``exclude_modules``, e.g. nvidia/GLM-4.7-NVFP4
-    ``hf_quant_config.json``; ASSUMPTION that nvidia/DeepSeek-R1-0528-FP4 does the same),
-    else 0. Zero when the weights run at 16 bit anyway."""
+    every layer when ``model.attention_16bit`` (its quantization ``ignore`` list); for an MLA
+    model at FP4 the MLA projections other than ``o_proj`` (NVIDIA's NVFP4 DeepSeek-R1
+    checkpoints exclude the attention from FP4, and nvidia/DeepSeek-R1-0528-FP4-v2 -- the one
+    the InferenceMAX FP4 runs name -- "additionally quantizes the wo module in attention
+    layers", its model card); else 0. Zero when the weights run at 16 bit anyway."""
     weight_precision = normalize_precision(precision, model)
-    mla_fp4 = getattr(model, "is_mla", False) and weight_precision == "fp4"
-    if not (getattr(model, "attention_16bit", False) or mla_fp4):
-        return 0
     if WEIGHT_BYTES[weight_precision] >= 2.0:
         return 0
-    return model.num_layers * model.attention_param_count_per_layer()
+    if getattr(model, "attention_16bit", False):
+        return model.num_layers * model.attention_param_count_per_layer()
+    if getattr(model, "is_mla", False) and weight_precision == "fp4":
+        o_proj = model.num_attention_heads * model.v_head_dim * model.hidden_size
+        return model.num_layers * (model.attention_param_count_per_layer() - o_proj)
+    return 0
+
+
+def attention_bytes(model: Any, precision: str | None = None) -> float:
+    """Bytes of every layer's attention projections at the checkpoint's precisions (the
+    16-bit part of :func:`sixteen_bit_body_params` at 2 bytes, the rest at the weight
+    precision)."""
+    bpp = WEIGHT_BYTES[normalize_precision(precision, model)]
+    total = model.num_layers * model.attention_param_count_per_layer()
+    body16 = sixteen_bit_body_params(model, precision)
+    return body16 * 2.0 + (total - body16) * bpp
 
 
 def weight_bytes_per_gpu(
@@ -183,8 +195,7 @@ def weight_bytes_per_gpu(
     ends = (emb + head) if pp == 1 else max(emb, head)
     per_gpu = (layers_bytes + 2.0 * ends) / tp
     if dp_attention and tp > 1:
-        attn = model.num_layers * model.attention_param_count_per_layer() * layer_share
-        per_gpu += attn * (2.0 if body16 else bpp) * (tp - 1) / tp
+        per_gpu += attention_bytes(model, precision) * layer_share * (tp - 1) / tp
     return per_gpu
 
 
@@ -324,6 +335,7 @@ def num_gpu_blocks(
 __all__ = [
     "KV_DTYPE_BYTES",
     "WEIGHT_BYTES",
+    "attention_bytes",
     "check_parallelism",
     "kv_bytes_per_block_per_gpu",
     "kv_bytes_per_token_per_gpu",
