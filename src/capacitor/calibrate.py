@@ -77,6 +77,7 @@ MLA_ENGINE_KEYS: tuple[tuple[str, str, float], ...] = (
     ("overhead", "gemm_kernel_s", 0.7),
     ("overhead", "attention_kernel_s", 0.7),
     ("overhead", "small_kernel_s", 0.7),
+    ("overhead", "mla_per_seq_s", 2.0),
 )
 MLA_FAMILY_KEYS: tuple[tuple[str, str, float], ...] = (
     ("efficiency", "mla_decode_attention", 0.3),

@@ -192,3 +192,26 @@ def test_bad_frontier_constant_names_key_and_value(key, value) -> None:
         PerfProfile(data, origin="bad.yaml")
     msg = str(err.value)
     assert key in msg and str(value) in msg and "\n" not in msg
+
+
+def test_sglang_4xb200_fp8_fits_at_the_launch_scripts_memory_fraction() -> None:
+    """DeepSeek-R1 FP8 on 4 x B200 with SGLang. Weights per GPU by hand: 671,026,404,352
+    params, of which the 16-bit embedding and LM head are 2 x 129,280 x 7,168 =
+    1,853,358,080: (669,173,046,272 x 1 B + 1,853,358,080 x 2 B) / 4 = 168,219,940,608 B
+    (156.7 GiB). SGLang's default mem_fraction_static on a 178 GiB part (0.854) leaves
+    152.3 GiB: it does not fit, and the one-line error names the weights and the knob. At
+    the InferenceMAX script's --mem-fraction-static 0.95 the KV pool is
+    0.95 x M - weights, in 1-token FP8 blocks of 61 x 576 B = 35,136 B."""
+    from capacitor.errors import MemoryFitError
+
+    weights = 168_219_940_608
+    assert weight_bytes_per_gpu(DSR1, "FP8", tp=4) == pytest.approx(weights, rel=1e-12)
+    with pytest.raises(MemoryFitError) as err:
+        num_gpu_blocks(DSR1, B200, tp=4, precision="FP8", kv_cache_dtype="fp8",
+                       gpu_memory_utilization=0.854, block_size=1, engine="sglang")
+    msg = str(err.value)
+    assert "weights 156.7" in msg and "mem-fraction-static" in msg and "\n" not in msg
+    assert "reserve" not in msg  # SGLang's fraction covers weights + KV only
+    blocks = num_gpu_blocks(DSR1, B200, tp=4, precision="FP8", kv_cache_dtype="fp8",
+                            gpu_memory_utilization=0.95, block_size=1, engine="sglang")
+    assert blocks == math.floor((0.95 * B200.memory_bytes - weights) / 35_136)

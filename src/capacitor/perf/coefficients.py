@@ -34,7 +34,8 @@ moe_half_tokens          gemm_half_tokens x E / k: uniform top-k routing gives e
                          x p_T)
 fixed_s, per_seq_s,      profile overheads; fixed_s adds per_layer_s x layers (every layer's
 per_prefill_seq_s        kernels, on each stage in turn); per_seq_s adds the LM-head GEMM of
-                         one sequence (2 x vocab x hidden / tp at the 16-bit rate) and, for a
+                         one sequence (2 x vocab x hidden / tp at the 16-bit rate), for an MLA
+                         model mla_per_seq_s, and, for a
                          model whose requests sample with top-p / top-k (ModelSpec.
                          filters_vocab), the sampler's filtering of its logits,
                          sampler_bytes_per_seq_vocab x vocab / HBM B/s (every tensor-parallel
@@ -354,6 +355,8 @@ def build_coefficients(
     coeffs[st.C_PER_SEQ_S] = (
         c.overhead.per_seq_s + lm_head_flops / head_rate + (sampler if model.filters_vocab else 0.0)
     )
+    if model.is_mla:
+        coeffs[st.C_PER_SEQ_S] += c.overhead.mla_per_seq_s
     coeffs[st.C_PER_PREFILL_SEQ_S] = c.overhead.per_prefill_seq_s
 
     # Body params a quantized checkpoint keeps at 16 bit (its ignore list): streamed at 2

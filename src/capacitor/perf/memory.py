@@ -321,13 +321,20 @@ def num_gpu_blocks(
     blocks = math.floor(kv_bytes / block) if kv_bytes > 0 else 0
     if blocks < 1:
         usable = gpu_memory_utilization * gpu.memory_bytes / GiB
-        needed = (weights + reserve + block) / GiB
+        if check_engine(engine) == "sglang":
+            # mem_fraction_static covers weights + KV only (module docstring)
+            needed = (weights + block) / GiB
+            parts = f"weights {weights / GiB:.1f} + one KV block"
+            hint = "raise tp or pp, or gpu_memory_utilization (SGLang's --mem-fraction-static)"
+        else:
+            needed = (weights + reserve + block) / GiB
+            parts = f"weights {weights / GiB:.1f} + reserve {reserve / GiB:.1f} + one KV block"
+            hint = "raise tp or pp"
         raise MemoryFitError(
             f"{model.name} does not fit on {gpu.name} with tp={tp}, pp={pp} "
             f"({normalize_precision(precision, model).upper()} weights, {engine}): needs "
-            f"{needed:.1f} GiB per GPU (weights {weights / GiB:.1f} + reserve "
-            f"{reserve / GiB:.1f} + one KV block) but {usable:.1f} GiB is available "
-            f"({gpu_memory_utilization} x {gpu.memory_bytes / GiB:.2f} GiB); raise tp or pp"
+            f"{needed:.1f} GiB per GPU ({parts}) but {usable:.1f} GiB is available "
+            f"({gpu_memory_utilization} x {gpu.memory_bytes / GiB:.2f} GiB); {hint}"
         )
     return blocks * tp if dp_attention and tp > 1 else blocks
 

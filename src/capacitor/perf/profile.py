@@ -101,7 +101,12 @@ class Overhead:
     ``per_layer_s``: such a layer launches two to three times the kernels of a dense GQA
     layer. Every other model keeps ``per_layer_s``.
 
-    All five are optional in a profile file (0 when no layer sets them, so profiles fitted
+    mla_per_seq_s: for an MLA model only, a further cost per sequence in the batch, every
+    step, fitted to DeepSeek-R1 serving runs (what it stands for is not identified: the
+    engines' per-request work in their Python schedulers, MoE routing metadata, ...); kept
+    apart from ``per_seq_s`` so that it does not move other models' predictions.
+
+    All six are optional in a profile file (0 when no layer sets them, so profiles fitted
     before they existed keep their meaning; the kernel costs are used only when
     ``gemm_kernel_s`` > 0).
     """
@@ -114,6 +119,7 @@ class Overhead:
     gemm_kernel_s: float = 0.0
     attention_kernel_s: float = 0.0
     small_kernel_s: float = 0.0
+    mla_per_seq_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +168,7 @@ class ProfileConstants:
 #: Keys the root layer may leave unset: the resolved value is then the dataclass default.
 _OPTIONAL_KEYS = frozenset({
     "sampler_bytes_per_seq_vocab", "per_layer_s", "gemm_kernel_s", "attention_kernel_s",
-    "small_kernel_s", "mla_decode_attention",
+    "small_kernel_s", "mla_decode_attention", "mla_per_seq_s",
 })
 
 _SECTIONS = {
@@ -208,6 +214,7 @@ class _OverheadIn(_Strict):
     gemm_kernel_s: float | None = Field(None, ge=0.0, le=1e-3)
     attention_kernel_s: float | None = Field(None, ge=0.0, le=1e-3)
     small_kernel_s: float | None = Field(None, ge=0.0, le=1e-3)
+    mla_per_seq_s: float | None = Field(None, ge=0.0, le=0.1)
 
 
 class _RequestPathIn(_Strict):
