@@ -85,9 +85,10 @@ def observations(rows, exp_path: Path, meas, metrics=STEP_METRICS) -> list[Obser
 
 
 def fit_and_report(rows, exp_path: Path, meas, table, max_evaluations: int, out_dir=None):
-    from frontier_report import predict  # noqa: PLC0415
     import tempfile
+
     import yaml
+    from frontier_report import predict  # noqa: PLC0415
 
     prior = start_profile()
     obs = observations(rows, exp_path, meas)

@@ -89,13 +89,17 @@ def server_flags(row: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def primary_rows() -> list[dict[str, str]]:
-    """Aggregated, non-MTP rows; the latest date of each configuration."""
+def primary_rows(all_dates: bool = False) -> list[dict[str, str]]:
+    """Aggregated, non-MTP rows; the latest date of each configuration (every date with
+    ``all_dates``)."""
     with open(DATA / "experiments.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     latest: dict[tuple, dict[str, str]] = {}
     for r in rows:
         if r["prefill_workers"] or r["speculative"] != "none":
+            continue
+        if all_dates:
+            latest[(r["id"],)] = r
             continue
         key = tuple(r[k] for k in CONFIG_KEY)
         if key not in latest or r["date"] > latest[key]["date"]:
@@ -138,18 +142,20 @@ def table(title: str, rows, pred, meas) -> None:
         groups[(r["hardware"], "all", "")].append(r["id"])
         groups[("all", "", "")].append(r["id"])
     print(f"\n{title}: median APE % (median signed %)")
-    print(f"  {'hardware engine precision':28s} {'n':>4s} " + " ".join(f"{m:>22s}" for m in METRICS))
+    head = " ".join(f"{m:>22s}" for m in METRICS)
+    print(f"  {'hardware engine precision':28s} {'n':>4s} {head}")
     for g in sorted(groups, key=lambda g: (g[0] == "all", g)):
         errs = signed_errors(pred, meas, groups[g])
         n = len(errs.get(METRICS[0], []))
         cells = []
         for m in METRICS:
             v = errs.get(m, [])
-            cells.append(f"{statistics.median(abs(x) for x in v):7.1f} ({statistics.median(v):+6.1f})"
-                         if v else "-")
+            med_abs = statistics.median(abs(x) for x in v) if v else 0.0
+            cells.append(f"{med_abs:7.1f} ({statistics.median(v):+6.1f})" if v else "-")
         failed = sum(1 for i in groups[g] if pred.get(i, {}).get("error"))
         extra = f"  ({failed} rows failed)" if failed else ""
-        print(f"  {' '.join(x for x in g if x):28s} {n:4d} " + " ".join(f"{c:>22s}" for c in cells) + extra)
+        line = " ".join(f"{c:>22s}" for c in cells)
+        print(f"  {' '.join(x for x in g if x):28s} {n:4d} {line}{extra}")
 
 
 def predict(path: Path, profile: str | None = None) -> dict[str, dict]:
@@ -162,8 +168,12 @@ def predict(path: Path, profile: str | None = None) -> dict[str, dict]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--fit", action="store_true", help="also fit: in sample and leave one hardware out")
-    ap.add_argument("--max-evaluations", type=int, default=6)
+    ap.add_argument("--fit", action="store_true",
+                    help="also fit: in sample and leave one hardware out")
+    ap.add_argument("--max-evaluations", type=int, default=8)
+    ap.add_argument("--all-dates", action="store_true",
+                    help="also print the shipped profile's table over every date of every "
+                         "configuration (earlier engine versions)")
     ap.add_argument("--profile", default=None, help="profile YAML (default: the shipped one)")
     ap.add_argument("--out", default=None, help="directory for the in-sample fitted profile")
     args = ap.parse_args(argv)
@@ -176,6 +186,12 @@ def main(argv=None) -> int:
         print(f"{len(rows)} configurations (latest date each) of {DATA / 'experiments.csv'}")
         pred = predict(exp, args.profile)
         table("shipped profile" if args.profile is None else args.profile, rows, pred, meas)
+        if args.all_dates:
+            every = primary_rows(all_dates=True)
+            exp_all = Path(tmp) / "experiments_all_dates.csv"
+            write_experiments(every, exp_all)
+            table(f"shipped profile, all {len(every)} aggregated non-MTP rows (every date)",
+                  every, predict(exp_all, args.profile), meas)
         if args.fit:
             from frontier_fit import fit_and_report  # noqa: PLC0415
 

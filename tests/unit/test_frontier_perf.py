@@ -47,7 +47,8 @@ def _constants(gpu, engine="sglang", **over):
 
 def test_config_fields_the_hand_numbers_assume() -> None:
     m = DSR1
-    assert (m.num_layers, m.num_moe_layers, m.hidden_size, m.num_attention_heads) == (61, 58, 7168, 128)
+    dims = (m.num_layers, m.num_moe_layers, m.hidden_size, m.num_attention_heads)
+    assert dims == (61, 58, 7168, 128)
     assert (m.kv_lora_rank, m.qk_rope_head_dim, m.q_lora_rank) == (512, 64, 1536)
     assert (m.num_experts, m.num_experts_per_tok, m.num_shared_experts) == (256, 8, 1)
     assert m.attention_param_count_per_layer() == ATTN_PARAMS_PER_LAYER
@@ -171,7 +172,8 @@ def test_fp4_mla_checkpoint_keeps_attention_but_o_proj_at_16_bit() -> None:
     (everything else) x (0.5625 - 1) + 61 x 69,666,816 x (2 - 1), / 8."""
     fp4 = weight_bytes_per_gpu(DSR1, "FP4", tp=8)
     fp8 = weight_bytes_per_gpu(DSR1, "FP8", tp=8)
-    body, experts = DSR1.dense_param_count() - DSR1.embedding_param_count(), DSR1.expert_param_count()
+    body = DSR1.dense_param_count() - DSR1.embedding_param_count()
+    experts = DSR1.expert_param_count()
     attn16 = 61 * 69_666_816
     expected = ((body + experts - attn16) * (0.5625 - 1.0) + attn16 * (2.0 - 1.0)) / 8
     assert fp4 - fp8 == pytest.approx(expected, rel=1e-12)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from capacitor.perf import step_time as st
-from capacitor.validate import Row, RowError, build_replica_for_row
 from capacitor.perf.profile import load_profile
+from capacitor.validate import Row, RowError, build_replica_for_row
 
 CELLS = {
     "id": "r1", "model": "deepseek-ai/DeepSeek-R1-0528", "hardware": "B200", "tp": "8",
