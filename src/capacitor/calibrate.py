@@ -244,13 +244,35 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
         params.append(Param("global", "*", section, key, sigma))
         if len(families) > 1:
             params += [Param("family", fam, section, key, sigma / 2) for fam in families]
+    # An MLA model's layers are priced by per-kernel costs, not per_layer_s (perf.
+    # coefficients.layers_fixed_s): an engine whose latency rows are all MLA models leaves
+    # per_layer_s out, and an engine with MLA latency rows frees its GEMM kernel cost and
+    # its MLA per-sequence cost. Without MLA rows the set is unchanged.
+    mla_engines = {o.engine for o in observations if _has_latency(o) and _is_mla(o)}
+    other_engines = {o.engine for o in observations if _has_latency(o) and not _is_mla(o)}
     for section, key, sigma in ENGINE_KEYS:
         if key in skip:
             continue
         for eng in engines:
-            if key != "sampler_bytes_per_seq_vocab" or eng in sampling_engines:
-                params.append(Param("engine", eng, section, key, sigma))
+            if key == "sampler_bytes_per_seq_vocab" and eng not in sampling_engines:
+                continue
+            if key == "per_layer_s" and eng in mla_engines and eng not in other_engines:
+                continue
+            params.append(Param("engine", eng, section, key, sigma))
+    for section, key, sigma in MLA_ENGINE_KEYS:
+        if key in ("gemm_kernel_s", "mla_per_seq_s"):
+            params += [Param("engine", eng, section, key, sigma) for eng in sorted(mla_engines)]
     return params
+
+
+def _is_mla(obs: Observation) -> bool:
+    """Whether a row's model uses multi-head latent attention (False if unknown)."""
+    from capacitor.catalog.models import resolve_model
+
+    try:
+        return resolve_model(Row(obs.cells, obs.base_dir).model_ref()).is_mla
+    except CapacitorError:
+        return False
 
 
 def _has_latency(obs: Observation) -> bool:

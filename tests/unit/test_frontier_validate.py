@@ -38,3 +38,24 @@ def test_bad_dp_attention_names_column_value_and_valid_values() -> None:
         _replica(dp_attention="maybe")
     msg = str(err.value)
     assert "dp_attention='maybe'" in msg and "true/false" in msg and "\n" not in msg
+
+
+def test_calibrate_frees_the_mla_constants_only_for_mla_rows(tmp_path) -> None:
+    """A DeepSeek-R1 latency row frees its engine's GEMM kernel and MLA per-sequence costs
+    (not per_layer_s, which MLA layers do not pay); a Llama row of another engine keeps
+    per_layer_s and gets neither."""
+    from capacitor.calibrate import Observation, free_params
+
+    def obs(model, engine):
+        cells = {**CELLS, "model": model, "engine": engine}
+        return Observation(cells=cells, measured={"tpot_median_ms": 10.0}, base_dir=tmp_path,
+                           family="blackwell", engine=engine)
+
+    names = {p.name for p in free_params([obs(CELLS["model"], "sglang"),
+                                          obs("meta-llama/Llama-3.1-8B-Instruct", "vllm")])}
+    assert "engine:sglang:overhead.gemm_kernel_s" in names
+    assert "engine:sglang:overhead.mla_per_seq_s" in names
+    assert "engine:sglang:overhead.per_layer_s" not in names
+    assert "engine:vllm:overhead.per_layer_s" in names
+    assert not any(n.startswith("engine:vllm:overhead.") and ("kernel" in n or "mla" in n)
+                   for n in names)
