@@ -217,3 +217,17 @@ def test_sglang_4xb200_fp8_fits_at_the_launch_scripts_memory_fraction() -> None:
     blocks = num_gpu_blocks(DSR1, B200, tp=4, precision="FP8", kv_cache_dtype="fp8",
                             gpu_memory_utilization=0.95, block_size=1, engine="sglang")
     assert blocks == math.floor((0.95 * B200.memory_bytes - weights) / 35_136)
+
+
+def test_mla_per_seq_cost_is_paid_by_mla_models_only() -> None:
+    """Per sequence per step: per_seq_s + the LM head (2 x 129,280 x 7,168 / 8 = 231,669,760
+    FLOPs per GPU at 2,250 TFLOPS x 0.75 = 1.3729e-7 s on B200) + mla_per_seq_s for MLA."""
+    c = _constants(B200, "sglang", per_seq_s=1e-5, mla_per_seq_s=5e-5, gemm_max=0.75,
+                   sampler_bytes_per_seq_vocab=0.0)
+    dsr1 = build_coefficients(DSR1, B200, tp=8, precision="FP8", engine="sglang", profile=c)
+    assert dsr1[st.C_PER_SEQ_S] == pytest.approx(1e-5 + 5e-5 + 231_669_760 / (2250e12 * 0.75),
+                                                 rel=1e-12)
+    llama = build_coefficients(LLAMA8B, B200, tp=8, engine="sglang", profile=c)
+    # Llama-3.1-8B: 2 x 128,256 x 4,096 / 8 FLOPs, no MLA term
+    assert llama[st.C_PER_SEQ_S] == pytest.approx(1e-5 + 131_334_144 / (2250e12 * 0.75),
+                                                  rel=1e-12)
