@@ -19,6 +19,8 @@ from capacitor.calibrate.fit import (
 from capacitor.calibrate.params import (
     ENGINE_KEYS,
     FAMILY_KEYS,
+    MLA_ENGINE_KEYS,
+    MLA_FAMILY_KEYS,
     FitResult,
     Observation,
     Param,
@@ -41,6 +43,8 @@ __all__ = [
     "FIT_SEED",
     "FIT_STARTS",
     "FitResult",
+    "MLA_ENGINE_KEYS",
+    "MLA_FAMILY_KEYS",
     "Observation",
     "Param",
     "Predictor",

@@ -48,9 +48,23 @@ ENGINE_KEYS: tuple[tuple[str, str, float], ...] = (
     # Measured for the PyTorch sort path (perf/data/prior_profile.yaml): a factor e^0.7 ~ 2.
     ("overhead", "sampler_bytes_per_seq_vocab", 0.7),
 )
+#: Constants only MLA models use (per-kernel fixed costs of
+#: ``perf.coefficients.layers_fixed_s``; the absorbed-MLA decode FLOP efficiency): never in
+#: :func:`free_params`' default set (no vLLM / TensorRT-LLM v0.17 row moves them), but a fit
+#: given them as parameters (``calibration/frontier_report.py``) writes them like the
+#: engine / hardware constants above.
+MLA_ENGINE_KEYS: tuple[tuple[str, str, float], ...] = (
+    ("overhead", "gemm_kernel_s", 0.7),
+    ("overhead", "attention_kernel_s", 0.7),
+    ("overhead", "small_kernel_s", 0.7),
+    ("overhead", "mla_per_seq_s", 2.0),
+)
+MLA_FAMILY_KEYS: tuple[tuple[str, str, float], ...] = (
+    ("efficiency", "mla_decode_attention", 0.3),
+)
 #: Fractions of a peak may not exceed 1.
 FRACTION_KEYS = {"weight_bw", "kv_bw", "gemm_max", "gemm_max_low_precision", "attention",
-                 "allreduce_bw"}
+                 "allreduce_bw", "mla_decode_attention"}
 #: Metrics the fit compares, when the measured file has them.
 FIT_METRICS = (
     "ttft_mean_ms",
@@ -210,13 +224,33 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
         params.append(Param("global", "*", section, key, sigma))
         if len(families) > 1:
             params += [Param("family", fam, section, key, sigma / 2) for fam in families]
+    # An MLA model's layers are priced by per-kernel costs, not per_layer_s (perf.
+    # coefficients.layers_fixed_s): an engine whose latency rows are all MLA models leaves
+    # per_layer_s out, and an engine with MLA latency rows frees its GEMM kernel cost and
+    # its MLA per-sequence cost. Without MLA rows the set is unchanged.
+    mla_engines = {o.engine for o in observations if _has_latency(o) and _is_mla(o)}
+    other_engines = {o.engine for o in observations if _has_latency(o) and not _is_mla(o)}
     for section, key, sigma in ENGINE_KEYS:
         if key in skip:
             continue
         for eng in engines:
-            if key != "sampler_bytes_per_seq_vocab" or eng in sampling_engines:
-                params.append(Param("engine", eng, section, key, sigma))
+            if key == "sampler_bytes_per_seq_vocab" and eng not in sampling_engines:
+                continue
+            if key == "per_layer_s" and eng in mla_engines and eng not in other_engines:
+                continue
+            params.append(Param("engine", eng, section, key, sigma))
+    for section, key, sigma in MLA_ENGINE_KEYS:
+        if key in ("gemm_kernel_s", "mla_per_seq_s"):
+            params += [Param("engine", eng, section, key, sigma) for eng in sorted(mla_engines)]
     return params
+
+
+def _is_mla(obs: Observation) -> bool:
+    """Whether a row's model uses multi-head latent attention (False if unknown)."""
+    try:
+        return resolve_model(Row(obs.cells, obs.base_dir).model_ref()).is_mla
+    except CapacitorError:
+        return False
 
 
 def _has_latency(obs: Observation) -> bool:
@@ -256,7 +290,7 @@ def profile_dict(prior: PerfProfile, params: Sequence[Param], theta: np.ndarray)
     by_key: dict[tuple[str, str], dict[str, float]] = {}
     for p, t in zip(params, theta, strict=True):
         by_key.setdefault((p.section, p.key), {})[f"{p.scope}:{p.group}"] = float(t)
-    for section, key, _ in FAMILY_KEYS:
+    for section, key, _ in FAMILY_KEYS + MLA_FAMILY_KEYS:
         logs = by_key.get((section, key))
         if not logs:
             continue
@@ -269,7 +303,7 @@ def profile_dict(prior: PerfProfile, params: Sequence[Param], theta: np.ndarray)
                 value = _clamp(section, key, float(base) * math.exp(log_mult))
                 layer = families.setdefault(fam, {}).setdefault("engines", {})
                 layer.setdefault(eng, {}).setdefault(section, {})[key] = value
-    for section, key, _ in ENGINE_KEYS:
+    for section, key, _ in ENGINE_KEYS + MLA_ENGINE_KEYS:
         for group, log_mult in by_key.get((section, key), {}).items():
             scope, eng = group.split(":")
             if scope != "engine":

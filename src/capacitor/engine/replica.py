@@ -49,6 +49,12 @@ class ReplicaSpec:
         gpu: a :class:`capacitor.catalog.hardware.GPUSpec`.
         tp, pp: tensor / pipeline parallel sizes; ep: expert-parallel size over the same
             GPUs (None = 1).
+        dp_attention: attention data-parallel over the tp GPUs, each with a full copy of
+            the attention weights and its own sequences' KV, the MoE layers expert-parallel
+            (SGLang ``--enable-dp-attention``, TensorRT-LLM ``enable_attention_dp``); the
+            replica is still one scheduler over the whole batch, the tp attention ranks'
+            batches assumed balanced (as TensorRT-LLM's ``attention_dp_config.enable_balance``
+            and SGLang's round-robin dispatch aim for).
         precision: weight precision FP16/BF16/FP8/FP4 (None = the checkpoint's weight_dtype).
         kv_cache_dtype: vLLM name (``auto`` = 16-bit, ``fp8`` ...); None = auto.
         engine: ``vllm``, ``sglang`` or ``trtllm``.
@@ -69,6 +75,7 @@ class ReplicaSpec:
     tp: int = 1
     pp: int = 1
     ep: int | None = 1
+    dp_attention: bool = False
     precision: str | None = None
     kv_cache_dtype: str | None = "auto"
     engine: str = "vllm"
@@ -189,6 +196,7 @@ def build_replica(
             max_num_seqs=settings["max_num_seqs"],
             engine=engine,
             profile=constants,
+            dp_attention=spec.dp_attention,
         )
 
     capacity = blocks * block_size
@@ -233,6 +241,7 @@ def build_replica(
         kv_cache_dtype=kv_dtype,
         engine=engine,
         profile=constants,
+        dp_attention=spec.dp_attention,
     )
     return config, coeffs
 

@@ -34,7 +34,8 @@ moe_half_tokens          gemm_half_tokens x E / k: uniform top-k routing gives e
                          x p_T)
 fixed_s, per_seq_s,      profile overheads; fixed_s adds per_layer_s x layers (every layer's
 per_prefill_seq_s        kernels, on each stage in turn); per_seq_s adds the LM-head GEMM of
-                         one sequence (2 x vocab x hidden / tp at the 16-bit rate) and, for a
+                         one sequence (2 x vocab x hidden / tp at the 16-bit rate), for an MLA
+                         model mla_per_seq_s, and, for a
                          model whose requests sample with top-p / top-k (ModelSpec.
                          filters_vocab), the sampler's filtering of its logits,
                          sampler_bytes_per_seq_vocab x vocab / HBM B/s (every tensor-parallel
@@ -92,6 +93,18 @@ on average, the FLOPs are the same as TP slicing; what changes:
     ``all_to_all_bw`` with ``all_to_all_latency_s`` each; the attention all-reduce becomes a
     reduce-scatter + all-gather (same bytes, two latencies).
 
+MLA and DP attention. An MLA model's (DeepSeek-V2/V3/R1) decode attention reads the
+compressed latent, ``kv_lora_rank + qk_rope_head_dim`` values per token and layer,
+replicated on every tp rank, and with absorbed weights does ``2 (H/tp) (2 r_kv + rope)``
+FLOPs per context token and layer: :func:`decode_attention_s_per_token` charges the larger
+of the two. Its layer kernels are counted (:func:`layer_kernel_counts`, priced by the
+profile's per-kernel costs): a 61-layer MLA + MoE step at small batch is mostly these fixed
+costs. With ``dp_attention`` the tp GPUs run attention data-parallel: each holds all the
+attention weights (streamed whole every step: ``weight_s`` grows by ``(tp-1)/tp`` of them)
+and its own 1/tp of the sequences (KV bytes read per replica token / tp, FLOPs unchanged),
+and each layer's all-reduces become an all-gather before the FFN and a reduce-scatter after
+it (half the bytes, the same number of latencies).
+
 Direction: for one replica at small batches ep > 1 is slower per token than TP-sliced
 experts (the busiest GPU streams more expert bytes than the mean), by up to the factor above
 on the expert-weight term; at large batches (every expert touched) the two are equal.
@@ -108,6 +121,7 @@ import numpy as np
 from capacitor.perf import step_time as st
 from capacitor.perf.memory import (
     WEIGHT_BYTES,
+    attention_bytes,
     check_parallelism,
     kv_bytes_per_token_per_gpu,
     kv_dtype_bytes,
@@ -206,6 +220,92 @@ def ep_touch_fraction(num_experts: int, top_k: int, ep: int) -> float:
     return float(grid[int(np.argmin(error))])
 
 
+#: Kernels of one block of an MLA decoder layer, as (GEMMs, attention kernels, small
+#: kernels), in the order a CUDA-graphed decode step runs them (SGLang / TensorRT-LLM
+#: DeepSeek-V3 forward): MLA = q_a (fused with kv_a), q_b, the absorbed W_UK and W_UV
+#: batched GEMMs, o_proj; the MLA decode kernel; the q_a / kv_a RMSNorms, rotary and the
+#: input RMSNorm. Routed MoE = router GEMM and the two grouped expert GEMMs; top-k,
+#: permute (dispatch + activation quantization), SiLU-and-mul and the weighted combine.
+#: Shared expert = gate_up and down GEMMs (activation fused). Dense FFN = gate_up, down
+#: and the activation. Counts read from sglang python/sglang/srt/models/deepseek_v2.py
+#: (DeepseekV2AttentionMLA.forward_absorb, DeepseekV2MoE.forward); ASSUMPTION that fused
+#: variants balance out across engine versions.
+MLA_ATTENTION_KERNELS = (5, 1, 4)
+ROUTED_MOE_KERNELS = (3, 0, 4)
+SHARED_EXPERT_KERNELS = (2, 0, 0)
+DENSE_FFN_KERNELS = (2, 0, 1)
+
+
+def layer_kernel_counts(model: Any) -> tuple[int, int, int]:
+    """(GEMMs, attention kernels, small kernels) of one step over all of ``model``'s layers,
+    for an MLA model (:data:`MLA_ATTENTION_KERNELS` ...): its dense layers run the MLA block
+    and a dense FFN, its MoE layers the MLA block, the routed experts and, when it has
+    them, the shared experts. DeepSeek-R1 (3 dense + 58 MoE layers): 3 x (7, 1, 5) +
+    58 x (10, 1, 8) = (601, 61, 479)."""
+    dense_layer = [a + f for a, f in zip(MLA_ATTENTION_KERNELS, DENSE_FFN_KERNELS, strict=True)]
+    moe_layer = [a + r for a, r in zip(MLA_ATTENTION_KERNELS, ROUTED_MOE_KERNELS, strict=True)]
+    if model.num_shared_experts > 0:
+        moe_layer = [m + s for m, s in zip(moe_layer, SHARED_EXPERT_KERNELS, strict=True)]
+    n_moe = model.num_moe_layers if model.is_moe else 0
+    n_dense = model.num_layers - n_moe
+    if not model.is_moe:
+        moe_layer = [0, 0, 0]
+    return tuple(n_dense * d + n_moe * m for d, m in zip(dense_layer, moe_layer, strict=True))
+
+
+def layers_fixed_s(model: Any, c: ProfileConstants) -> float:
+    """The fixed (bytes- and FLOP-independent) kernel time of all layers in one step.
+
+    An MLA model with ``overhead.gemm_kernel_s`` > 0 pays its kernel counts
+    (:func:`layer_kernel_counts`) times the per-kernel costs; every other model
+    ``per_layer_s`` per layer."""
+    o = c.overhead
+    if model.is_mla and o.gemm_kernel_s > 0.0:
+        gemms, attns, smalls = layer_kernel_counts(model)
+        return gemms * o.gemm_kernel_s + attns * o.attention_kernel_s + smalls * o.small_kernel_s
+    return o.per_layer_s * model.num_layers
+
+
+def mla_decode_flops_per_token(model: Any, tp: int) -> float:
+    """FLOPs one GPU spends per context token of one decoding query in absorbed MLA, over
+    all layers: each of its ``H / tp`` heads scores the latent and the rope key
+    (``2 (r_kv + rope)``) and sums the latents (``2 r_kv``). With DP attention a GPU runs
+    all H heads for 1/tp of the sequences: the same FLOPs per replica context token."""
+    heads = model.num_attention_heads / tp
+    return model.num_layers * 2.0 * heads * (2 * model.kv_lora_rank + model.qk_rope_head_dim)
+
+
+def decode_attention_s_per_token(
+    model: Any,
+    gpu: Any,
+    c: ProfileConstants,
+    *,
+    tp: int,
+    kv_cache_dtype: str | None,
+    dp_attention: bool = False,
+) -> float:
+    """Decode attention time per context token of the replica's batch (the
+    ``attn_decode_s_per_token`` slot).
+
+    KV bytes per GPU at ``kv_bw``; for an MLA model with ``efficiency.mla_decode_attention``
+    > 0 the larger of that and its FLOPs (:func:`mla_decode_flops_per_token`) at that
+    fraction of the tensor peak (FP8 when the KV cache is FP8 and the GPU has FP8, else
+    16-bit), since absorbed MLA does ~2 H FLOPs per KV byte and binds on compute once a GPU
+    runs many heads (FlashMLA deep dive). With DP attention a GPU holds and reads only its
+    own 1/tp of the sequences' latents."""
+    kv_token = kv_bytes_per_token_per_gpu(model, tp, kv_cache_dtype)
+    if dp_attention and tp > 1:
+        kv_token /= tp
+    seconds = kv_token / (gpu.hbm_bytes_per_s * c.efficiency.kv_bw)
+    frac = c.efficiency.mla_decode_attention
+    if model.is_mla and frac > 0.0:
+        fp8_kv = kv_dtype_bytes(kv_cache_dtype) == 1.0 and "fp8" in gpu.dense_tflops
+        precision = "fp8" if fp8_kv else compute_precision("bf16", gpu)
+        flops_s = mla_decode_flops_per_token(model, tp) / (gpu.tflops(precision) * 1e12 * frac)
+        seconds = max(seconds, flops_s)
+    return seconds
+
+
 def build_coefficients(
     model: Any,
     gpu: Any,
@@ -218,6 +318,7 @@ def build_coefficients(
     engine: str = "vllm",
     profile: PerfProfile | ProfileConstants | None = None,
     moe_all_to_all: bool = False,
+    dp_attention: bool = False,
 ) -> np.ndarray:
     """The ``NUM_COEFFS`` float64 vector for :func:`step_time_s` (layout in step_time.py).
 
@@ -226,6 +327,9 @@ def build_coefficients(
     each of the tp GPUs) raises the busiest GPU's expert-weight share (module docstring, (a));
     ``moe_all_to_all`` with ep > 1 replaces the MoE layers' all-reduce by all-to-all dispatch
     and combine ((b); not what vLLM runs inside one dp = 1 replica, hence off by default).
+    ``dp_attention`` runs attention data-parallel over the tp GPUs (SGLang
+    ``--enable-dp-attention``, TensorRT-LLM ``enable_attention_dp``; "MLA and DP attention"
+    in the module docstring).
 
     Raises:
         ConfigError: invalid tp/pp/ep, unknown engine, precision or kv_cache_dtype.
@@ -245,18 +349,24 @@ def build_coefficients(
     layers, hidden = model.num_layers, model.hidden_size
 
     coeffs = np.zeros(st.NUM_COEFFS, dtype=np.float64)
-    coeffs[st.C_FIXED_S] = c.overhead.step_fixed_s + c.overhead.per_layer_s * layers
+    coeffs[st.C_FIXED_S] = c.overhead.step_fixed_s + layers_fixed_s(model, c)
     lm_head_flops = 2.0 * model.vocab_size * hidden / tp
     sampler = c.overhead.sampler_bytes_per_seq_vocab * model.vocab_size / gpu.hbm_bytes_per_s
     coeffs[st.C_PER_SEQ_S] = (
         c.overhead.per_seq_s + lm_head_flops / head_rate + (sampler if model.filters_vocab else 0.0)
     )
+    if model.is_mla:
+        coeffs[st.C_PER_SEQ_S] += c.overhead.mla_per_seq_s
     coeffs[st.C_PER_PREFILL_SEQ_S] = c.overhead.per_prefill_seq_s
 
     # Body params a quantized checkpoint keeps at 16 bit (its ignore list): streamed at 2
     # bytes and multiplied at the 16-bit rate.
     body16 = sixteen_bit_body_params(model, weight_precision)
     streamed = (body - body16) * bpp + (body16 + (head or emb)) * ACTIVATION_BYTES
+    if dp_attention and tp > 1:
+        # every GPU holds (and streams) the whole attention block; its FLOPs per GPU stay
+        # the same (all heads for 1/tp of the tokens)
+        streamed += (tp - 1) * attention_bytes(model, weight_precision)
     coeffs[st.C_WEIGHT_S] = streamed / tp / (hbm * eff.weight_bw)
     coeffs[st.C_GEMM_S_PER_TOKEN] = (
         2.0 * (body - body16) / tp / gemm_rate + 2.0 * body16 / tp / head_rate
@@ -267,8 +377,9 @@ def build_coefficients(
     coeffs[st.C_ATTN_PREFILL_S_PER_PAIR] = pair_flops / _attention_flops_per_s(
         gpu, kv_cache_dtype, c
     )
-    kv_token = kv_bytes_per_token_per_gpu(model, tp, kv_cache_dtype)
-    coeffs[st.C_ATTN_DECODE_S_PER_TOKEN] = kv_token / (hbm * eff.kv_bw)
+    coeffs[st.C_ATTN_DECODE_S_PER_TOKEN] = decode_attention_s_per_token(
+        model, gpu, c, tp=tp, kv_cache_dtype=kv_cache_dtype, dp_attention=dp_attention
+    )
 
     link = gpu.interconnect_gb_s * 1e9 * eff.allreduce_bw
     latency = (
@@ -277,6 +388,10 @@ def build_coefficients(
     comm_fixed = comm_per_token = 0.0
     if tp > 1:
         ring = 2.0 * (tp - 1) / tp
+        if dp_attention:
+            # per layer an all-gather of the tokens before the FFN and a reduce-scatter
+            # after it (two collectives, each half an all-reduce's bytes)
+            ring = (tp - 1) / tp
         all_reduces = 2 * layers
         if moe_all_to_all and ep_group > 1:
             # Per MoE layer: attention all-reduce -> reduce-scatter + all-gather (same bytes,
@@ -323,6 +438,10 @@ __all__ = [
     "EP_FIT_TOKENS",
     "build_coefficients",
     "compute_precision",
+    "decode_attention_s_per_token",
+    "layer_kernel_counts",
+    "layers_fixed_s",
+    "mla_decode_flops_per_token",
     "describe_coefficients",
     "ep_imbalance",
     "ep_touch_fraction",

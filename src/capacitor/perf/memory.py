@@ -147,28 +147,56 @@ def weight_param_split(model: Any) -> tuple[int, int, int, int]:
 
 def sixteen_bit_body_params(model: Any, precision: str | None = None) -> int:
     """Body params a quantized checkpoint keeps at 16 bit: the attention projections of
-    every layer when ``model.attention_16bit`` (its quantization ``ignore`` list), else 0.
-    Zero when the weights run at 16 bit anyway."""
-    if not getattr(model, "attention_16bit", False):
+    every layer when ``model.attention_16bit`` (its quantization ``ignore`` list); for an MLA
+    model at FP4 the MLA projections other than ``o_proj`` (NVIDIA's NVFP4 DeepSeek-R1
+    checkpoints exclude the attention from FP4, and nvidia/DeepSeek-R1-0528-FP4-v2 -- the one
+    the InferenceMAX FP4 runs name -- "additionally quantizes the wo module in attention
+    layers", its model card); else 0. Zero when the weights run at 16 bit anyway."""
+    weight_precision = normalize_precision(precision, model)
+    if WEIGHT_BYTES[weight_precision] >= 2.0:
         return 0
-    if WEIGHT_BYTES[normalize_precision(precision, model)] >= 2.0:
-        return 0
-    return model.num_layers * model.attention_param_count_per_layer()
+    if getattr(model, "attention_16bit", False):
+        return model.num_layers * model.attention_param_count_per_layer()
+    if getattr(model, "is_mla", False) and weight_precision == "fp4":
+        o_proj = model.num_attention_heads * model.v_head_dim * model.hidden_size
+        return model.num_layers * (model.attention_param_count_per_layer() - o_proj)
+    return 0
+
+
+def attention_bytes(model: Any, precision: str | None = None) -> float:
+    """Bytes of every layer's attention projections at the checkpoint's precisions (the
+    16-bit part of :func:`sixteen_bit_body_params` at 2 bytes, the rest at the weight
+    precision)."""
+    bpp = WEIGHT_BYTES[normalize_precision(precision, model)]
+    total = model.num_layers * model.attention_param_count_per_layer()
+    body16 = sixteen_bit_body_params(model, precision)
+    return body16 * 2.0 + (total - body16) * bpp
 
 
 def weight_bytes_per_gpu(
-    model: Any, precision: str | None = None, tp: int = 1, pp: int = 1, ep: int = 1
+    model: Any,
+    precision: str | None = None,
+    tp: int = 1,
+    pp: int = 1,
+    ep: int = 1,
+    dp_attention: bool = False,
 ) -> float:
     """Weight bytes on the fullest GPU of a tp x pp replica (see the module docstring).
 
-    ``ep`` does not change the bytes (experts are placed on the same tp*pp GPUs)."""
+    ``ep`` does not change the bytes (experts are placed on the same tp*pp GPUs). With
+    ``dp_attention`` every GPU holds the whole attention block of its layers (attention
+    data-parallel): ``(tp - 1) / tp`` of those bytes more per GPU."""
     bpp = WEIGHT_BYTES[normalize_precision(precision, model)]
     body, experts, emb, head = weight_param_split(model)
     layer_share = math.ceil(model.num_layers / pp) / model.num_layers
     layers_bytes = (body + experts) * bpp * layer_share
-    layers_bytes += sixteen_bit_body_params(model, precision) * (2.0 - bpp) * layer_share
+    body16 = sixteen_bit_body_params(model, precision)
+    layers_bytes += body16 * (2.0 - bpp) * layer_share
     ends = (emb + head) if pp == 1 else max(emb, head)
-    return (layers_bytes + 2.0 * ends) / tp
+    per_gpu = (layers_bytes + 2.0 * ends) / tp
+    if dp_attention and tp > 1:
+        per_gpu += attention_bytes(model, precision) * layer_share * (tp - 1) / tp
+    return per_gpu
 
 
 def kv_bytes_per_token_per_gpu(model: Any, tp: int, kv_cache_dtype: str | None = "auto") -> float:
@@ -222,6 +250,7 @@ def kv_memory_bytes(
     max_num_seqs: int,
     engine: str,
     profile: PerfProfile | ProfileConstants | None,
+    dp_attention: bool = False,
 ) -> tuple[float, float, float]:
     """(bytes left for KV per GPU, weight bytes, reserve bytes) under the engine's rule."""
     engine = check_engine(engine)
@@ -230,7 +259,7 @@ def kv_memory_bytes(
         raise ConfigError(f"gpu_memory_utilization={gpu_memory_utilization}: must be in (0, 1]")
     constants = resolve_constants(profile, gpu, engine)
     total = float(gpu.memory_bytes)
-    weights = weight_bytes_per_gpu(model, precision, tp, pp, ep)
+    weights = weight_bytes_per_gpu(model, precision, tp, pp, ep, dp_attention)
     reserve = non_kv_reserve_bytes(
         model,
         constants,
@@ -261,9 +290,13 @@ def num_gpu_blocks(
     max_num_seqs: int = 256,
     engine: str = "vllm",
     profile: PerfProfile | ProfileConstants | None = None,
+    dp_attention: bool = False,
 ) -> int:
     """KV blocks of the replica (vLLM's "GPU KV cache blocks"): the per-GPU KV memory under
     the engine's rule (module docstring) divided by the per-GPU block bytes, floored.
+
+    With ``dp_attention`` each of the tp GPUs holds the whole attention weights and the KV
+    of its own sequences only, so the replica has tp times one GPU's blocks.
 
     Raises:
         MemoryFitError: the weights and reserve leave no room for a single block; the
@@ -282,25 +315,34 @@ def num_gpu_blocks(
         max_num_seqs=max_num_seqs,
         engine=engine,
         profile=profile,
+        dp_attention=dp_attention,
     )
     block = kv_bytes_per_block_per_gpu(model, tp, pp, block_size, kv_cache_dtype)
     blocks = math.floor(kv_bytes / block) if kv_bytes > 0 else 0
     if blocks < 1:
         usable = gpu_memory_utilization * gpu.memory_bytes / GiB
-        needed = (weights + reserve + block) / GiB
+        if check_engine(engine) == "sglang":
+            # mem_fraction_static covers weights + KV only (module docstring)
+            needed = (weights + block) / GiB
+            parts = f"weights {weights / GiB:.1f} + one KV block"
+            hint = "raise tp or pp, or gpu_memory_utilization (SGLang's --mem-fraction-static)"
+        else:
+            needed = (weights + reserve + block) / GiB
+            parts = f"weights {weights / GiB:.1f} + reserve {reserve / GiB:.1f} + one KV block"
+            hint = "raise tp or pp"
         raise MemoryFitError(
             f"{model.name} does not fit on {gpu.name} with tp={tp}, pp={pp} "
             f"({normalize_precision(precision, model).upper()} weights, {engine}): needs "
-            f"{needed:.1f} GiB per GPU (weights {weights / GiB:.1f} + reserve "
-            f"{reserve / GiB:.1f} + one KV block) but {usable:.1f} GiB is available "
-            f"({gpu_memory_utilization} x {gpu.memory_bytes / GiB:.2f} GiB); raise tp or pp"
+            f"{needed:.1f} GiB per GPU ({parts}) but {usable:.1f} GiB is available "
+            f"({gpu_memory_utilization} x {gpu.memory_bytes / GiB:.2f} GiB); {hint}"
         )
-    return blocks
+    return blocks * tp if dp_attention and tp > 1 else blocks
 
 
 __all__ = [
     "KV_DTYPE_BYTES",
     "WEIGHT_BYTES",
+    "attention_bytes",
     "check_parallelism",
     "kv_bytes_per_block_per_gpu",
     "kv_bytes_per_token_per_gpu",

@@ -58,6 +58,9 @@ class Efficiency:
     MoE expert-parallel dispatch or combine (all-to-all): fraction of the per-direction link
     rate, and fixed cost of one such call over NVLink/xGMI (seconds); used only when the
     dispatch/combine layout is modelled (``build_coefficients(moe_all_to_all=True)``).
+    mla_decode_attention: fraction of the 16-bit tensor peak an absorbed MLA decode kernel
+    (FlashMLA, TRT-LLM's MLA) reaches when its FLOPs bind; optional, 0 = charge MLA decode
+    attention for its KV bytes only (as before it existed).
     """
 
     weight_bw: float
@@ -72,6 +75,7 @@ class Efficiency:
     pcie_bw: float
     all_to_all_bw: float
     all_to_all_latency_s: float
+    mla_decode_attention: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +94,21 @@ class Overhead:
     not remove. It makes a step of an 80-layer model dearer than one of a 28-layer model
     with the same bytes.
 
-    Both are optional in a profile file (0 when no layer sets them, so profiles fitted
-    before they existed keep their meaning).
+    gemm_kernel_s, attention_kernel_s, small_kernel_s: the fixed time of one GEMM, one
+    attention and one small (norm, rotary, activation, top-k, permute) kernel of a step.
+    For an MLA model (DeepSeek-V2/V3/R1 class) a layer's fixed cost is these times its
+    kernel counts (:func:`capacitor.perf.coefficients.layer_kernel_counts`) instead of
+    ``per_layer_s``: such a layer launches two to three times the kernels of a dense GQA
+    layer. Every other model keeps ``per_layer_s``.
+
+    mla_per_seq_s: for an MLA model only, a further cost per sequence in the batch, every
+    step, fitted to DeepSeek-R1 serving runs (what it stands for is not identified: the
+    engines' per-request work in their Python schedulers, MoE routing metadata, ...); kept
+    apart from ``per_seq_s`` so that it does not move other models' predictions.
+
+    All six are optional in a profile file (0 when no layer sets them, so profiles fitted
+    before they existed keep their meaning; the kernel costs are used only when
+    ``gemm_kernel_s`` > 0).
     """
 
     step_fixed_s: float
@@ -99,6 +116,10 @@ class Overhead:
     per_prefill_seq_s: float
     sampler_bytes_per_seq_vocab: float = 0.0
     per_layer_s: float = 0.0
+    gemm_kernel_s: float = 0.0
+    attention_kernel_s: float = 0.0
+    small_kernel_s: float = 0.0
+    mla_per_seq_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +166,10 @@ class ProfileConstants:
 
 
 #: Keys the root layer may leave unset: the resolved value is then the dataclass default.
-_OPTIONAL_KEYS = frozenset({"sampler_bytes_per_seq_vocab", "per_layer_s"})
+_OPTIONAL_KEYS = frozenset({
+    "sampler_bytes_per_seq_vocab", "per_layer_s", "gemm_kernel_s", "attention_kernel_s",
+    "small_kernel_s", "mla_decode_attention", "mla_per_seq_s",
+})
 
 _SECTIONS = {
     "efficiency": Efficiency,
@@ -178,6 +202,7 @@ class _EfficiencyIn(_Strict):
     pcie_bw: float | None = Field(None, **_FRACTION)
     all_to_all_bw: float | None = Field(None, **_FRACTION)
     all_to_all_latency_s: float | None = Field(None, ge=0.0, le=1e-2)
+    mla_decode_attention: float | None = Field(None, **_FRACTION)
 
 
 class _OverheadIn(_Strict):
@@ -186,6 +211,10 @@ class _OverheadIn(_Strict):
     per_prefill_seq_s: float | None = Field(None, ge=0.0, le=0.1)
     sampler_bytes_per_seq_vocab: float | None = Field(None, ge=0.0, le=1e5)
     per_layer_s: float | None = Field(None, ge=0.0, le=0.01)
+    gemm_kernel_s: float | None = Field(None, ge=0.0, le=1e-3)
+    attention_kernel_s: float | None = Field(None, ge=0.0, le=1e-3)
+    small_kernel_s: float | None = Field(None, ge=0.0, le=1e-3)
+    mla_per_seq_s: float | None = Field(None, ge=0.0, le=0.1)
 
 
 class _RequestPathIn(_Strict):

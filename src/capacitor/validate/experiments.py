@@ -193,6 +193,7 @@ def build_replica_for_row(row: Row, profile: object) -> tuple[Any, np.ndarray]:
         tp=tp,
         pp=pp,
         ep=row.get("ep", COUNT),
+        dp_attention=row.get("dp_attention", boolean, False),
         precision=row.get("precision", one_of(PRECISIONS)),
         kv_cache_dtype=row.get("kv_cache_dtype", str.lower),
         engine=row.get("engine", one_of(ENGINES), "vllm"),

@@ -1,0 +1,214 @@
+"""Frontier report: DeepSeek-R1 on H200 / B200 (InferenceMAX, aggregated, no MTP).
+
+    python calibration/frontier_report.py [--fit] [--max-evaluations N] [--out DIR]
+
+Prints the median absolute percentage error (and the median signed error) of output
+tokens/s, median TPOT and median TTFT per hardware x engine x precision:
+
+* ``shipped``: the shipped profile, nothing fitted here;
+* with ``--fit``: ``in-sample`` (the frontier constants fitted to every row) and
+  ``leave-one-hardware-out`` (fitted to the other hardware's rows, predicting this one's).
+
+Rows: ``../shared/data/published/inferencemax_dsr1/experiments.csv``, aggregated
+deployments (no ``prefill_workers``) with ``speculative = none``; of a configuration
+(hardware, framework, precision, tp, ep, dp_attention, concurrency, isl, osl) measured on
+several dates, only the latest (the current software) is kept. The public aggregated rows
+cover H200 and B200 only (H100 and GB200 appear only in disaggregated deployments), so
+leave one hardware out is H200 -> B200 and B200 -> H200.
+
+Each row gets the server flags the InferenceMAX launch scripts set
+(SemiAnalysisAI/InferenceX ``benchmarks/dsr1_*``; :func:`server_flags`) as validate
+columns. The fit (``frontier_fit.py``) moves only constants that transfer across GPUs (per
+engine, MLA models only: the fixed cost of one GEMM kernel and a per-sequence cost), never
+a per-hardware multiplier; throughput and median TPOT are fitted, TTFT is reported only.
+Timing is printed at the end: about 10 s without ``--fit``, 1-3 minutes with it on two
+shared cores (the first run after clearing numba's cache compiles the kernel).
+
+Results at the commit that added the fit (median APE %, throughput / median TPOT / median
+TTFT, the 126 latest-date configurations):
+
+* the 62d3ea7 model on the same rows and flags: 47.0 / 32.0 / 77.8;
+* shipped profile (= the in-sample fit): 9.4 / 8.3 / 69.3 (H200 6.5 / 7.0, B200 12.7 / 12.2);
+* leave one hardware out: 13.0 / 10.7 / 68.8 (H200 predicted from B200: 6.6 / 5.5; B200
+  from H200: 14.0 / 13.1, its TensorRT-LLM FP4 rows 20.5 / 26.1: H200 has no FP4 rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+DATA = (HERE / "../../shared/data/published/inferencemax_dsr1").resolve()
+METRICS = ("output_tokens_per_s", "tpot_median_ms", "ttft_median_ms")
+CONFIG_KEY = ("hardware", "framework", "precision", "tp", "ep", "dp_attention",
+              "concurrency", "isl", "osl")
+ENGINE_OF = {"sglang": "sglang", "trt": "trtllm"}
+
+
+def server_flags(row: dict[str, str]) -> dict[str, str]:
+    """Validate columns for the server flags of the row's InferenceMAX launch script.
+
+    SGLang (``sglang.launch_server``), SemiAnalysisAI/InferenceX benchmarks/:
+    * dsr1_fp8_b200.sh: TP8 ``--mem-fraction-static 0.82 --chunked-prefill-size 32768
+      --max-running-requests 128``; TP4 0.95 / 8192 / 32; ``--kv-cache-dtype fp8_e4m3``.
+    * dsr1_fp4_b200.sh: ``--mem-fraction-static 0.85 --chunked-prefill-size 16384
+      --max-running-requests 256 --kv-cache-dtype fp8_e4m3``.
+    * dsr1_fp8_h200.sh: ``--mem-fraction-static 0.82 --chunked-prefill-size 32768
+      --max-running-requests 512`` (1k/1k; 256 otherwise); KV cache default (bf16).
+    All three: ``--disable-radix-cache``; the overlap scheduler is SGLang's default.
+    TensorRT-LLM (``trtllm-serve --backend pytorch``): dsr1_fp4_b200_trt.sh,
+    dsr1_fp8_b200_trt.sh, dsr1_fp8_h200_trt.sh: ``kv_cache_config: dtype fp8,
+    enable_block_reuse false, free_gpu_memory_fraction`` 0.8 (B200; 0.7 at CONC >= 256 and
+    0.75 for FP8 8k/1k TP4) / 0.75 (H200); ``--max_num_tokens`` = max(8192, ceil((CONC + ISL
+    + 64) / 64) x 64); the PyTorch backend's overlap scheduler is on by default
+    (TensorRT-LLM docs/source/features/overlap-scheduler.md).
+    """
+    hw, fw, prec = row["hardware"], row["framework"], row["precision"].upper()
+    tp, conc = int(row["tp"]), int(row["concurrency"])
+    isl, osl = int(row["isl"]), int(row["osl"])
+    out = {"enable_prefix_caching": "false", "block_size": "1" if fw == "sglang" else "32"}
+    if fw == "sglang":
+        if hw == "B200" and prec == "FP8":
+            mem, chunk, seqs = (0.82, 32768, 128) if tp == 8 else (0.95, 8192, 32)
+            out["kv_cache_dtype"] = "fp8"
+        elif hw == "B200":
+            mem, chunk, seqs = 0.85, 16384, 256
+            out["kv_cache_dtype"] = "fp8"
+        else:
+            mem, chunk, seqs = 0.82, 32768, 512 if (isl, osl) == (1024, 1024) else 256
+        out.update(gpu_memory_utilization=str(mem), max_num_batched_tokens=str(chunk),
+                   max_num_seqs=str(max(seqs, conc)), async_scheduling="true")
+    else:
+        frac = 0.75 if hw == "H200" else 0.8
+        if hw == "B200" and conc >= 256:
+            frac = 0.7
+        if hw == "B200" and prec == "FP8" and (isl, osl) == (8192, 1024) and tp == 4:
+            frac = 0.75
+        tokens = max(8192, math.ceil((conc + isl + 64) / 64) * 64)
+        out.update(kv_cache_dtype="fp8", gpu_memory_utilization=str(frac),
+                   max_num_batched_tokens=str(tokens), async_scheduling="true")
+    return out
+
+
+def primary_rows(all_dates: bool = False) -> list[dict[str, str]]:
+    """Aggregated, non-MTP rows; the latest date of each configuration (every date with
+    ``all_dates``)."""
+    with open(DATA / "experiments.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    latest: dict[tuple, dict[str, str]] = {}
+    for r in rows:
+        if r["prefill_workers"] or r["speculative"] != "none":
+            continue
+        if all_dates:
+            latest[(r["id"],)] = r
+            continue
+        key = tuple(r[k] for k in CONFIG_KEY)
+        if key not in latest or r["date"] > latest[key]["date"]:
+            latest[key] = r
+    return sorted(latest.values(), key=lambda r: r["id"])
+
+
+def write_experiments(rows: list[dict[str, str]], path: Path) -> None:
+    out = [dict(r, **server_flags(r)) for r in rows]
+    cols = list(out[0].keys())
+    for r in out:
+        cols += [k for k in r if k not in cols]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(out)
+
+
+def measured() -> dict[str, dict[str, float]]:
+    with open(DATA / "measured.csv", newline="") as f:
+        return {r["id"]: {m: float(r[m]) for m in METRICS if r.get(m)} for r in csv.DictReader(f)}
+
+
+def signed_errors(pred: dict[str, dict], meas: dict[str, dict], ids) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = defaultdict(list)
+    for i in ids:
+        p = pred.get(i)
+        if not p or p.get("error"):
+            continue
+        for m in METRICS:
+            if m in meas[i] and p.get(m) not in (None, ""):
+                out[m].append(100.0 * (float(p[m]) - meas[i][m]) / meas[i][m])
+    return out
+
+
+def table(title: str, rows, pred, meas) -> None:
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for r in rows:
+        groups[(r["hardware"], r["framework"], r["precision"])].append(r["id"])
+        groups[(r["hardware"], "all", "")].append(r["id"])
+        groups[("all", "", "")].append(r["id"])
+    print(f"\n{title}: median APE % (median signed %)")
+    head = " ".join(f"{m:>22s}" for m in METRICS)
+    print(f"  {'hardware engine precision':28s} {'n':>4s} {head}")
+    for g in sorted(groups, key=lambda g: (g[0] == "all", g)):
+        errs = signed_errors(pred, meas, groups[g])
+        n = len(errs.get(METRICS[0], []))
+        cells = []
+        for m in METRICS:
+            v = errs.get(m, [])
+            med_abs = statistics.median(abs(x) for x in v) if v else 0.0
+            cells.append(f"{med_abs:7.1f} ({statistics.median(v):+6.1f})" if v else "-")
+        failed = sum(1 for i in groups[g] if pred.get(i, {}).get("error"))
+        extra = f"  ({failed} rows failed)" if failed else ""
+        line = " ".join(f"{c:>22s}" for c in cells)
+        print(f"  {' '.join(x for x in g if x):28s} {n:4d} {line}{extra}")
+
+
+def predict(path: Path, profile: str | None = None) -> dict[str, dict]:
+    from capacitor.validate import run_validate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rep = run_validate(path, Path(tmp) / "p.csv", profile_path=profile)
+    return {str(p["id"]): p for p in rep.predictions}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--fit", action="store_true",
+                    help="also fit: in sample and leave one hardware out")
+    ap.add_argument("--max-evaluations", type=int, default=8)
+    ap.add_argument("--all-dates", action="store_true",
+                    help="also print the shipped profile's table over every date of every "
+                         "configuration (earlier engine versions)")
+    ap.add_argument("--profile", default=None, help="profile YAML (default: the shipped one)")
+    ap.add_argument("--out", default=None, help="directory for the in-sample fitted profile")
+    args = ap.parse_args(argv)
+    start = time.perf_counter()
+    rows = primary_rows()
+    meas = measured()
+    with tempfile.TemporaryDirectory() as tmp:
+        exp = Path(tmp) / "experiments.csv"
+        write_experiments(rows, exp)
+        print(f"{len(rows)} configurations (latest date each) of {DATA / 'experiments.csv'}")
+        pred = predict(exp, args.profile)
+        table("shipped profile" if args.profile is None else args.profile, rows, pred, meas)
+        if args.all_dates:
+            every = primary_rows(all_dates=True)
+            exp_all = Path(tmp) / "experiments_all_dates.csv"
+            write_experiments(every, exp_all)
+            table(f"shipped profile, all {len(every)} aggregated non-MTP rows (every date)",
+                  every, predict(exp_all, args.profile), meas)
+        if args.fit:
+            from frontier_fit import fit_and_report  # noqa: PLC0415
+
+            fit_and_report(rows, exp, meas, table, args.max_evaluations, args.out)
+    print(f"\ntook {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
