@@ -7,10 +7,9 @@ which the layers contract cannot see inside one layer.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import subprocess
 import sys
+from pathlib import Path
 
 import grimp
 import pytest

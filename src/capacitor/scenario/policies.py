@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from capacitor.economics.contracts import Contract as EconomicsContract
 from capacitor.scenario.base import Month, Name, Strict, _month, month_index
 
 # ---- tenants ---------------------------------------------------------------------------------
@@ -136,8 +137,12 @@ class Admission(Strict):
 
 
 class Contract(Strict):
-    """A capacity contract: a monthly price over a term."""
+    """A capacity contract as the scenario file states it: a monthly price over a term.
 
+    This is the edge model (parsing, YAML paths in errors); :meth:`terms` gives the domain
+    :class:`capacitor.economics.contracts.Contract` that the costs are computed from. Both
+    read ``end`` the same way: the first month not billed.
+    """
     name: Name = Field(description="Contract name.")
     site: str | None = Field(
         default=None, description="Site the contract pays for; None = the whole fleet."
@@ -175,7 +180,12 @@ class Contract(Strict):
     @property
     def term_months(self) -> int:
         """Billed months in the term."""
-        return month_index(self.end) - month_index(self.start)
+        return self.terms().months
+
+    def terms(self) -> EconomicsContract:
+        """The contract's billing terms as the economics layer computes with them."""
+        return EconomicsContract(self.name, self.price_usd_per_month, self.start, self.end,
+                                 dict(self.ramp_discounts), self.notice_days)
 
 
 class Economics(Strict):

@@ -20,11 +20,17 @@ from typing import Any
 import numpy as np
 
 from capacitor.catalog.hardware import get_gpu
-from capacitor.economics.contracts import Contract, month_name
-from capacitor.economics.contracts import month_index as eco_month
-from capacitor.economics.costs import window_cost_usd
+from capacitor.economics.costs import (
+    effective_usd_per_gpu_hour,
+    energy_cost_usd,
+    energy_mwh,
+    gpu_hour_cost_usd,
+    usd_per_million_tokens,
+    window_cost_usd,
+)
 from capacitor.engine.result import itl_bin_value_s
-from capacitor.fleet.power import gpu_power_w
+from capacitor.fleet.power import cap_power, facility_draw_w
+from capacitor.simulate.digest import MINUTE_S
 
 PCTS = (50, 90, 99)
 
@@ -99,10 +105,11 @@ def _misses(name: str, tenant, stats: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _gpu_power_w(gpu: str, site, busy: np.ndarray) -> np.ndarray:
-    """Facility watts of one GPU of ``site`` at busy fraction ``busy`` (per minute)."""
-
-    return gpu_power_w(busy, get_gpu(gpu).tdp_w) * site.overhead_factor(gpu) * site.pue
+def _facility_w(site, gpu: str, busy: np.ndarray, num_gpus: int) -> np.ndarray:
+    """Facility watts of ``num_gpus`` GPUs ``gpu`` of ``site`` at busy fraction ``busy``
+    (per minute)."""
+    return facility_draw_w(busy, get_gpu(gpu).tdp_w, num_gpus,
+                           server_overhead_factor=site.overhead_factor(gpu), pue=site.pue)
 
 
 def timeline(run) -> dict[str, np.ndarray]:
@@ -133,10 +140,10 @@ def timeline(run) -> dict[str, np.ndarray]:
             util = np.clip(busy / p.simulated_replicas, 0.0, 1.0)
             gpus = p.replicas * p.gpus_per_replica
             gpus_used += gpus
-            power_w += _gpu_power_w(p.gpu, site, util) * gpus
+            power_w += _facility_w(site, p.gpu, util, gpus)
         for gpu, count in site.gpus.items():  # GPUs no deployment uses idle
             used = sum(p.replicas * p.gpus_per_replica for p in pools if p.gpu == gpu)
-            power_w += _gpu_power_w(gpu, site, np.zeros(m)) * max(count - used, 0)
+            power_w += _facility_w(site, gpu, np.zeros(m), max(count - used, 0))
         total_gpus = sum(site.gpus.values())
         cols["site"] += [site.name] * m
         cols["minute"] += list(range(m))
@@ -146,7 +153,7 @@ def timeline(run) -> dict[str, np.ndarray]:
         cols["utilization"] += list(np.minimum(busy_gpu_s / (60.0 * total_gpus), 1.0))
         cols["batch_occupancy"] += list(np.minimum(seq_s / (60.0 * slots), 1.0) if slots
                                         else np.zeros(m))
-        cols["power_mw"] += list(np.minimum(power_w / 1e6, site.power_cap_mw))
+        cols["power_mw"] += list(cap_power(power_w / 1e6, site.power_cap_mw).power_mw)
         up = sum(p.replicas for p in pools) - sum(p.downtime_s * p.scale / (m * 60.0)
                                                   for p in pools)
         cols["replicas_up"] += [up] * m
@@ -188,12 +195,12 @@ def summarize(run) -> dict[str, Any]:
     tl = timeline(run)
     warm = int(run.warmup_s // 60)
     sites = {}
-    energy_mwh = 0.0
+    energy_total_mwh = 0.0
     for site in scenario.sites:
         rows = (tl["site"] == site.name) & (tl["minute"] >= warm)
         power = tl["power_mw"][rows]
-        mwh = float(power.sum()) / 60.0
-        energy_mwh += mwh
+        mwh = energy_mwh(power, MINUTE_S)
+        energy_total_mwh += mwh
         sites[site.name] = {"power_mw_mean": _r(power.mean() if power.size else 0.0),
                             "power_mw_peak": _r(power.max() if power.size else 0.0),
                             "power_cap_mw": site.power_cap_mw,
@@ -205,18 +212,16 @@ def summarize(run) -> dict[str, Any]:
     contracts = {}
     for c in eco.contracts:
         month = window.month or c.start
-        end = month_name(eco_month(c.end) - 1)  # scenario end month is exclusive
-        contract = Contract(c.name, c.price_usd_per_month, c.start, end,
-                            dict(c.ramp_discounts), c.notice_days)
-        usd = window_cost_usd(contract, month, run.window_s)
+        usd = window_cost_usd(c.terms(), month, run.window_s)
         contracts[c.name] = {"window_cost_usd": _r(usd, 2), "month": month}
         cost += usd
     gpus_total = sum(s["gpus"] for s in sites.values())
     hours = run.window_s / 3600.0
     for gpu, price in eco.gpu_hour_usd.items():
         count = sum(s.gpus.get(gpu, 0) for s in scenario.sites)
-        cost += count * hours * price
-    energy_usd = energy_mwh * eco.energy_usd_per_mwh if eco.energy_usd_per_mwh else None
+        cost += gpu_hour_cost_usd(count, hours, price)
+    energy_usd = energy_cost_usd(energy_total_mwh, eco.energy_usd_per_mwh) \
+        if eco.energy_usd_per_mwh else None
     verdict_ok = not misses
     text = "serves the window within SLO for all tiers" if verdict_ok else "; ".join(
         f"tier {m['tier']} {m['tenant']} misses {m['metric']} "
@@ -244,10 +249,11 @@ def summarize(run) -> dict[str, Any]:
         "sites": sites,
         "economics": {
             "window_cost_usd": _r(cost, 2), "contracts": contracts,
-            "usd_per_million_output_tokens": _r(cost / (out_tokens_total / 1e6))
+            "usd_per_million_output_tokens": _r(usd_per_million_tokens(cost, out_tokens_total))
             if out_tokens_total else None,
-            "usd_per_gpu_hour_effective": _r(cost / (gpus_total * hours)) if gpus_total else None,
-            "energy_mwh": _r(energy_mwh), "energy_cost_usd": _r(energy_usd, 2)
+            "usd_per_gpu_hour_effective": _r(effective_usd_per_gpu_hour(cost, gpus_total, hours))
+            if gpus_total else None,
+            "energy_mwh": _r(energy_total_mwh), "energy_cost_usd": _r(energy_usd, 2)
             if energy_usd is not None else None,
         },
         "totals": {"output_tokens": _r(out_tokens_total, 1),
