@@ -98,3 +98,17 @@ def test_no_tokens_or_no_price_gives_null_not_a_number() -> None:
     eco = _economics(output_tokens=0.0, **{"economics.energy_usd_per_mwh": None})
     assert eco.usd_per_million_output_tokens is None
     assert eco.energy_cost_usd is None
+
+
+def test_gpu_hour_prices_bill_only_gpus_no_contract_covers() -> None:
+    # an H100 price as well: east's 64 H100 are under the lease, so they cost nothing more
+    # (64 x 1/6 h x $2 = $21.33 would be double billing); west's L40S still cost $5.33
+    eco = _economics(**{"economics.gpu_hour_usd": {"L40S": 1.0, "H100": 2.0}})
+    assert eco.window_cost_usd == 38.94
+    # a fleet-wide lease (no site) covers west too: only the lease's $33.60 remains
+    fleet = _economics(**{"economics.contracts.0.site": None})
+    assert fleet.window_cost_usd == 33.6
+    # with no contract at all, every priced GPU is billed: 64 x 1/6 x $2 + 32 x 1/6 x $1 = $26.67
+    rented = _economics(**{"economics.contracts": [],
+                           "economics.gpu_hour_usd": {"L40S": 1.0, "H100": 2.0}})
+    assert rented.window_cost_usd == 26.67

@@ -221,11 +221,18 @@ def _sites(run) -> tuple[dict[str, SiteSummary], dict[str, float]]:
     return sites, energy
 
 
+def _contracts_of(scenario, site: str) -> list:
+    """The contracts that pay for ``site``: those naming it, and fleet-wide ones."""
+    return [c for c in scenario.economics.contracts if c.site in (None, site)]
+
+
 def economics_summary(scenario, window_s: float, output_tokens: float,
                       energy_mwh_by_site: dict[str, float]) -> EconomicsSummary:
     """What a window of ``window_s`` seconds costs (:mod:`capacitor.economics`): each
     contract's share of its fee for the window's month (the contract's first month when the
-    window names none), plus the GPU-hours priced in ``gpu_hour_usd``; and what that comes
+    window names none), plus the GPU-hours priced in ``gpu_hour_usd`` of the GPUs at sites no
+    contract pays for (a contract pays for its ``site``, or for every site when it names
+    none); and what that comes
     to per million ``output_tokens`` and per installed GPU-hour. ``energy_mwh_by_site`` is the
     sites' facility energy over the window."""
     eco = scenario.economics
@@ -238,8 +245,9 @@ def economics_summary(scenario, window_s: float, output_tokens: float,
         contracts[c.name] = ContractCost(window_cost_usd=_r(usd, 2), month=month)
         cost += usd
     hours = window_s / 3600.0
-    for gpu, price in eco.gpu_hour_usd.items():
-        count = sum(s.gpus.get(gpu, 0) for s in scenario.sites)
+    rented = [s for s in scenario.sites if not _contracts_of(scenario, s.name)]
+    for gpu, price in eco.gpu_hour_usd.items():  # only GPUs no contract pays for
+        count = sum(s.gpus.get(gpu, 0) for s in rented)
         cost += gpu_hour_cost_usd(count, hours, price)
     energy_total_mwh = 0.0
     for site in scenario.sites:

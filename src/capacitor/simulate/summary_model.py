@@ -143,7 +143,8 @@ class EconomicsSummary(_Record):
     """What the window costs and what that comes to per unit."""
 
     window_cost_usd: float | None = Field(description="Contracts' share plus GPU-hours at "
-                                          "gpu_hour_usd, USD (2 decimals).")
+                                          "gpu_hour_usd of GPUs no contract covers, USD "
+                                          "(2 decimals).")
     contracts: dict[str, ContractCost] = Field(description="Per contract, by name.")
     usd_per_million_output_tokens: float | None = Field(
         description="window_cost_usd per million output tokens, USD; null with no tokens.")
