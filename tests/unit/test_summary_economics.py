@@ -68,12 +68,13 @@ def test_window_cost_contract_share_and_gpu_hours() -> None:
     # contract: $150,000 x 600 s / (31 days x 86,400 s) in August = $33.602
     assert eco.contracts["east_lease"].window_cost_usd == 33.6
     assert eco.contracts["east_lease"].month == "2026-08"
-    # + 32 L40S x 1/6 h x $1 = $5.333 -> $38.935
-    assert eco.window_cost_usd == 38.94
-    # per million output tokens: $38.935 / 10 = $3.894; per GPU-hour: $38.935 / (96 x 1/6 h)
-    assert eco.usd_per_million_output_tokens == 3.894
-    assert eco.usd_per_gpu_hour_effective == 2.433
-    # energy 0.5 + 0.1 MWh at $80 = $48 (reported; the lease includes east's energy)
+    # + 32 L40S x 1/6 h x $1 = $5.333, + west's energy, which no lease includes: 0.1 MWh x $80
+    # = $8 -> $46.935
+    assert eco.window_cost_usd == 46.94
+    # per million output tokens: $46.935 / 10 = $4.694; per GPU-hour: $46.935 / (96 x 1/6 h)
+    assert eco.usd_per_million_output_tokens == 4.694
+    assert eco.usd_per_gpu_hour_effective == 2.933
+    # energy 0.5 + 0.1 MWh at $80 = $48, all reported (east's is in the lease price)
     assert eco.energy_mwh == 0.6
     assert eco.energy_cost_usd == 48.0
 
@@ -103,12 +104,25 @@ def test_no_tokens_or_no_price_gives_null_not_a_number() -> None:
 def test_gpu_hour_prices_bill_only_gpus_no_contract_covers() -> None:
     # an H100 price as well: east's 64 H100 are under the lease, so they cost nothing more
     # (64 x 1/6 h x $2 = $21.33 would be double billing); west's L40S still cost $5.33
-    eco = _economics(**{"economics.gpu_hour_usd": {"L40S": 1.0, "H100": 2.0}})
+    # (energy unpriced here, to see the GPU-hours alone)
+    eco = _economics(**{"economics.gpu_hour_usd": {"L40S": 1.0, "H100": 2.0},
+                        "economics.energy_usd_per_mwh": None})
     assert eco.window_cost_usd == 38.94
     # a fleet-wide lease (no site) covers west too: only the lease's $33.60 remains
-    fleet = _economics(**{"economics.contracts.0.site": None})
+    fleet = _economics(**{"economics.contracts.0.site": None,
+                          "economics.energy_usd_per_mwh": None})
     assert fleet.window_cost_usd == 33.6
     # with no contract at all, every priced GPU is billed: 64 x 1/6 x $2 + 32 x 1/6 x $1 = $26.67
-    rented = _economics(**{"economics.contracts": [],
+    rented = _economics(**{"economics.contracts": [], "economics.energy_usd_per_mwh": None,
                            "economics.gpu_hour_usd": {"L40S": 1.0, "H100": 2.0}})
     assert rented.window_cost_usd == 26.67
+
+
+def test_energy_is_added_unless_a_contract_includes_it() -> None:
+    # a lease without energy: east's 0.5 MWh x $80 = $40 is added too: $46.935 + $40 = $86.94
+    bare = _economics(**{"economics.contracts.0.includes_energy": False})
+    assert bare.window_cost_usd == 86.94
+    assert bare.energy_cost_usd == 48.0  # the energy reported is the same either way
+    # an all-in fleet-wide lease covers both sites' energy (and west's GPUs): $33.60
+    all_in = _economics(**{"economics.contracts.0.site": None})
+    assert all_in.window_cost_usd == 33.6

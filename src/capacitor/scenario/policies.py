@@ -156,8 +156,9 @@ class Contract(Strict):
     )
     notice_days: int = Field(default=0, ge=0, description="Notice period to terminate, days.")
     includes_energy: bool = Field(
-        default=True, description="The price covers the site's electricity (energy cost is "
-        "then reported, not added)."
+        default=True, description="The price covers the electricity of the sites the "
+        "contract pays for (their energy cost is then reported, not added); false = their "
+        "energy is added to the cost at economics.energy_usd_per_mwh."
     )
 
     @model_validator(mode="after")
@@ -200,7 +201,9 @@ class Economics(Strict):
         "covers every site)."
     )
     energy_usd_per_mwh: float | None = Field(
-        default=None, ge=0, description="Electricity price, USD per MWh of facility energy."
+        default=None, ge=0, description="Electricity price, USD per MWh of facility energy: "
+        "added to the cost for every site that no contract with includes_energy pays for "
+        "(GPU-hour prices are taken to exclude electricity); None = energy is not priced."
     )
 
     @field_validator("gpu_hour_usd")

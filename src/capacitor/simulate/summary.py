@@ -232,7 +232,8 @@ def economics_summary(scenario, window_s: float, output_tokens: float,
     contract's share of its fee for the window's month (the contract's first month when the
     window names none), plus the GPU-hours priced in ``gpu_hour_usd`` of the GPUs at sites no
     contract pays for (a contract pays for its ``site``, or for every site when it names
-    none); and what that comes
+    none), plus the energy of the sites no ``includes_energy`` contract pays for at
+    ``energy_usd_per_mwh``; and what that comes
     to per million ``output_tokens`` and per installed GPU-hour. ``energy_mwh_by_site`` is the
     sites' facility energy over the window."""
     eco = scenario.economics
@@ -254,6 +255,10 @@ def economics_summary(scenario, window_s: float, output_tokens: float,
         energy_total_mwh += energy_mwh_by_site[site.name]
     energy_usd = energy_cost_usd(energy_total_mwh, eco.energy_usd_per_mwh) \
         if eco.energy_usd_per_mwh else None
+    if energy_usd is not None:  # electricity no contract's price includes is paid on top
+        billed_mwh = sum(energy_mwh_by_site[s.name] for s in scenario.sites
+                         if not any(c.includes_energy for c in _contracts_of(scenario, s.name)))
+        cost += energy_cost_usd(billed_mwh, eco.energy_usd_per_mwh)
     gpus_total = sum(int(sum(s.gpus.values())) for s in scenario.sites)
     return EconomicsSummary(
         window_cost_usd=_r(cost, 2), contracts=contracts,

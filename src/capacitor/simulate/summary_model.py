@@ -142,8 +142,9 @@ class ContractCost(_Record):
 class EconomicsSummary(_Record):
     """What the window costs and what that comes to per unit."""
 
-    window_cost_usd: float | None = Field(description="Contracts' share plus GPU-hours at "
-                                          "gpu_hour_usd of GPUs no contract covers, USD "
+    window_cost_usd: float | None = Field(description="Contracts' share, plus GPU-hours at "
+                                          "gpu_hour_usd of GPUs no contract covers, plus "
+                                          "energy no includes_energy contract covers, USD "
                                           "(2 decimals).")
     contracts: dict[str, ContractCost] = Field(description="Per contract, by name.")
     usd_per_million_output_tokens: float | None = Field(
@@ -153,7 +154,8 @@ class EconomicsSummary(_Record):
         "GPUs.")
     energy_mwh: float | None = Field(description="Facility energy of all sites, MWh.")
     energy_cost_usd: float | None = Field(description="energy_mwh at energy_usd_per_mwh, USD "
-                                          "(2 decimals); null when no price is given.")
+                                          "(2 decimals), whether or not a contract includes "
+                                          "it; null when no price is given.")
 
 
 class Totals(_Record):
