@@ -335,6 +335,30 @@ def test_bad_values_name_path_and_value(path, value, expected):
     assert expected in error_of(edited(path, value))
 
 
+def test_null_predicted_ttft_limit_is_the_tenants_common_ttft_slo():
+    data = edited("tenants.1.slo", {"ttft_p99_ms": 500})  # gold and free: 500 ms
+    data["admission"] = {"policy": "predicted_ttft"}
+    scenario = parse(data)
+    assert scenario.admission.max_predicted_ttft_ms == 500
+    assert "max_predicted_ttft_ms: 500" in dump_resolved(scenario)
+    data["admission"]["max_predicted_ttft_ms"] = 250  # an explicit limit stays
+    assert parse(data).admission.max_predicted_ttft_ms == 250
+    # another policy leaves null alone (the limit is not used)
+    assert parse(edited("admission", {"policy": "token_bucket"})
+                 ).admission.max_predicted_ttft_ms is None
+
+
+def test_null_predicted_ttft_limit_with_different_tenant_slos_is_an_error():
+    message = error_of(edited("admission", {"policy": "predicted_ttft"}))
+    assert "admission.max_predicted_ttft_ms = null" in message
+    assert "gold 500, free None" in message  # free has no TTFT target
+    assert "\n" not in message
+    data = edited("tenants.1.slo", {"ttft_p99_ms": 2000})
+    data["admission"] = {"policy": "predicted_ttft"}
+    assert "gold 500, free 2000" in error_of(data)
+
+
+
 def test_missing_section_and_missing_kind():
     data = copy.deepcopy(BASE)
     del data["tenants"]

@@ -119,8 +119,9 @@ class Admission(Strict):
         "rejects; None = unbounded (required for queue_length)."
     )
     max_predicted_ttft_ms: float | None = Field(
-        default=None, gt=0, description="predicted_ttft rejects above this, ms; None = each "
-        "tenant's slo.ttft_p99_ms."
+        default=None, gt=0, description="predicted_ttft rejects above this, ms; None = the "
+        "tenants' slo.ttft_p99_ms, which must then be one value for every tenant with a "
+        "workload (one limit applies to all requests)."
     )
     bucket_depth_s: float = Field(
         default=60.0, gt=0, description="Token-bucket depth, seconds of the tenant's rate "

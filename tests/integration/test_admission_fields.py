@@ -1,0 +1,37 @@
+"""Admission fields act as their descriptions say, end to end (small, fast scenarios):
+``max_predicted_ttft_ms: null`` is the tenants' TTFT SLO."""
+
+from __future__ import annotations
+
+import copy
+
+import yaml
+
+from capacitor.scenario import parse_scenario
+from capacitor.simulate import run_scenario
+from tests.integration.test_scenario_knobs import BASE
+
+#: The knobs scenario overloaded (2 x 400 req/s on 8 replicas), both tenants with a 1 s TTFT
+#: target and loose throttling SLOs.
+OVERLOADED = copy.deepcopy(BASE)
+OVERLOADED["simulation"]["window"] = {"duration_s": 20, "warmup_s": 5}
+for _w in OVERLOADED["workloads"]:
+    _w["arrival"] = {"kind": "poisson", "rate_rps": 400}
+for _t in OVERLOADED["tenants"]:
+    _t["slo"] = {"ttft_p99_ms": 1000, "max_throttled_pct": 100}
+
+
+def _summary(admission: dict):
+    data = copy.deepcopy(OVERLOADED)
+    data["admission"] = admission
+    return run_scenario(parse_scenario(yaml.safe_dump(data), origin="<admission>")).summary
+
+
+def test_a_null_predicted_ttft_limit_is_the_tenants_ttft_slo():
+    null = _summary({"policy": "predicted_ttft"})
+    explicit = _summary({"policy": "predicted_ttft", "max_predicted_ttft_ms": 1000})
+    assert null.to_json() == explicit.to_json()
+    assert null.tenants["gold"].refused_pct > 10  # it sheds: the limit is not "never"
+    unlimited = _summary({"policy": "token_bucket"})
+    assert unlimited.tenants["gold"].refused_pct < null.tenants["gold"].refused_pct
+
