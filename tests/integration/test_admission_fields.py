@@ -1,5 +1,6 @@
 """Admission fields act as their descriptions say, end to end (small, fast scenarios):
-``max_predicted_ttft_ms: null`` is the tenants' TTFT SLO."""
+``max_predicted_ttft_ms: null`` is the tenants' TTFT SLO, and ``max_queue`` bounds the queues
+under ``token_bucket``."""
 
 from __future__ import annotations
 
@@ -35,3 +36,10 @@ def test_a_null_predicted_ttft_limit_is_the_tenants_ttft_slo():
     unlimited = _summary({"policy": "token_bucket"})
     assert unlimited.tenants["gold"].refused_pct < null.tenants["gold"].refused_pct
 
+
+def test_max_queue_bounds_the_queues_under_token_bucket():
+    unbounded = _summary({"policy": "token_bucket"})
+    bounded = _summary({"policy": "token_bucket", "max_queue": 2})
+    assert bounded.tenants["gold"].refused_pct > unbounded.tenants["gold"].refused_pct + 10
+    # and the queues it bounds shorten the wait for the first token
+    assert bounded.tenants["gold"].ttft_ms.p99 < unbounded.tenants["gold"].ttft_ms.p99

@@ -358,6 +358,16 @@ def test_null_predicted_ttft_limit_with_different_tenant_slos_is_an_error():
     assert "gold 500, free 2000" in error_of(data)
 
 
+def test_max_queue_is_refused_where_no_policy_uses_it():
+    message = error_of(edited("admission", {"policy": "predicted_ttft",
+                                            "max_predicted_ttft_ms": 300, "max_queue": 8}))
+    assert message.startswith("bad.yaml: admission.max_queue = 8: not used by policy "
+                              "predicted_ttft")
+    # token_bucket and queue_length use it
+    for policy in ("token_bucket", "queue_length"):
+        assert parse(edited("admission", {"policy": policy, "max_queue": 8})
+                     ).admission.max_queue == 8
+
 
 def test_missing_section_and_missing_kind():
     data = copy.deepcopy(BASE)

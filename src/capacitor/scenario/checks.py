@@ -315,6 +315,10 @@ def _check_policies_and_economics(scenario: Scenario, problems: list[str]) -> No
                         "(waiting requests per replica)")
     if adm.policy == "predicted_ttft" and adm.max_predicted_ttft_ms is None:
         _tenants_ttft_limit(scenario, problems)
+    if adm.policy == "predicted_ttft" and adm.max_queue is not None:
+        problems.append(f"admission.max_queue = {adm.max_queue}: not used by policy "
+                        "predicted_ttft (which bounds the wait by the predicted TTFT); remove "
+                        "it, or use policy token_bucket or queue_length")
     sites = [s.name for s in scenario.sites]
     for i, c in enumerate(scenario.economics.contracts):
         if c.site is not None and c.site not in sites:

@@ -109,14 +109,15 @@ class Admission(Strict):
 
     policy: Literal["none", "token_bucket", "queue_length", "predicted_ttft"] = Field(
         default="token_bucket",
-        description="none: admit everything (tenant limits ignored); token_bucket: enforce "
-        "each tenant's rate_limits and quotas; queue_length: token_bucket + reject when the "
-        "replicas' queues are full (max_queue); predicted_ttft: token_bucket + reject when "
-        "the predicted TTFT exceeds the target.",
+        description="none: admit everything (tenant limits and max_queue ignored); "
+        "token_bucket: enforce each tenant's rate_limits and quotas, and max_queue when set; "
+        "queue_length: token_bucket with max_queue required; predicted_ttft: token_bucket + "
+        "reject when the predicted TTFT exceeds the target (max_queue not allowed).",
     )
     max_queue: int | None = Field(
-        default=None, ge=0, description="Waiting requests per replica before queue_length "
-        "rejects; None = unbounded (required for queue_length)."
+        default=None, ge=0, description="Waiting requests per replica beyond which a new "
+        "request is rejected, under token_bucket and queue_length (required for queue_length; "
+        "not allowed with predicted_ttft; ignored by none); None or 0 = unbounded."
     )
     max_predicted_ttft_ms: float | None = Field(
         default=None, gt=0, description="predicted_ttft rejects above this, ms; None = the "
