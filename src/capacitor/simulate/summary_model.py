@@ -7,8 +7,10 @@ from these descriptions. Numbers are rounded as written to the file (3 decimals 
 description says otherwise); ``null`` marks a value that does not exist (a percentile of no
 requests, a unit cost of no tokens).
 
-Latency percentiles are the nearest rank on the weighted CDF of 0.1 %-wide latency bins,
-each request weighted by its pool's scale; see
+Latency percentiles use NumPy's default definition (linear interpolation between order
+statistics, ``numpy.percentile(..., method="linear")``, as ``capacitor validate``, vLLM's
+``benchmark_serving`` and inference-perf compute them) over 0.1 %-wide latency bins, each
+request weighted by its pool's scale; see
 :func:`capacitor.simulate.summary.weighted_percentiles`.
 
 Models are frozen and forbid unknown keys, so ``RunSummary.model_validate_json`` of a
@@ -43,7 +45,7 @@ def _ms(what: str) -> Any:
 
 
 class Percentiles(_Record):
-    """Latency percentiles of one tenant, ms (see the module doc for the definition)."""
+    """Latency percentiles of one tenant, ms (linear interpolation: see the module doc)."""
 
     p50: float | None = _ms("Median")
     p90: float | None = _ms("90th percentile")
