@@ -466,3 +466,13 @@ def test_lognormal_mean_and_p99_round_trip():
     mu, sigma = dist.mu_sigma()
     assert math.exp(mu + sigma**2 / 2) == pytest.approx(1155)
     assert math.exp(mu + 2.3263478740408408 * sigma) == pytest.approx(4142)
+
+
+def test_the_lognormal_p99_point_is_defined_once():
+    from statistics import NormalDist
+
+    from capacitor.scenario import models
+    from capacitor.workload import lengths
+
+    assert models.Z99 is lengths.Z99
+    assert models.Z99 == pytest.approx(2.3263479, abs=1e-7) == NormalDist().inv_cdf(0.99)

@@ -16,6 +16,7 @@ from pydantic import (
 from capacitor.economics.contracts import month_index
 from capacitor.fleet.failures import DEFAULT_GPUS_PER_NODE as FLEET_GPUS_PER_NODE
 from capacitor.fleet.power import SERVER_OVERHEAD_FACTOR
+from capacitor.workload.lengths import Z99  # the standard normal's 99th percentile, 2.3263
 
 #: Server power per GPU as a multiple of the GPU's TDP, when a site does not say: defined
 #: (with its source, the DGX H100's 10.2 kW for 8 x 700 W) in :mod:`capacitor.fleet.power`.
@@ -23,8 +24,6 @@ DEFAULT_SERVER_OVERHEAD_FACTOR = SERVER_OVERHEAD_FACTOR
 #: GPUs per server when ``failures.gpus_per_node`` does not name the GPU (HGX / DGX boards):
 #: defined in :mod:`capacitor.fleet.failures`.
 DEFAULT_GPUS_PER_NODE = FLEET_GPUS_PER_NODE
-#: One-sided 99th-percentile point of the standard normal (lognormal ``p99_tokens``).
-Z99 = 2.3263478740408408
 MONTH_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 PRECISIONS = ("FP16", "BF16", "FP8", "FP4")

@@ -24,6 +24,7 @@ import numpy as np
 
 from capacitor.catalog.hardware import get_gpu
 from capacitor.economics.costs import (
+    SECONDS_PER_HOUR,
     effective_usd_per_gpu_hour,
     energy_cost_usd,
     energy_mwh,
@@ -278,7 +279,7 @@ def economics_summary(scenario, window_s: float, output_tokens: float,
         usd = window_cost_usd(c.terms(), month, window_s)
         contracts[c.name] = ContractCost(window_cost_usd=_r(usd, 2), month=month)
         cost += usd
-    hours = window_s / 3600.0
+    hours = window_s / SECONDS_PER_HOUR
     rented = [s for s in scenario.sites if not _contracts_of(scenario, s.name)]
     for gpu, price in eco.gpu_hour_usd.items():  # only GPUs no contract pays for
         count = sum(s.gpus.get(gpu, 0) for s in rented)
