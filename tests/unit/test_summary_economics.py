@@ -126,3 +126,10 @@ def test_energy_is_added_unless_a_contract_includes_it() -> None:
     # an all-in fleet-wide lease covers both sites' energy (and west's GPUs): $33.60
     all_in = _economics(**{"economics.contracts.0.site": None})
     assert all_in.window_cost_usd == 33.6
+
+
+def test_free_energy_is_priced_at_zero_not_left_unpriced() -> None:
+    # energy_usd_per_mwh: 0 is a price (free electricity), unlike null (not priced)
+    eco = _economics(**{"economics.energy_usd_per_mwh": 0})
+    assert eco.energy_cost_usd == 0.0
+    assert eco.window_cost_usd == 38.94  # lease $33.60 + west's GPU-hours $5.33, no energy

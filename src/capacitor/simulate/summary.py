@@ -288,7 +288,7 @@ def economics_summary(scenario, window_s: float, output_tokens: float,
     for site in scenario.sites:
         energy_total_mwh += energy_mwh_by_site[site.name]
     energy_usd = energy_cost_usd(energy_total_mwh, eco.energy_usd_per_mwh) \
-        if eco.energy_usd_per_mwh else None
+        if eco.energy_usd_per_mwh is not None else None
     if energy_usd is not None:  # electricity no contract's price includes is paid on top
         billed_mwh = sum(energy_mwh_by_site[s.name] for s in scenario.sites
                          if not any(c.includes_energy for c in _contracts_of(scenario, s.name)))
