@@ -124,3 +124,9 @@ def test_effective_usd_per_gpu_hour_and_window_cost(colossus: C.Contract) -> Non
         costs.effective_usd_per_gpu_hour(1.0, 0, 10)
     with pytest.raises(ConfigError, match="usd_per_mwh"):
         costs.energy_cost_usd(1.0, -5.0)
+
+
+def test_in_term_excludes_the_end_month(colossus: C.Contract) -> None:
+    assert not C.in_term(colossus, "2026-04")
+    assert C.in_term(colossus, "2026-05") and C.in_term(colossus, "2029-04")
+    assert not C.in_term(colossus, "2029-05")

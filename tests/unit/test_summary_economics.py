@@ -133,3 +133,13 @@ def test_free_energy_is_priced_at_zero_not_left_unpriced() -> None:
     eco = _economics(**{"economics.energy_usd_per_mwh": 0})
     assert eco.energy_cost_usd == 0.0
     assert eco.window_cost_usd == 38.94  # lease $33.60 + west's GPU-hours $5.33, no energy
+
+
+def test_after_its_term_a_contract_covers_nothing() -> None:
+    # May 2027 is past the lease (end exclusive): it bills $0, and east's 64 H100 are priced
+    # by the hour (64 x 1/6 h x $2 = $21.33) and its 0.5 MWh paid at $80 (= $40), like west's
+    # 32 L40S ($5.33) and 0.1 MWh ($8): $74.67
+    eco = _economics(**{"simulation.window.month": "2027-05",
+                        "economics.gpu_hour_usd": {"L40S": 1.0, "H100": 2.0}})
+    assert eco.contracts["east_lease"].window_cost_usd == 0.0
+    assert eco.window_cost_usd == 74.67

@@ -125,6 +125,12 @@ class Contract:
         return dt.date(i // 12, i % 12 + 1, 1)
 
 
+def in_term(contract: Contract, month: str) -> bool:
+    """Whether ``month`` (``'YYYY-MM'``) is billed: from ``start`` up to, not including,
+    ``end``."""
+    return month_index(contract.start) <= month_index(month) < month_index(contract.end)
+
+
 def _discount(contract: Contract, index: int) -> float:
     for key, frac in contract.ramp_discounts.items():
         if month_index(key) == index:
@@ -193,6 +199,7 @@ __all__ = [
     "days_in_month",
     "earliest_exit",
     "exit_cost_usd",
+    "in_term",
     "month_index",
     "month_name",
     "monthly_cost",

@@ -199,8 +199,8 @@ class Economics(Strict):
     )
     gpu_hour_usd: dict[str, float] = Field(
         default_factory=dict, description="GPU id -> price per GPU-hour, USD, for GPUs not "
-        "under a contract: those at sites no contract names (a contract without a site "
-        "covers every site)."
+        "under a contract: those at sites no contract in its term names (a contract without "
+        "a site covers every site)."
     )
     energy_usd_per_mwh: float | None = Field(
         default=None, ge=0, description="Electricity price, USD per MWh of facility energy: "

@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 from capacitor.catalog.hardware import get_gpu
+from capacitor.economics.contracts import in_term
 from capacitor.economics.costs import (
     SECONDS_PER_HOUR,
     effective_usd_per_gpu_hour,
@@ -256,20 +257,25 @@ def _sites(run) -> tuple[dict[str, SiteSummary], dict[str, float]]:
 
 
 def _contracts_of(scenario, site: str) -> list:
-    """The contracts that pay for ``site``: those naming it, and fleet-wide ones."""
-    return [c for c in scenario.economics.contracts if c.site in (None, site)]
+    """The contracts that pay for ``site`` in the billed month: those naming it, and
+    fleet-wide ones, in their term."""
+    month = scenario.simulation.window.month
+    return [c for c in scenario.economics.contracts if c.site in (None, site)
+            and in_term(c.terms(), month or c.start)]
 
 
 def economics_summary(scenario, window_s: float, output_tokens: float,
                       energy_mwh_by_site: dict[str, float]) -> EconomicsSummary:
-    """What a window of ``window_s`` seconds costs (:mod:`capacitor.economics`): each
-    contract's share of its fee for the window's month (the contract's first month when the
-    window names none), plus the GPU-hours priced in ``gpu_hour_usd`` of the GPUs at sites no
-    contract pays for (a contract pays for its ``site``, or for every site when it names
-    none), plus the energy of the sites no ``includes_energy`` contract pays for at
-    ``energy_usd_per_mwh``; and what that comes
-    to per million ``output_tokens`` and per installed GPU-hour. ``energy_mwh_by_site`` is the
-    sites' facility energy over the window."""
+    """What a window of ``window_s`` seconds costs (:mod:`capacitor.economics`), and what that
+    comes to per million ``output_tokens`` and per installed GPU-hour.
+
+    The cost is each contract's share of its fee for the window's month (the contract's
+    first month when the window names none), plus the GPU-hours priced in ``gpu_hour_usd``
+    of the GPUs at sites no contract pays for, plus the energy (``energy_mwh_by_site``, the
+    sites' facility energy over the window) of the sites no ``includes_energy`` contract pays
+    for, at ``energy_usd_per_mwh``. A contract pays for its ``site`` (every site when it names
+    none) in the months of its term.
+    """
     eco = scenario.economics
     window = scenario.simulation.window
     cost = 0.0
