@@ -11,7 +11,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from capacitor.economics.contracts import Contract as EconomicsContract
-from capacitor.scenario.base import Month, Name, Strict, _month, month_index
+from capacitor.errors import ConfigError
+from capacitor.scenario.base import Month, Name, Strict, _month
 
 # ---- tenants ---------------------------------------------------------------------------------
 
@@ -165,19 +166,12 @@ class Contract(Strict):
 
     @model_validator(mode="after")
     def _term(self) -> Contract:
-        if month_index(self.end) <= month_index(self.start):
-            raise ValueError(f"end = {self.end!r} must be after start = {self.start!r}")
-        for month, fraction in self.ramp_discounts.items():
+        for month in self.ramp_discounts:
             _month(month)
-            if not 0.0 <= fraction <= 1.0:
-                raise ValueError(
-                    f"ramp_discounts[{month}] = {fraction!r}: must be a fraction in [0, 1]"
-                )
-            if not month_index(self.start) <= month_index(month) < month_index(self.end):
-                raise ValueError(
-                    f"ramp_discounts[{month}]: month outside the term [{self.start}, "
-                    f"{self.end})"
-                )
+        try:  # the term's rules (end after start and exclusive, ramp months inside) live there
+            self.terms()
+        except ConfigError as err:
+            raise ValueError(str(err).removeprefix(f"contract {self.name!r}: ")) from None
         return self
 
     @property
