@@ -177,6 +177,24 @@ def test_summary_lines():
     lines = summary_lines(load_scenario(None))
     assert "295.4 MW of 300 MW cap" in lines[1]
     assert lines[-1].startswith("window 2026-07 17:00 UTC, 3600 s: ~273,")
+    # 36 months May 2026 - April 2029 at $1.25B, less 0.5 x and 0.25 x $1.25B in the ramp:
+    # $44.0625B; notice on 1 July 2026 + 90 days = 29 September: July, August and 28/30 of
+    # September still owed = $1.25B x (2 + 28/30) = $3,666,666,667
+    assert lines[-2] == (
+        "contract colossus1_lease: 36 months 2026-05 to 2029-04, $44,062,500,000 in all; "
+        "notice 90 days: given 2026-07-01, billing stops 2026-09-29 with $3,666,666,667 "
+        "still owed")
+
+
+def test_a_contract_line_uses_the_notice_period():
+    data = edited("economics", {"contracts": [
+        {"name": "c", "price_usd_per_month": 3100, "start": "2026-05", "end": "2026-12",
+         "notice_days": 10}]})
+    data["simulation"] = {"window": {"month": "2026-06"}}
+    lines = summary_lines(parse(data))
+    # 7 months at $3,100; notice on 1 June + 10 days: 10 of June's 30 days still owed
+    assert ("contract c: 7 months 2026-05 to 2026-11, $21,700 in all; notice 10 days: given "
+            "2026-06-01, billing stops 2026-06-11 with $1,033 still owed") in lines
 
 
 def test_replica_spec_matches_the_deployment():
