@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from capacitor.errors import CatalogError, ConfigError, ScenarioError
+from capacitor.errors import CatalogError, ConfigError
 from capacitor.fleet import power as P
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -74,7 +74,7 @@ def test_cap_power_holds_the_draw_to_the_cap() -> None:
         P.cap_power(0.1, 0.0)
 
 
-def test_facility_power_and_inventory_check() -> None:
+def test_facility_power_of_an_inventory() -> None:
     # 100,000 H100 x 700 W x 1.82 x PUE 1.1 = 140.14 MW
     mw = P.facility_power_mw({"H100": 100_000}, pue=1.1)
     assert mw == pytest.approx(140.14)
@@ -82,10 +82,6 @@ def test_facility_power_and_inventory_check() -> None:
                                ) == pytest.approx((7000 + 12000) / 1e6)
     assert P.facility_power_mw({"X": 4}, pue=1.0, server_overhead_factor=1.0,
                                tdp_w={"X": 500.0}) == pytest.approx(0.002)
-    assert P.check_facility_power({"H100": 100_000}, 150.0, pue=1.1) == pytest.approx(140.14)
-    with pytest.raises(ScenarioError, match=r"sites\[0\]: .*140\.1 MW.*power_cap_mw 100") as e:
-        P.check_facility_power({"H100": 100_000}, 100.0, pue=1.1, where="sites[0]")
-    assert "\n" not in str(e.value)
     with pytest.raises(CatalogError, match="unknown GPU"):
         P.facility_power_mw({"Z9000": 1}, pue=1.2)
 

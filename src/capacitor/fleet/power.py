@@ -41,8 +41,8 @@ Constants and their sources:
   ``../shared/data/fleet/fleet_facts.csv``.
 
 :func:`facility_power_mw` is the inventory check: every GPU at full TDP, times the overhead
-factor, times PUE; :func:`check_facility_power` raises :class:`ScenarioError` when that
-exceeds the site's cap.
+factor, times PUE (the scenario check compares it with the site's cap and names the YAML
+path, :mod:`capacitor.scenario.checks`).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from numbers import Real
 import numpy as np
 
 from capacitor.catalog.hardware import get_gpu
-from capacitor.errors import ConfigError, ScenarioError
+from capacitor.errors import ConfigError
 
 BUSY_POWER_FRACTION = 0.6055
 IDLE_POWER_FRACTION = 0.15
@@ -188,22 +188,6 @@ def facility_power_mw(gpus: Mapping[str, int], *, pue: float,
     return total_w * p / 1e6
 
 
-def check_facility_power(gpus: Mapping[str, int], cap_mw: float, *, pue: float,
-                         server_overhead_factor: float = SERVER_OVERHEAD_FACTOR,
-                         where: str = "site") -> float:
-    """:func:`facility_power_mw`, or :class:`ScenarioError` naming ``where`` (a YAML path)
-    when it exceeds ``cap_mw``."""
-    cap = _factor("check_facility_power", "cap_mw", cap_mw, 0.0, strict=True)
-    mw = facility_power_mw(gpus, pue=pue, server_overhead_factor=server_overhead_factor)
-    if mw > cap:
-        inventory = ", ".join(f"{c:,} {n}" for n, c in gpus.items())
-        raise ScenarioError(
-            f"{where}: GPU inventory needs {mw:,.1f} MW ({inventory} at TDP x server overhead "
-            f"{server_overhead_factor:.2f} x PUE {pue:g}), above power_cap_mw {cap:g}"
-        )
-    return mw
-
-
 __all__ = [
     "BUSY_POWER_FRACTION",
     "IDLE_POWER_FRACTION",
@@ -212,7 +196,6 @@ __all__ = [
     "SERVER_OVERHEAD_FACTOR",
     "SitePower",
     "cap_power",
-    "check_facility_power",
     "facility_draw_w",
     "facility_power_mw",
     "gpu_power_w",
