@@ -185,8 +185,8 @@ def timeline(run) -> dict[str, np.ndarray]:
             arrivals += p.arrivals * p.scale
             completed += p.finished * p.scale
             in_system += p.in_system * p.scale
-            busy = p.busy_s / 60.0  # replica-minutes busy (simulated)
-            busy_gpu_s += busy * 60.0 * p.gpus_per_replica * p.scale
+            busy = p.busy_s / MINUTE_S  # replica-minutes busy (simulated)
+            busy_gpu_s += busy * MINUTE_S * p.gpus_per_replica * p.scale
             seq_s += p.seq_s * p.scale
             slots += p.replicas * p.max_num_seqs
             util = np.clip(busy / p.simulated_replicas, 0.0, 1.0)
@@ -202,11 +202,11 @@ def timeline(run) -> dict[str, np.ndarray]:
         cols["arrivals"] += list(arrivals)
         cols["completed"] += list(completed)
         cols["in_system"] += list(np.maximum(in_system, 0))
-        cols["utilization"] += list(np.minimum(busy_gpu_s / (60.0 * total_gpus), 1.0))
-        cols["batch_occupancy"] += list(np.minimum(seq_s / (60.0 * slots), 1.0) if slots
+        cols["utilization"] += list(np.minimum(busy_gpu_s / (MINUTE_S * total_gpus), 1.0))
+        cols["batch_occupancy"] += list(np.minimum(seq_s / (MINUTE_S * slots), 1.0) if slots
                                         else np.zeros(m))
         cols["power_mw"] += list(cap_power(power_w / 1e6, site.power_cap_mw).power_mw)
-        up = sum(p.replicas for p in pools) - sum(p.downtime_s * p.scale / (m * 60.0)
+        up = sum(p.replicas for p in pools) - sum(p.downtime_s * p.scale / (m * MINUTE_S)
                                                   for p in pools)
         cols["replicas_up"] += [up] * m
     return {k: np.asarray(v) for k, v in cols.items()}
@@ -240,7 +240,7 @@ def _deployments(run) -> tuple[dict[str, DeploymentSummary], float]:
 def _sites(run) -> tuple[dict[str, SiteSummary], dict[str, float]]:
     """Per site power over the measured window, and each site's energy, MWh (unrounded)."""
     tl = timeline(run)
-    warm = int(run.warmup_s // 60)
+    warm = int(run.warmup_s // MINUTE_S)
     sites = {}
     energy = {}
     for site in run.scenario.sites:
