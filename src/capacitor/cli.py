@@ -250,11 +250,21 @@ def run(
                      "threads (default: one per CPU); results do not depend on it."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    schema: Annotated[
+        bool, typer.Option("--schema", help="Print the JSON Schema of summary.json (every "
+                           "field with its unit) and exit.")
+    ] = False,
 ) -> None:
     """Simulate a fleet scenario and say whether it serves its demand within SLO.
 
     Exit code 0 when every tier's SLO holds, 1 when any is missed, 2 on bad input.
+    ``--schema`` prints the JSON Schema of summary.json and exits 0 without simulating.
     """
+    if schema:
+        from capacitor.simulate.summary_model import summary_json_schema
+
+        print(json.dumps(summary_json_schema(), indent=2))
+        raise typer.Exit(0)
     import datetime as dt
 
     from capacitor.parallel import default_workers
@@ -312,12 +322,12 @@ def run(
     except OSError as exc:
         fail(f"--out {out}: cannot write the run directory ({exc})")
     if as_json:
-        print(json.dumps(result.summary, indent=2, sort_keys=True))
+        print(result.summary.to_json(), end="")
     else:
         print_run(console, result.summary)
         err_console.print(f"{requests:,} requests simulated in {wall_s:.1f} s; run directory "
                           f"{escape(str(out))}")
-    raise typer.Exit(0 if result.summary["verdict"]["ok"] else 1)
+    raise typer.Exit(0 if result.summary.verdict.ok else 1)
 
 
 # ---- catalogues ----------------------------------------------------------------------------

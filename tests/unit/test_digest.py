@@ -19,26 +19,28 @@ def test_latency_bins_hold_each_value_within_the_relative_bin_width():
     assert latency_bins(np.array([1e9]))[0] == ITL_NUM_BINS - 1
 
 
-def test_histogram_percentiles_match_the_raw_nearest_rank_percentiles():
+def test_histogram_percentiles_match_the_raw_percentiles():
     rng = np.random.default_rng(2)
     raw_s = rng.lognormal(np.log(0.3), 1.0, 200_001)
     hist = np.bincount(latency_bins(raw_s), minlength=ITL_NUM_BINS).astype(np.float64)
-    expected = np.percentile(raw_s * 1e3, PCTS, method="inverted_cdf")
+    expected = np.percentile(raw_s * 1e3, PCTS)  # NumPy's linear interpolation
     got = np.array(_hist_percentiles(hist))
     np.testing.assert_allclose(got, expected, rtol=1.01 * ITL_BIN_REL_WIDTH)
     assert all(np.isnan(_hist_percentiles(np.zeros(ITL_NUM_BINS))))
 
 
 def test_histogram_percentiles_by_hand():
-    # latencies 1, 2, ..., 10 ms; nearest rank: p50 is the 5th value (ceil(0.5 x 10) = 5),
-    # p90 the 9th, p99 the 10th (ceil(9.9) = 10): 5, 9, 10 ms, to within a bin (0.1%)
+    # latencies 1, 2, ..., 10 ms; linear interpolation at 0-based position h = 9 p / 100:
+    # p50 h = 4.5 -> 5 + 0.5 x (6 - 5) = 5.5; p90 h = 8.1 -> 9.1; p99 h = 8.91 -> 9.91 ms,
+    # to within a bin (0.1%)
     hist = np.bincount(latency_bins(np.arange(1, 11) * 1e-3), minlength=ITL_NUM_BINS)
-    np.testing.assert_allclose(_hist_percentiles(hist.astype(np.float64)), [5.0, 9.0, 10.0],
+    np.testing.assert_allclose(_hist_percentiles(hist.astype(np.float64)), [5.5, 9.1, 9.91],
                                rtol=ITL_BIN_REL_WIDTH)
-    # weights count: 1 ms nine times and 100 ms once -> p50 and p90 1 ms, p99 100 ms
+    # weights count: 1 ms nine times and 100 ms once (sample 1 x 9, 100): p50 h = 4.5 -> 1;
+    # p90 h = 8.1 -> 1 + 0.1 x 99 = 10.9; p99 h = 8.91 -> 1 + 0.91 x 99 = 91.09 ms
     hist = np.zeros(ITL_NUM_BINS)
     hist[latency_bins(np.array([1e-3, 0.1]))] = [9, 1]
-    np.testing.assert_allclose(_hist_percentiles(hist), [1.0, 1.0, 100.0],
+    np.testing.assert_allclose(_hist_percentiles(hist), [1.0, 10.9, 91.09],
                                rtol=ITL_BIN_REL_WIDTH)
 
 

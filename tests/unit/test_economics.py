@@ -17,7 +17,8 @@ B = 1e9
 
 @pytest.fixture
 def colossus() -> C.Contract:
-    # $1.25B a month, May 2026 through May 2029; ramp discounts are an assumption here
+    # $1.25B a month from May 2026 to May 2029 (end exclusive: 36 billed months, the last
+    # April 2029); ramp discounts are an assumption here
     return C.Contract("colossus-1", 1.25 * B, "2026-05", "2029-05",
                       {"2026-05": 0.5, "2026-06": 0.25}, notice_days=90)
 
@@ -27,16 +28,16 @@ def test_monthly_cost_discounts_ramp_months(colossus: C.Contract) -> None:
     assert C.monthly_cost(colossus, "2026-05") == pytest.approx(0.625 * B)  # 50 % off
     assert C.monthly_cost(colossus, "2026-06") == pytest.approx(0.9375 * B)  # 25 % off
     assert C.monthly_cost(colossus, "2026-07") == pytest.approx(1.25 * B)
-    assert C.monthly_cost(colossus, "2029-05") == pytest.approx(1.25 * B)  # end is included
-    assert C.monthly_cost(colossus, "2029-06") == 0.0
-    assert colossus.months == 37
+    assert C.monthly_cost(colossus, "2029-04") == pytest.approx(1.25 * B)  # last billed month
+    assert C.monthly_cost(colossus, "2029-05") == 0.0  # end is exclusive
+    assert colossus.months == 36
 
 
 def test_total_cost(colossus: C.Contract) -> None:
     # May-Dec 2026: 0.625 + 0.9375 + 6 x 1.25 = 9.0625 B
     assert C.total_cost(colossus, "2026-05", "2026-12") == pytest.approx(9.0625 * B)
-    # whole term: 37 x 1.25 - 0.625 - 0.3125 = 45.3125 B; extra months outside cost nothing
-    assert C.total_cost(colossus, "2025-01", "2030-12") == pytest.approx(45.3125 * B)
+    # whole term: 36 x 1.25 - 0.625 - 0.3125 = 44.0625 B; extra months outside cost nothing
+    assert C.total_cost(colossus, "2025-01", "2030-12") == pytest.approx(44.0625 * B)
     with pytest.raises(ConfigError, match="to_month"):
         C.total_cost(colossus, "2027-01", "2026-01")
 
@@ -46,9 +47,9 @@ def test_earliest_exit_and_notice_math(colossus: C.Contract) -> None:
     assert C.earliest_exit(colossus, "2026-07-15") == dt.date(2026, 10, 13)
     # still owed: 17/31 of July, August, September, 12/31 of October
     assert C.exit_cost_usd(colossus, "2026-07-15") == pytest.approx(1.25 * B * (2 + 29 / 31))
-    # notice near the end: the term ends first (billing stops 1 June 2029)
-    assert C.earliest_exit(colossus, dt.date(2029, 4, 1)) == dt.date(2029, 6, 1)
-    assert C.exit_cost_usd(colossus, "2029-04-01") == pytest.approx(2 * 1.25 * B)
+    # notice near the end: the term ends first (billing stops 1 May 2029, the end month)
+    assert C.earliest_exit(colossus, dt.date(2029, 4, 1)) == dt.date(2029, 5, 1)
+    assert C.exit_cost_usd(colossus, "2029-04-01") == pytest.approx(1.25 * B)
 
 
 def test_exit_inside_a_ramp_month() -> None:
@@ -66,9 +67,11 @@ def test_exit_inside_a_ramp_month() -> None:
         ({"start": "2026-13"}, "start"),
         ({"end": "May 2029"}, "end"),
         ({"end": "2026-01"}, "end"),
+        ({"end": "2026-05"}, "end"),  # == start: an empty term (end is exclusive)
         ({"price_usd_per_month": -1.0}, "price_usd_per_month"),
         ({"ramp_discounts": {"2026-05": 1.5}}, "ramp_discounts"),
         ({"ramp_discounts": {"2031-01": 0.5}}, "ramp_discounts"),
+        ({"ramp_discounts": {"2029-05": 0.5}}, "ramp_discounts"),  # the end month: not billed
         ({"notice_days": -3}, "notice_days"),
         ({"notice_days": 2.5}, "notice_days"),
     ],
@@ -121,3 +124,9 @@ def test_effective_usd_per_gpu_hour_and_window_cost(colossus: C.Contract) -> Non
         costs.effective_usd_per_gpu_hour(1.0, 0, 10)
     with pytest.raises(ConfigError, match="usd_per_mwh"):
         costs.energy_cost_usd(1.0, -5.0)
+
+
+def test_in_term_excludes_the_end_month(colossus: C.Contract) -> None:
+    assert not C.in_term(colossus, "2026-04")
+    assert C.in_term(colossus, "2026-05") and C.in_term(colossus, "2029-04")
+    assert not C.in_term(colossus, "2029-05")

@@ -147,6 +147,24 @@ def test_summary_lines():
     lines = summary_lines(load_scenario(None))
     assert "295.4 MW of 300 MW cap" in lines[1]
     assert lines[-1].startswith("window 2026-07 17:00 UTC, 3600 s: ~273,")
+    # 36 months May 2026 - April 2029 at $1.25B, less 0.5 x and 0.25 x $1.25B in the ramp:
+    # $44.0625B; notice on 1 July 2026 + 90 days = 29 September: July, August and 28/30 of
+    # September still owed = $1.25B x (2 + 28/30) = $3,666,666,667
+    assert lines[-2] == (
+        "contract colossus1_lease: 36 months 2026-05 to 2029-04, $44,062,500,000 in all; "
+        "notice 90 days: given 2026-07-01, billing stops 2026-09-29 with $3,666,666,667 "
+        "still owed")
+
+
+def test_a_contract_line_uses_the_notice_period():
+    data = edited("economics", {"contracts": [
+        {"name": "c", "price_usd_per_month": 3100, "start": "2026-05", "end": "2026-12",
+         "notice_days": 10}]})
+    data["simulation"] = {"window": {"month": "2026-06"}}
+    lines = summary_lines(parse(data))
+    # 7 months at $3,100; notice on 1 June + 10 days: 10 of June's 30 days still owed
+    assert ("contract c: 7 months 2026-05 to 2026-11, $21,700 in all; notice 10 days: given "
+            "2026-06-01, billing stops 2026-06-11 with $1,033 still owed") in lines
 
 
 def test_replica_spec_matches_the_deployment():
@@ -294,6 +312,12 @@ def test_every_problem_is_reported_one_per_line():
         ("economics", {"contracts": [{"name": "c", "price_usd_per_month": 1, "start": "2026-05",
                                       "end": "2026-05"}]},
          "economics.contracts[0] = "),
+        ("economics", {"contracts": [{"name": "c", "price_usd_per_month": 1, "start": "2026-05",
+                                      "end": "2026-05"}]},
+         "bad end='2026-05'; expected a month after start='2026-05' (end is exclusive)"),
+        ("economics", {"contracts": [{"name": "c", "price_usd_per_month": 1, "start": "2026-05",
+                                      "end": "2026-07", "ramp_discounts": {"2026-07": 0.5}}]},
+         "bad ramp_discounts month '2026-07'; expected within the term [2026-05, 2026-07)"),
         ("economics", {"contracts": [{"name": "c", "site": "zz", "price_usd_per_month": 1,
                                       "start": "2026-05", "end": "2027-05"}]},
          "economics.contracts[0].site = 'zz': no such site"),
@@ -303,6 +327,40 @@ def test_every_problem_is_reported_one_per_line():
 )
 def test_bad_values_name_path_and_value(path, value, expected):
     assert expected in error_of(edited(path, value))
+
+
+def test_null_predicted_ttft_limit_is_the_tenants_common_ttft_slo():
+    data = edited("tenants.1.slo", {"ttft_p99_ms": 500})  # gold and free: 500 ms
+    data["admission"] = {"policy": "predicted_ttft"}
+    scenario = parse(data)
+    assert scenario.admission.max_predicted_ttft_ms == 500
+    assert "max_predicted_ttft_ms: 500" in dump_resolved(scenario)
+    data["admission"]["max_predicted_ttft_ms"] = 250  # an explicit limit stays
+    assert parse(data).admission.max_predicted_ttft_ms == 250
+    # another policy leaves null alone (the limit is not used)
+    assert parse(edited("admission", {"policy": "token_bucket"})
+                 ).admission.max_predicted_ttft_ms is None
+
+
+def test_null_predicted_ttft_limit_with_different_tenant_slos_is_an_error():
+    message = error_of(edited("admission", {"policy": "predicted_ttft"}))
+    assert "admission.max_predicted_ttft_ms = null" in message
+    assert "gold 500, free None" in message  # free has no TTFT target
+    assert "\n" not in message
+    data = edited("tenants.1.slo", {"ttft_p99_ms": 2000})
+    data["admission"] = {"policy": "predicted_ttft"}
+    assert "gold 500, free 2000" in error_of(data)
+
+
+def test_max_queue_is_refused_where_no_policy_uses_it():
+    message = error_of(edited("admission", {"policy": "predicted_ttft",
+                                            "max_predicted_ttft_ms": 300, "max_queue": 8}))
+    assert message.startswith("bad.yaml: admission.max_queue = 8: not used by policy "
+                              "predicted_ttft")
+    # token_bucket and queue_length use it
+    for policy in ("token_bucket", "queue_length"):
+        assert parse(edited("admission", {"policy": policy, "max_queue": 8})
+                     ).admission.max_queue == 8
 
 
 def test_missing_section_and_missing_kind():
@@ -402,3 +460,13 @@ def test_lognormal_mean_and_p99_round_trip():
     mu, sigma = dist.mu_sigma()
     assert math.exp(mu + sigma**2 / 2) == pytest.approx(1155)
     assert math.exp(mu + 2.3263478740408408 * sigma) == pytest.approx(4142)
+
+
+def test_the_lognormal_p99_point_is_defined_once():
+    from statistics import NormalDist
+
+    from capacitor.scenario import models
+    from capacitor.workload import lengths
+
+    assert models.Z99 is lengths.Z99
+    assert models.Z99 == pytest.approx(2.3263479, abs=1e-7) == NormalDist().inv_cdf(0.99)

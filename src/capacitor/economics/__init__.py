@@ -1,10 +1,13 @@
-"""Economics: contracts (monthly price, ramp discounts, term, notice) and unit costs
-(GPU-hours, energy, $ per million tokens, effective $ per GPU-hour)."""
+"""Economics: contracts (monthly price, ramp discounts, term with an exclusive end month,
+notice) and unit costs (GPU-hours, energy, $ per million tokens, effective $ per GPU-hour).
+The fleet summary's costs (:func:`capacitor.simulate.summary.economics_summary`) and
+``capacitor scenario check``'s contract lines are computed with these functions."""
 
 from capacitor.economics.contracts import (
     Contract,
     earliest_exit,
     exit_cost_usd,
+    in_term,
     monthly_cost,
     total_cost,
 )
@@ -25,6 +28,7 @@ __all__ = [
     "energy_mwh",
     "exit_cost_usd",
     "gpu_hour_cost_usd",
+    "in_term",
     "monthly_cost",
     "total_cost",
     "usd_per_million_tokens",

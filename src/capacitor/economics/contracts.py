@@ -1,8 +1,9 @@
 """Capacity contracts: a monthly price over a term, ramp discounts, and a notice period.
 
 Model. A :class:`Contract` bills ``price_usd_per_month`` for every calendar month from
-``start`` through ``end`` (both ``'YYYY-MM'``, both included: ``start='2026-05',
-end='2029-05'`` bills 37 months), less ``ramp_discounts[month]`` (a fraction of the price,
+``start`` up to ``end`` (both ``'YYYY-MM'``; ``end`` is the first month *not* billed, as in
+the scenario file: ``start='2026-05', end='2029-05'`` bills the 36 months May 2026 through
+April 2029), less ``ramp_discounts[month]`` (a fraction of the price,
 0-1) in the months listed, e.g. reduced fees while a site ramps up. Outside the term it bills
 nothing.
 
@@ -73,7 +74,8 @@ class Contract:
         name: label.
         price_usd_per_month: full monthly fee, USD.
         start: first billed month, ``'YYYY-MM'``.
-        end: last billed month, ``'YYYY-MM'`` (included).
+        end: the month the contract ends, ``'YYYY-MM'``: the first month not billed
+            (exclusive, like the scenario's ``economics.contracts[].end``).
         ramp_discounts: ``{'YYYY-MM': fraction}``, the share of the fee waived that month.
         notice_days: days between notice and the end of billing.
     """
@@ -93,17 +95,17 @@ class Contract:
             raise ConfigError(f"{where}: bad price_usd_per_month={price!r}; expected >= 0")
         first = month_index(self.start, f"{where} start")
         last = month_index(self.end, f"{where} end")
-        if last < first:
-            raise ConfigError(f"{where}: bad end={self.end!r}; expected a month >= start="
-                              f"{self.start!r}")
+        if last <= first:
+            raise ConfigError(f"{where}: bad end={self.end!r}; expected a month after start="
+                              f"{self.start!r} (end is exclusive)")
         if not isinstance(self.ramp_discounts, Mapping):
             raise ConfigError(f"{where}: bad ramp_discounts={self.ramp_discounts!r}; expected "
                               "{'YYYY-MM': fraction}")
         for month, frac in self.ramp_discounts.items():
             i = month_index(month, f"{where} ramp_discounts key")
-            if not first <= i <= last:
+            if not first <= i < last:
                 raise ConfigError(f"{where}: bad ramp_discounts month {month!r}; expected "
-                                  f"within {self.start}..{self.end}")
+                                  f"within the term [{self.start}, {self.end})")
             if isinstance(frac, bool) or not isinstance(frac, Real) or not 0 <= frac <= 1:
                 raise ConfigError(f"{where}: bad ramp_discounts[{month!r}]={frac!r}; expected "
                                   "a fraction in [0, 1]")
@@ -114,13 +116,19 @@ class Contract:
     @property
     def months(self) -> int:
         """Billed months in the full term."""
-        return month_index(self.end) - month_index(self.start) + 1
+        return month_index(self.end) - month_index(self.start)
 
     @property
     def end_date(self) -> dt.date:
-        """The first day after the term (billing stops here at the latest)."""
-        nxt = month_index(self.end) + 1
-        return dt.date(nxt // 12, nxt % 12 + 1, 1)
+        """The first day after the term, 1 ``end`` (billing stops here at the latest)."""
+        i = month_index(self.end)
+        return dt.date(i // 12, i % 12 + 1, 1)
+
+
+def in_term(contract: Contract, month: str) -> bool:
+    """Whether ``month`` (``'YYYY-MM'``) is billed: from ``start`` up to, not including,
+    ``end``."""
+    return month_index(contract.start) <= month_index(month) < month_index(contract.end)
 
 
 def _discount(contract: Contract, index: int) -> float:
@@ -131,7 +139,7 @@ def _discount(contract: Contract, index: int) -> float:
 
 
 def _monthly(contract: Contract, index: int) -> float:
-    if not month_index(contract.start) <= index <= month_index(contract.end):
+    if not month_index(contract.start) <= index < month_index(contract.end):
         return 0.0
     return float(contract.price_usd_per_month) * (1.0 - _discount(contract, index))
 
@@ -191,6 +199,7 @@ __all__ = [
     "days_in_month",
     "earliest_exit",
     "exit_cost_usd",
+    "in_term",
     "month_index",
     "month_name",
     "monthly_cost",

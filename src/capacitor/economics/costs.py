@@ -4,9 +4,9 @@ All functions are plain arithmetic, vectorised over NumPy arrays (a scalar in gi
 out), with the unit in every name:
 
 - ``gpu_hour_cost_usd = num_gpus * hours * usd_per_gpu_hour`` (rented capacity);
-- ``energy_mwh = sum(power_mw * interval_s) / 3600`` (a power time series to energy);
+- ``energy_mwh = sum(power_mw) / (3600 / interval_s)`` (a power time series to energy);
 - ``energy_cost_usd = mwh * usd_per_mwh``;
-- ``usd_per_million_tokens = cost_usd / output_tokens * 1e6``; with no tokens it is ``inf``
+- ``usd_per_million_tokens = cost_usd / (output_tokens / 1e6)``; with no tokens it is ``inf``
   when something was spent and ``nan`` when nothing was (there is no unit cost to report);
 - ``effective_usd_per_gpu_hour = cost_usd / (gpus * hours)`` (what a contract, or any bill,
   comes to per GPU-hour);
@@ -59,7 +59,11 @@ def energy_mwh(power_mw: float | np.ndarray, interval_s: float) -> float:
     dt = _nonneg(fn, "interval_s", interval_s)
     if dt.ndim != 0:
         raise ConfigError(f"{fn}: bad interval_s={interval_s!r}; expected one number")
-    return float(p.sum() * dt / SECONDS_PER_HOUR)
+    if dt <= 0:
+        raise ConfigError(f"{fn}: bad interval_s={interval_s!r}; expected a number > 0")
+    # NOTE: divided by the intervals per hour (60 for minutes, exact) so that the fleet
+    # summary's energy keeps the bytes it had when it summed minutes and divided by 60.
+    return float(p.sum() / (SECONDS_PER_HOUR / dt))
 
 
 def energy_cost_usd(mwh: float | np.ndarray, usd_per_mwh: float | np.ndarray) -> float | np.ndarray:
@@ -75,7 +79,7 @@ def usd_per_million_tokens(cost_usd: float | np.ndarray,
     cost = _nonneg(fn, "cost_usd", cost_usd)
     tokens = _nonneg(fn, "output_tokens", output_tokens)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return _out(cost / tokens * 1e6)
+        return _out(cost / (tokens / 1e6))
 
 
 def effective_usd_per_gpu_hour(cost_usd: float | np.ndarray, gpus: float | np.ndarray,

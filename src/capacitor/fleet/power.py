@@ -8,10 +8,12 @@ Model. A GPU that is up draws a fraction of its TDP that depends on how busy it 
 where ``utilization`` is the fraction of the window the replica spent executing engine steps.
 The site draws ``sum(gpu_w) * server_overhead_factor * pue``: the overhead factor adds the
 rest of the server (CPUs, NVSwitch, NICs, fans, drives) as a multiple of GPU power, and PUE
-adds cooling and power distribution. A down GPU (failed, or its site out) draws nothing.
-The site's draw is capped at ``cap_mw``: :class:`SitePower` reports the demand, the capped
-draw and a ``capped`` flag per window (what throttling does to latency is the simulator's
-business).
+adds cooling and power distribution (:func:`facility_draw_w`, per GPU type and window). A
+down GPU (failed, or its site out) draws nothing. The site's draw is capped at ``cap_mw``:
+:func:`cap_power` gives a :class:`SitePower` with the demand, the capped draw and a
+``capped`` flag per window (what throttling does to latency is the simulator's business).
+The fleet run's timeline (:func:`capacitor.simulate.summary.timeline`) is built from these
+two functions.
 
 Constants and their sources:
 
@@ -27,8 +29,9 @@ Constants and their sources:
   so its idle GPUs hold a CUDA context, which lifts them 26-50 W above bare idle on HBM parts
   (Vadari, "The Model Parking Tax", arXiv 2605.23918); about 100 W on a 700 W H100, and the
   commonly quoted "idle is ~15 % of TDP".
-- ``SERVER_OVERHEAD_FACTOR = 10.2 / 5.6 = 1.82``: NVIDIA DGX H100, maximum system input
-  10.2 kW for eight 700 W GPUs (5.6 kW) (DGX H100 user guide power specification, as quoted by
+- ``SERVER_OVERHEAD_FACTOR = 1.82`` (10.2 / 5.6 = 1.821, rounded to the two digits scenarios
+  quote): NVIDIA DGX H100, maximum system input 10.2 kW for eight 700 W GPUs (5.6 kW)
+  (six 3.3 kW PSUs, 4+2; DGX H100 user guide power specification, as quoted by
   supercluster.blog "AI Supercluster: NVIDIA DGX Power, Cooling, and Efficiency"; typical
   draw 6.5-8.5 kW). This is a nameplate ratio for the facility check; applied to measured GPU
   draw it makes the non-GPU part scale with GPU load, a simplification. Network switches are
@@ -38,8 +41,8 @@ Constants and their sources:
   ``../shared/data/fleet/fleet_facts.csv``.
 
 :func:`facility_power_mw` is the inventory check: every GPU at full TDP, times the overhead
-factor, times PUE; :func:`check_facility_power` raises :class:`ScenarioError` when that
-exceeds the site's cap.
+factor, times PUE (the scenario check compares it with the site's cap and names the YAML
+path, :mod:`capacitor.scenario.checks`).
 """
 
 from __future__ import annotations
@@ -52,11 +55,11 @@ from numbers import Real
 import numpy as np
 
 from capacitor.catalog.hardware import get_gpu
-from capacitor.errors import ConfigError, ScenarioError
+from capacitor.errors import ConfigError
 
 BUSY_POWER_FRACTION = 0.6055
 IDLE_POWER_FRACTION = 0.15
-SERVER_OVERHEAD_FACTOR = 10.2 / 5.6
+SERVER_OVERHEAD_FACTOR = 1.82  # the one definition: scenario defaults refer to it
 PUE_INDUSTRY_AVERAGE = 1.56
 PUE_HYPERSCALE = 1.1
 
@@ -127,59 +130,30 @@ def gpu_power_w(utilization: float | np.ndarray, tdp_w: float | np.ndarray, *,
     return tdp * (i + (b - i) * u)
 
 
-def site_power_mw(busy_gpu_seconds: np.ndarray | float, idle_gpu_seconds: np.ndarray | float,
-                  window_s: float, tdp_w: np.ndarray | float, *, pue: float,
-                  cap_mw: float = math.inf,
-                  busy_power_fraction: float = BUSY_POWER_FRACTION,
-                  idle_power_fraction: float = IDLE_POWER_FRACTION,
-                  server_overhead_factor: float = SERVER_OVERHEAD_FACTOR) -> SitePower:
-    """Site power per window from GPU-seconds spent busy and idle in each window.
+def facility_draw_w(utilization: float | np.ndarray, tdp_w: float, num_gpus: float, *,
+                    server_overhead_factor: float, pue: float,
+                    busy_power_fraction: float = BUSY_POWER_FRACTION,
+                    idle_power_fraction: float = IDLE_POWER_FRACTION) -> np.ndarray:
+    """Facility watts drawn by ``num_gpus`` up GPUs of one type at ``utilization`` (per window):
+    ``gpu_power_w(utilization, tdp_w) * server_overhead_factor * pue * num_gpus``.
 
-    Inputs broadcast together: 1-D arrays are one value per window; with 2-D arrays
-    (windows x groups, e.g. GPU types with their own ``tdp_w`` along the last axis) the
-    groups are summed. GPU-seconds of down GPUs belong in neither argument.
+    Example: 10 H100 (700 W) fully busy, overhead 1.82, PUE 1.2: 423.85 W x 1.82 x 1.2 x 10
+    = 9,256.9 W.
     """
-    fn = "site_power_mw"
-    b, i = _fractions(fn, busy_power_fraction, idle_power_fraction)
-    window = _factor(fn, "window_s", window_s, 0.0, strict=True)
-    p = _factor(fn, "pue", pue, 1.0)
+    fn = "facility_draw_w"
     k = _factor(fn, "server_overhead_factor", server_overhead_factor, 1.0)
-    busy = _array(fn, "busy_gpu_seconds", busy_gpu_seconds)
-    idle = _array(fn, "idle_gpu_seconds", idle_gpu_seconds)
-    tdp = _array(fn, "tdp_w", tdp_w)
-    gpu_w = tdp * (busy * b + idle * i) / window
-    if gpu_w.ndim >= 2:
-        gpu_w = gpu_w.sum(axis=-1)
-    return _capped(fn, np.atleast_1d(gpu_w * k * p / 1e6), cap_mw)
-
-
-def power_from_busy_fraction_mw(busy_fraction: np.ndarray, gpus_per_replica: np.ndarray | int,
-                                tdp_w: np.ndarray | float, *, pue: float,
-                                up: np.ndarray | None = None, cap_mw: float = math.inf,
-                                busy_power_fraction: float = BUSY_POWER_FRACTION,
-                                idle_power_fraction: float = IDLE_POWER_FRACTION,
-                                server_overhead_factor: float = SERVER_OVERHEAD_FACTOR,
-                                ) -> SitePower:
-    """Site power per window (e.g. per minute) from each replica's busy fraction.
-
-    ``busy_fraction`` is (windows x replicas) or (replicas,) for one window;
-    ``gpus_per_replica`` and ``tdp_w`` are scalars or per replica; ``up`` (same shape as
-    ``busy_fraction``, default all up) marks replicas that draw power at all.
-    """
-    fn = "power_from_busy_fraction_mw"
     p = _factor(fn, "pue", pue, 1.0)
-    k = _factor(fn, "server_overhead_factor", server_overhead_factor, 1.0)
-    u = np.atleast_2d(_array(fn, "busy_fraction", busy_fraction, hi=1.0))
-    gpus = _array(fn, "gpus_per_replica", gpus_per_replica)
-    watts = gpu_power_w(u, tdp_w, busy_power_fraction=busy_power_fraction,
-                        idle_power_fraction=idle_power_fraction) * gpus
-    if up is not None:
-        mask = np.atleast_2d(np.asarray(up, bool))
-        if mask.shape != u.shape:
-            raise ConfigError(f"{fn}: up has shape {np.shape(up)}, expected "
-                              f"{np.shape(busy_fraction)} like busy_fraction")
-        watts = np.where(mask, watts, 0.0)
-    return _capped(fn, watts.sum(axis=-1) * k * p / 1e6, cap_mw)
+    n = _factor(fn, "num_gpus", num_gpus, 0.0)
+    # NOTE: multiplied in this order so the run's timeline keeps its bytes from before this
+    # function existed (floating-point products are not associative).
+    return gpu_power_w(utilization, tdp_w, busy_power_fraction=busy_power_fraction,
+                       idle_power_fraction=idle_power_fraction) * k * p * n
+
+
+def cap_power(demand_mw: float | np.ndarray, cap_mw: float) -> SitePower:
+    """A site's power per window: the ``demand_mw`` it would draw, held to ``cap_mw``."""
+    fn = "cap_power"
+    return _capped(fn, np.atleast_1d(_array(fn, "demand_mw", demand_mw)), cap_mw)
 
 
 def facility_power_mw(gpus: Mapping[str, int], *, pue: float,
@@ -214,22 +188,6 @@ def facility_power_mw(gpus: Mapping[str, int], *, pue: float,
     return total_w * p / 1e6
 
 
-def check_facility_power(gpus: Mapping[str, int], cap_mw: float, *, pue: float,
-                         server_overhead_factor: float = SERVER_OVERHEAD_FACTOR,
-                         where: str = "site") -> float:
-    """:func:`facility_power_mw`, or :class:`ScenarioError` naming ``where`` (a YAML path)
-    when it exceeds ``cap_mw``."""
-    cap = _factor("check_facility_power", "cap_mw", cap_mw, 0.0, strict=True)
-    mw = facility_power_mw(gpus, pue=pue, server_overhead_factor=server_overhead_factor)
-    if mw > cap:
-        inventory = ", ".join(f"{c:,} {n}" for n, c in gpus.items())
-        raise ScenarioError(
-            f"{where}: GPU inventory needs {mw:,.1f} MW ({inventory} at TDP x server overhead "
-            f"{server_overhead_factor:.2f} x PUE {pue:g}), above power_cap_mw {cap:g}"
-        )
-    return mw
-
-
 __all__ = [
     "BUSY_POWER_FRACTION",
     "IDLE_POWER_FRACTION",
@@ -237,9 +195,8 @@ __all__ = [
     "PUE_INDUSTRY_AVERAGE",
     "SERVER_OVERHEAD_FACTOR",
     "SitePower",
-    "check_facility_power",
+    "cap_power",
+    "facility_draw_w",
     "facility_power_mw",
     "gpu_power_w",
-    "power_from_busy_fraction_mw",
-    "site_power_mw",
 ]

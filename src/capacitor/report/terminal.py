@@ -3,12 +3,15 @@ per-deployment load, site power against its cap, and unit costs (rich tables).""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from capacitor.simulate.summary_model import RunSummary
 
 
 def _num(value: Any, digits: int = 0) -> str:
@@ -17,18 +20,18 @@ def _num(value: Any, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
-def print_run(console: Console, summary: dict[str, Any]) -> None:
-    """Print ``summary`` (the content of ``summary.json``)."""
-    verdict = summary["verdict"]
-    style = "bold green" if verdict["ok"] else "bold red"
-    window = summary["window"]
+def print_run(console: Console, summary: RunSummary) -> None:
+    """Print ``summary`` (what ``summary.json`` holds)."""
+    verdict = summary.verdict
+    style = "bold green" if verdict.ok else "bold red"
+    window = summary.window
     console.print(
-        f"[{style}]{escape(summary['scenario'])}: {escape(verdict['text'])}[/]", soft_wrap=True
+        f"[{style}]{escape(summary.scenario)}: {escape(verdict.text)}[/]", soft_wrap=True
     )
     console.print(
-        f"window {window['duration_s']:,.0f} s (after {window['warmup_s']:,.0f} s "
-        f"warm-up) of {window['month'] or 'the rates as written'}, "
-        f"fidelity {summary['fidelity']}, seed {summary['seed']}"
+        f"window {window.duration_s:,.0f} s (after {window.warmup_s:,.0f} s "
+        f"warm-up) of {window.month or 'the rates as written'}, "
+        f"fidelity {summary.fidelity}, seed {summary.seed}"
     )
     tiers = Table(title="tenants", box=box.SIMPLE_HEAD)
     for col in (
@@ -43,19 +46,19 @@ def print_run(console: Console, summary: dict[str, Any]) -> None:
         "SLO",
     ):
         tiers.add_column(col, justify="left" if col in ("tenant", "SLO") else "right")
-    misses = {(m["tenant"], m["metric"]) for m in verdict["misses"]}
-    for name, t in sorted(summary["tenants"].items(), key=lambda kv: (kv[1]["tier"], kv[0])):
+    misses = {(m.tenant, m.metric) for m in verdict.misses}
+    for name, t in sorted(summary.tenants.items(), key=lambda kv: (kv[1].tier, kv[0])):
         missed = [metric for (tenant, metric) in misses if tenant == name]
         slo = "[red]misses " + ", ".join(sorted(missed)) + "[/]" if missed else "[green]met[/]"
         tiers.add_row(
             escape(name),
-            str(t["tier"]),
-            _num(t["requests"]),
-            _num(t["refused_pct"], 2),
-            f"{_num(t['ttft_ms']['p50'])} / {_num(t['ttft_ms']['p99'])}",
-            f"{_num(t['itl_ms']['p50'], 1)} / {_num(t['itl_ms']['p99'], 1)}",
-            f"{_num(t['e2e_ms']['p50'])} / {_num(t['e2e_ms']['p99'])}",
-            _num(t["goodput_rps"], 1),
+            str(t.tier),
+            _num(t.requests),
+            _num(t.refused_pct, 2),
+            f"{_num(t.ttft_ms.p50)} / {_num(t.ttft_ms.p99)}",
+            f"{_num(t.itl_ms.p50, 1)} / {_num(t.itl_ms.p99, 1)}",
+            f"{_num(t.e2e_ms.p50)} / {_num(t.e2e_ms.p99)}",
+            _num(t.goodput_rps, 1),
             slo,
         )
     console.print(tiers)
@@ -71,30 +74,30 @@ def print_run(console: Console, summary: dict[str, Any]) -> None:
         "availability",
     ):
         deps.add_column(col, justify="left" if col in ("deployment", "GPU") else "right")
-    for name, d in summary["deployments"].items():
+    for name, d in summary.deployments.items():
         deps.add_row(
             escape(name),
-            d["gpu"],
-            f"{d['replicas']:,} ({d['simulated_replicas']:,})",
-            _num(d["completed"]),
-            _num(d["preemptions"]),
-            f"{100 * (d['batch_occupancy'] or 0):.0f}%",
-            _num(d["output_tokens_per_s"]),
-            f"{100 * (d['availability'] or 0):.2f}%",
+            d.gpu,
+            f"{d.replicas:,} ({d.simulated_replicas:,})",
+            _num(d.completed),
+            _num(d.preemptions),
+            f"{100 * (d.batch_occupancy or 0):.0f}%",
+            _num(d.output_tokens_per_s),
+            f"{100 * (d.availability or 0):.2f}%",
         )
     console.print(deps)
-    eco = summary["economics"]
-    for name, s in summary["sites"].items():
-        flag = " [red](at cap)[/]" if s["at_cap"] else ""
+    eco = summary.economics
+    for name, s in summary.sites.items():
+        flag = " [red](at cap)[/]" if s.at_cap else ""
         console.print(
-            f"site {escape(name)}: {s['gpus']:,} GPUs, power "
-            f"{_num(s['power_mw_mean'], 1)} MW mean / {_num(s['power_mw_peak'], 1)} MW peak of "
-            f"{_num(s['power_cap_mw'], 1)} MW cap{flag}, {_num(s['energy_mwh'], 1)} MWh"
+            f"site {escape(name)}: {s.gpus:,} GPUs, power "
+            f"{_num(s.power_mw_mean, 1)} MW mean / {_num(s.power_mw_peak, 1)} MW peak of "
+            f"{_num(s.power_cap_mw, 1)} MW cap{flag}, {_num(s.energy_mwh, 1)} MWh"
         )
     console.print(
-        f"cost of the window ${_num(eco['window_cost_usd'])}; "
-        f"${_num(eco['usd_per_million_output_tokens'], 2)} per million output tokens; "
-        f"${_num(eco['usd_per_gpu_hour_effective'], 2)} per GPU-hour effective; energy "
-        f"{_num(eco['energy_mwh'], 1)} MWh"
-        + (f" (${_num(eco['energy_cost_usd'])})" if eco["energy_cost_usd"] is not None else "")
+        f"cost of the window ${_num(eco.window_cost_usd)}; "
+        f"${_num(eco.usd_per_million_output_tokens, 2)} per million output tokens; "
+        f"${_num(eco.usd_per_gpu_hour_effective, 2)} per GPU-hour effective; energy "
+        f"{_num(eco.energy_mwh, 1)} MWh"
+        + (f" (${_num(eco.energy_cost_usd)})" if eco.energy_cost_usd is not None else "")
     )

@@ -13,16 +13,17 @@ from pydantic import (
     Field,
 )
 
-#: Server + network power per GPU as a multiple of the GPU's TDP, when a site does not say.
-#: NVIDIA DGX H100: "maximum system power 10.2 kW" for 8 x 700 W H100 SXM GPUs, i.e.
-#: 10.2 / 5.6 = 1.82 (DGX H100 user guide, power specifications; six 3.3 kW PSUs, 4+2).
-#: It covers CPUs, memory, NICs, NVSwitches, fans and PSU losses at the system's rated
-#: maximum; fabric switches outside the server are not in it.
-DEFAULT_SERVER_OVERHEAD_FACTOR = 1.82
-#: GPUs per server when ``failures.gpus_per_node`` does not name the GPU (HGX / DGX boards).
-DEFAULT_GPUS_PER_NODE = 8
-#: One-sided 99th-percentile point of the standard normal (lognormal ``p99_tokens``).
-Z99 = 2.3263478740408408
+from capacitor.economics.contracts import month_index
+from capacitor.fleet.failures import DEFAULT_GPUS_PER_NODE as FLEET_GPUS_PER_NODE
+from capacitor.fleet.power import SERVER_OVERHEAD_FACTOR
+from capacitor.workload.lengths import Z99  # the standard normal's 99th percentile, 2.3263
+
+#: Server power per GPU as a multiple of the GPU's TDP, when a site does not say: defined
+#: (with its source, the DGX H100's 10.2 kW for 8 x 700 W) in :mod:`capacitor.fleet.power`.
+DEFAULT_SERVER_OVERHEAD_FACTOR = SERVER_OVERHEAD_FACTOR
+#: GPUs per server when ``failures.gpus_per_node`` does not name the GPU (HGX / DGX boards):
+#: defined in :mod:`capacitor.fleet.failures`.
+DEFAULT_GPUS_PER_NODE = FLEET_GPUS_PER_NODE
 MONTH_RE = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 PRECISIONS = ("FP16", "BF16", "FP8", "FP4")
@@ -58,12 +59,6 @@ def _month(value: Any) -> Any:
 
 Month = Annotated[str, BeforeValidator(_month), Field(pattern=MONTH_RE)]
 Name = Annotated[str, Field(pattern=NAME_RE, max_length=100)]
-
-
-def month_index(month: str) -> int:
-    """Months since year 0 of a ``YYYY-MM`` string (differences count months)."""
-    year, mon = month.split("-")
-    return int(year) * 12 + int(mon) - 1
 
 
 def _upper(value: Any) -> Any:

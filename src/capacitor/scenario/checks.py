@@ -313,6 +313,12 @@ def _check_policies_and_economics(scenario: Scenario, problems: list[str]) -> No
     if adm.policy == "queue_length" and adm.max_queue is None:
         problems.append("admission.max_queue: missing; policy queue_length needs it "
                         "(waiting requests per replica)")
+    if adm.policy == "predicted_ttft" and adm.max_predicted_ttft_ms is None:
+        _tenants_ttft_limit(scenario, problems)
+    if adm.policy == "predicted_ttft" and adm.max_queue is not None:
+        problems.append(f"admission.max_queue = {adm.max_queue}: not used by policy "
+                        "predicted_ttft (which bounds the wait by the predicted TTFT); remove "
+                        "it, or use policy token_bucket or queue_length")
     sites = [s.name for s in scenario.sites]
     for i, c in enumerate(scenario.economics.contracts):
         if c.site is not None and c.site not in sites:
@@ -321,6 +327,24 @@ def _check_policies_and_economics(scenario: Scenario, problems: list[str]) -> No
     prices = scenario.economics.gpu_hour_usd
     scenario.economics.gpu_hour_usd = _canonical_gpu_keys(prices, "economics.gpu_hour_usd",
                                                           problems)
+
+
+def _tenants_ttft_limit(scenario: Scenario, problems: list[str]) -> None:
+    """``max_predicted_ttft_ms: null`` means the tenants' ``slo.ttft_p99_ms``: fill it in when
+    every tenant with a workload has the same one (the limit is one number per deployment),
+    else say which differ."""
+    served = {w.tenant for w in scenario.workloads}
+    targets = {t.name: t.slo.ttft_p99_ms for t in scenario.tenants if t.name in served}
+    values = set(targets.values())
+    if len(values) == 1 and None not in values:
+        scenario.admission.max_predicted_ttft_ms = values.pop()
+        return
+    listed = ", ".join(f"{name} {ms if ms is None else f'{ms:g}'}"
+                       for name, ms in targets.items())
+    problems.append(f"admission.max_predicted_ttft_ms = null: means the tenants' "
+                    f"slo.ttft_p99_ms, which must be one value for all of them (one limit "
+                    f"applies to every request), but they are: {listed}; set "
+                    "max_predicted_ttft_ms in ms, or give every tenant the same ttft_p99_ms")
 
 
 # ---- derived views ---------------------------------------------------------------------------

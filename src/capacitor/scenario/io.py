@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from capacitor.economics.contracts import earliest_exit, exit_cost_usd, month_name, total_cost
 from capacitor.engine.replica import build_replica, resolved_settings
 from capacitor.errors import ScenarioError
 from capacitor.perf.profile import load_profile
@@ -180,6 +181,18 @@ def _stage_requests(rate: float, t0: float, t1: float, end: float) -> float:
 # ---- outputs ---------------------------------------------------------------------------------
 
 
+def _contract_line(contract: Any, month: str | None) -> str:
+    """A contract's term, its total, and what leaving it costs with notice given on the first
+    day of ``month`` (the window's; the contract's first month when None)."""
+    terms = contract.terms()
+    last = month_name(month_index(terms.end) - 1)
+    notice = f"{month or terms.start}-01"
+    return (f"contract {contract.name}: {terms.months} months {terms.start} to {last}, "
+            f"${total_cost(terms, terms.start, last):,.0f} in all; notice {terms.notice_days} "
+            f"days: given {notice}, billing stops {earliest_exit(terms, notice)} with "
+            f"${exit_cost_usd(terms, notice):,.0f} still owed")
+
+
 def summary_lines(scenario: Scenario) -> list[str]:
     """A few human lines about a checked scenario (for ``capacitor scenario check``)."""
     counts = resolve_replicas(scenario)
@@ -193,6 +206,8 @@ def summary_lines(scenario: Scenario) -> list[str]:
     for dep in scenario.deployments:
         lines.append(f"deployment {dep.name}: {counts[dep.name]:,} x {dep.model} on "
                      f"{dep.gpus_per_replica} {dep.gpu} at {dep.site}")
+    lines += [_contract_line(c, scenario.simulation.window.month)
+              for c in scenario.economics.contracts]
     arrivals = expected_arrivals(scenario)
     known = [v for v in arrivals.values() if v is not None]
     window = scenario.simulation.window

@@ -154,8 +154,9 @@ class Site(Strict):
         ge=1.0,
         le=4.0,
         description="IT power per GPU as a multiple of the GPU's TDP: the GPU plus its share "
-        "of server (CPU, memory, NIC, fans, PSU loss) and network power. Default 1.82 = "
-        "NVIDIA DGX H100 maximum system power 10.2 kW / (8 x 700 W).",
+        "of the server (CPU, memory, NIC, NVSwitch, fans, PSU loss; fabric switches outside "
+        f"the server are not in it). Default {DEFAULT_SERVER_OVERHEAD_FACTOR:g} = NVIDIA DGX "
+        "H100 maximum system power 10.2 kW / (8 x 700 W), rounded.",
     )
     server_overhead_factor_by_gpu: dict[str, float] = Field(
         default_factory=dict,

@@ -10,7 +10,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from capacitor.scenario.base import Month, Name, Strict, _month, month_index
+from capacitor.economics.contracts import Contract as EconomicsContract
+from capacitor.errors import ConfigError
+from capacitor.scenario.base import Month, Name, Strict, _month
 
 # ---- tenants ---------------------------------------------------------------------------------
 
@@ -108,18 +110,20 @@ class Admission(Strict):
 
     policy: Literal["none", "token_bucket", "queue_length", "predicted_ttft"] = Field(
         default="token_bucket",
-        description="none: admit everything (tenant limits ignored); token_bucket: enforce "
-        "each tenant's rate_limits and quotas; queue_length: token_bucket + reject when the "
-        "replicas' queues are full (max_queue); predicted_ttft: token_bucket + reject when "
-        "the predicted TTFT exceeds the target.",
+        description="none: admit everything (tenant limits and max_queue ignored); "
+        "token_bucket: enforce each tenant's rate_limits and quotas, and max_queue when set; "
+        "queue_length: token_bucket with max_queue required; predicted_ttft: token_bucket + "
+        "reject when the predicted TTFT exceeds the target (max_queue not allowed).",
     )
     max_queue: int | None = Field(
-        default=None, ge=0, description="Waiting requests per replica before queue_length "
-        "rejects; None = unbounded (required for queue_length)."
+        default=None, ge=0, description="Waiting requests per replica beyond which a new "
+        "request is rejected, under token_bucket and queue_length (required for queue_length; "
+        "not allowed with predicted_ttft; ignored by none); None or 0 = unbounded."
     )
     max_predicted_ttft_ms: float | None = Field(
-        default=None, gt=0, description="predicted_ttft rejects above this, ms; None = each "
-        "tenant's slo.ttft_p99_ms."
+        default=None, gt=0, description="predicted_ttft rejects above this, ms; None = the "
+        "tenants' slo.ttft_p99_ms, which must then be one value for every tenant with a "
+        "workload (one limit applies to all requests)."
     )
     bucket_depth_s: float = Field(
         default=60.0, gt=0, description="Token-bucket depth, seconds of the tenant's rate "
@@ -136,8 +140,12 @@ class Admission(Strict):
 
 
 class Contract(Strict):
-    """A capacity contract: a monthly price over a term."""
+    """A capacity contract as the scenario file states it: a monthly price over a term.
 
+    This is the edge model (parsing, YAML paths in errors); :meth:`terms` gives the domain
+    :class:`capacitor.economics.contracts.Contract` that the costs are computed from. Both
+    read ``end`` the same way: the first month not billed.
+    """
     name: Name = Field(description="Contract name.")
     site: str | None = Field(
         default=None, description="Site the contract pays for; None = the whole fleet."
@@ -151,31 +159,30 @@ class Contract(Strict):
     )
     notice_days: int = Field(default=0, ge=0, description="Notice period to terminate, days.")
     includes_energy: bool = Field(
-        default=True, description="The price covers the site's electricity (energy cost is "
-        "then reported, not added)."
+        default=True, description="The price covers the electricity of the sites the "
+        "contract pays for (their energy cost is then reported, not added); false = their "
+        "energy is added to the cost at economics.energy_usd_per_mwh."
     )
 
     @model_validator(mode="after")
     def _term(self) -> Contract:
-        if month_index(self.end) <= month_index(self.start):
-            raise ValueError(f"end = {self.end!r} must be after start = {self.start!r}")
-        for month, fraction in self.ramp_discounts.items():
+        for month in self.ramp_discounts:
             _month(month)
-            if not 0.0 <= fraction <= 1.0:
-                raise ValueError(
-                    f"ramp_discounts[{month}] = {fraction!r}: must be a fraction in [0, 1]"
-                )
-            if not month_index(self.start) <= month_index(month) < month_index(self.end):
-                raise ValueError(
-                    f"ramp_discounts[{month}]: month outside the term [{self.start}, "
-                    f"{self.end})"
-                )
+        try:  # the term's rules (end after start and exclusive, ramp months inside) live there
+            self.terms()
+        except ConfigError as err:
+            raise ValueError(str(err).removeprefix(f"contract {self.name!r}: ")) from None
         return self
 
     @property
     def term_months(self) -> int:
         """Billed months in the term."""
-        return month_index(self.end) - month_index(self.start)
+        return self.terms().months
+
+    def terms(self) -> EconomicsContract:
+        """The contract's billing terms as the economics layer computes with them."""
+        return EconomicsContract(self.name, self.price_usd_per_month, self.start, self.end,
+                                 dict(self.ramp_discounts), self.notice_days)
 
 
 class Economics(Strict):
@@ -186,10 +193,13 @@ class Economics(Strict):
     )
     gpu_hour_usd: dict[str, float] = Field(
         default_factory=dict, description="GPU id -> price per GPU-hour, USD, for GPUs not "
-        "under a contract."
+        "under a contract: those at sites no contract in its term names (a contract without "
+        "a site covers every site)."
     )
     energy_usd_per_mwh: float | None = Field(
-        default=None, ge=0, description="Electricity price, USD per MWh of facility energy."
+        default=None, ge=0, description="Electricity price, USD per MWh of facility energy: "
+        "added to the cost for every site that no contract with includes_energy pays for "
+        "(GPU-hour prices are taken to exclude electricity); None = energy is not priced."
     )
 
     @field_validator("gpu_hour_usd")

@@ -9,6 +9,7 @@ Modules, in the order a run flows through them:
 ``backends``    local threads or Ray tasks
 ``run``         :func:`run_scenario`: all cells, merged in task order, then the summary
 ``summary``     per-tier verdicts, utilisation, power and unit costs (``summary.json``)
+``summary_model`` the typed summary: what ``summary.json`` holds, its JSON Schema
 ``outputs``     the run directory: ``summary.json``, ``requests.parquet``, ``timeline.parquet``
 """
 

@@ -8,7 +8,6 @@ never holds them all in memory.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -124,8 +123,7 @@ def write_run_dir(run, out_dir: Path, resolved_yaml: str, *,
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "scenario.yaml").write_text(resolved_yaml, encoding="utf-8")
-    (out_dir / "summary.json").write_text(json.dumps(run.summary, indent=2, sort_keys=True)
-                                          + "\n", encoding="utf-8")
+    (out_dir / "summary.json").write_text(run.summary.to_json(), encoding="utf-8")
     if not requests_written:
         pq.write_table(requests_table(run), out_dir / "requests.parquet")
     pq.write_table(pa.table(timeline(run)), out_dir / "timeline.parquet")

@@ -11,6 +11,7 @@ import numpy as np
 
 from capacitor.fleet.demand import Demand
 from capacitor.simulate.digest import PoolDigest
+from capacitor.simulate.summary_model import RunSummary
 
 
 @dataclass(slots=True)
@@ -47,7 +48,7 @@ class RunResult:
     warmup_s: float
     num_minutes: int
     pools: list[PoolRun] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: RunSummary | None = None  # set by run_scenario once the pools are done
 
     @property
     def num_simulated(self) -> int:

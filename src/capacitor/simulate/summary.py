@@ -3,42 +3,97 @@ utilisation (busy time) and batch occupancy (running sequences / ``max_num_seqs`
 against its cap, and unit costs. Also the per-minute timeline.
 
 It reads the runs' :class:`~capacitor.simulate.digest.PoolDigest` (one per deployment), not the
-per-request records; latency percentiles come from their 0.1%-wide log histograms. Counts from a
+per-request records; latency percentiles come from their 0.1%-wide log histograms, with
+NumPy's linear interpolation (:func:`weighted_percentiles`), as ``capacitor validate`` and
+vLLM's benchmarks compute them. Counts from a
 sampled pool are scaled by replicas / simulated replicas; latency percentiles weight each pool's
 requests the same way. A tier misses when a latency percentile exceeds its SLO or when more of
 its traffic is refused (throttled, shed, rejected as too long, or lost to a failure) than
 ``max_throttled_pct`` allows, so shedding cannot buy a verdict. Everything here is a pure
 function of the simulation: no wall-clock time, so the same scenario and seed give a byte-identical
-``summary.json``.
+``summary.json``. :func:`summarize` returns the typed
+:class:`~capacitor.simulate.summary_model.RunSummary`; costs come from :mod:`capacitor.economics`
+(:func:`economics_summary`) and power from :mod:`capacitor.fleet.power`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from capacitor.catalog.hardware import get_gpu
-from capacitor.economics.contracts import Contract, month_name
-from capacitor.economics.contracts import month_index as eco_month
-from capacitor.economics.costs import window_cost_usd
+from capacitor.economics.contracts import in_term
+from capacitor.economics.costs import (
+    SECONDS_PER_HOUR,
+    effective_usd_per_gpu_hour,
+    energy_cost_usd,
+    energy_mwh,
+    gpu_hour_cost_usd,
+    usd_per_million_tokens,
+    window_cost_usd,
+)
 from capacitor.engine.result import itl_bin_value_s
-from capacitor.fleet.power import gpu_power_w
+from capacitor.fleet.power import cap_power, facility_draw_w
+from capacitor.simulate.digest import MINUTE_S
+from capacitor.simulate.summary_model import (
+    ContractCost,
+    DeploymentSummary,
+    EconomicsSummary,
+    Miss,
+    Percentiles,
+    RunSummary,
+    SiteSummary,
+    TenantSummary,
+    Totals,
+    Verdict,
+    Window,
+)
 
 PCTS = (50, 90, 99)
 
 
 def weighted_percentiles(values: np.ndarray, weights: np.ndarray, pcts=PCTS) -> list[float]:
-    """Percentiles of ``values`` with per-value weights (nearest rank on the weighted CDF);
-    NaN when empty."""
-    ok = np.isfinite(values)
+    """Percentiles of ``values`` where each value counts ``weight`` times; NaN when empty.
+
+    The definition is NumPy's default (``numpy.percentile(..., method="linear")``, Hyndman
+    and Fan's type 7), the one vLLM's ``benchmark_serving`` and inference-perf report and
+    ``capacitor validate`` uses: the sample sorted, the ``p``-th percentile at the 0-based
+    position ``h = (n - 1) * p / 100``, interpolated linearly between the order statistics
+    ``floor(h)`` and ``floor(h) + 1``. Here ``n`` is the total weight and order statistic
+    ``i`` is the value whose cumulative weight first exceeds ``i``, so with integer weights
+    the result is ``numpy.percentile(numpy.repeat(values, weights), pcts)`` to the last bit
+    (the same index and interpolation arithmetic as NumPy's), without building the repeat::
+
+        values  1   2   3   4      weights 1 1 1 2  ->  sample 1 2 3 4 4
+        p50: h = 2    -> 3;   p90: h = 3.6 -> 4;   p25: h = 1 -> 2
+
+    A pool's requests weigh its scale (replicas / simulated replicas), which need not be
+    an integer; the same formula applies.
+    """
+    ok = np.isfinite(values) & (weights > 0)
     v, w = values[ok], weights[ok]
     if v.size == 0:
         return [math.nan] * len(pcts)
     order = np.argsort(v, kind="stable")
     v, cw = v[order], np.cumsum(w[order])
-    return [float(v[min(np.searchsorted(cw, p / 100.0 * cw[-1]), v.size - 1)]) for p in pcts]
+    n = cw[-1]
+    out = []
+    for p in pcts:
+        q = p / 100.0
+        h = (n - 1.0) * q  # NumPy's position for "linear", evaluated the same way
+        below = math.floor(h)
+        if h >= n - 1:
+            a = b = v[-1]
+        elif h < 0:
+            a = b = v[0]
+        else:
+            a = v[min(int(np.searchsorted(cw, below, side="right")), v.size - 1)]
+            b = v[min(int(np.searchsorted(cw, below + 1, side="right")), v.size - 1)]
+        t = h - below
+        # NumPy's _lerp: from the nearer end, so t = 1 gives b exactly
+        out.append(float(b - (b - a) * (1.0 - t) if t >= 0.5 else a + (b - a) * t))
+    return out
 
 
 def _r(x: float, digits: int = 3) -> float | None:
@@ -53,7 +108,7 @@ def _hist_percentiles(hist: np.ndarray | None) -> list[float]:
     return weighted_percentiles(itl_bin_value_s(nz) * 1e3, hist[nz])
 
 
-def _tenant_stats(run, k: int, tenant) -> dict[str, Any]:
+def _tenant_stats(run, k: int, tenant) -> TenantSummary:
     hists: dict[str, np.ndarray | None] = {"ttft": None, "e2e": None, "itl": None}
     requests = completed = refused = out_tokens = good = 0.0
     for d in run.digests:
@@ -67,42 +122,46 @@ def _tenant_stats(run, k: int, tenant) -> dict[str, Any]:
             hists[name] = w if hists[name] is None else hists[name] + w
     ttft, e2e, itl = (_hist_percentiles(hists[name]) for name in ("ttft", "e2e", "itl"))
     window = run.window_s
-    return {
-        "tier": tenant.tier,
-        "requests": _r(requests, 1), "completed": _r(completed, 1),
-        "refused_pct": _r(100.0 * refused / requests if requests else 0.0),
-        "ttft_ms": dict(zip((f"p{p}" for p in PCTS), map(_r, ttft), strict=True)),
-        "itl_ms": dict(zip((f"p{p}" for p in PCTS), map(_r, itl), strict=True)),
-        "e2e_ms": dict(zip((f"p{p}" for p in PCTS), map(_r, e2e), strict=True)),
-        "goodput_rps": _r(good / window), "throughput_rps": _r(completed / window),
-        "output_tokens_per_s": _r(out_tokens / window, 1),
-    }
+    return TenantSummary(
+        tier=tenant.tier,
+        requests=_r(requests, 1), completed=_r(completed, 1),
+        refused_pct=_r(100.0 * refused / requests if requests else 0.0),
+        ttft_ms=_percentiles(ttft), itl_ms=_percentiles(itl), e2e_ms=_percentiles(e2e),
+        goodput_rps=_r(good / window), throughput_rps=_r(completed / window),
+        output_tokens_per_s=_r(out_tokens / window, 1),
+        slo=tenant.slo,
+    )
 
 
-def _misses(name: str, tenant, stats: dict[str, Any]) -> list[dict[str, Any]]:
+def _percentiles(values_ms: list[float]) -> Percentiles:
+    return Percentiles(**dict(zip((f"p{p}" for p in PCTS), map(_r, values_ms), strict=True)))
+
+
+def _misses(name: str, tenant, stats: TenantSummary) -> list[Miss]:
     out = []
     slo = tenant.slo
-    checks = [("ttft_p99_ms", slo.ttft_p99_ms, stats["ttft_ms"]["p99"]),
-              ("itl_p99_ms", slo.itl_p99_ms, stats["itl_ms"]["p99"]),
-              ("e2e_p99_ms", slo.e2e_p99_ms, stats["e2e_ms"]["p99"]),
-              ("refused_pct", slo.max_throttled_pct, stats["refused_pct"])]
+    checks = [("ttft_p99_ms", slo.ttft_p99_ms, stats.ttft_ms.p99),
+              ("itl_p99_ms", slo.itl_p99_ms, stats.itl_ms.p99),
+              ("e2e_p99_ms", slo.e2e_p99_ms, stats.e2e_ms.p99),
+              ("refused_pct", slo.max_throttled_pct, stats.refused_pct)]
     for metric, target, value in checks:
         if target is None:
             continue
         if value is None:  # nothing completed: every latency target is missed
-            out.append({"tenant": name, "tier": tenant.tier, "metric": metric,
-                        "target": target, "value": None, "over_pct": None})
+            out.append(Miss(tenant=name, tier=tenant.tier, metric=metric, target=target,
+                            value=None, over_pct=None))
         elif value > target:
             over = 100.0 * (value - target) / target if target else math.inf
-            out.append({"tenant": name, "tier": tenant.tier, "metric": metric,
-                        "target": target, "value": value, "over_pct": _r(over, 1)})
+            out.append(Miss(tenant=name, tier=tenant.tier, metric=metric, target=target,
+                            value=value, over_pct=_r(over, 1)))
     return out
 
 
-def _gpu_power_w(gpu: str, site, busy: np.ndarray) -> np.ndarray:
-    """Facility watts of one GPU of ``site`` at busy fraction ``busy`` (per minute)."""
-
-    return gpu_power_w(busy, get_gpu(gpu).tdp_w) * site.overhead_factor(gpu) * site.pue
+def _facility_w(site, gpu: str, busy: np.ndarray, num_gpus: int) -> np.ndarray:
+    """Facility watts of ``num_gpus`` GPUs ``gpu`` of ``site`` at busy fraction ``busy``
+    (per minute)."""
+    return facility_draw_w(busy, get_gpu(gpu).tdp_w, num_gpus,
+                           server_overhead_factor=site.overhead_factor(gpu), pue=site.pue)
 
 
 def timeline(run) -> dict[str, np.ndarray]:
@@ -126,103 +185,136 @@ def timeline(run) -> dict[str, np.ndarray]:
             arrivals += p.arrivals * p.scale
             completed += p.finished * p.scale
             in_system += p.in_system * p.scale
-            busy = p.busy_s / 60.0  # replica-minutes busy (simulated)
-            busy_gpu_s += busy * 60.0 * p.gpus_per_replica * p.scale
+            busy = p.busy_s / MINUTE_S  # replica-minutes busy (simulated)
+            busy_gpu_s += busy * MINUTE_S * p.gpus_per_replica * p.scale
             seq_s += p.seq_s * p.scale
             slots += p.replicas * p.max_num_seqs
             util = np.clip(busy / p.simulated_replicas, 0.0, 1.0)
             gpus = p.replicas * p.gpus_per_replica
             gpus_used += gpus
-            power_w += _gpu_power_w(p.gpu, site, util) * gpus
+            power_w += _facility_w(site, p.gpu, util, gpus)
         for gpu, count in site.gpus.items():  # GPUs no deployment uses idle
             used = sum(p.replicas * p.gpus_per_replica for p in pools if p.gpu == gpu)
-            power_w += _gpu_power_w(gpu, site, np.zeros(m)) * max(count - used, 0)
+            power_w += _facility_w(site, gpu, np.zeros(m), max(count - used, 0))
         total_gpus = sum(site.gpus.values())
         cols["site"] += [site.name] * m
         cols["minute"] += list(range(m))
         cols["arrivals"] += list(arrivals)
         cols["completed"] += list(completed)
         cols["in_system"] += list(np.maximum(in_system, 0))
-        cols["utilization"] += list(np.minimum(busy_gpu_s / (60.0 * total_gpus), 1.0))
-        cols["batch_occupancy"] += list(np.minimum(seq_s / (60.0 * slots), 1.0) if slots
+        cols["utilization"] += list(np.minimum(busy_gpu_s / (MINUTE_S * total_gpus), 1.0))
+        cols["batch_occupancy"] += list(np.minimum(seq_s / (MINUTE_S * slots), 1.0) if slots
                                         else np.zeros(m))
-        cols["power_mw"] += list(np.minimum(power_w / 1e6, site.power_cap_mw))
-        up = sum(p.replicas for p in pools) - sum(p.downtime_s * p.scale / (m * 60.0)
+        cols["power_mw"] += list(cap_power(power_w / 1e6, site.power_cap_mw).power_mw)
+        up = sum(p.replicas for p in pools) - sum(p.downtime_s * p.scale / (m * MINUTE_S)
                                                   for p in pools)
         cols["replicas_up"] += [up] * m
     return {k: np.asarray(v) for k, v in cols.items()}
 
 
-def summarize(run) -> dict[str, Any]:
-    """The run's ``summary.json`` content (see the module docstring)."""
-
-    scenario = run.scenario
-    tenants = {}
-    misses = []
-    for k, tenant in enumerate(scenario.tenants):
-        stats = _tenant_stats(run, k, tenant)
-        stats["slo"] = tenant.slo.model_dump()
-        tenants[tenant.name] = stats
-        misses += _misses(tenant.name, tenant, stats)
-    misses.sort(key=lambda x: (x["tier"], x["tenant"], x["metric"]))
+def _deployments(run) -> tuple[dict[str, DeploymentSummary], float]:
+    """Per deployment load over the span, and the fleet's output tokens."""
     deployments = {}
     out_tokens_total = 0.0
+    span = run.window_s + run.warmup_s
     for p in run.digests:
         tokens = float(p.output_tokens.sum()) * p.scale
         out_tokens_total += tokens
-        span = run.window_s + run.warmup_s
         # steps of the last requests can run past the span: busy is at most the whole span
         busy = min(p.busy_total_s / (p.simulated_replicas * span), 1.0)
-        deployments[p.name] = {
-            "site": p.site, "gpu": p.gpu, "replicas": p.replicas,
-            "simulated_replicas": p.simulated_replicas, "scale": _r(p.scale, 6),
-            "requests": _r(p.num_counted * p.scale, 1),
-            "completed": _r(p.num_completed * p.scale, 1),
-            "preemptions": _r(p.num_preemptions * p.scale, 1),
-            "utilization": _r(busy, 4),
-            "batch_occupancy": _r(min(p.seq_total_s / (
+        deployments[p.name] = DeploymentSummary(
+            site=p.site, gpu=p.gpu, replicas=p.replicas,
+            simulated_replicas=p.simulated_replicas, scale=_r(p.scale, 6),
+            requests=_r(p.num_counted * p.scale, 1),
+            completed=_r(p.num_completed * p.scale, 1),
+            preemptions=_r(p.num_preemptions * p.scale, 1),
+            utilization=_r(busy, 4),
+            batch_occupancy=_r(min(p.seq_total_s / (
                 p.simulated_replicas * span * p.max_num_seqs), 1.0), 4),
-            "output_tokens_per_s": _r(tokens / run.window_s, 1),
-            "availability": _r(1.0 - p.downtime_s / (p.simulated_replicas * span), 6),
-        }
+            output_tokens_per_s=_r(tokens / run.window_s, 1),
+            availability=_r(1.0 - p.downtime_s / (p.simulated_replicas * span), 6),
+        )
+    return deployments, out_tokens_total
+
+
+def _sites(run) -> tuple[dict[str, SiteSummary], dict[str, float]]:
+    """Per site power over the measured window, and each site's energy, MWh (unrounded)."""
     tl = timeline(run)
-    warm = int(run.warmup_s // 60)
+    warm = int(run.warmup_s // MINUTE_S)
     sites = {}
-    energy_mwh = 0.0
-    for site in scenario.sites:
+    energy = {}
+    for site in run.scenario.sites:
         rows = (tl["site"] == site.name) & (tl["minute"] >= warm)
         power = tl["power_mw"][rows]
-        mwh = float(power.sum()) / 60.0
-        energy_mwh += mwh
-        sites[site.name] = {"power_mw_mean": _r(power.mean() if power.size else 0.0),
-                            "power_mw_peak": _r(power.max() if power.size else 0.0),
-                            "power_cap_mw": site.power_cap_mw,
-                            "at_cap": bool(power.size and power.max() >= site.power_cap_mw),
-                            "gpus": int(sum(site.gpus.values())), "energy_mwh": _r(mwh)}
+        energy[site.name] = mwh = energy_mwh(power, MINUTE_S)
+        sites[site.name] = SiteSummary(
+            power_mw_mean=_r(power.mean() if power.size else 0.0),
+            power_mw_peak=_r(power.max() if power.size else 0.0),
+            power_cap_mw=site.power_cap_mw,
+            at_cap=bool(power.size and power.max() >= site.power_cap_mw),
+            gpus=int(sum(site.gpus.values())), energy_mwh=_r(mwh))
+    return sites, energy
+
+
+def _contracts_of(scenario, site: str) -> list:
+    """The contracts that pay for ``site`` in the billed month: those naming it, and
+    fleet-wide ones, in their term."""
+    month = scenario.simulation.window.month
+    return [c for c in scenario.economics.contracts if c.site in (None, site)
+            and in_term(c.terms(), month or c.start)]
+
+
+def economics_summary(scenario, window_s: float, output_tokens: float,
+                      energy_mwh_by_site: dict[str, float]) -> EconomicsSummary:
+    """What a window of ``window_s`` seconds costs (:mod:`capacitor.economics`), and what that
+    comes to per million ``output_tokens`` and per installed GPU-hour.
+
+    The cost is each contract's share of its fee for the window's month (the contract's
+    first month when the window names none), plus the GPU-hours priced in ``gpu_hour_usd``
+    of the GPUs at sites no contract pays for, plus the energy (``energy_mwh_by_site``, the
+    sites' facility energy over the window) of the sites no ``includes_energy`` contract pays
+    for, at ``energy_usd_per_mwh``. A contract pays for its ``site`` (every site when it names
+    none) in the months of its term.
+    """
     eco = scenario.economics
     window = scenario.simulation.window
     cost = 0.0
     contracts = {}
     for c in eco.contracts:
         month = window.month or c.start
-        end = month_name(eco_month(c.end) - 1)  # scenario end month is exclusive
-        contract = Contract(c.name, c.price_usd_per_month, c.start, end,
-                            dict(c.ramp_discounts), c.notice_days)
-        usd = window_cost_usd(contract, month, run.window_s)
-        contracts[c.name] = {"window_cost_usd": _r(usd, 2), "month": month}
+        usd = window_cost_usd(c.terms(), month, window_s)
+        contracts[c.name] = ContractCost(window_cost_usd=_r(usd, 2), month=month)
         cost += usd
-    gpus_total = sum(s["gpus"] for s in sites.values())
-    hours = run.window_s / 3600.0
-    for gpu, price in eco.gpu_hour_usd.items():
-        count = sum(s.gpus.get(gpu, 0) for s in scenario.sites)
-        cost += count * hours * price
-    energy_usd = energy_mwh * eco.energy_usd_per_mwh if eco.energy_usd_per_mwh else None
-    verdict_ok = not misses
-    text = "serves the window within SLO for all tiers" if verdict_ok else "; ".join(
-        f"tier {m['tier']} {m['tenant']} misses {m['metric']} "
-        f"({m['value']} vs {m['target']}, +{m['over_pct']}%)" for m in misses)
-    notes = []
+    hours = window_s / SECONDS_PER_HOUR
+    rented = [s for s in scenario.sites if not _contracts_of(scenario, s.name)]
+    for gpu, price in eco.gpu_hour_usd.items():  # only GPUs no contract pays for
+        count = sum(s.gpus.get(gpu, 0) for s in rented)
+        cost += gpu_hour_cost_usd(count, hours, price)
+    energy_total_mwh = 0.0
+    for site in scenario.sites:
+        energy_total_mwh += energy_mwh_by_site[site.name]
+    energy_usd = energy_cost_usd(energy_total_mwh, eco.energy_usd_per_mwh) \
+        if eco.energy_usd_per_mwh is not None else None
+    if energy_usd is not None:  # electricity no contract's price includes is paid on top
+        billed_mwh = sum(energy_mwh_by_site[s.name] for s in scenario.sites
+                         if not any(c.includes_energy for c in _contracts_of(scenario, s.name)))
+        cost += energy_cost_usd(billed_mwh, eco.energy_usd_per_mwh)
+    gpus_total = sum(int(sum(s.gpus.values())) for s in scenario.sites)
+    return EconomicsSummary(
+        window_cost_usd=_r(cost, 2), contracts=contracts,
+        usd_per_million_output_tokens=_r(usd_per_million_tokens(cost, output_tokens))
+        if output_tokens else None,
+        usd_per_gpu_hour_effective=_r(effective_usd_per_gpu_hour(cost, gpus_total, hours))
+        if gpus_total else None,
+        energy_mwh=_r(energy_total_mwh),
+        energy_cost_usd=_r(energy_usd, 2) if energy_usd is not None else None,
+    )
+
+
+def _notes(run) -> list[str]:
+    scenario = run.scenario
     sim = scenario.simulation
+    notes = []
     if sim.fidelity == "sampled" and scenario.routing.policy == "least_outstanding_tokens" \
             and sim.sampled_replicas != sim.shard_replicas and any(
                 d.simulated_replicas < d.replicas for d in run.digests):
@@ -231,28 +323,39 @@ def summarize(run) -> dict[str, Any]:
                      f"within cells of shard_replicas = {sim.shard_replicas} (a different "
                      "scope: TTFT p50 differed by up to 25% on a 256-replica check); set "
                      "sampled_replicas = shard_replicas for a representative sample")
-    return {
-        "notes": notes,
-        "scenario": scenario.name,
-        "seed": scenario.simulation.seed,
-        "fidelity": scenario.simulation.fidelity,
-        "window": {"month": window.month, "duration_s": run.window_s,
-                   "warmup_s": run.warmup_s},
-        "verdict": {"ok": verdict_ok, "text": text, "misses": misses},
-        "tenants": tenants,
-        "deployments": deployments,
-        "sites": sites,
-        "economics": {
-            "window_cost_usd": _r(cost, 2), "contracts": contracts,
-            "usd_per_million_output_tokens": _r(cost / (out_tokens_total / 1e6))
-            if out_tokens_total else None,
-            "usd_per_gpu_hour_effective": _r(cost / (gpus_total * hours)) if gpus_total else None,
-            "energy_mwh": _r(energy_mwh), "energy_cost_usd": _r(energy_usd, 2)
-            if energy_usd is not None else None,
-        },
-        "totals": {"output_tokens": _r(out_tokens_total, 1),
-                   "requests": _r(sum(d["requests"] for d in deployments.values()), 1)},
-    }
+    return notes
 
 
-__all__ = ["summarize", "timeline", "weighted_percentiles"]
+def summarize(run) -> RunSummary:
+    """The run's ``summary.json`` content (see the module docstring)."""
+    scenario = run.scenario
+    tenants = {}
+    misses: list[Miss] = []
+    for k, tenant in enumerate(scenario.tenants):
+        tenants[tenant.name] = stats = _tenant_stats(run, k, tenant)
+        misses += _misses(tenant.name, tenant, stats)
+    misses.sort(key=lambda x: (x.tier, x.tenant, x.metric))
+    deployments, out_tokens_total = _deployments(run)
+    sites, energy = _sites(run)
+    verdict_ok = not misses
+    text = "serves the window within SLO for all tiers" if verdict_ok else "; ".join(
+        f"tier {m.tier} {m.tenant} misses {m.metric} "
+        f"({m.value} vs {m.target}, +{m.over_pct}%)" for m in misses)
+    window = scenario.simulation.window
+    return RunSummary(
+        notes=_notes(run),
+        scenario=scenario.name,
+        seed=scenario.simulation.seed,
+        fidelity=scenario.simulation.fidelity,
+        window=Window(month=window.month, duration_s=run.window_s, warmup_s=run.warmup_s),
+        verdict=Verdict(ok=verdict_ok, text=text, misses=misses),
+        tenants=tenants,
+        deployments=deployments,
+        sites=sites,
+        economics=economics_summary(scenario, run.window_s, out_tokens_total, energy),
+        totals=Totals(output_tokens=_r(out_tokens_total, 1),
+                      requests=_r(sum(d.requests for d in deployments.values()), 1)),
+    )
+
+
+__all__ = ["economics_summary", "summarize", "timeline", "weighted_percentiles"]

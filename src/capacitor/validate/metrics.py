@@ -21,8 +21,11 @@ Definitions (DESIGN.md, "validate"):
   engine's histogram of ITL class 0 (warm-up requests are class −1 and not counted).
 - Throughputs are over the measured window: the first send to the last finish of the measured
   completed requests.
-- Percentiles use NumPy's default linear interpolation. A request the server rejected is not
-  completed and is in no latency statistic.
+- Percentiles use NumPy's default linear interpolation (``numpy.percentile``, method
+  ``"linear"``), as vLLM's ``benchmark_serving`` and inference-perf report them; it is the
+  one definition in capacitor (the engine's ITL histogram quantiles and the fleet summary's
+  :func:`capacitor.simulate.summary.weighted_percentiles` compute the same). A request the
+  server rejected is not completed and is in no latency statistic.
 """
 
 from __future__ import annotations

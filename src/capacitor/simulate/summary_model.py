@@ -1,0 +1,207 @@
+"""The typed content of ``summary.json``: what :func:`capacitor.simulate.summary.summarize`
+returns, what ``summary.json`` is written from, and what the terminal report reads.
+
+Every field says its unit in its name (``_ms``, ``_s``, ``_rps``, ``_mw``, ``_mwh``, ``_usd``,
+``_pct``) and in its description; ``capacitor run --schema`` prints the JSON Schema built
+from these descriptions. Numbers are rounded as written to the file (3 decimals unless a
+description says otherwise); ``null`` marks a value that does not exist (a percentile of no
+requests, a unit cost of no tokens).
+
+Latency percentiles use NumPy's default definition (linear interpolation between order
+statistics, ``numpy.percentile(..., method="linear")``, as ``capacitor validate``, vLLM's
+``benchmark_serving`` and inference-perf compute them) over 0.1 %-wide latency bins, each
+request weighted by its pool's scale; see
+:func:`capacitor.simulate.summary.weighted_percentiles`.
+
+Models are frozen and forbid unknown keys, so ``RunSummary.model_validate_json`` of a
+``summary.json`` checks it against this schema. Item access (``summary["verdict"]["ok"]``)
+is kept for readers written when the summary was a plain dict; new code reads attributes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from capacitor.scenario.policies import SLO
+
+
+class _Record(BaseModel):
+    """Base of the summary's models: frozen, unknown keys are errors, item access reads
+    attributes (``record["name"]`` is ``record.name``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in type(self).model_fields:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+def _ms(what: str) -> Any:
+    return Field(default=None, description=f"{what}, ms; null when no request completed.")
+
+
+class Percentiles(_Record):
+    """Latency percentiles of one tenant, ms (linear interpolation: see the module doc)."""
+
+    p50: float | None = _ms("Median")
+    p90: float | None = _ms("90th percentile")
+    p99: float | None = _ms("99th percentile")
+
+
+class TenantSummary(_Record):
+    """One tenant over the measured window (after warm-up), scaled to the whole fleet."""
+
+    tier: int = Field(description="Priority tier (0 = most important).")
+    requests: float | None = Field(description="Requests that arrived in the window "
+                                   "(scaled to the fleet; 1 decimal).")
+    completed: float | None = Field(description="Requests completed (1 decimal).")
+    refused_pct: float | None = Field(description="Share of the requests refused: throttled, "
+                                      "shed, rejected as too long or lost to a failure, %.")
+    ttft_ms: Percentiles = Field(description="Time to first token of completed requests, ms.")
+    itl_ms: Percentiles = Field(description="Inter-token latency (gaps between output "
+                                "tokens), ms.")
+    e2e_ms: Percentiles = Field(description="End-to-end latency of completed requests, ms.")
+    goodput_rps: float | None = Field(description="Completed requests that met every latency "
+                                      "SLO of the tenant, per second of window.")
+    throughput_rps: float | None = Field(description="Completed requests per second of "
+                                         "window.")
+    output_tokens_per_s: float | None = Field(description="Output tokens of completed "
+                                              "requests per second of window (1 decimal).")
+    slo: SLO = Field(description="The tenant's targets, as the scenario states them.")
+
+
+class Miss(_Record):
+    """One SLO target a tenant missed."""
+
+    tenant: str = Field(description="Tenant name.")
+    tier: int = Field(description="The tenant's tier.")
+    metric: Literal["ttft_p99_ms", "itl_p99_ms", "e2e_p99_ms", "refused_pct"] = Field(
+        description="The target missed (a p99 latency in ms, or the refused share in %).")
+    target: float = Field(description="The target, in the metric's unit.")
+    value: float | None = Field(description="What the run gave, in the metric's unit; null "
+                                "when nothing completed (every latency target is missed).")
+    over_pct: float | None = Field(description="How far over the target, % of the target "
+                                   "(1 decimal); null when the value is null.")
+
+
+class Verdict(_Record):
+    """Whether the fleet serves its demand within every tier's SLO."""
+
+    ok: bool = Field(description="True when no tenant misses a target.")
+    text: str = Field(description="One line: the verdict, or each miss.")
+    misses: list[Miss] = Field(description="The misses, by tier, tenant and metric.")
+
+
+class DeploymentSummary(_Record):
+    """One deployment's load over the whole simulated span (warm-up included)."""
+
+    site: str = Field(description="Site name.")
+    gpu: str = Field(description="GPU id.")
+    replicas: int = Field(description="Replicas in the fleet.")
+    simulated_replicas: int = Field(description="Replicas simulated (fewer than replicas in "
+                                    "sampled fidelity).")
+    scale: float | None = Field(description="replicas / simulated_replicas: the weight of a "
+                                "simulated request (6 decimals).")
+    requests: float | None = Field(description="Requests counted (after warm-up; scaled; "
+                                   "1 decimal).")
+    completed: float | None = Field(description="Requests completed (scaled; 1 decimal).")
+    preemptions: float | None = Field(description="Preemptions (scaled; 1 decimal).")
+    utilization: float | None = Field(description="Fraction of the span the replicas spent "
+                                      "executing engine steps, 0-1 (4 decimals).")
+    batch_occupancy: float | None = Field(description="Running sequences / max_num_seqs, "
+                                          "time-averaged, 0-1 (4 decimals).")
+    output_tokens_per_s: float | None = Field(description="Output tokens per second of window "
+                                              "(scaled; 1 decimal).")
+    availability: float | None = Field(description="Fraction of replica-time up (not failed), "
+                                       "0-1 (6 decimals).")
+
+
+class SiteSummary(_Record):
+    """One site's power over the measured window."""
+
+    power_mw_mean: float | None = Field(description="Mean facility power, MW.")
+    power_mw_peak: float | None = Field(description="Highest one-minute facility power, MW.")
+    power_cap_mw: float = Field(description="The site's power cap, MW.")
+    at_cap: bool = Field(description="True when some minute's power reached the cap.")
+    gpus: int = Field(description="GPUs installed.")
+    energy_mwh: float | None = Field(description="Facility energy over the window, MWh.")
+
+
+class ContractCost(_Record):
+    """What one contract costs over the window."""
+
+    window_cost_usd: float | None = Field(description="The contract's monthly fee spread over "
+                                          "the month's seconds, times the window, USD "
+                                          "(2 decimals).")
+    month: str = Field(description="The month billed, 'YYYY-MM' (the window's month, or the "
+                       "contract's first month when the window has none).")
+
+
+class EconomicsSummary(_Record):
+    """What the window costs and what that comes to per unit."""
+
+    window_cost_usd: float | None = Field(description="Contracts' share, plus GPU-hours at "
+                                          "gpu_hour_usd of GPUs no contract covers, plus "
+                                          "energy no includes_energy contract covers, USD "
+                                          "(2 decimals).")
+    contracts: dict[str, ContractCost] = Field(description="Per contract, by name.")
+    usd_per_million_output_tokens: float | None = Field(
+        description="window_cost_usd per million output tokens, USD; null with no tokens.")
+    usd_per_gpu_hour_effective: float | None = Field(
+        description="window_cost_usd per GPU-hour of the installed GPUs, USD; null with no "
+        "GPUs.")
+    energy_mwh: float | None = Field(description="Facility energy of all sites, MWh.")
+    energy_cost_usd: float | None = Field(description="energy_mwh at energy_usd_per_mwh, USD "
+                                          "(2 decimals), whether or not a contract includes "
+                                          "it; null when no price is given.")
+
+
+class Totals(_Record):
+    """Fleet-wide totals over the window."""
+
+    output_tokens: float | None = Field(description="Output tokens (scaled; 1 decimal).")
+    requests: float | None = Field(description="Requests counted (scaled; 1 decimal).")
+
+
+class Window(_Record):
+    """The simulated window."""
+
+    month: str | None = Field(description="Month whose rates and prices apply, 'YYYY-MM'; "
+                              "null = the rates as written.")
+    duration_s: float = Field(description="Measured window, s.")
+    warmup_s: float = Field(description="Warm-up before it (simulated, not counted), s.")
+
+
+class RunSummary(_Record):
+    """The content of ``summary.json``."""
+
+    notes: list[str] = Field(description="Caveats about this run's fidelity, one line each.")
+    scenario: str = Field(description="Scenario name.")
+    seed: int = Field(description="Random seed (same scenario and seed, same summary).")
+    fidelity: Literal["exact", "sampled"] = Field(description="exact: every replica "
+                                                  "simulated; sampled: a sample, scaled.")
+    window: Window = Field(description="The window simulated.")
+    verdict: Verdict = Field(description="Whether every tier's SLO holds.")
+    tenants: dict[str, TenantSummary] = Field(description="Per tenant, by name.")
+    deployments: dict[str, DeploymentSummary] = Field(description="Per deployment, by name.")
+    sites: dict[str, SiteSummary] = Field(description="Per site, by name.")
+    economics: EconomicsSummary = Field(description="Costs of the window.")
+    totals: Totals = Field(description="Fleet-wide totals.")
+
+    def to_json(self) -> str:
+        """``summary.json`` as written: sorted keys, 2-space indent, a final newline."""
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+
+
+def summary_json_schema() -> dict[str, Any]:
+    """JSON Schema of ``summary.json`` (``capacitor run --schema``)."""
+    return RunSummary.model_json_schema()
+
+
+__all__ = ["ContractCost", "DeploymentSummary", "EconomicsSummary", "Miss", "Percentiles",
+           "RunSummary", "SiteSummary", "TenantSummary", "Totals", "Verdict", "Window",
+           "summary_json_schema"]
