@@ -1,5 +1,13 @@
-"""Small fast-kernel helpers: integer ceil-division, the release heap, ITL binning, and
-releasing the clients that wait on an answer."""
+"""Small fast-kernel helpers: integer ceil-division, the (time, id) heap, ITL binning, and
+releasing the clients that wait on an answer.
+
+The heap (:class:`capacitor.engine._records.Heap`) is an array heap: the children of entry
+``k`` are ``2k + 1`` and ``2k + 2``; ties in time go to the lower id, so runs are
+deterministic whatever the push order::
+
+    index:   0 | 1  2 | 3  4  5  6 | ...
+    level:   0 |  1   |     2      |
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,7 @@ import math
 
 import numba
 
-from capacitor.engine._state import _HEAP_SIZE, _NEXT_CLOSED
+from capacitor.engine._state import NEXT_CLOSED
 from capacitor.engine.result import ITL_BINS_PER_E, ITL_MIN_S, ITL_NUM_BINS
 
 
@@ -17,9 +25,12 @@ def _cdiv(a, b):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _heap_push(heap_t, heap_i, st, t, i):
-    pos = st[_HEAP_SIZE]
-    st[_HEAP_SIZE] += 1
+def _heap_push(heap, t, i):
+    """Add ``(t, i)``."""
+    heap_t = heap.time_s
+    heap_i = heap.index
+    pos = heap.size[0]
+    heap.size[0] = pos + 1
     while pos > 0:
         parent = (pos - 1) >> 1
         pt = heap_t[parent]
@@ -33,10 +44,13 @@ def _heap_push(heap_t, heap_i, st, t, i):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _heap_pop(heap_t, heap_i, st):
+def _heap_pop(heap):
+    """Remove the least ``(t, i)``; returns ``i``."""
+    heap_t = heap.time_s
+    heap_i = heap.index
     top = heap_i[0]
-    size = st[_HEAP_SIZE] - 1
-    st[_HEAP_SIZE] = size
+    size = heap.size[0] - 1
+    heap.size[0] = size
     if size > 0:
         t = heap_t[size]
         i = heap_i[size]
@@ -118,14 +132,14 @@ def _add_decode_gaps(itl_hist, itl_sum, itl_count, dec_cls, gap):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _respond(
-    i, client_t, n, arrival, send, ingress, child_gate, child_idx, conc, gst, heap_t, heap_i
-):
+def _respond(i, client_t, arrival_s, send_s, ingress_s, releases, router, heap):
     """Client ``i`` got its answer at ``client_t``: release what waits on it. (The kernel's
     finish path skips the call when nothing can wait: no gated requests, no closed-loop
     clients; it is costly enough to matter there.)"""
     lo = 0  # the first gate >= i (child_gate is sorted; a plain binary search is far
-    hi = child_gate.shape[0]  # cheaper here than np.searchsorted's)
+    child_gate = releases.child_gate  # cheaper here than np.searchsorted's)
+    child_idx = releases.child_idx
+    hi = child_gate.shape[0]
     while lo < hi:
         mid = (lo + hi) >> 1
         if child_gate[mid] < i:
@@ -135,11 +149,11 @@ def _respond(
     k = lo
     while k < child_gate.shape[0] and child_gate[k] == i:
         c = child_idx[k]
-        send[c] = max(arrival[c], client_t)
-        _heap_push(heap_t, heap_i, gst, send[c] + ingress, c)
+        send_s[c] = max(arrival_s[c], client_t)
+        _heap_push(heap, send_s[c] + ingress_s, c)
         k += 1
-    if conc > 0 and gst[_NEXT_CLOSED] < n:
-        c = gst[_NEXT_CLOSED]
-        gst[_NEXT_CLOSED] += 1
-        send[c] = max(arrival[c], client_t)
-        _heap_push(heap_t, heap_i, gst, send[c] + ingress, c)
+    if releases.concurrency > 0 and router[NEXT_CLOSED] < arrival_s.shape[0]:
+        c = router[NEXT_CLOSED]
+        router[NEXT_CLOSED] += 1
+        send_s[c] = max(arrival_s[c], client_t)
+        _heap_push(heap, send_s[c] + ingress_s, c)

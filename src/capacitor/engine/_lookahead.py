@@ -17,7 +17,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from capacitor.engine._pool import ROUTE_KEY, ROUTE_POWER_OF_TWO, ROUTE_ROUND_ROBIN
+from capacitor.engine.codes import ROUTE_KEY, ROUTE_POWER_OF_TWO, ROUTE_ROUND_ROBIN
 
 
 @numba.njit(cache=True)

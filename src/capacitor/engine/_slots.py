@@ -1,5 +1,16 @@
-"""Running-request slots of one replica: admission-ordered list, completion buckets,
-leaving (finish) and preemption. ``sl`` is the replica's ``slots[rep]`` (fields x slots)."""
+"""Running-request slots and waiting lists of one replica: the admission-ordered running
+list, the decoders' finish ring, leaving (finish) and preemption.
+
+``rep`` is a :class:`capacitor.engine._records.Replica`: views of one replica's rows. A
+decoding slot sits in the bucket of the step that emits its last token; the ring of
+buckets is a power of two long, longer than any output, so ``step & mask`` never wraps
+onto a live bucket::
+
+    finish_ring:  [ step & mask ] -> slot -> slot -> -1     (F_RING_NEXT / F_RING_PREV)
+
+A waiting list is singly linked through ``wait_next`` (per request), FCFS or ordered by
+(priority, engine arrival, id) as vLLM's priority queue orders it.
+"""
 
 from __future__ import annotations
 
@@ -8,300 +19,251 @@ import numba
 from capacitor.engine._kernel_cache import _cpu_touch, _unpin
 from capacitor.engine._kernel_util import _cdiv
 from capacitor.engine._state import (
-    _FREE_UNCACHED,
-    _N_DEC,
-    _N_ZOMBIE,
-    _NUM_FREE_SLOTS,
-    _NUM_RUNNING,
-    _RUN_HEAD,
-    _RUN_TAIL,
-    _SUM_C0_G0,
-    _WAIT_COUNT,
-    _WAIT_HEAD,
-    _WAIT_TAIL,
-    F_BNEXT,
-    F_BPREV,
-    F_C0,
-    F_COMPUTED,
+    F_CTX0,
     F_DEC,
-    F_FIN,
-    F_FREE,
-    F_G0,
-    F_GEN0,
+    F_FREE_STACK,
+    F_GENERATED0,
+    F_LAST_STEP,
     F_NEXT,
+    F_NUM_COMPUTED,
     F_PREV,
-    F_PRIVATE,
+    F_PRIVATE_BLOCKS,
     F_REQ,
+    F_RING_NEXT,
+    F_RING_PREV,
+    F_STEP0,
+    FREE_UNCACHED,
+    NUM_DECODING,
+    NUM_FREE_SLOTS,
+    NUM_RUNNING,
+    NUM_UNRELEASED,
+    NUM_WAITING,
+    RUN_HEAD,
+    RUN_TAIL,
+    SUM_CTX0_MINUS_STEP0,
+    U_COMPUTED,
+    U_PRIVATE,
+    U_REQ,
+    WAIT_HEAD,
+    WAIT_TAIL,
 )
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _run_append(st, sl, s):
-    tail = st[_RUN_TAIL]
-    sl[F_PREV, s] = tail
-    sl[F_NEXT, s] = -1
+def _run_append(sched, slots, s):
+    """Slot ``s`` joins the running list at the tail."""
+    tail = sched[RUN_TAIL]
+    slots[F_PREV, s] = tail
+    slots[F_NEXT, s] = -1
     if tail >= 0:
-        sl[F_NEXT, tail] = s
+        slots[F_NEXT, tail] = s
     else:
-        st[_RUN_HEAD] = s
-    st[_RUN_TAIL] = s
-    st[_NUM_RUNNING] += 1
+        sched[RUN_HEAD] = s
+    sched[RUN_TAIL] = s
+    sched[NUM_RUNNING] += 1
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _run_remove(st, sl, s):
-    p = sl[F_PREV, s]
-    q = sl[F_NEXT, s]
+def _run_remove(sched, slots, s):
+    """Slot ``s`` leaves the running list."""
+    p = slots[F_PREV, s]
+    q = slots[F_NEXT, s]
     if p >= 0:
-        sl[F_NEXT, p] = q
+        slots[F_NEXT, p] = q
     else:
-        st[_RUN_HEAD] = q
+        sched[RUN_HEAD] = q
     if q >= 0:
-        sl[F_PREV, q] = p
+        slots[F_PREV, q] = p
     else:
-        st[_RUN_TAIL] = p
-    st[_NUM_RUNNING] -= 1
+        sched[RUN_TAIL] = p
+    sched[NUM_RUNNING] -= 1
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _slot_free(st, sl, s):
-    sl[F_REQ, s] = -1
-    sl[F_DEC, s] = 0
-    sl[F_FREE, st[_NUM_FREE_SLOTS]] = s
-    st[_NUM_FREE_SLOTS] += 1
+def _slot_take(sched, slots):
+    """A free slot (popped from the free stack)."""
+    sched[NUM_FREE_SLOTS] -= 1
+    return slots[F_FREE_STACK, sched[NUM_FREE_SLOTS]]
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _wait_push_back(st, wait_next, i):
+def _slot_free(sched, slots, s):
+    """Slot ``s`` goes back on the free stack."""
+    slots[F_REQ, s] = -1
+    slots[F_DEC, s] = 0
+    slots[F_FREE_STACK, sched[NUM_FREE_SLOTS]] = s
+    sched[NUM_FREE_SLOTS] += 1
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _wait_push_back(sched, wait_next, i):
     wait_next[i] = -1
-    if st[_WAIT_COUNT] == 0:
-        st[_WAIT_HEAD] = i
+    if sched[NUM_WAITING] == 0:
+        sched[WAIT_HEAD] = i
     else:
-        wait_next[st[_WAIT_TAIL]] = i
-    st[_WAIT_TAIL] = i
-    st[_WAIT_COUNT] += 1
+        wait_next[sched[WAIT_TAIL]] = i
+    sched[WAIT_TAIL] = i
+    sched[NUM_WAITING] += 1
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _wait_push_front(st, wait_next, i):
-    if st[_WAIT_COUNT] == 0:
+def _wait_push_front(sched, wait_next, i):
+    if sched[NUM_WAITING] == 0:
         wait_next[i] = -1
-        st[_WAIT_TAIL] = i
+        sched[WAIT_TAIL] = i
     else:
-        wait_next[i] = st[_WAIT_HEAD]
-    st[_WAIT_HEAD] = i
-    st[_WAIT_COUNT] += 1
+        wait_next[i] = sched[WAIT_HEAD]
+    sched[WAIT_HEAD] = i
+    sched[NUM_WAITING] += 1
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _wait_insert(st, wait_next, i, prio, send, ingress):
+def _wait_insert(sched, wait_next, i, priority, send_s, ingress_s):
     """Insert ``i`` into the waiting list ordered by (priority, engine arrival, index), as
     vLLM's priority queue orders requests."""
-    ki = (prio[i], send[i] + ingress, i)
+    ki = (priority[i], send_s[i] + ingress_s, i)
     prev = -1
-    cur = st[_WAIT_HEAD] if st[_WAIT_COUNT] > 0 else -1
-    for _ in range(st[_WAIT_COUNT]):
-        if (prio[cur], send[cur] + ingress, cur) > ki:
+    cur = sched[WAIT_HEAD] if sched[NUM_WAITING] > 0 else -1
+    for _ in range(sched[NUM_WAITING]):
+        if (priority[cur], send_s[cur] + ingress_s, cur) > ki:
             break
         prev = cur
         cur = wait_next[cur]
     if prev < 0:
-        _wait_push_front(st, wait_next, i)
-    elif prev == st[_WAIT_TAIL]:
-        _wait_push_back(st, wait_next, i)
+        _wait_push_front(sched, wait_next, i)
+    elif prev == sched[WAIT_TAIL]:
+        _wait_push_back(sched, wait_next, i)
     else:
         wait_next[i] = wait_next[prev]
         wait_next[prev] = i
-        st[_WAIT_COUNT] += 1
+        sched[NUM_WAITING] += 1
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _wait_pop_front(st, wait_next):
-    i = st[_WAIT_HEAD]
-    st[_WAIT_HEAD] = wait_next[i]
-    st[_WAIT_COUNT] -= 1
+def _wait_pop_front(sched, wait_next):
+    i = sched[WAIT_HEAD]
+    sched[WAIT_HEAD] = wait_next[i]
+    sched[NUM_WAITING] -= 1
     return i
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _decoder_leave(s, r, st, sl, bucket, mask, key_count, dec_cls, itl_cls, bs, reserve_full):
+def _decoder_join(s, r, step, rep, itl_class, num_generated, output_len, block_size,
+                  reserve_full_request):
+    """Slot ``s`` (request ``r``, its prompt done, ``num_generated`` tokens out) decodes
+    from step ``step``: it joins the phase counts, the running totals and the bucket of its
+    last step."""
+    slots = rep.slots
+    ctx0 = slots[F_NUM_COMPUTED, s]
+    slots[F_DEC, s] = 1
+    slots[F_CTX0, s] = ctx0
+    slots[F_STEP0, s] = step
+    slots[F_GENERATED0, s] = num_generated
+    last = step + output_len - num_generated - 1
+    slots[F_LAST_STEP, s] = last
+    if not reserve_full_request:  # reserved requests never allocate while decoding
+        rep.num_by_phase[(ctx0 - step) % block_size] += 1
+    rep.sched[SUM_CTX0_MINUS_STEP0] += ctx0 - step
+    rep.sched[NUM_DECODING] += 1
+    if itl_class[r] >= 0:
+        rep.num_by_class[itl_class[r]] += 1
+    ring = rep.finish_ring
+    mask = ring.shape[0] - 1
+    head = ring[last & mask]
+    slots[F_RING_PREV, s] = -1
+    slots[F_RING_NEXT, s] = head
+    if head >= 0:
+        slots[F_RING_PREV, head] = s
+    ring[last & mask] = s
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _decoder_leave(s, r, rep, itl_class, block_size, reserve_full_request):
     """Remove a decoding slot from the phase counts, running totals and its bucket."""
-    key = (sl[F_C0, s] - sl[F_G0, s]) % bs
-    if not reserve_full:
-        key_count[key] -= 1
-    st[_SUM_C0_G0] -= sl[F_C0, s] - sl[F_G0, s]
-    st[_N_DEC] -= 1
-    if itl_cls[r] >= 0:
-        dec_cls[itl_cls[r]] -= 1
-    p = sl[F_BPREV, s]
-    q = sl[F_BNEXT, s]
+    slots = rep.slots
+    offset = slots[F_CTX0, s] - slots[F_STEP0, s]
+    if not reserve_full_request:
+        rep.num_by_phase[offset % block_size] -= 1
+    rep.sched[SUM_CTX0_MINUS_STEP0] -= offset
+    rep.sched[NUM_DECODING] -= 1
+    if itl_class[r] >= 0:
+        rep.num_by_class[itl_class[r]] -= 1
+    p = slots[F_RING_PREV, s]
+    q = slots[F_RING_NEXT, s]
     if p >= 0:
-        sl[F_BNEXT, p] = q
+        slots[F_RING_NEXT, p] = q
     else:
-        bucket[sl[F_FIN, s] & mask] = q
+        ring = rep.finish_ring
+        ring[slots[F_LAST_STEP, s] & (ring.shape[0] - 1)] = q
     if q >= 0:
-        sl[F_BPREV, q] = p
-    sl[F_BPREV, s] = -1
-    sl[F_BNEXT, s] = -1
+        slots[F_RING_PREV, q] = p
+    slots[F_RING_PREV, s] = -1
+    slots[F_RING_NEXT, s] = -1
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _release(
-    r,
-    computed,
-    private,
-    cache_own,
-    st,
-    bs,
-    caching,
-    src,
-    start,
-    pins,
-    cached,
-    lru_prev,
-    lru_next,
-    cpu_cached,
-    cpu_prev,
-    cpu_next,
-    cpu_cap,
-):
+def _release(r, num_computed, private_blocks, cache_own, sched, kv):
     """Free a leaving request's blocks; its own full blocks join its node's cache."""
-    freed = private
-    if cache_own and caching:
-        own_full = computed // bs - start[r]
-        if own_full > cached[r]:
-            freed -= own_full - cached[r]
-            cached[r] = own_full
-            _cpu_touch(st, r, cached, cpu_cached, cpu_prev, cpu_next, cpu_cap)
-    st[_FREE_UNCACHED] += freed
-    _unpin(st, r, src, pins, cached, lru_prev, lru_next)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _release_zombies(
-    st,
-    zomb,
-    shareable,
-    bs,
-    caching,
-    src,
-    start,
-    pins,
-    cached,
-    lru_prev,
-    lru_next,
-    cpu_cached,
-    cpu_prev,
-    cpu_next,
-    cpu_cap,
-):
-    """Async scheduling: release the requests that finished in the last step (``zomb`` rows:
-    request, tokens computed, private blocks), in admission order, once the next step has
-    been decided."""
-    for k in range(st[_N_ZOMBIE]):
-        r = zomb[0, k]
-        _release(
-            r,
-            zomb[1, k],
-            zomb[2, k],
-            shareable[r],
-            st,
-            bs,
-            caching,
-            src,
-            start,
-            pins,
-            cached,
-            lru_prev,
-            lru_next,
-            cpu_cached,
-            cpu_prev,
-            cpu_next,
-            cpu_cap,
-        )
-    st[_N_ZOMBIE] = 0
+    freed = private_blocks
+    if cache_own and kv.enable_caching:
+        own_full = num_computed // kv.block_size - kv.start_block[r]
+        if own_full > kv.cached[r]:
+            freed -= own_full - kv.cached[r]
+            kv.cached[r] = own_full
+            _cpu_touch(sched, r, kv)
+    sched[FREE_UNCACHED] += freed
+    _unpin(sched, r, kv)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _slot_progress(s, sl, G, bs, reserve_full):
-    """(tokens computed, private blocks, generated) of a slot before step ``G``'s tokens."""
-    if sl[F_DEC, s]:
-        c = sl[F_C0, s] + G - sl[F_G0, s]
-        private = sl[F_PRIVATE, s]
-        if not reserve_full:
-            private += _cdiv(c, bs) - _cdiv(sl[F_C0, s], bs)
-        return c, private, sl[F_GEN0, s] + G - sl[F_G0, s]
-    return sl[F_COMPUTED, s], sl[F_PRIVATE, s], -1
+def _release_unreleased(rep, shareable, kv):
+    """Async scheduling: release the requests that finished in the last step, in admission
+    order, once the next step has been decided."""
+    sched = rep.sched
+    unreleased = rep.unreleased
+    for k in range(sched[NUM_UNRELEASED]):
+        r = unreleased[U_REQ, k]
+        _release(
+            r, unreleased[U_COMPUTED, k], unreleased[U_PRIVATE, k], shareable[r], sched, kv
+        )
+    sched[NUM_UNRELEASED] = 0
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _preempt(
-    s,
-    st,
-    sl,
-    G,
-    last_client_t,
-    bs,
-    caching,
-    generated,
-    finish,
-    preemptions,
-    itl_cls,
-    src,
-    start,
-    pins,
-    cached,
-    lru_prev,
-    lru_next,
-    bucket,
-    mask,
-    key_count,
-    dec_cls,
-    wait_next,
-    cpu_cached,
-    cpu_prev,
-    cpu_next,
-    cpu_cap,
-    reserve_full,
-    extra_private,
-    by_priority,
-    prio,
-    send,
-    ingress,
-):
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _slot_progress(s, slots, step, block_size, reserve_full_request):
+    """(tokens computed, private blocks, generated) of a slot before step ``step``'s tokens
+    (generated: -1 for a prefilling slot)."""
+    if slots[F_DEC, s]:
+        ctx = slots[F_CTX0, s] + step - slots[F_STEP0, s]
+        private = slots[F_PRIVATE_BLOCKS, s]
+        if not reserve_full_request:
+            private += _cdiv(ctx, block_size) - _cdiv(slots[F_CTX0, s], block_size)
+        return ctx, private, slots[F_GENERATED0, s] + step - slots[F_STEP0, s]
+    return slots[F_NUM_COMPUTED, s], slots[F_PRIVATE_BLOCKS, s], -1
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _preempt(s, rep, kv, step, last_token_s, extra_private, generated, wait_next, requests,
+             outputs, engine):
     """Preempt the request in slot ``s`` (recompute): free its KV (``extra_private``: blocks
     it was given earlier in this step), put it back in the replica's waiting queue (at the
     front, or in (priority, arrival) order under the priority policy)."""
-    r = sl[F_REQ, s]
-    c, private, gen = _slot_progress(s, sl, G, bs, reserve_full)
+    slots = rep.slots
+    sched = rep.sched
+    r = slots[F_REQ, s]
+    ctx, private, gen = _slot_progress(s, slots, step, engine.block_size,
+                                       engine.reserve_full_request)
     private += extra_private
-    if sl[F_DEC, s]:
+    if slots[F_DEC, s]:
         generated[r] = gen
-        finish[r] = last_client_t
-        _decoder_leave(s, r, st, sl, bucket, mask, key_count, dec_cls, itl_cls, bs, reserve_full)
-    _release(
-        r,
-        c,
-        private,
-        True,
-        st,
-        bs,
-        caching,
-        src,
-        start,
-        pins,
-        cached,
-        lru_prev,
-        lru_next,
-        cpu_cached,
-        cpu_prev,
-        cpu_next,
-        cpu_cap,
-    )
-    _run_remove(st, sl, s)
-    _slot_free(st, sl, s)
-    preemptions[r] += 1
-    if by_priority:
-        _wait_insert(st, wait_next, r, prio, send, ingress)
+        outputs.finish_s[r] = last_token_s
+        _decoder_leave(s, r, rep, requests.itl_class, engine.block_size,
+                       engine.reserve_full_request)
+    _release(r, ctx, private, True, sched, kv)
+    _run_remove(sched, slots, s)
+    _slot_free(sched, slots, s)
+    outputs.num_preemptions[r] += 1
+    if engine.by_priority:
+        _wait_insert(sched, wait_next, r, requests.priority, outputs.send_s, engine.ingress_s)
     else:
-        _wait_push_front(st, wait_next, r)
+        _wait_push_front(sched, wait_next, r)

@@ -1,65 +1,78 @@
-"""Indices into the fast kernel's state vectors.
+"""Indices into the fast kernel's state vectors and slot table.
 
-``st[rep]`` (int64, one row per replica) holds a replica's scalars; the cache helpers get the
-row as a 1-D view. ``gst`` (int64) holds the fleet's global scalars (release heap, cursors).
-``stf[rep]`` (float64) holds a replica's clock, last token time, busy time and admission
-cutoff.
+The kernel keeps, per replica, one int64 row of scheduler counters and list heads
+(``sched[rep, ...]``) and one float64 row of times (``clock[rep, ...]``); the fleet's own
+counters (release cursors) sit in the int64 vector ``router``. A replica's running requests
+live in ``max_num_seqs`` slots, ``slots[rep, field, slot]``:
+
+    slots[rep]:   slot 0   slot 1   ...  slot S-1
+      F_REQ         17       -1            4        request id (-1: free slot)
+      F_PREV/NEXT   admission-ordered running list (doubly linked, -1 ends)
+      F_RING_*      the per-finish-step bucket the decoder sits in (see _kernel docs)
+      ...
+
+A *decoding* slot stores only where it started (``F_CTX0`` tokens computed at step
+``F_STEP0``), so its context at step ``G`` is ``F_CTX0 + G - F_STEP0`` without touching it.
 """
 
-# per-replica int64 state (st[rep, ...])
-_FREE_UNCACHED = 0
-_EVICTABLE = 1
-_LRU_HEAD = 2
-_LRU_TAIL = 3
-_RUN_HEAD = 4
-_RUN_TAIL = 5
-_NUM_RUNNING = 6
-_N_DEC = 7
-_SUM_C0_G0 = 8
-_HEAP_SIZE = 9  # global (gst), shared index with the heap helpers
-_WAIT_HEAD = 10
-_WAIT_COUNT = 11
-_NEXT_CLOSED = 12  # global (gst)
-_INIT_PTR = 13  # global (gst)
-_SEQ = 14
-_CPU_TOTAL = 15
-_CPU_HEAD = 16
-_CPU_TAIL = 17
-_WAIT_TAIL = 18
-_NUM_FREE_SLOTS = 19
-_G = 20
-_MAX_USED = 21
-_ACTIVE = 22  # replica has a pending event in the replica heap
-_RR = 23  # global (gst): round-robin cursor
-_PEND_N = 24  # finished requests whose release the router has not seen yet
-_N_ZOMBIE = 25  # async scheduling: finished in the last step, blocks not yet released
-_NUM_STATE = 26
+# per-replica int64 state: sched[rep, ...]
+FREE_UNCACHED = 0  # free KV blocks holding no cached prefix
+EVICTABLE = 1  # cached blocks of unpinned nodes (in the GPU LRU list)
+LRU_HEAD = 2  # GPU LRU list of cached, unpinned nodes (LRU_HEAD + 1 is its tail)
+LRU_TAIL = 3
+RUN_HEAD = 4  # running list, in admission order
+RUN_TAIL = 5
+NUM_RUNNING = 6
+NUM_DECODING = 7
+SUM_CTX0_MINUS_STEP0 = 8  # sum over decoding slots of F_CTX0 - F_STEP0
+NUM_UNRELEASED = 9  # async scheduling: finished in the last step, blocks not yet released
+WAIT_HEAD = 10
+NUM_WAITING = 11
+WAIT_TAIL = 12
+NEXT_SEQ = 13  # admission sequence counter
+CPU_TOTAL = 14  # blocks in the host tier
+CPU_HEAD = 15  # host-tier LRU list (CPU_HEAD + 1 is its tail)
+CPU_TAIL = 16
+NUM_FREE_SLOTS = 17
+STEP = 18  # scheduling iterations run so far (the next step's index)
+MAX_USED_BLOCKS = 19
+ACTIVE = 20  # the replica has work (an event pending)
+NUM_PENDING_FINISH = 21  # finished requests whose release the router has not seen yet
+NUM_SCHED = 22
 
-# per-replica float64 state (stf[rep, ...])
-_T = 0
-_LAST_CLIENT_T = 1
-_BUSY = 2
-_CUTOFF = 3  # async scheduling: admit requests that reached the engine by then (inf: all)
-_NUM_STATE_F = 4
+# per-replica float64 state: clock[rep, ...]
+NOW_S = 0  # the replica's clock: when its next step starts
+LAST_TOKEN_S = 1  # client time of the replica's last token (decode gaps start there)
+BUSY_S = 2
+CUTOFF_S = 3  # async scheduling: admit requests that reached the engine by then (inf: all)
+NUM_CLOCK = 4
 
-# slot fields (slots[rep, field, slot], int64)
+# fleet-wide int64 state: router[...]
+NEXT_CLOSED = 0  # closed-loop clients: the next request to send
+NEXT_INITIAL = 1  # position in the pre-sorted initial releases
+RR_CURSOR = 2  # round robin
+NUM_ROUTER = 3
+
+# slot fields: slots[rep, field, slot] (int64)
 F_REQ = 0
 F_PREV = 1
 F_NEXT = 2
-F_SEQ = 3
-F_DEC = 4
-F_COMPUTED = 5  # prefill slots: tokens computed
-F_C0 = 6  # decode slots: computed at entry
-F_G0 = 7  # decode slots: first decode step
-F_GEN0 = 8  # decode slots: generated at entry
-F_REF = 9
-F_PRIVATE = 10  # prefill: now; decode: at entry
-F_FIN = 11
-F_BPREV = 12
-F_BNEXT = 13
-F_FREE = 14  # stack of free slot ids
-F_SCHED = 15  # G + 1 when the slot was scheduled in step G (priority preemption undoes it)
+F_SEQ = 3  # admission sequence number (finishes are freed in this order)
+F_DEC = 4  # 1 while decoding, 0 while prefilling
+F_NUM_COMPUTED = 5  # prefill slots: tokens computed
+F_CTX0 = 6  # decode slots: tokens computed at entry
+F_STEP0 = 7  # decode slots: first decode step
+F_GENERATED0 = 8  # decode slots: tokens generated at entry
+F_HIT_BLOCKS = 9  # blocks shared with the prefix cache
+F_PRIVATE_BLOCKS = 10  # prefill: now; decode: at entry
+F_LAST_STEP = 11  # decode slots: the step that emits the last token
+F_RING_PREV = 12
+F_RING_NEXT = 13
+F_FREE_STACK = 14  # stack of free slot ids (slots[rep, F_FREE_STACK, :NUM_FREE_SLOTS])
+F_SCHEDULED = 15  # G + 1 when the slot was scheduled in step G (priority preemption undoes it)
 NUM_SLOT_FIELDS = 16
 
-# request status codes (status[i], int8): capacitor.engine.status
-from capacitor.engine.status import S_COMPLETED, S_LOST, S_PENDING, S_REJECTED, S_SHED  # noqa: E402,F401
+# rows of a replica's unreleased finishes: unreleased[rep, row, k]
+U_REQ = 0
+U_COMPUTED = 1
+U_PRIVATE = 2

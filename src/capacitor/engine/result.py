@@ -59,7 +59,7 @@ class EngineResult:
         busy_s: total duration of those steps.
         max_blocks_used: peak KV blocks held by running requests on any replica.
         status: per request (int8): 1 completed, 2 rejected (longer than max_model_len),
-            3 shed by admission control, 4 lost to a replica failure (see engine._state).
+            3 shed by admission control, 4 lost to a replica failure (see engine.status).
         replica: per request, the replica the router chose (-1: never routed).
         busy_bins: per replica and time bin, seconds spent in engine steps.
         seq_bins: the same, each step weighted by its number of sequences (batch

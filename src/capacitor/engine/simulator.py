@@ -1,7 +1,7 @@
 """Public entry point of the replica simulator: validate, prepare arrays, run the kernel.
 
 :func:`simulate` (one replica) and :func:`simulate_pool` (identical replicas behind a router)
-are the readable wrappers over :func:`capacitor.engine._kernel.fleet_kernel`
+are the readable wrappers over :func:`capacitor.engine._kernel.run_kernel`
 (numba, struct-of-arrays); :func:`capacitor.engine.reference.simulate` has the same
 signature and semantics in plain Python and is what tests compare against.
 """
@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from capacitor.engine._kernel import STALLED, fleet_kernel
+from capacitor.engine._kernel import run_kernel
 from capacitor.engine._lookahead import lookahead_plan
-from capacitor.engine._pool import (
+from capacitor.engine._records import (
+    EngineParams,
+    Outputs,
+    PoolParams,
+    PrefixTree,
+    Releases,
+    Requests,
+    Telemetry,
+)
+from capacitor.engine.codes import (
+    KERNEL_STALLED,
     ROUTE_KEY,
     ROUTE_LEAST_OUTSTANDING,
     ROUTE_POWER_OF_TWO,
-    ROUTE_ROUND_ROBIN,
+    ROUTERS,
 )
 from capacitor.engine.config import EngineConfig
 from capacitor.engine.prefix_chain import normalise_prefix_chains
 from capacitor.engine.requests import RequestBatch
 from capacitor.engine.result import ITL_EDGES_S, ITL_NUM_BINS, EngineResult
+from capacitor.engine.status import S_COMPLETED
 from capacitor.errors import ConfigError
 from capacitor.perf.step_time import NUM_COEFFS, prefill_pairs, step_time_s
 
@@ -75,15 +86,73 @@ def prepare(batch: RequestBatch, config: EngineConfig) -> dict:
     )
 
 
-#: Routing policies of a pool, by name. ``session_affinity`` and ``prefix_affinity`` send
-#: a request to ``route_key % num_replicas`` (the key being a session or a prefix id).
-ROUTERS = {
-    "round_robin": ROUTE_ROUND_ROBIN,
-    "least_outstanding_tokens": ROUTE_LEAST_OUTSTANDING,
-    "power_of_two": ROUTE_POWER_OF_TWO,
-    "session_affinity": ROUTE_KEY,
-    "prefix_affinity": ROUTE_KEY,
-}
+def _tenant_limits(
+    tenant: np.ndarray | None, max_concurrent: np.ndarray | None, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per request its tenant (int16; one entry when there is one tenant) and per tenant its
+    cap on routed, unfinished requests (0: none)."""
+    if tenant is None:
+        return np.zeros(1, np.int16), np.zeros(1, np.int64)
+    tenant_arr = np.ascontiguousarray(tenant, np.int16)
+    if tenant_arr.shape != (n,) or (n and tenant_arr.min() < 0):
+        raise ConfigError("tenant must give each request a tenant index >= 0")
+    k = int(tenant_arr.max(initial=0)) + 1
+    limits = np.zeros(max(k, 1), np.int64)
+    if max_concurrent is not None:
+        mc = np.asarray(max_concurrent, np.int64)
+        limits[: min(len(mc), len(limits))] = mc[: len(limits)]
+    return tenant_arr, limits
+
+
+def _failure_arrays(
+    failures: tuple[np.ndarray, np.ndarray, np.ndarray] | None, num_replicas: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(time_s, replica, repair_s)`` sorted by time (stable), checked."""
+    if failures is None:
+        return np.zeros(0), np.zeros(0, np.int64), np.zeros(0)
+    fail_t, fail_rep, fail_repair = (np.asarray(a) for a in failures)
+    order = np.argsort(fail_t, kind="stable")
+    fail_t = np.ascontiguousarray(fail_t[order], np.float64)
+    fail_rep = np.ascontiguousarray(fail_rep[order], np.int64)
+    fail_repair = np.ascontiguousarray(fail_repair[order], np.float64)
+    if np.any((fail_rep < 0) | (fail_rep >= num_replicas)) or np.any(fail_repair < 0):
+        raise ConfigError("failures: replica out of range or negative repair time")
+    return fail_t, fail_rep, fail_repair
+
+
+def _itl_classes(itl_class: np.ndarray | None, num_itl_classes: int, n: int) -> np.ndarray:
+    """Per request its ITL histogram (int16), or -1 to leave its gaps out."""
+    if not 1 <= num_itl_classes <= 32767:
+        raise ConfigError(f"num_itl_classes={num_itl_classes}: must be in 1..32767")
+    if itl_class is None:
+        return np.zeros(n, np.int16)
+    cls = np.asarray(itl_class)
+    if cls.shape != (n,) or (n and (cls.max() >= num_itl_classes or cls.min() < -1)):
+        raise ConfigError("itl_class must give each request a class below num_itl_classes, or -1")
+    return cls.astype(np.int16)
+
+
+def _engine_params(
+    config: EngineConfig, coeffs: np.ndarray, by_priority: bool, ring_size: int
+) -> EngineParams:
+    """One replica's settings for the kernel, by vLLM's names."""
+    return EngineParams(
+        coeffs=coeffs,
+        max_num_seqs=config.max_num_seqs,
+        max_num_batched_tokens=config.max_num_batched_tokens,
+        block_size=config.block_size,
+        num_gpu_blocks=config.num_gpu_blocks,
+        enable_prefix_caching=config.enable_prefix_caching,
+        num_cpu_blocks=config.num_cpu_blocks if config.enable_prefix_caching else 0,
+        cpu_load_s_per_block=config.cpu_load_s_per_block,
+        reserve_full_request=config.kv_reservation == "full_request",
+        async_scheduling=config.async_scheduling,
+        by_priority=by_priority,
+        ingress_s=config.ingress_s,
+        egress_s=config.egress_s,
+        ring_size=ring_size,
+    )
+
 
 
 def simulate(
@@ -191,18 +260,7 @@ def simulate_pool(
         key = np.asarray(route_key, np.int64) % num_replicas
     else:
         key = np.zeros(1, np.int64)
-    if tenant is None:
-        tenant_arr = np.zeros(1, np.int16)
-        limits = np.zeros(1, np.int64)
-    else:
-        tenant_arr = np.ascontiguousarray(tenant, np.int16)
-        if tenant_arr.shape != (n,) or (n and tenant_arr.min() < 0):
-            raise ConfigError("tenant must give each request a tenant index >= 0")
-        k = int(tenant_arr.max(initial=0)) + 1
-        limits = np.zeros(max(k, 1), np.int64)
-        if max_concurrent is not None:
-            mc = np.asarray(max_concurrent, np.int64)
-            limits[: min(len(mc), len(limits))] = mc[: len(limits)]
+    tenant_arr, limits = _tenant_limits(tenant, max_concurrent, n)
     by_priority = config.scheduling_policy == "priority"
     if priority is None:
         prio = np.zeros(n if by_priority else 1, np.int16)
@@ -219,16 +277,7 @@ def simulate_pool(
         prefill_rate = b / step_time_s(
             np.asarray(coeffs, np.float64), float(b), 1.0, 1.0, float(prefill_pairs(b, 0)), 0.0
         )
-    if failures is None:
-        fail_t, fail_rep, fail_repair = np.zeros(0), np.zeros(0, np.int64), np.zeros(0)
-    else:
-        fail_t, fail_rep, fail_repair = (np.asarray(a) for a in failures)
-        order = np.argsort(fail_t, kind="stable")
-        fail_t = np.ascontiguousarray(fail_t[order], np.float64)
-        fail_rep = np.ascontiguousarray(fail_rep[order], np.int64)
-        fail_repair = np.ascontiguousarray(fail_repair[order], np.float64)
-        if np.any((fail_rep < 0) | (fail_rep >= num_replicas)) or np.any(fail_repair < 0):
-            raise ConfigError("failures: replica out of range or negative repair time")
+    fail_t, fail_rep, fail_repair = _failure_arrays(failures, num_replicas)
     if policy in (ROUTE_POWER_OF_TWO, ROUTE_LEAST_OUTSTANDING) and num_replicas > 1:
         pick2 = np.random.default_rng(seed).integers(0, num_replicas, (n, 2)).astype(np.int32)
     else:
@@ -237,17 +286,7 @@ def simulate_pool(
     if coeffs.shape != (NUM_COEFFS,) or not np.all(np.isfinite(coeffs)) or np.any(coeffs < 0):
         raise ConfigError(f"step-time coefficients must be {NUM_COEFFS} finite values >= 0")
     n = len(batch)
-    if not 1 <= num_itl_classes <= 32767:
-        raise ConfigError(f"num_itl_classes={num_itl_classes}: must be in 1..32767")
-    if itl_class is None:
-        cls = np.zeros(n, np.int16)
-    else:
-        cls = np.asarray(itl_class)
-        if cls.shape != (n,) or (n and (cls.max() >= num_itl_classes or cls.min() < -1)):
-            raise ConfigError(
-                "itl_class must give each request a class below num_itl_classes, or -1"
-            )
-        cls = cls.astype(np.int16)
+    cls = _itl_classes(itl_class, num_itl_classes, n)
     p = prepare(batch, config)
     if len(fail_t):  # re-routed requests go through the release heap
         p["heap_cap"] = n
@@ -296,79 +335,79 @@ def simulate_pool(
         look = False
     else:
         look = True
-    code = fleet_kernel(
-        np.ascontiguousarray(batch.arrival_s, np.float64),
-        np.ascontiguousarray(batch.prompt_len, np.int32),
-        np.ascontiguousarray(batch.output_len, np.int32),
-        p["rejected"],
-        cls,
-        p["init_order"],
-        p["init_identity"],
-        p["child_gate"],
-        p["child_idx"],
-        p["heap_cap"],
-        p["src"],
-        p["plen"],
-        src_bound,
-        start_bound,
-        node_rep,
-        len(batch.segment_len),
-        p["shareable"],
-        coeffs,
-        num_replicas,
-        policy,
-        key,
-        pick2,
-        max_queue,
-        fail_t,
-        fail_rep,
-        fail_repair,
-        tenant_arr,
-        limits,
-        max_predicted_ttft_s,
-        prefill_rate,
-        by_priority,
-        prio,
-        config.max_num_seqs,
-        config.max_num_batched_tokens,
-        config.block_size,
-        config.num_gpu_blocks,
-        config.enable_prefix_caching,
-        config.ingress_s,
-        config.egress_s,
-        batch.concurrency,
-        config.num_cpu_blocks if config.enable_prefix_caching else 0,
-        config.cpu_load_s_per_block,
-        config.kv_reservation == "full_request",
-        config.async_scheduling,
-        p["max_depth"],
-        p["ring_size"],
-        num_itl_classes,
-        send,
-        first,
-        finish,
-        status,
-        replica,
-        preemptions,
-        cached_tokens,
-        hist,
-        itl_sum,
-        itl_count,
-        ITL_EDGES_S,
-        stats,
-        busy_bins,
-        seq_bins,
-        bin_s,
-        look,
-        *plan,
+    requests = Requests(
+        arrival_s=np.ascontiguousarray(batch.arrival_s, np.float64),
+        prompt_len=np.ascontiguousarray(batch.prompt_len, np.int32),
+        output_len=np.ascontiguousarray(batch.output_len, np.int32),
+        rejected=p["rejected"],
+        itl_class=cls,
+        priority=prio,
+        tenant=tenant_arr,
+        shareable=p["shareable"],
     )
-    if code == STALLED:
+    releases = Releases(
+        init_order=p["init_order"],
+        init_identity=p["init_identity"],
+        num_initial=num_init,
+        child_gate=p["child_gate"],
+        child_idx=p["child_idx"],
+        concurrency=batch.concurrency,
+        heap_capacity=p["heap_cap"],
+    )
+    prefix = PrefixTree(
+        parent=p["src"],
+        prefix_len=p["plen"],
+        bound_parent=src_bound,
+        bound_start_block=start_bound,
+        node_replica=node_rep,
+        num_segments=len(batch.segment_len),
+        max_depth=p["max_depth"],
+    )
+    engine = _engine_params(config, coeffs, by_priority, p["ring_size"])
+    pool = PoolParams(
+        num_replicas=num_replicas,
+        policy=policy,
+        route_key=key,
+        pick2=pick2,
+        max_queue=max_queue,
+        fail_at_s=fail_t,
+        fail_replica=fail_rep,
+        fail_repair_s=fail_repair,
+        max_concurrent=limits,
+        max_predicted_ttft_s=max_predicted_ttft_s,
+        prefill_tokens_per_s=prefill_rate,
+        lookahead=look,
+        look_cand=plan[0],
+        look_next=plan[1],
+        look_first=plan[2],
+    )
+    outputs = Outputs(
+        send_s=send,
+        first_token_s=first,
+        finish_s=finish,
+        status=status,
+        replica=replica,
+        num_preemptions=preemptions,
+        num_cached_tokens=cached_tokens,
+    )
+    telemetry = Telemetry(
+        itl_hist=hist,
+        itl_sum_s=itl_sum,
+        itl_count=itl_count,
+        itl_edges_s=ITL_EDGES_S,
+        stats=stats,
+        busy_bins=busy_bins,
+        seq_bins=seq_bins,
+        bin_s=bin_s,
+    )
+    code = run_kernel(requests, releases, prefix, engine, pool, outputs, telemetry)
+    if code == KERNEL_STALLED:
         raise ConfigError("the engine stalled: a waiting request can never be scheduled")
     return EngineResult(
         send_s=send,
         first_token_s=first,
         finish_s=finish,
-        completed=status == 1,
+        completed=status == S_COMPLETED,
         num_preemptions=preemptions,
         num_cached_tokens=np.maximum(cached_tokens, 0, out=cached_tokens),
         itl_hist=hist,
@@ -382,3 +421,6 @@ def simulate_pool(
         busy_bins=busy_bins,
         seq_bins=seq_bins,
     )
+
+
+__all__ = ["ROUTERS", "prepare", "simulate", "simulate_pool"]
