@@ -52,12 +52,12 @@ def run(fidelity: str, backend: str, shard_replicas: int | None, write_requests:
     where = f"{workers} thread{'s' if workers > 1 else ''}" if backend == "local" else backend
     print(f"{fidelity} ({where}, {pools} pools): {n:,} requests in {wall:.1f} s "
           f"({n / wall:,.0f} req/s), driver peak RSS {rss:,.0f} MiB; verdict: "
-          f"{result.summary['verdict']['text']}")
-    for name, t in result.summary["tenants"].items():
-        print(f"  {name}: TTFT p50/p99 {t['ttft_ms']['p50']:.0f}/{t['ttft_ms']['p99']:.0f} ms, "
-              f"E2E p50/p99 {t['e2e_ms']['p50']:.0f}/{t['e2e_ms']['p99']:.0f} ms, ITL p99 "
-              f"{t['itl_ms']['p99']:.1f} ms, goodput {t['goodput_rps']:,.0f} rps, refused "
-              f"{t['refused_pct']:.2f}%")
+          f"{result.summary.verdict.text}")
+    for name, t in result.summary.tenants.items():
+        print(f"  {name}: TTFT p50/p99 {t.ttft_ms.p50:.0f}/{t.ttft_ms.p99:.0f} ms, "
+              f"E2E p50/p99 {t.e2e_ms.p50:.0f}/{t.e2e_ms.p99:.0f} ms, ITL p99 "
+              f"{t.itl_ms.p99:.1f} ms, goodput {t.goodput_rps:,.0f} rps, refused "
+              f"{t.refused_pct:.2f}%")
 
 
 if __name__ == "__main__":

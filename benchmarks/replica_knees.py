@@ -17,11 +17,12 @@ from __future__ import annotations
 import copy
 import sys
 from importlib import resources
+from typing import Any
 
 import yaml
 
 
-def knee_run(base: dict, workload: str, rate_rps: float) -> tuple[bool, dict]:
+def knee_run(base: dict, workload: str, rate_rps: float) -> tuple[bool, Any]:
     """(the tenant meets every SLO, its summary) for one replica at ``rate_rps``."""
     from capacitor.scenario import parse_scenario
     from capacitor.simulate import run_scenario
@@ -39,8 +40,8 @@ def knee_run(base: dict, workload: str, rate_rps: float) -> tuple[bool, dict]:
     d["simulation"]["fidelity"] = "exact"
     run = run_scenario(parse_scenario(yaml.safe_dump(d), origin=f"knee {workload}"),
                        keep_pools=False)
-    misses = [m for m in run.summary["verdict"]["misses"] if m["tenant"] == w["tenant"]]
-    return not misses, run.summary["tenants"][w["tenant"]]
+    misses = [m for m in run.summary.verdict.misses if m.tenant == w["tenant"]]
+    return not misses, run.summary.tenants[w["tenant"]]
 
 
 def peak_per_replica(base: dict, workload: str) -> float:
@@ -65,8 +66,8 @@ def main(argv: list[str]) -> int:
             mid = (lo + hi) / 2
             ok, t = knee_run(base, name, mid)
             print(f"  {name} {mid:.3f} req/s: {'meets' if ok else 'misses'} (TTFT p99 "
-                  f"{t['ttft_ms']['p99']:.0f} ms, ITL p99 {t['itl_ms']['p99']:.1f} ms, E2E p99 "
-                  f"{t['e2e_ms']['p99']:.0f} ms)", file=sys.stderr, flush=True)
+                  f"{t.ttft_ms.p99:.0f} ms, ITL p99 {t.itl_ms.p99:.1f} ms, E2E p99 "
+                  f"{t.e2e_ms.p99:.0f} ms)", file=sys.stderr, flush=True)
             lo, hi = (mid, hi) if ok else (lo, mid)
         knee = (lo + hi) / 2
         peak = peak_per_replica(base, name)

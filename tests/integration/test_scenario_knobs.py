@@ -75,7 +75,7 @@ def test_a_mooncake_trace_workload_replays_with_prefix_hits():
     n = len(pool.status)
     assert 4.0 * 70 * 0.8 < n < 4.0 * 70 * 1.2  # ~4 requests/s over warm-up + window
     assert pool.result.num_cached_tokens.sum() > 0  # shared hash ids hit the prefix cache
-    assert run.summary["tenants"]["gold"]["completed"] > 0
+    assert run.summary.tenants["gold"].completed > 0
 
 
 def test_preempting_lower_tiers_protects_the_top_tier_under_memory_pressure():

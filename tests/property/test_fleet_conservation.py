@@ -78,5 +78,5 @@ def test_every_request_is_accounted_for_once(p):
             mine = pool.measured & (pool.demand.tenant == k)
             assert digest.requests[k] == mine.sum()
             assert digest.completed[k] == (mine & done).sum()
-    total = sum(t["requests"] for t in run.summary["tenants"].values())
-    assert total == run.summary["totals"]["requests"] == sum(p.measured.sum() for p in run.pools)
+    total = sum(t.requests for t in run.summary.tenants.values())
+    assert total == run.summary.totals.requests == sum(p.measured.sum() for p in run.pools)
