@@ -43,9 +43,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    """One red line on stderr, then exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", soft_wrap=True)
+def fail(message: str | tuple[str, ...], code: int = 2) -> NoReturn:
+    """One red line on stderr per problem (``message`` is one), then exit with ``code``."""
+    for problem in [message] if isinstance(message, str) else message:
+        err_console.print(f"[bold red]error:[/] {escape(' '.join(problem.split()))}",
+                          soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -57,7 +59,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except CapacitorError as exc:
-            fail(str(exc))
+            fail(exc.problems or str(exc))
 
     return wrapper  # type: ignore[return-value]
 
@@ -96,7 +98,8 @@ def validate(
     try:
         report = run_validate(experiments, out, measured, profile, progress=step)
     finally:
-        bar.stop()
+        if bar.live.is_started:
+            bar.stop()
     for pred in report.predictions:
         if pred["error"]:
             err_console.print(
@@ -258,6 +261,7 @@ def run(
     import datetime as dt
 
     from capacitor.parallel import default_workers
+    from capacitor.perf.profile import load_profile
     from capacitor.report.terminal import print_run
     from capacitor.scenario import dump_resolved, load_scenario
     from capacitor.simulate import run_scenario, shard_sizes
@@ -275,6 +279,7 @@ def run(
         fail("--workers is for the local backend (Ray runs as many pools as the cluster has CPUs)")
     started = time.perf_counter()
     spec = load_scenario(scenario)
+    load_profile(profile)  # a bad profile fails before the run directory is made
     if fidelity is not None:
         spec = spec.model_copy(update={"simulation": spec.simulation.model_copy(
             update={"fidelity": fidelity})})
@@ -290,7 +295,8 @@ def run(
     pools = sum(len(shard_sizes(spec, d)) for d in range(len(spec.deployments)))
     columns = (TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
                TextColumn("pools"), TimeElapsedColumn(), TextColumn("{task.description}"))
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    with Progress(*columns, console=err_console, transient=True,
+                  disable=not err_console.is_terminal) as bar:
         task = bar.add_task("", total=pools)
 
         def step(name: str, done: int, total: int) -> None:

@@ -33,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from capacitor.errors import CalibrationError, ConfigError
+from capacitor.textio import read_text
 
 FAMILIES: tuple[str, ...] = ("ampere", "ada", "hopper", "blackwell", "cdna3", "cdna4")
 ENGINES: tuple[str, ...] = ("vllm", "sglang", "trtllm")
@@ -366,10 +367,7 @@ def load_profile(path: str | Path | None = None) -> PerfProfile:
     if path is None:
         return _shipped()
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise CalibrationError(f"profile {p}: cannot read: {err.strerror or err}") from None
+    text = read_text(p, f"profile {p}", CalibrationError, expected="a UTF-8 profile YAML file")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

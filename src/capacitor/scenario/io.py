@@ -40,6 +40,7 @@ from capacitor.scenario.models import (
     TraceLengths,
     month_index,
 )
+from capacitor.textio import read_text
 from capacitor.workload.stages import parse_stages
 
 _PACKAGE = "capacitor"
@@ -68,10 +69,7 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
     else:
         p = Path(path)
         origin = str(p)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as err:
-            raise ScenarioError(f"{origin}: cannot read: {err.strerror or err}") from None
+        text = read_text(p, origin, ScenarioError, expected="a UTF-8 scenario YAML file")
         base_dir = p.resolve().parent
     return parse_scenario(text, origin=origin, base_dir=base_dir)
 
@@ -104,11 +102,11 @@ def parse_scenario(text: str, *, origin: str = "<scenario>",
         scenario = Scenario.model_validate(data)
     except ValidationError as err:
         lines = [f"{origin}: {line}" for line in pydantic_problems(err, data)]
-        raise ScenarioError("\n".join(lines)) from None
+        raise ScenarioError(*lines) from None
     scenario._source = origin
     problems = check_scenario(scenario, base_dir=base_dir)
     if problems:
-        raise ScenarioError("\n".join(f"{origin}: {line}" for line in problems))
+        raise ScenarioError(*(f"{origin}: {line}" for line in problems))
     return scenario
 
 
