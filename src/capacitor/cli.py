@@ -22,7 +22,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from capacitor.errors import CapacitorError
+from capacitor.errors import CalibrationError, CapacitorError, ValidationDataError
+from capacitor.textio import check_output_file
 
 app = typer.Typer(
     name="capacitor",
@@ -95,6 +96,7 @@ def validate(
             bar.start()
         bar.update(task, completed=done, total=total, description=escape(row_id))
 
+    check_output_file(out, f"--out {out}", ValidationDataError, name="predictions.csv")
     try:
         report = run_validate(experiments, out, measured, profile, progress=step)
     finally:
@@ -188,10 +190,13 @@ def calibrate(
     if len(experiments) != len(measured):
         fail(f"got {len(experiments)} --experiments but {len(measured)} --measured files; "
              "give one measured file per experiments file")
+    if leave_out not in ("model", "hardware", "none"):
+        fail(f"--leave-out {leave_out!r}: valid values are model, hardware and none")
     if max_evaluations < 1:
         fail(f"--max-evaluations={max_evaluations}: must be >= 1")
     if starts < 1:
         fail(f"--starts={starts}: must be >= 1")
+    check_output_file(out, f"--out {out}", CalibrationError, name="profile.yaml")
     with err_console.status("calibrating...") as status:
         report = run_calibrate(
             list(zip(experiments, measured, strict=True)), out, profile_path=profile,
@@ -234,7 +239,8 @@ def run(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Run directory (default runs/<scenario>-<UTC time>)."),
+        typer.Option("--out", help="Run directory (default runs/<scenario>-<UTC time>); "
+                     "must be new or empty unless --force."),
     ] = None,
     profile: Annotated[Path | None, typer.Option("--profile", help="Engine profile YAML.")] = None,
     backend: Annotated[
@@ -253,6 +259,10 @@ def run(
                      "threads (default: one per CPU); results do not depend on it."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into an --out directory that is not empty "
+                           "(files of the same name are overwritten).")
+    ] = False,
 ) -> None:
     """Simulate a fleet scenario and say whether it serves its demand within SLO.
 
@@ -287,6 +297,11 @@ def run(
     if out is None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         out = Path("runs") / f"{spec.name}-{stamp}"
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: is a file; expected a run directory (new or empty)")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        fail(f"--out {out}: directory is not empty; give a new or empty directory, or --force "
+             "to overwrite its files")
     try:
         out.mkdir(parents=True, exist_ok=True)
         writer = RequestsWriter(out / "requests.parquet", spec)

@@ -5,11 +5,18 @@ dropped) or raises the caller's :class:`~capacitor.errors.CapacitorError` subcla
 line that names the file, says what is wrong with it and what would be valid: a missing file,
 a directory, a file that cannot be read, an empty file, a binary file (a PNG, a gzip, ...),
 UTF-16/32 text or text in another 8-bit encoding such as Latin-1.
+
+:func:`load_yaml` is ``yaml.safe_load`` that refuses a key given twice in one mapping (PyYAML
+keeps the last one silently). :func:`check_output_file` is the counterpart of
+:func:`read_text` for a file about to be written.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from capacitor.errors import CapacitorError
 
@@ -86,4 +93,55 @@ def read_text(path: str | Path, what: str, error: type[CapacitorError], *,
                    f"column {column}: Latin-1 or Windows-1252?)") from None
 
 
-__all__ = ["read_text"]
+class DuplicateKeyError(yaml.MarkedYAMLError):
+    """A mapping gives the same key twice."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: SafeLoader says so
+                continue
+            if first is not None:
+                raise DuplicateKeyError(
+                    None, None, f"key {key!r} is given twice (first on line {first}); give "
+                    "each key once", key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load(text)``, except that a key given twice in a mapping raises
+    :class:`DuplicateKeyError` (a ``yaml.MarkedYAMLError`` with its line and column)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def check_output_file(path: str | Path, what: str, error: type[CapacitorError], *,
+                      name: str = "out.csv") -> Path:
+    """``path`` as an output file, checked before any work is done: refuses a directory and
+    a path inside a file (an existing file is overwritten, as output files are); ``name`` is
+    the file name the message suggests inside the directory.
+
+    Raises:
+        error: one line naming ``what`` and the path.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise error(f"{what}: is a directory; expected a file path to write (e.g. "
+                    f"{p / name})")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise error(f"{what}: {parent} is a file, not a directory; expected a file path to "
+                    "write")
+    return p
+
+
+__all__ = ["DuplicateKeyError", "check_output_file", "load_yaml", "read_text"]

@@ -195,3 +195,32 @@ def test_memory_fit_is_checked_when_total_kv_blocks_is_given(tmp_path, write_exp
     assert "does not fit on H100" in error and "total_kv_blocks=1000" in error, error
     assert "weights 756.0 GiB" in error
     assert "row big:" in result.stderr
+
+
+# ---- silently wrong answers: keys and columns given twice, cells beyond the header ------------
+
+
+def test_a_yaml_key_given_twice_is_one_line(tmp_path, good) -> None:
+    text = good["scenario"].read_text().replace("  seed: 3\n", "  seed: 3\n  seed: 4\n")
+    path = tmp_path / "twice.yaml"
+    path.write_text(text)
+    line = one_error(invoke("scenario", "check", path))
+    assert "twice.yaml: line" in line and "key 'seed' is given twice" in line, line
+    profile = tmp_path / "twice_profile.yaml"
+    profile.write_text("defaults: {overhead: {per_seq_s: 1.0e-5, per_seq_s: 2.0e-5}}\n")
+    line = one_error(invoke("validate", good["exp"], "--out", tmp_path / "p.csv",
+                            "--profile", profile))
+    assert "twice_profile.yaml: line 1" in line and "key 'per_seq_s' is given twice" in line
+
+
+def test_a_csv_column_given_twice_or_a_row_longer_than_the_header_is_one_line(tmp_path) -> None:
+    twice = tmp_path / "twice.csv"
+    twice.write_text("id,model,hardware,workload,tp,tp\n"
+                     "x,meta-llama/Llama-3.1-8B-Instruct,H100,offline,1,2\n")
+    line = one_error(invoke("validate", twice, "--out", tmp_path / "p.csv"))
+    assert "twice.csv: column(s) tp appear more than once" in line, line
+    longer = tmp_path / "longer.csv"
+    longer.write_text("id,model,hardware,workload\nx,meta-llama/Llama-3.1-8B-Instruct,H100,"
+                      "offline,extra\ny,m,h,offline,,\n")
+    line = one_error(invoke("validate", longer, "--out", tmp_path / "p.csv"))
+    assert "longer.csv: line 2: 5 cells but the header has 4 columns" in line, line

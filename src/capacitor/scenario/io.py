@@ -1,9 +1,10 @@
 """Scenario files: YAML in, a checked :class:`Scenario` out, JSON Schema for the curious.
 
-:func:`load_scenario` reads a YAML file (``yaml.safe_load``: object tags are refused), validates
-it against the pydantic models of :mod:`capacitor.scenario.models` and then checks what a
-schema cannot: references between sections (sites, deployments, tenants), GPU and model
-names, GPU inventories over-subscribed by deployments, facility power above a site's cap and
+:func:`load_scenario` reads a YAML file (``yaml.safe_load``: object tags are refused, and so
+is a key given twice), validates it against the pydantic models of
+:mod:`capacitor.scenario.models` and then checks what a schema cannot: references between
+sections (sites, deployments, tenants), GPU and model names, GPU inventories over-subscribed
+by deployments, facility power above a site's cap and
 models that do not fit their replica's memory (:func:`capacitor.engine.replica.build_replica`).
 Every problem becomes one line ``FILE: YAML.path = value: what is wrong / what is valid`` of a
 single :class:`~capacitor.errors.ScenarioError`.
@@ -40,7 +41,7 @@ from capacitor.scenario.models import (
     TraceLengths,
     month_index,
 )
-from capacitor.textio import read_text
+from capacitor.textio import load_yaml, read_text
 from capacitor.workload.stages import parse_stages
 
 _PACKAGE = "capacitor"
@@ -78,7 +79,7 @@ def parse_scenario(text: str, *, origin: str = "<scenario>",
                    base_dir: Path | None = None) -> Scenario:
     """:func:`load_scenario` on YAML text already read (``origin`` names it in messages)."""
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.constructor.ConstructorError as err:
         mark = err.problem_mark
         where = f"line {mark.line + 1}: " if mark is not None else ""

@@ -209,14 +209,23 @@ def read_csv(
     try:
         reader = csv.reader(io.StringIO(text, newline=""))
         header = [h.strip().lower() for h in next(reader, [])]
-        rows = [
-            {h: c.strip() for h, c in zip(header, cells, strict=False) if h}
-            for cells in reader
-            if any(c.strip() for c in cells)
-        ]
+        rows = []
+        for cells in reader:
+            if not any(c.strip() for c in cells):
+                continue
+            if any(c.strip() for c in cells[len(header):]):
+                raise ValidationDataError(
+                    f"{what} {path}: line {reader.line_num}: {len(cells)} cells but the header "
+                    f"has {len(header)} columns; quote a value that holds a comma")
+            rows.append({h: c.strip() for h, c in zip(header, cells, strict=False) if h})
     except csv.Error as exc:
         raise ValidationDataError(f"{what} {path}: line {reader.line_num}: not valid CSV "
                                   f"({exc}); expected a UTF-8 CSV file") from None
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:
+        raise ValidationDataError(
+            f"{what} {path}: column(s) {', '.join(twice)} appear more than once in the header; "
+            "give each column once")
     missing = [c for c in required if c not in header]
     if missing:
         raise ValidationDataError(
