@@ -76,3 +76,12 @@ def test_an_output_file_inside_a_file_is_one_line(tmp_path, good) -> None:
     line = one_error(invoke("validate", good["exp"], "--out", blocker / "sub" / "p.csv"))
     assert f"{blocker} is a file, not a directory" in line, line
     assert blocker.read_text() == "x"
+
+
+def test_a_small_site_prints_kw_where_mw_would_round_to_zero(tmp_path, good) -> None:
+    result = invoke("run", good["scenario"], "--out", tmp_path / "run")
+    assert result.exit_code in (0, 1), (result.output, result.exception)
+    site = next(line for line in result.stdout.splitlines() if line.startswith("site s:"))
+    # 8 H100: about 5 kW; summary.json keeps MW to 3 decimals (0.005), energy rounds to 0.0
+    assert " kW mean / " in site and " kW peak of 1.0 MW cap" in site, site
+    assert "< 0.5 kWh" in site and "0.0 MW" not in result.stdout, result.stdout
