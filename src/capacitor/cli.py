@@ -459,9 +459,45 @@ def scenario_check(file: Annotated[Path, typer.Argument(help="Scenario YAML.")])
         console.print(escape(line), soft_wrap=True)
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point. A usage error (a flag's value of the wrong type, an unknown
+    flag, a missing argument) is one red line naming the flag and the value, exit 2, instead
+    of click's usage panel."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = app(args=args, prog_name="capacitor", standalone_mode=False)
+    except typer.Abort:
+        raise SystemExit(1) from None
+    except typer.TyperException as exc:  # typer's click: usage errors, bad parameters
+        if type(exc).__name__ == "NoArgsIsHelpError" or not hasattr(exc, "format_message"):
+            exc.show()  # type: ignore[attr-defined]  # `capacitor` alone: the help
+            raise SystemExit(getattr(exc, "exit_code", 2)) from None
+        message = exc.format_message().rstrip(".")
+        param = getattr(exc, "param", None)
+        if isinstance(exc, typer.BadParameter) and param is not None:
+            value = _given_value(args, param.opts)
+            if value is not None:
+                message = f"{message} (got {value!r})"
+        ctx = getattr(exc, "ctx", None)
+        hint = f"; see {ctx.command_path} --help" if ctx is not None else ""
+        try:
+            fail(message + hint, getattr(exc, "exit_code", 2))
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _given_value(args: list[str], opts: list[str]) -> str | None:
+    """The value given on the command line for the option spelled ``opts``, if any."""
+    for i, arg in enumerate(args):
+        for opt in opts:
+            if arg == opt and i + 1 < len(args):
+                return args[i + 1]
+            if arg.startswith(opt + "="):
+                return arg[len(opt) + 1:]
+    return None
 
 
 if __name__ == "__main__":

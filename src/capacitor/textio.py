@@ -13,6 +13,7 @@ keeps the last one silently). :func:`check_output_file` is the counterpart of
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,9 @@ def read_text(path: str | Path, what: str, error: type[CapacitorError], *,
     if p.is_dir():
         raise fail("is a directory")
     try:
+        mode = p.stat().st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+            raise fail("is a device or socket, not a file")  # /dev/zero would never end
         data = p.read_bytes()
     except FileNotFoundError:
         raise fail("cannot be read: no such file") from None

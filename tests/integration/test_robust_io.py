@@ -224,3 +224,11 @@ def test_a_csv_column_given_twice_or_a_row_longer_than_the_header_is_one_line(tm
                       "offline,extra\ny,m,h,offline,,\n")
     line = one_error(invoke("validate", longer, "--out", tmp_path / "p.csv"))
     assert "longer.csv: line 2: 5 cells but the header has 4 columns" in line, line
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_a_device_is_refused_not_read_forever(tmp_path) -> None:
+    line = one_error(invoke("scenario", "check", "/dev/zero"))
+    assert "/dev/zero: is a device or socket, not a file" in line
+    line = one_error(invoke("validate", "/dev/null", "--out", tmp_path / "p.csv"))
+    assert "experiments CSV /dev/null: is a device" in line

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from capacitor.cli import main
 from tests.factories import SMALL, scenario_dict
 from tests.integration.test_robust_io import invoke, one_error
 
@@ -85,3 +86,30 @@ def test_a_small_site_prints_kw_where_mw_would_round_to_zero(tmp_path, good) -> 
     # 8 H100: about 5 kW; summary.json keeps MW to 3 decimals (0.005), energy rounds to 0.0
     assert " kW mean / " in site and " kW peak of 1.0 MW cap" in site, site
     assert "< 0.5 kWh" in site and "0.0 MW" not in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("argv, phrases", [
+    (["run", "--workers", "abc"], ["Invalid value for '--workers'", "(got 'abc')",
+                                   "see capacitor run --help"]),
+    (["calibrate", "--starts=x"], ["'--starts'", "(got 'x')"]),
+    (["run", "--bogus"], ["No such option: --bogus"]),
+    (["validate"], ["Missing argument 'experiments'"]),
+    (["nosuchcommand"], ["No such command 'nosuchcommand'"]),
+])
+def test_a_usage_error_is_one_line_not_a_panel(capsys, argv, phrases) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert all(p in lines[0] for p in phrases), lines[0]
+
+
+def test_help_and_success_keep_their_exit_codes(capsys) -> None:
+    for argv in (["--help"], ["run", "--help"], ["gpus"]):
+        with pytest.raises(SystemExit) as done:
+            main(argv)
+        assert done.value.code == 0, argv
+    with pytest.raises(SystemExit) as done:
+        main([])  # no command: the help, as before
+    assert done.value.code == 2 and "Usage: capacitor" in capsys.readouterr().out
