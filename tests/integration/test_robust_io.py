@@ -232,3 +232,18 @@ def test_a_device_is_refused_not_read_forever(tmp_path) -> None:
     assert "/dev/zero: is a device or socket, not a file" in line
     line = one_error(invoke("validate", "/dev/null", "--out", tmp_path / "p.csv"))
     assert "experiments CSV /dev/null: is a device" in line
+
+
+def test_infinite_or_out_of_range_numbers_are_refused(tmp_path, write_experiments,
+                                                      read_predictions) -> None:
+    path = tmp_path / "inf.yaml"
+    path.write_text(yaml.safe_dump(scenario_dict(
+        SMALL, **{"simulation.window.duration_s": float("inf")})))
+    line = one_error(invoke("scenario", "check", path))
+    assert "simulation.window.duration_s = inf: input should be a finite number" in line
+    row = {"id": "huge", "model": "meta-llama/Llama-3.1-8B-Instruct", "hardware": "H100",
+           "workload": "offline", "num_requests": 2, "isl": 10**12, "osl": 10}
+    exp = write_experiments(tmp_path / "e.csv", [row])
+    assert invoke("validate", exp, "--out", tmp_path / "p.csv").exit_code == 1
+    error = read_predictions(tmp_path / "p.csv")["huge"]["error"]
+    assert error == "isl='1000000000000': must be <= 2,147,483,647", error
