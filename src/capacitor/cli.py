@@ -22,7 +22,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from capacitor.errors import CapacitorError
+from capacitor.errors import CalibrationError, CapacitorError, ValidationDataError
+from capacitor.textio import check_output_file
 
 app = typer.Typer(
     name="capacitor",
@@ -43,9 +44,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    """One red line on stderr, then exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {escape(' '.join(message.split()))}", soft_wrap=True)
+def fail(message: str | tuple[str, ...], code: int = 2) -> NoReturn:
+    """One red line on stderr per problem (``message`` is one), then exit with ``code``."""
+    for problem in [message] if isinstance(message, str) else message:
+        err_console.print(f"[bold red]error:[/] {escape(' '.join(problem.split()))}",
+                          soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -57,7 +60,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except CapacitorError as exc:
-            fail(str(exc))
+            fail(exc.problems or str(exc))
 
     return wrapper  # type: ignore[return-value]
 
@@ -93,10 +96,12 @@ def validate(
             bar.start()
         bar.update(task, completed=done, total=total, description=escape(row_id))
 
+    check_output_file(out, f"--out {out}", ValidationDataError, name="predictions.csv")
     try:
         report = run_validate(experiments, out, measured, profile, progress=step)
     finally:
-        bar.stop()
+        if bar.live.is_started:
+            bar.stop()
     for pred in report.predictions:
         if pred["error"]:
             err_console.print(
@@ -185,10 +190,13 @@ def calibrate(
     if len(experiments) != len(measured):
         fail(f"got {len(experiments)} --experiments but {len(measured)} --measured files; "
              "give one measured file per experiments file")
+    if leave_out not in ("model", "hardware", "none"):
+        fail(f"--leave-out {leave_out!r}: valid values are model, hardware and none")
     if max_evaluations < 1:
         fail(f"--max-evaluations={max_evaluations}: must be >= 1")
     if starts < 1:
         fail(f"--starts={starts}: must be >= 1")
+    check_output_file(out, f"--out {out}", CalibrationError, name="profile.yaml")
     with err_console.status("calibrating...") as status:
         report = run_calibrate(
             list(zip(experiments, measured, strict=True)), out, profile_path=profile,
@@ -231,7 +239,8 @@ def run(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Run directory (default runs/<scenario>-<UTC time>)."),
+        typer.Option("--out", help="Run directory (default runs/<scenario>-<UTC time>); "
+                     "must be new or empty unless --force."),
     ] = None,
     profile: Annotated[Path | None, typer.Option("--profile", help="Engine profile YAML.")] = None,
     backend: Annotated[
@@ -254,6 +263,10 @@ def run(
         bool, typer.Option("--schema", help="Print the JSON Schema of summary.json (every "
                            "field with its unit) and exit.")
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into an --out directory that is not empty "
+                           "(files of the same name are overwritten).")
+    ] = False,
 ) -> None:
     """Simulate a fleet scenario and say whether it serves its demand within SLO.
 
@@ -268,6 +281,7 @@ def run(
     import datetime as dt
 
     from capacitor.parallel import default_workers
+    from capacitor.perf.profile import load_profile
     from capacitor.report.terminal import print_run
     from capacitor.scenario import dump_resolved, load_scenario
     from capacitor.simulate import run_scenario, shard_sizes
@@ -285,6 +299,7 @@ def run(
         fail("--workers is for the local backend (Ray runs as many pools as the cluster has CPUs)")
     started = time.perf_counter()
     spec = load_scenario(scenario)
+    load_profile(profile)  # a bad profile fails before the run directory is made
     if fidelity is not None:
         spec = spec.model_copy(update={"simulation": spec.simulation.model_copy(
             update={"fidelity": fidelity})})
@@ -292,6 +307,11 @@ def run(
     if out is None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         out = Path("runs") / f"{spec.name}-{stamp}"
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out}: is a file; expected a run directory (new or empty)")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        fail(f"--out {out}: directory is not empty; give a new or empty directory, or --force "
+             "to overwrite its files")
     try:
         out.mkdir(parents=True, exist_ok=True)
         writer = RequestsWriter(out / "requests.parquet", spec)
@@ -300,7 +320,8 @@ def run(
     pools = sum(len(shard_sizes(spec, d)) for d in range(len(spec.deployments)))
     columns = (TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
                TextColumn("pools"), TimeElapsedColumn(), TextColumn("{task.description}"))
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    with Progress(*columns, console=err_console, transient=True,
+                  disable=not err_console.is_terminal) as bar:
         task = bar.add_task("", total=pools)
 
         def step(name: str, done: int, total: int) -> None:
@@ -448,9 +469,45 @@ def scenario_check(file: Annotated[Path, typer.Argument(help="Scenario YAML.")])
         console.print(escape(line), soft_wrap=True)
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point. A usage error (a flag's value of the wrong type, an unknown
+    flag, a missing argument) is one red line naming the flag and the value, exit 2, instead
+    of click's usage panel."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = app(args=args, prog_name="capacitor", standalone_mode=False)
+    except typer.Abort:
+        raise SystemExit(1) from None
+    except typer.TyperException as exc:  # typer's click: usage errors, bad parameters
+        if type(exc).__name__ == "NoArgsIsHelpError" or not hasattr(exc, "format_message"):
+            exc.show()  # type: ignore[attr-defined]  # `capacitor` alone: the help
+            raise SystemExit(getattr(exc, "exit_code", 2)) from None
+        message = exc.format_message().rstrip(".")
+        param = getattr(exc, "param", None)
+        if isinstance(exc, typer.BadParameter) and param is not None:
+            value = _given_value(args, param.opts)
+            if value is not None:
+                message = f"{message} (got {value!r})"
+        ctx = getattr(exc, "ctx", None)
+        hint = f"; see {ctx.command_path} --help" if ctx is not None else ""
+        try:
+            fail(message + hint, getattr(exc, "exit_code", 2))
+        except typer.Exit as done:
+            raise SystemExit(done.exit_code) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _given_value(args: list[str], opts: list[str]) -> str | None:
+    """The value given on the command line for the option spelled ``opts``, if any."""
+    for i, arg in enumerate(args):
+        for opt in opts:
+            if arg == opt and i + 1 < len(args):
+                return args[i + 1]
+            if arg.startswith(opt + "="):
+                return arg[len(opt) + 1:]
+    return None
 
 
 if __name__ == "__main__":

@@ -19,7 +19,16 @@ from __future__ import annotations
 
 
 class CapacitorError(Exception):
-    """Base of every capacitor error caused by user input or data."""
+    """Base of every capacitor error caused by user input or data.
+
+    ``CapacitorError("one problem")`` or ``CapacitorError(*problems)``: several problems
+    (e.g. every problem of a scenario file) are one message, a line each; :attr:`problems`
+    holds them, each on one line, for the CLI to print one line per problem.
+    """
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems: tuple[str, ...] = tuple(" ".join(str(p).split()) for p in problems)
 
 
 class CatalogError(CapacitorError):

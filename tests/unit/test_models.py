@@ -200,7 +200,7 @@ def test_invalid_json_names_path(tmp_path) -> None:
     path.write_text('{"hidden_size": 4096,')
     with pytest.raises(CatalogError, match=str(path).replace("\\", "\\\\")):
         load_config_file(path)
-    with pytest.raises(CatalogError, match="cannot read"):
+    with pytest.raises(CatalogError, match="cannot be read"):
         load_config_file(tmp_path / "missing.json")
 
 

@@ -316,7 +316,7 @@ def test_bad_profile_raises_calibration_error_naming_key_and_value(tmp_path) -> 
     del doc["defaults"]["overhead"]["per_seq_s"]
     with pytest.raises(CalibrationError, match="per_seq_s is missing"):
         load_profile(_write(tmp_path, doc))
-    with pytest.raises(CalibrationError, match="cannot read"):
+    with pytest.raises(CalibrationError, match="cannot be read"):
         load_profile(tmp_path / "absent.yaml")
     with pytest.raises(CalibrationError, match="mapping"):
         load_profile(_write(tmp_path, "- 1\n- 2\n"))

@@ -378,7 +378,7 @@ def test_top_level_must_be_a_mapping_and_yaml_must_parse():
 
 
 def test_unreadable_file(tmp_path):
-    with pytest.raises(ScenarioError, match="cannot read"):
+    with pytest.raises(ScenarioError, match="cannot be read"):
         load_scenario(tmp_path / "absent.yaml")
 
 

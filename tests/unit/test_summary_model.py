@@ -137,4 +137,4 @@ def test_the_terminal_report_reads_the_typed_summary() -> None:
     text = console.export_text()
     assert "tiny: tier 1 b misses ttft_p99_ms (1200.0 vs 1000.0, +20.0%)" in text
     assert "50 / 1,200" in text  # b's TTFT p50 / p99, ms
-    assert "8 GPUs, power 0.0 MW mean" in text
+    assert "8 GPUs, power 10 kW mean / 12 kW peak of 1.0 MW cap" in text  # 0.01, 0.012 MW

@@ -111,7 +111,7 @@ def test_unreadable_files_stop_the_run(tmp_path, small_row, write_experiments) -
     with pytest.raises(ValidationDataError, match="cannot be read"):
         run_validate(tmp_path / "absent.csv", tmp_path / "p.csv")
     (tmp_path / "empty.csv").write_text("")
-    with pytest.raises(ValidationDataError, match="missing required column"):
+    with pytest.raises(ValidationDataError, match="is empty"):
         run_validate(tmp_path / "empty.csv", tmp_path / "p.csv")
     (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(ValidationDataError):

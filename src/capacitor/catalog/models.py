@@ -22,6 +22,7 @@ import yaml
 
 from capacitor.catalog.hf_config import parse_generation_config, parse_hf_config
 from capacitor.errors import CatalogError
+from capacitor.textio import read_text
 
 WEIGHT_DTYPES = ("bf16", "fp16", "fp8", "fp4")
 
@@ -242,10 +243,8 @@ def from_hf_config(config: dict[str, Any], name: str) -> ModelSpec:
 
 
 def _read_json(path: Path, label: str, kind: str = "config.json") -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CatalogError(f"cannot read model config {label}: {exc.strerror or exc}") from exc
+    text = read_text(path, f"model config {label}", CatalogError,
+                     expected=f"a UTF-8 Hugging Face {kind}")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

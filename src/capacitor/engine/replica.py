@@ -31,6 +31,7 @@ from capacitor.perf.coefficients import build_coefficients
 from capacitor.perf.memory import (
     GiB,
     check_parallelism,
+    check_reported_blocks,
     kv_bytes_per_block_per_gpu,
     kv_dtype_bytes,
     normalize_precision,
@@ -181,6 +182,9 @@ def build_replica(
 
     if spec.total_kv_blocks is not None:
         blocks = _positive_int("total_kv_blocks", spec.total_kv_blocks)
+        check_reported_blocks(model, gpu, blocks, tp=tp, pp=pp, precision=precision,
+                              kv_cache_dtype=kv_dtype, block_size=block_size,
+                              dp_attention=spec.dp_attention)
     else:
         blocks = num_gpu_blocks(
             model,

@@ -339,11 +339,45 @@ def num_gpu_blocks(
     return blocks * tp if dp_attention and tp > 1 else blocks
 
 
+def check_reported_blocks(
+    model: Any,
+    gpu: Any,
+    blocks: int,
+    *,
+    tp: int = 1,
+    pp: int = 1,
+    precision: str | None = None,
+    kv_cache_dtype: str | None = "auto",
+    block_size: int = 16,
+    dp_attention: bool = False,
+) -> None:
+    """Check that an engine-reported KV block count (``total_kv_blocks``) and the weights fit
+    the GPU: weights + the blocks' bytes per GPU <= the GPU's whole memory. The engine's own
+    reserve is not charged (its ``gpu_memory_utilization`` is not known), so only a row that
+    no engine could have run fails.
+
+    Raises:
+        MemoryFitError: one line naming model, GPU, tp/pp, total_kv_blocks and the GiB.
+    """
+    weights = weight_bytes_per_gpu(model, precision, tp, pp, dp_attention=dp_attention)
+    per_gpu_blocks = blocks / tp if dp_attention and tp > 1 else blocks
+    kv = per_gpu_blocks * kv_bytes_per_block_per_gpu(model, tp, pp, block_size, kv_cache_dtype)
+    if weights + kv > gpu.memory_bytes:
+        raise MemoryFitError(
+            f"{model.name} does not fit on {gpu.name} with tp={tp}, pp={pp} "
+            f"({normalize_precision(precision, model).upper()} weights): weights "
+            f"{weights / GiB:.1f} GiB + total_kv_blocks={blocks} ({kv / GiB:.1f} GiB) per GPU "
+            f"exceed its {gpu.memory_bytes / GiB:.2f} GiB; raise tp or pp, or check "
+            "total_kv_blocks"
+        )
+
+
 __all__ = [
     "KV_DTYPE_BYTES",
     "WEIGHT_BYTES",
     "attention_bytes",
     "check_parallelism",
+    "check_reported_blocks",
     "kv_bytes_per_block_per_gpu",
     "kv_bytes_per_token_per_gpu",
     "kv_dtype_bytes",

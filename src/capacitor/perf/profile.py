@@ -33,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from capacitor.errors import CalibrationError, ConfigError
+from capacitor.textio import load_yaml, read_text
 
 FAMILIES: tuple[str, ...] = ("ampere", "ada", "hopper", "blackwell", "cdna3", "cdna4")
 ENGINES: tuple[str, ...] = ("vllm", "sglang", "trtllm")
@@ -366,12 +367,14 @@ def load_profile(path: str | Path | None = None) -> PerfProfile:
     if path is None:
         return _shipped()
     p = Path(path)
+    text = read_text(p, f"profile {p}", CalibrationError, expected="a UTF-8 profile YAML file")
     try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise CalibrationError(f"profile {p}: cannot read: {err.strerror or err}") from None
-    try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        what = " ".join(str(x) for x in (err.context, err.problem) if x)
+        raise CalibrationError(f"profile {p}: {where}not valid YAML: {what}") from None
     except yaml.YAMLError as err:
         raise CalibrationError(f"profile {p}: not valid YAML: {err}") from None
     return PerfProfile(data, origin=str(p))

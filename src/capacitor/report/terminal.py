@@ -20,6 +20,19 @@ def _num(value: Any, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _watts(mw: Any, unit: str = "W", *, positive: bool = False) -> str:
+    """Power in MW (energy in MWh with ``unit="Wh"``) to one decimal, or in whole kW (kWh)
+    below 1 MW, where MW would round to zero on a small site (summary.json keeps MW to three
+    decimals, so 1 kW is its resolution); ``positive``: a 0 that summary.json rounded down."""
+    if mw is None:
+        return "-"
+    if abs(mw) >= 1.0:
+        return f"{mw:,.1f} M{unit}"
+    if mw == 0 and positive:
+        return f"< 0.5 k{unit}"
+    return f"{mw * 1e3:,.0f} k{unit}"
+
+
 def print_run(console: Console, summary: RunSummary) -> None:
     """Print ``summary`` (what ``summary.json`` holds)."""
     verdict = summary.verdict
@@ -87,17 +100,19 @@ def print_run(console: Console, summary: RunSummary) -> None:
         )
     console.print(deps)
     eco = summary.economics
+    drawn = any(s.power_mw_mean for s in summary.sites.values())
     for name, s in summary.sites.items():
         flag = " [red](at cap)[/]" if s.at_cap else ""
+        energy = _watts(s.energy_mwh, "Wh", positive=bool(s.power_mw_mean))
         console.print(
             f"site {escape(name)}: {s.gpus:,} GPUs, power "
-            f"{_num(s.power_mw_mean, 1)} MW mean / {_num(s.power_mw_peak, 1)} MW peak of "
-            f"{_num(s.power_cap_mw, 1)} MW cap{flag}, {_num(s.energy_mwh, 1)} MWh"
+            f"{_watts(s.power_mw_mean)} mean / {_watts(s.power_mw_peak)} peak of "
+            f"{_watts(s.power_cap_mw)} cap{flag}, {energy}"
         )
     console.print(
         f"cost of the window ${_num(eco.window_cost_usd)}; "
         f"${_num(eco.usd_per_million_output_tokens, 2)} per million output tokens; "
         f"${_num(eco.usd_per_gpu_hour_effective, 2)} per GPU-hour effective; energy "
-        f"{_num(eco.energy_mwh, 1)} MWh"
+        f"{_watts(eco.energy_mwh, 'Wh', positive=drawn)}"
         + (f" (${_num(eco.energy_cost_usd)})" if eco.energy_cost_usd is not None else "")
     )

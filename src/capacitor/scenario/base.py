@@ -39,9 +39,10 @@ ADMISSION_POLICIES = ("none", "token_bucket", "queue_length", "predicted_ttft")
 
 
 class Strict(BaseModel):
-    """Base of every scenario model: unknown keys are errors."""
+    """Base of every scenario model: unknown keys are errors, and so are .inf and .nan in any
+    number (an infinite window or rate would never finish; absent means "none")."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # ---- small typed values ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from capacitor.errors import CapacitorError, ConfigError, MemoryFitError, Scenar
 from capacitor.fleet.power import facility_power_mw as fleet_facility_power_mw
 from capacitor.perf.profile import PerfProfile, load_profile
 from capacitor.scenario.models import Deployment, Scenario, TraceLengths
+from capacitor.textio import read_text
 
 
 def check_scenario(scenario: Scenario, *, base_dir: Path | None = None) -> list[str]:
@@ -268,7 +269,7 @@ def resolve_replicas(scenario: Scenario) -> dict[str, int]:
     that type left over by the other deployments (floor of leftover / (tp x pp))."""
     counts, problems = _fill_plan(scenario)
     if problems:
-        raise ScenarioError("\n".join(problems))
+        raise ScenarioError(*problems)
     return {d.name: counts.get(d.name, 0) for d in scenario.deployments}
 
 
@@ -290,10 +291,15 @@ def _check_tenants_and_workloads(scenario: Scenario, base_dir: Path | None,
                                 "trace; remove arrival (use lengths.time_scale or "
                                 "target_rate_rps)")
             path = _resolve_path(w.lengths.path, base_dir)
-            if not path.is_file():
+            if not path.exists():
                 problems.append(f"{p}.lengths.path = {w.lengths.path!r}: no such file "
                                 f"({path})")
             else:
+                try:  # a trace that is not text fails here, not in the middle of a run
+                    read_text(path, f"{p}.lengths.path = {w.lengths.path!r}", ScenarioError,
+                              expected="a UTF-8 trace (.csv Azure 2023 or .jsonl Mooncake)")
+                except ScenarioError as err:
+                    problems.append(str(err))
                 w.lengths.path = str(path)
         elif w.arrival is None:
             problems.append(f"{p}.arrival: missing (required unless lengths.kind is trace)")

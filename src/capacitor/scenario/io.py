@@ -1,9 +1,10 @@
 """Scenario files: YAML in, a checked :class:`Scenario` out, JSON Schema for the curious.
 
-:func:`load_scenario` reads a YAML file (``yaml.safe_load``: object tags are refused), validates
-it against the pydantic models of :mod:`capacitor.scenario.models` and then checks what a
-schema cannot: references between sections (sites, deployments, tenants), GPU and model
-names, GPU inventories over-subscribed by deployments, facility power above a site's cap and
+:func:`load_scenario` reads a YAML file (``yaml.safe_load``: object tags are refused, and so
+is a key given twice), validates it against the pydantic models of
+:mod:`capacitor.scenario.models` and then checks what a schema cannot: references between
+sections (sites, deployments, tenants), GPU and model names, GPU inventories over-subscribed
+by deployments, facility power above a site's cap and
 models that do not fit their replica's memory (:func:`capacitor.engine.replica.build_replica`).
 Every problem becomes one line ``FILE: YAML.path = value: what is wrong / what is valid`` of a
 single :class:`~capacitor.errors.ScenarioError`.
@@ -41,6 +42,7 @@ from capacitor.scenario.models import (
     TraceLengths,
     month_index,
 )
+from capacitor.textio import load_yaml, read_text
 from capacitor.workload.stages import parse_stages
 
 _PACKAGE = "capacitor"
@@ -69,10 +71,7 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
     else:
         p = Path(path)
         origin = str(p)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as err:
-            raise ScenarioError(f"{origin}: cannot read: {err.strerror or err}") from None
+        text = read_text(p, origin, ScenarioError, expected="a UTF-8 scenario YAML file")
         base_dir = p.resolve().parent
     return parse_scenario(text, origin=origin, base_dir=base_dir)
 
@@ -81,7 +80,7 @@ def parse_scenario(text: str, *, origin: str = "<scenario>",
                    base_dir: Path | None = None) -> Scenario:
     """:func:`load_scenario` on YAML text already read (``origin`` names it in messages)."""
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.constructor.ConstructorError as err:
         mark = err.problem_mark
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -105,11 +104,11 @@ def parse_scenario(text: str, *, origin: str = "<scenario>",
         scenario = Scenario.model_validate(data)
     except ValidationError as err:
         lines = [f"{origin}: {line}" for line in pydantic_problems(err, data)]
-        raise ScenarioError("\n".join(lines)) from None
+        raise ScenarioError(*lines) from None
     scenario._source = origin
     problems = check_scenario(scenario, base_dir=base_dir)
     if problems:
-        raise ScenarioError("\n".join(f"{origin}: {line}" for line in problems))
+        raise ScenarioError(*(f"{origin}: {line}" for line in problems))
     return scenario
 
 

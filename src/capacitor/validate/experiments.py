@@ -70,8 +70,9 @@ class RowError(ValidationDataError):
         self.column = column
 
 
-def integer(minimum: int = 1) -> Callable[[str], int]:
-    """Parser of an integer cell (``128`` or ``128.0``) that is at least ``minimum``."""
+def integer(minimum: int = 1, maximum: int = 2**31 - 1) -> Callable[[str], int]:
+    """Parser of an integer cell (``128`` or ``128.0``) in [``minimum``, ``maximum``] (the
+    default maximum is the simulator's 32-bit counts)."""
 
     def parse(text: str) -> int:
         try:
@@ -82,6 +83,8 @@ def integer(minimum: int = 1) -> Callable[[str], int]:
             raise ValueError("not an integer")
         if value < minimum:
             raise ValueError(f"must be >= {minimum}")
+        if value > maximum:
+            raise ValueError(f"must be <= {maximum:,}")
         return int(value)
 
     return parse
@@ -251,7 +254,7 @@ _SHARED_PREFIX_COUNTS = ("question_len", "output_len", "num_groups", "users_per_
 
 def build_workload(row: Row, max_model_len: int) -> Any:
     """The row's request batch (shared_prefix, closed_loop or offline)."""
-    seed = row.get("seed", COUNT0, DEFAULT_SEED)
+    seed = row.get("seed", integer(0, 2**63 - 1), DEFAULT_SEED)
     if row.workload == "shared_prefix":
         return _shared_prefix(row, seed, max_model_len)
     isl, osl = row.get("isl", COUNT, required=True), row.get("osl", COUNT, required=True)

@@ -31,6 +31,7 @@ Definitions (DESIGN.md, "validate"):
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
@@ -40,6 +41,7 @@ import pyarrow as pa
 from capacitor.engine.requests import RequestBatch
 from capacitor.engine.result import EngineResult
 from capacitor.errors import ValidationDataError
+from capacitor.textio import read_text
 
 LATENCY_METRICS = ("ttft", "itl", "tpot", "e2e")
 STATISTICS = ("mean", "median", "p90", "p99")
@@ -202,26 +204,40 @@ def read_csv(
     """(header, rows of stripped cells) of a CSV; header names lower-cased, blank lines skipped.
 
     Raises:
-        ValidationDataError: the file cannot be read, is empty, or lacks a required column.
+        ValidationDataError: the file cannot be read, is empty, has no rows, or lacks a
+            required column.
     """
     path = Path(path)
+    text = read_text(path, f"{what} {path}", ValidationDataError, expected="a UTF-8 CSV file")
     try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            header = [h.strip().lower() for h in next(reader, [])]
-            rows = [
-                {h: c.strip() for h, c in zip(header, cells, strict=False) if h}
-                for cells in reader
-                if any(c.strip() for c in cells)
-            ]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ValidationDataError(f"{what} {path}: cannot be read ({exc})") from exc
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = [h.strip().lower() for h in next(reader, [])]
+        rows = []
+        for cells in reader:
+            if not any(c.strip() for c in cells):
+                continue
+            if any(c.strip() for c in cells[len(header):]):
+                raise ValidationDataError(
+                    f"{what} {path}: line {reader.line_num}: {len(cells)} cells but the header "
+                    f"has {len(header)} columns; quote a value that holds a comma")
+            rows.append({h: c.strip() for h, c in zip(header, cells, strict=False) if h})
+    except csv.Error as exc:
+        raise ValidationDataError(f"{what} {path}: line {reader.line_num}: not valid CSV "
+                                  f"({exc}); expected a UTF-8 CSV file") from None
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:
+        raise ValidationDataError(
+            f"{what} {path}: column(s) {', '.join(twice)} appear more than once in the header; "
+            "give each column once")
     missing = [c for c in required if c not in header]
     if missing:
         raise ValidationDataError(
             f"{what} {path}: missing required column(s) {', '.join(missing)} "
             f"(required: {', '.join(required)})"
         )
+    if not rows:
+        raise ValidationDataError(f"{what} {path}: has a header but no rows; expected one "
+                                  "row per experiment below the header")
     return header, rows
 
 

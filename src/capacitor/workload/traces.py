@@ -31,6 +31,7 @@ prefixes with each other (repeating must not inflate prefix-cache hits).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import dataclass, replace
@@ -41,6 +42,7 @@ import numpy as np
 
 from capacitor.engine.requests import RequestBatch
 from capacitor.errors import ConfigError, ScenarioError
+from capacitor.textio import read_text
 
 MOONCAKE_BLOCK_TOKENS = 512
 AZURE_HEADER = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
@@ -108,11 +110,10 @@ def _count(path: Path, line: int, name: str, text: object) -> int:
     return value
 
 
-def _open(path: str | Path) -> Path:
+def _open(path: str | Path, expected: str) -> tuple[Path, io.StringIO]:
     p = Path(path)
-    if not p.is_file():
-        raise ScenarioError(f"trace {p}: no such file")
-    return p
+    text = read_text(p, f"trace {p}", ScenarioError, expected=expected)
+    return p, io.StringIO(text, newline="")
 
 
 def _sorted_trace(name: str, t: np.ndarray, inp: list[int], out: list[int],
@@ -134,11 +135,11 @@ def _sorted_trace(name: str, t: np.ndarray, inp: list[int], out: list[int],
 
 def read_azure(path: str | Path) -> Trace:
     """Read an Azure LLM inference 2023 CSV (``TIMESTAMP,ContextTokens,GeneratedTokens``)."""
-    p = _open(path)
+    p, fh = _open(path, "a UTF-8 CSV file (Azure LLM inference 2023)")
     stamps: list[str] = []
     inp: list[int] = []
     out: list[int] = []
-    with p.open(newline="", encoding="utf-8-sig") as fh:
+    with fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None or tuple(h.strip() for h in header) != AZURE_HEADER:
@@ -175,13 +176,13 @@ def read_azure(path: str | Path) -> Trace:
 def read_mooncake(path: str | Path) -> Trace:
     """Read a Mooncake FAST'25 JSONL trace (``timestamp`` ms, ``input_length``,
     ``output_length``, ``hash_ids``)."""
-    p = _open(path)
+    p, fh = _open(path, "a UTF-8 JSONL file (Mooncake FAST'25)")
     t: list[float] = []
     inp: list[int] = []
     out: list[int] = []
     lens: list[int] = []
     chains: list[list[int]] = []
-    with p.open(encoding="utf-8") as fh:
+    with fh:
         for line, text in enumerate(fh, start=1):
             if not text.strip():
                 continue
