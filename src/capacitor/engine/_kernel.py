@@ -250,6 +250,16 @@ def _admission_status(i, rep_id, release_s, tenant_id, fleet, requests, pool):
     return 0
 
 
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _refuse(i, status, arrival_s, outputs, ingress_s, releases, router, heap):
+    """Request ``i`` is refused at the router (``status``): answered at once (compiled
+    once, not inlined: the common path admits)."""
+    send_s = outputs.send_s
+    outputs.status[i] = status
+    outputs.finish_s[i] = send_s[i]
+    _respond(i, send_s[i], arrival_s, send_s, ingress_s, releases, router, heap)
+
+
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _route_release(i, release_s, fleet, requests, releases, prefix, engine, pool, outputs):
     """Release ``i`` reaches the router at ``release_s``: refused (too long, or by
@@ -265,10 +275,8 @@ def _route_release(i, release_s, fleet, requests, releases, prefix, engine, pool
         status = _admission_status(i, rep_id, release_s, tenant_id, fleet, requests, pool)
     send_s = outputs.send_s
     if status:
-        outputs.status[i] = status
-        outputs.finish_s[i] = send_s[i]
-        _respond(i, send_s[i], requests.arrival_s, send_s, engine.ingress_s, releases,
-                 fleet.router, fleet.releases)
+        _refuse(i, status, requests.arrival_s, outputs, engine.ingress_s, releases,
+                fleet.router, fleet.releases)
         return
     if pool.num_replicas > 1:
         _bind_source(i, rep_id, requests.prompt_len.shape[0], prefix, engine.block_size)
@@ -290,7 +298,7 @@ def _route_release(i, release_s, fleet, requests, releases, prefix, engine, pool
             _heap_push(fleet.events, clock[NOW_S], rep_id)
 
 
-@numba.njit(cache=True, error_model="numpy", inline="always")
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
 def _replica_fails(k, fleet, kv, requests, releases, outputs, engine, pool):
     """Failure ``k``: the replica's step in progress completes, then its running requests
     are lost, its waiting ones re-routed; it takes nothing until repaired."""

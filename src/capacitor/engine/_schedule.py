@@ -117,7 +117,7 @@ def _lowest_priority(rep, requests, send_s, ingress_s):
     return victim
 
 
-@numba.njit(cache=True, error_model="numpy", inline="always")
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
 def _schedule_running_walk(rep, fleet, kv, requests, outputs, engine):
     """Exactly vLLM's loop: walk the running requests in order, allocate each one's blocks,
     preempting from the tail (or the lowest priority) until they fit or it is the one
@@ -197,6 +197,21 @@ def _schedule_running_walk(rep, fleet, kv, requests, outputs, engine):
     return num_prefill, preempted_any
 
 
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _host_hit_blocks(r, num_tokens, kv):
+    """:func:`_hit_blocks` in either tier (host tier only: compiled once, not inlined)."""
+    return _hit_blocks(r, num_tokens, kv, True)
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _load_host_hit(r, hit, total, sched, kv):
+    """Blocks ``[hit, total)`` of ``r`` come back from the host tier, as if computed: they
+    are touched there and join their owners' GPU cache. Returns how many moved to an
+    ancestor's cache (host tier only: compiled once, not inlined)."""
+    _touch_range(r, hit, total, sched, kv)
+    return _transfer(r, hit * kv.block_size, total * kv.block_size, sched, kv)
+
+
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _admit_waiting(rep, token_budget, num_prefill, fleet, kv, requests, outputs, engine):
     """Admit waiting requests in queue order while budget, seats and blocks last: each takes
@@ -224,7 +239,7 @@ def _admit_waiting(rep, token_budget, num_prefill, fleet, kv, requests, outputs,
             hit = _hit_blocks(r, num_tokens, kv, False)
             total = hit
             if engine.num_cpu_blocks > 0:
-                total = _hit_blocks(r, num_tokens, kv, True)
+                total = _host_hit_blocks(r, num_tokens, kv)
         chunk = min(num_tokens - total * block_size, token_budget)
         need = _cdiv(total * block_size + chunk, block_size) - hit
         if engine.reserve_full_request:  # blocks for the whole request, up front
@@ -245,8 +260,7 @@ def _admit_waiting(rep, token_budget, num_prefill, fleet, kv, requests, outputs,
         if total > hit:
             # host-tier hit: load the blocks back, as if computed
             loaded_blocks += total - hit
-            _touch_range(r, hit, total, sched, kv)
-            moved = _transfer(r, hit * block_size, total * block_size, sched, kv)
+            moved = _load_host_hit(r, hit, total, sched, kv)
             slots[F_PRIVATE_BLOCKS, s] -= moved
             slots[F_HIT_BLOCKS, s] += moved
         if outputs.num_cached_tokens[r] < 0:

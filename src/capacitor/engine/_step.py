@@ -13,7 +13,10 @@ the earliest event. An iteration (:func:`_iterate`) is:
 
 Each phase is ``inline="always"``: the event loop is one compiled function (a call with this
 many arrays costs more than the steps it runs -- NOTE: for performance only), while the
-source reads phase by phase.
+source reads phase by phase. Rare paths (preemption, failures, refusals, the host tier) are
+ordinary compiled functions instead (``_nrt=False`` like the kernel): inlined, they made the
+first compile (empty numba cache) a third longer and its peak memory half as large again,
+for no speed.
 """
 
 from __future__ import annotations
