@@ -228,8 +228,9 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
     # coefficients.layers_fixed_s): an engine whose latency rows are all MLA models leaves
     # per_layer_s out, and an engine with MLA latency rows frees its GEMM kernel cost and
     # its MLA per-sequence cost. Without MLA rows the set is unchanged.
-    mla_engines = {o.engine for o in observations if _has_latency(o) and _is_mla(o)}
-    other_engines = {o.engine for o in observations if _has_latency(o) and not _is_mla(o)}
+    latency_rows = [(o.engine, _is_mla(o)) for o in observations if _has_latency(o)]
+    mla_engines = {eng for eng, mla in latency_rows if mla}
+    other_engines = {eng for eng, mla in latency_rows if not mla}
     for section, key, sigma in ENGINE_KEYS:
         if key in skip:
             continue
