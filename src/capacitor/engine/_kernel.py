@@ -52,7 +52,7 @@ from capacitor.engine._pool import (
     _route,
 )
 from capacitor.engine._records import Fleet, Heap, KVCache
-from capacitor.engine._slots import _release_unreleased, _wait_insert, _wait_push_back
+from capacitor.engine._slots import _release_unreleased, _wait_insert_once, _wait_push_back
 from capacitor.engine._state import (
     ACTIVE,
     BUSY_S,
@@ -284,7 +284,8 @@ def _route_release(i, release_s, fleet, requests, releases, prefix, engine, pool
     sched = fleet.sched[rep_id]
     clock = fleet.clock[rep_id]
     if engine.by_priority:
-        _wait_insert(sched, fleet.wait_next, i, requests.priority, send_s, engine.ingress_s)
+        _wait_insert_once(sched, fleet.wait_next, i, requests.priority, send_s,
+                          engine.ingress_s)
     else:
         _wait_push_back(sched, fleet.wait_next, i)
     fleet.inflight[tenant_id] += 1

@@ -157,3 +157,9 @@ def _respond(i, client_t, arrival_s, send_s, ingress_s, releases, router, heap):
         router[NEXT_CLOSED] += 1
         send_s[c] = max(arrival_s[c], client_t)
         _heap_push(heap, send_s[c] + ingress_s, c)
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _respond_once(i, client_t, arrival_s, send_s, ingress_s, releases, router, heap):
+    """:func:`_respond`, compiled once (not inlined)."""
+    _respond(i, client_t, arrival_s, send_s, ingress_s, releases, router, heap)

@@ -215,10 +215,9 @@ def _release(r, num_computed, private_blocks, cache_own, sched, kv):
     _unpin(sched, r, kv)
 
 
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def _release_unreleased(rep, shareable, kv):
-    """Async scheduling: release the requests that finished in the last step, in admission
-    order, once the next step has been decided."""
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _release_unreleased_all(rep, shareable, kv):
+    """:func:`_release_unreleased` when there are some (compiled once, not inlined)."""
     sched = rep.sched
     unreleased = rep.unreleased
     for k in range(sched[NUM_UNRELEASED]):
@@ -267,3 +266,17 @@ def _preempt(s, rep, kv, step, last_token_s, extra_private, generated, wait_next
         _wait_insert(sched, wait_next, r, requests.priority, outputs.send_s, engine.ingress_s)
     else:
         _wait_push_front(sched, wait_next, r)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _release_unreleased(rep, shareable, kv):
+    """Async scheduling: release the requests that finished in the last step, in admission
+    order, once the next step has been decided."""
+    if rep.sched[NUM_UNRELEASED] > 0:
+        _release_unreleased_all(rep, shareable, kv)
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _wait_insert_once(sched, wait_next, i, priority, send_s, ingress_s):
+    """:func:`_wait_insert`, compiled once (not inlined)."""
+    _wait_insert(sched, wait_next, i, priority, send_s, ingress_s)

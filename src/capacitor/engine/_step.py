@@ -13,10 +13,10 @@ the earliest event. An iteration (:func:`_iterate`) is:
 
 Each phase is ``inline="always"``: the event loop is one compiled function (a call with this
 many arrays costs more than the steps it runs -- NOTE: for performance only), while the
-source reads phase by phase. Rare paths (preemption, failures, refusals, the host tier) are
-ordinary compiled functions instead (``_nrt=False`` like the kernel): inlined, they made the
-first compile (empty numba cache) a third longer and its peak memory half as large again,
-for no speed.
+source reads phase by phase. Rare paths (preemption, failures, refusals, the host tier,
+async releases, closed-loop answers, priority queueing) are ordinary compiled functions
+instead (``_nrt=False`` like the kernel): inlined, they made the first compile (empty numba
+cache) half as long again and its peak memory half as large again, for no speed.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numba
 
 from capacitor.engine._decode import _decode_stretch
 from capacitor.engine._kernel_cache import _transfer
-from capacitor.engine._kernel_util import _add_decode_gaps, _heap_push, _itl_bin, _respond
+from capacitor.engine._kernel_util import _add_decode_gaps, _heap_push, _itl_bin, _respond_once
 from capacitor.engine._pool import _flush_finished
 from capacitor.engine._records import Replica
 from capacitor.engine._schedule import _admit_waiting, _schedule_running
@@ -242,8 +242,8 @@ def _finish_requests(rep, client_s, num_finishing, fleet, kv, requests, releases
         rep.pending_finish[sched[NUM_PENDING_FINISH]] = r
         sched[NUM_PENDING_FINISH] += 1
         if releases.concurrency > 0 or releases.child_gate.shape[0] > 0:  # someone may wait
-            _respond(r, client_s, requests.arrival_s, outputs.send_s, engine.ingress_s,
-                     releases, fleet.router, fleet.releases)
+            _respond_once(r, client_s, requests.arrival_s, outputs.send_s, engine.ingress_s,
+                          releases, fleet.router, fleet.releases)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
