@@ -64,7 +64,9 @@ def server_flags(row: dict[str, str]) -> dict[str, str]:
       --max-running-requests 256 --kv-cache-dtype fp8_e4m3``.
     * dsr1_fp8_h200.sh: ``--mem-fraction-static 0.82 --chunked-prefill-size 32768
       --max-running-requests 512`` (1k/1k; 256 otherwise); KV cache default (bf16).
-    All three: ``--disable-radix-cache``; the overlap scheduler is SGLang's default.
+    All three: ``--disable-radix-cache``; the overlap scheduler is SGLang's default. The
+    two B200 scripts also set ``--scheduler-recv-interval`` 10, or 30 from concurrency 16
+    (FP8 TP4: 10 always); the H200 script does not (1, SGLang's default).
     TensorRT-LLM (``trtllm-serve --backend pytorch``): dsr1_fp4_b200_trt.sh,
     dsr1_fp8_b200_trt.sh, dsr1_fp8_h200_trt.sh: ``kv_cache_config: dtype fp8,
     enable_block_reuse false, free_gpu_memory_fraction`` 0.8 (B200; 0.7 at CONC >= 256 and
@@ -80,9 +82,11 @@ def server_flags(row: dict[str, str]) -> dict[str, str]:
         if hw == "B200" and prec == "FP8":
             mem, chunk, seqs = (0.82, 32768, 128) if tp == 8 else (0.95, 8192, 32)
             out["kv_cache_dtype"] = "fp8"
+            out["scheduler_recv_interval"] = "30" if tp == 8 and conc >= 16 else "10"
         elif hw == "B200":
             mem, chunk, seqs = 0.85, 16384, 256
             out["kv_cache_dtype"] = "fp8"
+            out["scheduler_recv_interval"] = "30" if conc >= 16 else "10"
         else:
             mem, chunk, seqs = 0.82, 32768, 512 if (isl, osl) == (1024, 1024) else 256
         out.update(gpu_memory_utilization=str(mem), max_num_batched_tokens=str(chunk),

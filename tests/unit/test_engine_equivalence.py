@@ -34,6 +34,10 @@ CASES = {
         dict(num_segments=2, output=(20, 200)),
         dict(num_gpu_blocks=300, max_num_seqs=32, kv_reservation="full_request"),
     ),
+    "recv_interval": (  # SGLang polls for new requests every 8 decode-only steps
+        dict(num_segments=2, rate_rps=60.0),
+        dict(num_gpu_blocks=400, max_num_seqs=32, scheduler_recv_interval=8),
+    ),
     "small_blocks_big_budget": (
         dict(),
         dict(block_size=4, num_gpu_blocks=900, max_num_batched_tokens=2048),
@@ -78,6 +82,11 @@ def test_kernel_matches_reference(case, async_scheduling):
         assert ref.num_preemptions.sum() == 0, "a reserved request is never preempted"
         on_demand = _compare(batch, config(**{**overrides, "kv_reservation": "on_demand"}))
         assert on_demand.num_preemptions.sum() > 0, "the same load preempts on demand"
+    if case == "recv_interval":
+        every_step = _compare(batch, config(**{**overrides, "scheduler_recv_interval": 1}))
+        assert ref.num_preemptions.sum() > 0, "case must exercise preemption"
+        waited = (ref.first_token_s - ref.send_s).mean()
+        assert waited > (every_step.first_token_s - every_step.send_s).mean(), "polls delay"
     if case == "no_prefix_caching":
         assert ref.num_cached_tokens.sum() == 0
 
@@ -191,3 +200,47 @@ def test_async_scheduling_frees_a_finished_seat_without_an_idle_step():
             assert res.finish_s[0] == 3 * step
             assert res.first_token_s[1] == 4 * step
             assert res.num_steps == 4
+
+
+def test_recv_interval_holds_arrivals_until_the_next_poll():
+    """SGLang ``--scheduler-recv-interval 4``: new requests are seen only at polls, after a
+    step with prompt tokens or after 4 decode-only steps.
+
+    Every step takes 1/16 s (a flat step model); steps are numbered by their start in
+    sixteenths. A (10-token prompt, 20 out) arrives at an idle engine at 0 and is prefilled
+    in step 0 [0, 1). B (10 tokens, 2 out) arrives at 1.5 (during step 1) and C (10, 2) at
+    5.5 (during step 5). Polls and what they see:
+
+    * synchronous (each step decided as the last ends): step 0 took a prompt, so the
+      decision at 1 polls; steps 1, 2, 3, 4 are decode-only (count 1..4), so the decisions
+      at 2, 3, 4 see only arrivals by 1 and the one at 5 polls: B joins step 5 (first token
+      at 6, done at 7, 6/16 instead of 3/16 with interval 1). Step 5 took B's prompt, so the
+      decision at 6 polls: C joins step 6, first token at 7.
+    * async (step k + 1 decided as step k starts): after step 0 (prompt) the poll is at 0,
+      before B; after step 4 (the fourth decode-only step) it is at 4, and B joins step 5
+      (first token at 6). After step 5 (B's prompt) the poll is at 5, before C; the next is
+      after step 9, four decode-only steps later, at 9: C joins step 10, first token at 11.
+
+    A is decoded every step throughout, so it finishes at 20 either way.
+    """
+    from capacitor.engine.requests import RequestBatch
+    from capacitor.perf.step_time import C_WEIGHT_S, NUM_COEFFS
+
+    step = 1.0 / 16
+    coeffs = np.zeros(NUM_COEFFS)
+    coeffs[C_WEIGHT_S] = step
+    batch = RequestBatch.simple(
+        np.array([0.0, 1.5 * step, 5.5 * step]),
+        np.array([10, 10, 10], np.int32),
+        np.array([20, 2, 2], np.int32),
+    )
+    for async_scheduling, c_first in ((False, 7), (True, 11)):
+        cfg = config(async_scheduling=async_scheduling, scheduler_recv_interval=4)
+        for run in (simulate, reference.simulate):
+            res = run(batch, cfg, coeffs)
+            assert res.first_token_s[0] == step
+            assert res.finish_s[0] == 20 * step
+            assert res.first_token_s[1] == 6 * step
+            assert res.finish_s[1] == 7 * step
+            assert res.first_token_s[2] == c_first * step
+            assert res.finish_s[2] == (c_first + 1) * step

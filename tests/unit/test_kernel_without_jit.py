@@ -35,6 +35,7 @@ SELECTED = [
     "tests/unit/test_engine_equivalence.py::"
     "test_async_scheduling_delays_admission_by_the_step_in_flight",
     "tests/unit/test_engine_oracles.py::test_single_request_matches_hand_computed_steps",
+    "tests/unit/test_engine_equivalence.py::test_recv_interval_holds_arrivals_until_the_next_poll",
     "tests/unit/test_pool_reference.py::test_routed_pool_with_prefix_hits_and_preemption"
     "[round_robin-async]",
     "tests/unit/test_pool_reference.py::test_queue_length_shedding[sync]",

@@ -63,6 +63,8 @@ ROW_ERRORS = [
     ("bad-fraction", {"gpu_memory_utilization": "1.5"}, "gpu_memory_utilization='1.5'"),
     ("blank-model", {"model": ""}, "model (blank): missing (needed by every row)"),
     ("bad-kv-dtype", {"kv_cache_dtype": "int3"}, "kv_cache_dtype"),
+    ("recv-not-sglang", {"scheduler_recv_interval": 10}, "scheduler_recv_interval=10: an SGLang"),
+    ("bad-recv", {"engine": "sglang", "scheduler_recv_interval": 0}, "scheduler_recv_interval='0'"),
 ]
 
 
@@ -170,6 +172,23 @@ def test_closed_loop_obeys_littles_law(tmp_path, write_experiments, read_predict
     oracle = 8 / (float(pred["e2e_mean_ms"]) / 1e3)
     assert throughput == pytest.approx(oracle, rel=0.10)
     assert float(pred["output_tokens_per_s"]) == pytest.approx(128 * throughput)
+
+
+def test_recv_interval_column_delays_first_tokens(
+    tmp_path, write_experiments, read_predictions
+) -> None:
+    """SGLang rows honour ``scheduler_recv_interval``: polling every 30 decode steps holds
+    a closed-loop client's next request back, so the median TTFT grows. (Lengths vary, so
+    clients finish at different steps: with equal lengths they all finish together, the
+    engine is idle and polls at once.)"""
+    row = dict(CLOSED_LOOP, engine="sglang", min_length_fraction=0.5)
+    rows = [row, dict(row, id="polled", scheduler_recv_interval=30)]
+    write_experiments(tmp_path / "e.csv", rows)
+    assert run_validate(tmp_path / "e.csv", tmp_path / "p.csv").exit_code == 0
+    preds = read_predictions(tmp_path / "p.csv")
+    every_step, polled = (float(preds[i]["ttft_median_ms"]) for i in ("closed", "polled"))
+    itl = float(preds["closed"]["itl_median_ms"])
+    assert polled > every_step + 3 * itl  # about half of 30 decode steps on average
 
 
 def test_closed_loop_warmup_is_excluded(tmp_path, write_experiments, read_predictions) -> None:

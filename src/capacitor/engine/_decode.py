@@ -24,6 +24,7 @@ import numba
 
 from capacitor.engine._kernel_cache import _allocate
 from capacitor.engine._kernel_util import _add_gap_run, _itl_bin_interior, _itl_bin_near
+from capacitor.engine._schedule import _polls
 from capacitor.engine._slots import _release_unreleased
 from capacitor.engine._state import (
     BUSY_S,
@@ -37,6 +38,8 @@ from capacitor.engine._state import (
     NUM_RUNNING,
     NUM_UNRELEASED,
     NUM_WAITING,
+    RECV_COUNT,
+    RECV_S,
     STEP,
     SUM_CTX0_MINUS_STEP0,
     WAIT_HEAD,
@@ -80,6 +83,9 @@ def _decode_stretch(rep_id, rep, until_s, fleet, kv, requests, outputs, engine, 
     busy_s = clock[BUSY_S]
     max_used = sched[MAX_USED_BLOCKS]
     cutoff_s = clock[CUTOFF_S]
+    recv_interval = engine.recv_interval
+    recv_count = sched[RECV_COUNT]
+    recv_s = clock[RECV_S]
     free_uncached = sched[FREE_UNCACHED]
     evictable = sched[EVICTABLE]
     phase = (-step) % block_size
@@ -149,8 +155,13 @@ def _decode_stretch(rep_id, rep, until_s, fleet, kv, requests, outputs, engine, 
         run_steps += 1
         run_sum_s += gap
         last_token_s = client_s
-        if engine.async_scheduling:
-            cutoff_s = t  # the next step was decided as this one started
+        # what the next decision sees (same rule as _poll_after_step)
+        polled, recv_count = _polls(recv_count, False, recv_interval)
+        if polled:
+            recv_s = t if engine.async_scheduling else t_end
+            cutoff_s = t if engine.async_scheduling else math.inf
+        else:
+            cutoff_s = recv_s
         t = t_end
         step += 1
         decode_ctx += num_decoding
@@ -171,6 +182,8 @@ def _decode_stretch(rep_id, rep, until_s, fleet, kv, requests, outputs, engine, 
         fleet.gap_lo_s[rep_id] = gap_lo
         fleet.gap_hi_s[rep_id] = gap_hi
         clock[CUTOFF_S] = cutoff_s
+        clock[RECV_S] = recv_s
+        sched[RECV_COUNT] = recv_count
         clock[NOW_S] = t
         clock[LAST_TOKEN_S] = last_token_s
         clock[BUSY_S] = busy_s

@@ -79,6 +79,7 @@ class EngineParams(NamedTuple):
     cpu_load_s_per_block: float
     reserve_full_request: bool  # allocate prompt + output blocks at admission
     async_scheduling: bool
+    recv_interval: int  # decode-only steps between polls for new requests (1: every step)
     by_priority: bool  # scheduling_policy == "priority"
     ingress_s: float
     egress_s: float

@@ -3,12 +3,18 @@ first (decoders one token each, the prefilling tail a chunk), preempting from th
 KV blocks run out, then waiting requests in queue order while the token budget
 (``max_num_batched_tokens``), the seats (``max_num_seqs``) and the blocks last.
 
+Which waiting requests admission may see is ``clock[CUTOFF_S]`` (arrival at the engine by
+then): with async scheduling the start of the step in flight, with a recv interval the last
+poll for new requests (:func:`_poll_after_step`).
+
 The step's prefill chunks go to the scratch arrays ``fleet.prefill_slot`` and
 ``fleet.prefill_tokens`` (``[:num_prefill]``); decoders are not listed (their count and
 summed context are running totals).
 """
 
 from __future__ import annotations
+
+import math
 
 import numba
 
@@ -47,11 +53,39 @@ from capacitor.engine._state import (
     NUM_RUNNING,
     NUM_UNRELEASED,
     NUM_WAITING,
+    RECV_COUNT,
+    RECV_S,
     RUN_HEAD,
     RUN_TAIL,
     STEP,
     WAIT_HEAD,
 )
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _polls(recv_count, took_prompt, recv_interval):
+    """Whether the scheduler polls for new requests before the next decision, and its
+    decode-step count after: SGLang's ``SchedulerRecvSkipper`` counts 1 per decode-only step
+    and polls when the count reaches ``recv_interval``, or at once after a step that took
+    prompt tokens (``recv_interval`` 1: at every step). Returns ``(polled, recv_count)``."""
+    if took_prompt or recv_count + 1 >= recv_interval:
+        return True, 0
+    return False, recv_count + 1
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _poll_after_step(sched, clock, t, t_end, took_prompt, engine):
+    """Set what the next step's decision sees (``clock[CUTOFF_S]``) after a step from ``t``
+    to ``t_end``: arrivals by the time it is decided (the step's start with async
+    scheduling, else its end: everything routed so far) if the scheduler polls before it
+    (:func:`_polls`), else only arrivals by its last poll."""
+    polled, recv_count = _polls(sched[RECV_COUNT], took_prompt, engine.recv_interval)
+    sched[RECV_COUNT] = recv_count
+    if polled:
+        clock[RECV_S] = t if engine.async_scheduling else t_end
+        clock[CUTOFF_S] = t if engine.async_scheduling else math.inf
+    else:
+        clock[CUTOFF_S] = clock[RECV_S]
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")

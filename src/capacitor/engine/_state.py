@@ -38,14 +38,17 @@ STEP = 18  # scheduling iterations run so far (the next step's index)
 MAX_USED_BLOCKS = 19
 ACTIVE = 20  # the replica has work (an event pending)
 NUM_PENDING_FINISH = 21  # finished requests whose release the router has not seen yet
-NUM_SCHED = 22
+RECV_COUNT = 22  # decode-only steps since the scheduler last polled for new requests
+NUM_SCHED = 23
 
 # per-replica float64 state: clock[rep, ...]
 NOW_S = 0  # the replica's clock: when its next step starts
 LAST_TOKEN_S = 1  # client time of the replica's last token (decode gaps start there)
 BUSY_S = 2
-CUTOFF_S = 3  # async scheduling: admit requests that reached the engine by then (inf: all)
-NUM_CLOCK = 4
+CUTOFF_S = 3  # admit requests that reached the engine by then (inf: all): async scheduling
+#              decides a step as the one before starts; a recv interval polls only now and then
+RECV_S = 4  # when the scheduler last polled for new requests (recv interval > 1)
+NUM_CLOCK = 5
 
 # fleet-wide int64 state: router[...]
 NEXT_CLOSED = 0  # closed-loop clients: the next request to send

@@ -30,7 +30,7 @@ from capacitor.engine._kernel_cache import _transfer
 from capacitor.engine._kernel_util import _add_decode_gaps, _heap_push, _itl_bin, _respond_once
 from capacitor.engine._pool import _flush_finished
 from capacitor.engine._records import Replica
-from capacitor.engine._schedule import _admit_waiting, _schedule_running
+from capacitor.engine._schedule import _admit_waiting, _poll_after_step, _schedule_running
 from capacitor.engine._slots import (
     _decoder_join,
     _decoder_leave,
@@ -292,8 +292,7 @@ def _iterate(rep_id, rep, until_s, fleet, kv, requests, releases, outputs, engin
     duration_s = _step_duration_s(rep, num_prefill, loaded_blocks, fleet, engine)
     t = clock[NOW_S]
     t_end = t + duration_s
-    if engine.async_scheduling:
-        clock[CUTOFF_S] = t  # the next step was decided as this one started
+    _poll_after_step(sched, clock, t, t_end, num_prefill > 0, engine)
     clock[BUSY_S] += duration_s
     busy_bins = telemetry.busy_bins
     b = min(int(t * (1.0 / telemetry.bin_s)), busy_bins.shape[1] - 1)

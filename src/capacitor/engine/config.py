@@ -51,6 +51,13 @@ class EngineConfig:
             decided. Tokens still reach the client at the end of the step that computed them.
             Deviation: a finished request awaiting that release is never a preemption victim
             (in vLLM it is still on the running list).
+        scheduler_recv_interval: the scheduler takes new requests in only every this many
+            decode-only steps (SGLang ``--scheduler-recv-interval``, default 1: every step).
+            SGLang's ``SchedulerRecvSkipper`` counts 1 per decode step and polls when the
+            count reaches the interval; after a step that computed prompt tokens, or with
+            nothing running, it polls at once. A request that arrives between polls waits
+            in the socket, unseen by admission, until the next poll: on average about half
+            the interval's decode steps of extra TTFT.
     """
 
     max_num_seqs: int
@@ -66,6 +73,7 @@ class EngineConfig:
     kv_reservation: str = "on_demand"
     scheduling_policy: str = "fcfs"
     async_scheduling: bool = False
+    scheduler_recv_interval: int = 1
 
     def __post_init__(self) -> None:
         if self.max_num_seqs < 1:
@@ -100,6 +108,11 @@ class EngineConfig:
             raise ConfigError(
                 f"scheduling_policy={self.scheduling_policy!r}; valid: "
                 f"{', '.join(SCHEDULING_POLICIES)}"
+            )
+        if self.scheduler_recv_interval < 1:
+            raise ConfigError(
+                f"scheduler_recv_interval={self.scheduler_recv_interval}: must be >= 1 "
+                "(1: new requests are taken in at every step)"
             )
         if self.kv_reservation not in KV_RESERVATIONS:
             raise ConfigError(

@@ -25,6 +25,10 @@ identical per-request results. It models a vLLM v1 engine:
   (``cutoff``) are admitted, and requests that finished in step N keep their blocks and their
   ``max_num_seqs`` seat (``zombies``) until it has been decided. When nothing was in flight
   (the engine idle, or the step just decided empty) the cutoff is lifted.
+* **Recv interval** (``config.scheduler_recv_interval`` N, SGLang
+  ``--scheduler-recv-interval``). The scheduler polls for new requests only after a step
+  that took prompt tokens or after N decode-only steps; between polls the cutoff stays at
+  the last poll.
 * **Clients.** A request reaches the engine ``ingress_s`` after it is sent; its tokens
   reach the client ``egress_s`` after the step that made them. Rejected requests (longer
   than ``max_model_len``) get their error at the send time.
@@ -145,7 +149,9 @@ class ReplicaEngine:
         self.waiting: deque[int] = deque()
         self.running: list[int] = []
         self.zombies: list[int] = []  # finished in the last step, blocks not yet released
-        self.cutoff = math.inf  # admit only requests that reached the engine by then (async)
+        self.cutoff = math.inf  # admit only requests that reached the engine by then
+        self.last_poll = 0.0  # when the scheduler last polled for new requests
+        self.decode_steps_unpolled = 0
 
     # -- queues -----------------------------------------------------------------------------
 
@@ -368,6 +374,22 @@ class ReplicaEngine:
                 finished.append(r)
         return finished
 
+    def _poll(self, took_prompt: bool, t_end: float) -> None:
+        """What the next decision (at this step's start with async scheduling, else at its
+        end) sees. The scheduler polls for new requests before it unless a recv interval
+        N > 1 holds it back: then it polls after a step that took prompt tokens or after
+        N decode-only steps since its last poll, and otherwise sees only what had arrived
+        by that poll (``last_poll``)."""
+        cfg = self.state.config
+        decided = self.t if cfg.async_scheduling else t_end
+        self.decode_steps_unpolled += 1
+        if took_prompt or self.decode_steps_unpolled >= cfg.scheduler_recv_interval:
+            self.decode_steps_unpolled = 0
+            self.last_poll = decided
+            self.cutoff = decided if cfg.async_scheduling else math.inf
+        else:
+            self.cutoff = self.last_poll
+
     def iterate(self) -> tuple[list[int], float]:
         """One scheduling iteration at the replica's clock (the engine must not be idle): a
         step, or none when nothing could be scheduled. Returns the requests it finished and
@@ -386,10 +408,10 @@ class ReplicaEngine:
             self.cutoff = math.inf  # nothing in flight: the next decision sees every arrival
             return [], self.t
         self.max_used = max(self.max_used, cfg.num_gpu_blocks - self.cache.num_free())
+        took_prompt = any(not s.decoding[r] for r, _ in scheduled)
         d = self._step_time_s(scheduled, loaded_blocks)
         t_end = self.t + d
-        if cfg.async_scheduling:
-            self.cutoff = self.t  # the next step was decided as this one started
+        self._poll(took_prompt, t_end)
         self.num_steps += 1
         self.busy_s += d
         client_t = t_end + cfg.egress_s

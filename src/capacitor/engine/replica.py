@@ -67,6 +67,8 @@ class ReplicaSpec:
         cpu_offload: the engine also keeps KV blocks in host memory (None = False).
         total_kv_blocks: the KV block count the engine reported (None = derive from memory).
         max_model_len: longest request accepted (None = what fits, see the module docstring).
+        scheduler_recv_interval: SGLang only: the scheduler polls for new requests every
+            this many decode-only steps (and after any step with prompt tokens); None = 1.
         async_scheduling: schedule step N+1 while step N runs (None = the engine's default,
             :data:`ASYNC_SCHEDULING_BY_ENGINE`; vLLM with pp > 1 runs synchronously).
     """
@@ -89,6 +91,7 @@ class ReplicaSpec:
     total_kv_blocks: int | None = None
     max_model_len: int | None = None
     async_scheduling: bool | None = None
+    scheduler_recv_interval: int | None = None
 
 
 #: How each engine admits requests against KV memory (EngineConfig.kv_reservation). vLLM v1
@@ -128,6 +131,20 @@ def _positive_int(field: str, value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ConfigError(f"{field}={value!r}: must be an integer >= 1")
     return value
+
+
+def _recv_interval(spec: ReplicaSpec, engine: str) -> int:
+    """SGLang's ``--scheduler-recv-interval`` (default 1); the other engines take new
+    requests in at every step and have no such setting."""
+    value = spec.scheduler_recv_interval
+    if value is None:
+        return 1
+    if engine != "sglang":
+        raise ConfigError(
+            f"scheduler_recv_interval={value}: an SGLang setting (--scheduler-recv-interval); "
+            f"engine={engine} takes new requests in at every step"
+        )
+    return _positive_int("scheduler_recv_interval", value)
 
 
 def _async_scheduling(spec: ReplicaSpec, engine: str, pp: int) -> bool:
@@ -234,6 +251,7 @@ def build_replica(
         egress_s=constants.request_path.egress_s,
         kv_reservation=KV_RESERVATION_BY_ENGINE[engine],
         async_scheduling=_async_scheduling(spec, engine, pp),
+        scheduler_recv_interval=_recv_interval(spec, engine),
     )
     coeffs = build_coefficients(
         model,

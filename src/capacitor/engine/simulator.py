@@ -147,6 +147,7 @@ def _engine_params(
         cpu_load_s_per_block=config.cpu_load_s_per_block,
         reserve_full_request=config.kv_reservation == "full_request",
         async_scheduling=config.async_scheduling,
+        recv_interval=config.scheduler_recv_interval,
         by_priority=by_priority,
         ingress_s=config.ingress_s,
         egress_s=config.egress_s,

@@ -209,6 +209,7 @@ def build_replica_for_row(row: Row, profile: object) -> tuple[Any, np.ndarray]:
         total_kv_blocks=row.get("total_kv_blocks", COUNT),
         max_model_len=row.get("max_model_len", integer(2)),
         async_scheduling=row.get("async_scheduling", boolean),
+        scheduler_recv_interval=row.get("scheduler_recv_interval", COUNT),
     )
     try:
         return build_replica(spec, profile)
