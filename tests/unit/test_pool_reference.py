@@ -74,8 +74,8 @@ def test_queue_length_shedding(async_scheduling):
 def test_replica_failures_with_a_release_in_every_step(max_num_seqs, max_queue,
                                                        async_scheduling):
     # A request every 5 ms and no step shorter than 8 ms (3 ms fixed + 5 ms weights): a
-    # release lands in every step, so the kernel sees each failure when it is due (see the
-    # xfail below for when it does not). Replica 1 fails twice. With a bounded queue most of
+    # release lands in every step (the tests below cover failures between releases).
+    # Replica 1 fails twice. With a bounded queue most of
     # the requests it had waiting are shed when re-routed; without, they queue elsewhere.
     n = 400
     batch = RequestBatch.simple(np.arange(n) * 0.005, np.full(n, 200), np.full(n, 60))
@@ -98,10 +98,6 @@ def test_replica_failures_with_a_release_in_every_step(max_num_seqs, max_queue,
         assert rerouted.sum() > 10 and np.all(ref.status[rerouted] == S_COMPLETED)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kernel bug: a replica running steps with no release due does not stop at a failure, so "
-    "the failure lands at the end of a later step (the lost requests end late, and the "
-    "requests waiting there are re-routed late)"))
 def test_a_failure_between_releases_lands_at_the_end_of_the_step_in_progress():
     # Poisson arrivals leave gaps longer than a step: replica 1 fails at 3 s in one of them
     batch = make_requests(400, rate_rps=60.0, prompt=(100, 300), output=(50, 150))
@@ -110,7 +106,6 @@ def test_a_failure_between_releases_lands_at_the_end_of_the_step_in_progress():
                                                    np.array([2.0])))
 
 
-@pytest.mark.xfail(strict=True, reason="kernel bug: see the test above")
 def test_a_lone_replica_failing_mid_request_loses_it():
     # one request (100 prompt tokens, 600 output) decodes on one replica from ~0.008 s to
     # ~4.8 s; the replica fails at 1 s: the request is lost at the end of the step that was

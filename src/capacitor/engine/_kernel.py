@@ -59,6 +59,7 @@ from capacitor.engine._state import (
     CUTOFF_S,
     MAX_USED_BLOCKS,
     NEXT_CLOSED,
+    NEXT_FAILURE,
     NEXT_INITIAL,
     NOW_S,
     NUM_CLOCK,
@@ -70,7 +71,7 @@ from capacitor.engine._state import (
     STEP,
     WAIT_HEAD,
 )
-from capacitor.engine._step import _replica_view, _run_replica
+from capacitor.engine._step import _next_failure_s, _replica_view, _run_replica
 from capacitor.engine.codes import KERNEL_OK
 from capacitor.engine.status import S_REJECTED, S_SHED
 from capacitor.perf.step_time import C_MOE_TOPK_FRACTION, moe_touched_fraction
@@ -337,7 +338,6 @@ def fleet_kernel(requests, releases, prefix, engine, pool, outputs, telemetry, f
     :func:`_new_kv_cache`."""
     events = fleet.events
     send_s = outputs.send_s
-    next_failure = 0
     end_pos = 0  # lookahead, after the last release: replicas run to the end in order
     while True:
         release_s, i, from_heap = _next_release(fleet, releases, send_s, engine.ingress_s)
@@ -347,12 +347,11 @@ def fleet_kernel(requests, releases, prefix, engine, pool, outputs, telemetry, f
             look_rep, end_pos = _lookahead_replica(i, release_s, end_pos, fleet, pool)
             if look_rep >= 0:
                 event_s = -math.inf
-        failure_s = math.inf
-        if next_failure < pool.fail_at_s.shape[0]:
-            failure_s = pool.fail_at_s[next_failure]
+        failure_s = _next_failure_s(fleet, pool)
         if failure_s < release_s and failure_s <= event_s:
-            _replica_fails(next_failure, fleet, kv, requests, releases, outputs, engine, pool)
-            next_failure += 1
+            k = fleet.router[NEXT_FAILURE]
+            fleet.router[NEXT_FAILURE] = k + 1
+            _replica_fails(k, fleet, kv, requests, releases, outputs, engine, pool)
             continue
         if i >= 0 and release_s <= event_s:
             _take_release(from_heap, fleet, releases, pool)

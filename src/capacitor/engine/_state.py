@@ -54,7 +54,8 @@ NUM_CLOCK = 5
 NEXT_CLOSED = 0  # closed-loop clients: the next request to send
 NEXT_INITIAL = 1  # position in the pre-sorted initial releases
 RR_CURSOR = 2  # round robin
-NUM_ROUTER = 3
+NEXT_FAILURE = 3  # the next replica failure (index into PoolParams.fail_at_s)
+NUM_ROUTER = 4
 
 # slot fields: slots[rep, field, slot] (int64)
 F_REQ = 0

@@ -55,6 +55,7 @@ from capacitor.engine._state import (
     FREE_UNCACHED,
     LAST_TOKEN_S,
     MAX_USED_BLOCKS,
+    NEXT_FAILURE,
     NEXT_INITIAL,
     NOW_S,
     NUM_DECODING,
@@ -108,6 +109,13 @@ def _next_release_s(rep_id, fleet, releases, send_s, lookahead, ingress_s):
     if heap.size[0] > 0 and heap.time_s[0] < next_s:
         next_s = heap.time_s[0]
     return next_s
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _next_failure_s(fleet, pool):
+    """When the next replica failure is due (anywhere); inf if none is left."""
+    k = fleet.router[NEXT_FAILURE]
+    return pool.fail_at_s[k] if k < pool.fail_at_s.shape[0] else math.inf
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -322,8 +330,12 @@ def _run_replica(rep_id, fleet, kv, requests, releases, outputs, engine, pool, t
     events = fleet.events
     while True:
         _flush_finished(rep_id, rep, fleet, requests)
-        until_s = _next_release_s(rep_id, fleet, releases, outputs.send_s, pool.lookahead,
-                                  engine.ingress_s)
+        # it stops at the next release or failure (either may change what it runs)
+        until_s = min(
+            _next_release_s(rep_id, fleet, releases, outputs.send_s, pool.lookahead,
+                            engine.ingress_s),
+            _next_failure_s(fleet, pool),
+        )
         code = _iterate(rep_id, rep, until_s, fleet, kv, requests, releases, outputs, engine,
                         telemetry)
         if code != KERNEL_OK:
@@ -332,8 +344,11 @@ def _run_replica(rep_id, fleet, kv, requests, releases, outputs, engine, pool, t
             sched[ACTIVE] = 0
             return KERNEL_OK
         now_s = clock[NOW_S]
-        next_s = _next_release_s(rep_id, fleet, releases, outputs.send_s, pool.lookahead,
-                                 engine.ingress_s)
+        next_s = min(
+            _next_release_s(rep_id, fleet, releases, outputs.send_s, pool.lookahead,
+                            engine.ingress_s),
+            _next_failure_s(fleet, pool),
+        )
         if pool.lookahead:  # nothing else couples the replicas: stop only at its releases
             if next_s <= now_s:
                 return KERNEL_OK
