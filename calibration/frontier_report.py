@@ -74,7 +74,9 @@ def server_flags(row: dict[str, str]) -> dict[str, str]:
     enable_block_reuse false, free_gpu_memory_fraction`` 0.8 (B200; 0.7 at CONC >= 256 and
     0.75 for FP8 8k/1k TP4) / 0.75 (H200); ``--max_num_tokens`` = max(8192, ceil((CONC + ISL
     + 64) / 64) x 64); the PyTorch backend's overlap scheduler is on by default
-    (TensorRT-LLM docs/source/features/overlap-scheduler.md).
+    (TensorRT-LLM docs/source/features/overlap-scheduler.md). With attention DP they add
+    ``attention_dp_config: {enable_balance: true, batching_wait_iters: 0, timeout_iters:
+    60}``.
     """
     hw, fw, prec = row["hardware"], row["framework"], row["precision"].upper()
     tp, conc = int(row["tp"]), int(row["concurrency"])
@@ -102,6 +104,8 @@ def server_flags(row: dict[str, str]) -> dict[str, str]:
         tokens = max(8192, math.ceil((conc + isl + 64) / 64) * 64)
         out.update(kv_cache_dtype="fp8", gpu_memory_utilization=str(frac),
                    max_num_batched_tokens=str(tokens), async_scheduling="true")
+        if row["dp_attention"] == "true":  # attention_dp_config in the same scripts
+            out["attention_dp_timeout_iters"] = "60"
     return out
 
 

@@ -38,6 +38,11 @@ CASES = {
         dict(num_segments=2, rate_rps=60.0),
         dict(num_gpu_blocks=400, max_num_seqs=32, scheduler_recv_interval=8),
     ),
+    "attention_dp_balancing": (  # TensorRT-LLM-style: 4 ranks, timeout 10 decisions
+        dict(num_segments=2, rate_rps=60.0),
+        dict(num_gpu_blocks=400, max_num_seqs=32, attention_dp_ranks=4,
+             attention_dp_timeout_iters=10),
+    ),
     "small_blocks_big_budget": (
         dict(),
         dict(block_size=4, num_gpu_blocks=900, max_num_batched_tokens=2048),
@@ -87,6 +92,10 @@ def test_kernel_matches_reference(case, async_scheduling):
         assert ref.num_preemptions.sum() > 0, "case must exercise preemption"
         waited = (ref.first_token_s - ref.send_s).mean()
         assert waited > (every_step.first_token_s - every_step.send_s).mean(), "polls delay"
+    if case == "attention_dp_balancing":
+        unbalanced = _compare(batch, config(**{**overrides, "attention_dp_timeout_iters": 0}))
+        waited = (ref.first_token_s - ref.send_s).mean()
+        assert waited > (unbalanced.first_token_s - unbalanced.send_s).mean(), "holds prompts"
     if case == "no_prefix_caching":
         assert ref.num_cached_tokens.sum() == 0
 
@@ -244,3 +253,43 @@ def test_recv_interval_holds_arrivals_until_the_next_poll():
             assert res.finish_s[1] == 7 * step
             assert res.first_token_s[2] == c_first * step
             assert res.finish_s[2] == (c_first + 1) * step
+
+
+def test_attention_dp_balancing_holds_prompts_until_every_rank_has_one():
+    """TensorRT-LLM's attention-DP balancing over 2 ranks with ``timeout_iters`` 4.
+
+    Every step takes 1/16 s (a flat step model); decision k decides step k, made at k
+    (synchronous: as step k - 1 ends) or at k - 1 (async: as it starts), in sixteenths.
+    A and B (10-token prompts, 30 out) arrive at 0 at an idle engine: two prompts visible
+    for two ranks, admitted at decision 0. From decision 1 nothing waits, so the count of
+    decisions without a prompt per rank runs 1, 2, 3, then 4 = the timeout at decision 4
+    (prompts let in, none there; back to 0), then 1 at decision 5. C (10, 2) arrives at
+    5.5: decisions 6 and 7 see one prompt for two ranks with both ranks decoding (counts 2
+    and 3): held; decision 8 reaches the timeout: C runs in step 8, first token at 9, done
+    at 10 (with no balancing it would join step 6). If D (10, 2) also arrives at 6.5, the
+    first decision that sees two prompts admits both: decision 7 synchronous (made at 7),
+    decision 8 async (made at 7; the one made at 6 did not see D). A and B decode every
+    step and finish at 30 either way.
+    """
+    from capacitor.engine.requests import RequestBatch
+    from capacitor.perf.step_time import C_WEIGHT_S, NUM_COEFFS
+
+    step = 1.0 / 16
+    coeffs = np.zeros(NUM_COEFFS)
+    coeffs[C_WEIGHT_S] = step
+    for async_scheduling in (False, True):
+        cfg = config(async_scheduling=async_scheduling, attention_dp_ranks=2,
+                     attention_dp_timeout_iters=4)
+        three = RequestBatch.simple(np.array([0.0, 0.0, 5.5 * step]),
+                                    np.array([10, 10, 10], np.int32),
+                                    np.array([30, 30, 2], np.int32))
+        four = RequestBatch.simple(np.array([0.0, 0.0, 5.5 * step, 6.5 * step]),
+                                   np.array([10, 10, 10, 10], np.int32),
+                                   np.array([30, 30, 2, 2], np.int32))
+        pair_first = 9 if async_scheduling else 8
+        for run in (simulate, reference.simulate):
+            res = run(three, cfg, coeffs)
+            assert list(res.finish_s[:2]) == [30 * step, 30 * step]
+            assert res.first_token_s[2] == 9 * step and res.finish_s[2] == 10 * step
+            res = run(four, cfg, coeffs)
+            assert list(res.first_token_s[2:]) == [pair_first * step, pair_first * step]

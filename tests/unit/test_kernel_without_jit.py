@@ -36,6 +36,10 @@ SELECTED = [
     "test_async_scheduling_delays_admission_by_the_step_in_flight",
     "tests/unit/test_engine_oracles.py::test_single_request_matches_hand_computed_steps",
     "tests/unit/test_engine_equivalence.py::test_recv_interval_holds_arrivals_until_the_next_poll",
+    "tests/unit/test_engine_equivalence.py::"
+    "test_attention_dp_balancing_holds_prompts_until_every_rank_has_one",
+    "tests/unit/test_engine_equivalence.py::test_kernel_matches_reference"
+    "[attention_dp_balancing-async]",
     "tests/unit/test_pool_reference.py::test_routed_pool_with_prefix_hits_and_preemption"
     "[round_robin-async]",
     "tests/unit/test_pool_reference.py::test_queue_length_shedding[sync]",

@@ -65,6 +65,8 @@ ROW_ERRORS = [
     ("bad-kv-dtype", {"kv_cache_dtype": "int3"}, "kv_cache_dtype"),
     ("recv-not-sglang", {"scheduler_recv_interval": 10}, "scheduler_recv_interval=10: an SGLang"),
     ("bad-recv", {"engine": "sglang", "scheduler_recv_interval": 0}, "scheduler_recv_interval='0'"),
+    ("adp-no-dpa", {"engine": "trtllm", "attention_dp_timeout_iters": 60},
+     "attention_dp_timeout_iters=60: TensorRT-LLM's attention-DP balancing"),
 ]
 
 

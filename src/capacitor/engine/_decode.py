@@ -27,6 +27,7 @@ from capacitor.engine._kernel_util import _add_gap_run, _itl_bin_interior, _itl_
 from capacitor.engine._schedule import _polls
 from capacitor.engine._slots import _release_unreleased
 from capacitor.engine._state import (
+    ADP_WAIT,
     BUSY_S,
     CUTOFF_S,
     EVICTABLE,
@@ -57,7 +58,8 @@ def _decode_stretch(rep_id, rep, until_s, fleet, kv, requests, outputs, engine, 
     """Run decode-only steps of replica ``rep_id`` from its clock until a release is due
     (``until_s``), a decoder finishes, a waiting request may join, or blocks run out. The
     caller has checked that the running batch is all decoders and that none finishes in the
-    first step. State is written back only if a step ran."""
+    first step (and, with attention-DP balancing, that nothing waits). State is written back
+    only if a step ran."""
     sched = rep.sched
     clock = rep.clock
     ring = rep.finish_ring
@@ -86,6 +88,8 @@ def _decode_stretch(rep_id, rep, until_s, fleet, kv, requests, outputs, engine, 
     recv_interval = engine.recv_interval
     recv_count = sched[RECV_COUNT]
     recv_s = clock[RECV_S]
+    adp_timeout = engine.adp_timeout_iters
+    adp_wait = sched[ADP_WAIT]
     free_uncached = sched[FREE_UNCACHED]
     evictable = sched[EVICTABLE]
     phase = (-step) % block_size
@@ -134,6 +138,10 @@ def _decode_stretch(rep_id, rep, until_s, fleet, kv, requests, outputs, engine, 
             evictable = sched[EVICTABLE]
             if sched[NUM_WAITING] > 0 and sched[NUM_RUNNING] < engine.max_num_seqs:
                 join_s = send_s[sched[WAIT_HEAD]] + engine.ingress_s
+        if adp_timeout > 0:  # attention-DP balancing counts this decision (nothing waits)
+            adp_wait += 1
+            if adp_wait >= adp_timeout or num_decoding < engine.adp_ranks:
+                adp_wait = 0
         d = head_s + step_time_attention_s(coeffs, 0.0, float(decode_ctx)) + comm_s
         t_end = t + d
         busy_s += d
@@ -184,6 +192,7 @@ def _decode_stretch(rep_id, rep, until_s, fleet, kv, requests, outputs, engine, 
         clock[CUTOFF_S] = cutoff_s
         clock[RECV_S] = recv_s
         sched[RECV_COUNT] = recv_count
+        sched[ADP_WAIT] = adp_wait
         clock[NOW_S] = t
         clock[LAST_TOKEN_S] = last_token_s
         clock[BUSY_S] = busy_s

@@ -80,6 +80,8 @@ class EngineParams(NamedTuple):
     reserve_full_request: bool  # allocate prompt + output blocks at admission
     async_scheduling: bool
     recv_interval: int  # decode-only steps between polls for new requests (1: every step)
+    adp_ranks: int  # attention-DP ranks that balancing waits to fill (with adp_timeout_iters)
+    adp_timeout_iters: int  # attention-DP balancing: longest wait in decisions (0: off)
     by_priority: bool  # scheduling_policy == "priority"
     ingress_s: float
     egress_s: float

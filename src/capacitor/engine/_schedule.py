@@ -34,6 +34,7 @@ from capacitor.engine._slots import (
     _wait_pop_front,
 )
 from capacitor.engine._state import (
+    ADP_WAIT,
     CUTOFF_S,
     EVICTABLE,
     F_CTX0,
@@ -86,6 +87,34 @@ def _poll_after_step(sched, clock, t, t_end, took_prompt, engine):
         clock[CUTOFF_S] = t if engine.async_scheduling else math.inf
     else:
         clock[CUTOFF_S] = clock[RECV_S]
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _adp_holds_prompts(rep, fleet, outputs, engine):
+    """TensorRT-LLM's attention-DP balancing at a decision (``EngineConfig``
+    ``attention_dp_timeout_iters``; called once the running requests are scheduled): True
+    when waiting requests must not be admitted now. Every decision at which fewer than
+    ``adp_ranks`` visible requests wait counts towards the timeout; prompts are let in (and
+    the count restarts) when that many wait, when fewer than that many decode, or at the
+    timeout."""
+    sched = rep.sched
+    ranks = engine.adp_ranks
+    visible = 0
+    r = sched[WAIT_HEAD]
+    for _ in range(sched[NUM_WAITING]):
+        if visible >= ranks:
+            break
+        if outputs.send_s[r] + engine.ingress_s <= rep.clock[CUTOFF_S]:
+            visible += 1
+        r = fleet.wait_next[r]
+    if visible >= ranks:
+        sched[ADP_WAIT] = 0
+        return False
+    sched[ADP_WAIT] += 1
+    if sched[ADP_WAIT] >= engine.adp_timeout_iters or sched[NUM_DECODING] < ranks:
+        sched[ADP_WAIT] = 0
+        return False
+    return True
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")

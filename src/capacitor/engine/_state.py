@@ -39,7 +39,8 @@ MAX_USED_BLOCKS = 19
 ACTIVE = 20  # the replica has work (an event pending)
 NUM_PENDING_FINISH = 21  # finished requests whose release the router has not seen yet
 RECV_COUNT = 22  # decode-only steps since the scheduler last polled for new requests
-NUM_SCHED = 23
+ADP_WAIT = 23  # decisions since attention-DP balancing last let prompts in
+NUM_SCHED = 24
 
 # per-replica float64 state: clock[rep, ...]
 NOW_S = 0  # the replica's clock: when its next step starts

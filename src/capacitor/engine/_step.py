@@ -30,7 +30,12 @@ from capacitor.engine._kernel_cache import _transfer
 from capacitor.engine._kernel_util import _add_decode_gaps, _heap_push, _itl_bin, _respond_once
 from capacitor.engine._pool import _flush_finished
 from capacitor.engine._records import Replica
-from capacitor.engine._schedule import _admit_waiting, _poll_after_step, _schedule_running
+from capacitor.engine._schedule import (
+    _admit_waiting,
+    _adp_holds_prompts,
+    _poll_after_step,
+    _schedule_running,
+)
 from capacitor.engine._slots import (
     _decoder_join,
     _decoder_leave,
@@ -268,6 +273,7 @@ def _iterate(rep_id, rep, until_s, fleet, kv, requests, releases, outputs, engin
         and slots[F_DEC, tail]
         and until_s > clock[NOW_S]
         and ring[sched[STEP] & (ring.shape[0] - 1)] < 0
+        and (engine.adp_timeout_iters == 0 or sched[NUM_WAITING] == 0)
     ):
         _decode_stretch(rep_id, rep, until_s, fleet, kv, requests, outputs, engine, telemetry)
         if until_s <= clock[NOW_S]:
@@ -277,7 +283,8 @@ def _iterate(rep_id, rep, until_s, fleet, kv, requests, releases, outputs, engin
         rep, fleet, kv, requests, outputs, engine
     )
     loaded_blocks = 0
-    if not preempted_any:  # waiting requests, unless something was preempted
+    held = engine.adp_timeout_iters > 0 and _adp_holds_prompts(rep, fleet, outputs, engine)
+    if not preempted_any and not held:  # waiting requests, unless something was preempted
         num_prefill, loaded_blocks = _admit_waiting(
             rep, token_budget, num_prefill, fleet, kv, requests, outputs, engine
         )

@@ -58,6 +58,16 @@ class EngineConfig:
             nothing running, it polls at once. A request that arrives between polls waits
             in the socket, unseen by admission, until the next poll: on average about half
             the interval's decode steps of extra TTFT.
+        attention_dp_timeout_iters, attention_dp_ranks: TensorRT-LLM's attention-DP
+            balancing (``attention_dp_config: enable_balance: true, timeout_iters: N,
+            batching_wait_iters: 0``; ``PyExecutor._balance_adp_requests``) over
+            ``attention_dp_ranks`` ranks; 0 = off. New prompts are scheduled only when every
+            rank has one, when some rank has no request decoding, or when N decisions have
+            passed since prompts were last let in: its counter grows at every decision at
+            which not every rank has a prompt waiting, arrivals or not. One scheduler stands
+            for the ranks: every rank has a prompt when at least ``attention_dp_ranks``
+            visible requests wait, and every rank decodes when at least that many requests
+            decode (requests are spread evenly, as the balancing intends).
     """
 
     max_num_seqs: int
@@ -74,6 +84,8 @@ class EngineConfig:
     scheduling_policy: str = "fcfs"
     async_scheduling: bool = False
     scheduler_recv_interval: int = 1
+    attention_dp_timeout_iters: int = 0
+    attention_dp_ranks: int = 1
 
     def __post_init__(self) -> None:
         if self.max_num_seqs < 1:
@@ -113,6 +125,12 @@ class EngineConfig:
             raise ConfigError(
                 f"scheduler_recv_interval={self.scheduler_recv_interval}: must be >= 1 "
                 "(1: new requests are taken in at every step)"
+            )
+        if self.attention_dp_timeout_iters < 0 or self.attention_dp_ranks < 1:
+            raise ConfigError(
+                f"attention_dp_timeout_iters={self.attention_dp_timeout_iters}, "
+                f"attention_dp_ranks={self.attention_dp_ranks}: must be >= 0 (0: no "
+                "balancing) and >= 1"
             )
         if self.kv_reservation not in KV_RESERVATIONS:
             raise ConfigError(

@@ -25,6 +25,10 @@ identical per-request results. It models a vLLM v1 engine:
   (``cutoff``) are admitted, and requests that finished in step N keep their blocks and their
   ``max_num_seqs`` seat (``zombies``) until it has been decided. When nothing was in flight
   (the engine idle, or the step just decided empty) the cutoff is lifted.
+* **Attention-DP balancing** (``config.attention_dp_timeout_iters``, TensorRT-LLM
+  ``attention_dp_config.enable_balance``): waiting requests are admitted only when at least
+  ``attention_dp_ranks`` of them are visible, fewer than that many decode, or the decisions
+  since prompts were last let in reach the timeout.
 * **Recv interval** (``config.scheduler_recv_interval`` N, SGLang
   ``--scheduler-recv-interval``). The scheduler polls for new requests only after a step
   that took prompt tokens or after N decode-only steps; between polls the cutoff stays at
@@ -152,6 +156,7 @@ class ReplicaEngine:
         self.cutoff = math.inf  # admit only requests that reached the engine by then
         self.last_poll = 0.0  # when the scheduler last polled for new requests
         self.decode_steps_unpolled = 0
+        self.adp_wait = 0  # decisions since attention-DP balancing last let prompts in
 
     # -- queues -----------------------------------------------------------------------------
 
@@ -374,6 +379,24 @@ class ReplicaEngine:
                 finished.append(r)
         return finished
 
+    def _adp_holds_prompts(self, scheduled: list[tuple[int, int]]) -> bool:
+        """TensorRT-LLM's attention-DP balancing at this decision: hold the waiting requests
+        back unless every rank has one (``attention_dp_ranks`` of them visible), some rank
+        decodes nothing (fewer decoders than ranks) or the decisions without a full set of
+        prompts have reached ``attention_dp_timeout_iters``."""
+        s, cfg = self.state, self.state.config
+        ranks = cfg.attention_dp_ranks
+        visible = sum(1 for r in self.waiting if s.send[r] + cfg.ingress_s <= self.cutoff)
+        if visible >= ranks:
+            self.adp_wait = 0
+            return False
+        self.adp_wait += 1
+        decoding = sum(1 for r, _ in scheduled if s.decoding[r])
+        if self.adp_wait >= cfg.attention_dp_timeout_iters or decoding < ranks:
+            self.adp_wait = 0
+            return False
+        return True
+
     def _poll(self, took_prompt: bool, t_end: float) -> None:
         """What the next decision (at this step's start with async scheduling, else at its
         end) sees. The scheduler polls for new requests before it unless a recv interval
@@ -397,7 +420,8 @@ class ReplicaEngine:
         s, cfg = self.state, self.state.config
         scheduled, budget, preempted_any = self._schedule_running()
         loaded_blocks = 0
-        if not preempted_any:
+        held = cfg.attention_dp_timeout_iters > 0 and self._adp_holds_prompts(scheduled)
+        if not preempted_any and not held:
             loaded_blocks = self._admit_waiting(scheduled, budget)
         self.release_zombies()
         if not scheduled:

@@ -69,6 +69,10 @@ class ReplicaSpec:
         max_model_len: longest request accepted (None = what fits, see the module docstring).
         scheduler_recv_interval: SGLang only: the scheduler polls for new requests every
             this many decode-only steps (and after any step with prompt tokens); None = 1.
+        attention_dp_timeout_iters: TensorRT-LLM with dp_attention only: balancing
+            (``attention_dp_config: enable_balance: true, timeout_iters``): prompts wait
+            until every attention-DP rank has one, or this many scheduler iterations; None =
+            no balancing.
         async_scheduling: schedule step N+1 while step N runs (None = the engine's default,
             :data:`ASYNC_SCHEDULING_BY_ENGINE`; vLLM with pp > 1 runs synchronously).
     """
@@ -92,6 +96,7 @@ class ReplicaSpec:
     max_model_len: int | None = None
     async_scheduling: bool | None = None
     scheduler_recv_interval: int | None = None
+    attention_dp_timeout_iters: int | None = None
 
 
 #: How each engine admits requests against KV memory (EngineConfig.kv_reservation). vLLM v1
@@ -145,6 +150,22 @@ def _recv_interval(spec: ReplicaSpec, engine: str) -> int:
             f"engine={engine} takes new requests in at every step"
         )
     return _positive_int("scheduler_recv_interval", value)
+
+
+def _adp_timeout(spec: ReplicaSpec, engine: str) -> int:
+    """TensorRT-LLM's attention-DP balancing timeout (``attention_dp_config.timeout_iters``
+    with ``enable_balance: true``); None = no balancing (its default ``enable_balance`` is
+    false)."""
+    value = spec.attention_dp_timeout_iters
+    if value is None:
+        return 0
+    if engine != "trtllm" or not spec.dp_attention:
+        raise ConfigError(
+            f"attention_dp_timeout_iters={value}: TensorRT-LLM's attention-DP balancing; it "
+            f"needs engine=trtllm with dp_attention (got engine={engine}, "
+            f"dp_attention={spec.dp_attention})"
+        )
+    return _positive_int("attention_dp_timeout_iters", value)
 
 
 def _async_scheduling(spec: ReplicaSpec, engine: str, pp: int) -> bool:
@@ -252,6 +273,8 @@ def build_replica(
         kv_reservation=KV_RESERVATION_BY_ENGINE[engine],
         async_scheduling=_async_scheduling(spec, engine, pp),
         scheduler_recv_interval=_recv_interval(spec, engine),
+        attention_dp_timeout_iters=_adp_timeout(spec, engine),
+        attention_dp_ranks=tp if spec.dp_attention else 1,
     )
     coeffs = build_coefficients(
         model,

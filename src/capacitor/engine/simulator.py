@@ -148,6 +148,8 @@ def _engine_params(
         reserve_full_request=config.kv_reservation == "full_request",
         async_scheduling=config.async_scheduling,
         recv_interval=config.scheduler_recv_interval,
+        adp_ranks=config.attention_dp_ranks,
+        adp_timeout_iters=config.attention_dp_timeout_iters,
         by_priority=by_priority,
         ingress_s=config.ingress_s,
         egress_s=config.egress_s,

@@ -210,6 +210,7 @@ def build_replica_for_row(row: Row, profile: object) -> tuple[Any, np.ndarray]:
         max_model_len=row.get("max_model_len", integer(2)),
         async_scheduling=row.get("async_scheduling", boolean),
         scheduler_recv_interval=row.get("scheduler_recv_interval", COUNT),
+        attention_dp_timeout_iters=row.get("attention_dp_timeout_iters", COUNT),
     )
     try:
         return build_replica(spec, profile)
