@@ -1,5 +1,6 @@
 """The scheduling decision of one step, as vLLM v1's scheduler makes it: running requests
-first (decoders one token each, the prefilling tail a chunk), preempting from the tail when
+first (decoders one token each, or 1 + k with MTP speculative decoding, the prefilling tail
+a chunk), preempting from the tail when
 KV blocks run out, then waiting requests in queue order while the token budget
 (``max_num_batched_tokens``), the seats (``max_num_seqs``) and the blocks last.
 
