@@ -37,6 +37,11 @@ TTFT, the 126 latest-date configurations):
 * shipped profile (= the in-sample fit): 9.4 / 8.3 / 69.3 (H200 6.5 / 7.0, B200 12.7 / 12.2);
 * leave one hardware out: 13.0 / 10.7 / 68.8 (H200 predicted from B200: 6.6 / 5.5; B200
   from H200: 14.0 / 13.1, its TensorRT-LLM FP4 rows 20.5 / 26.1: H200 has no FP4 rows).
+
+The 68 MTP rows at the commit that modelled MTP: MTP ignored 27.7 / 39.0 / 66.0 (throughput
+under-predicted, median signed -26%); MTP modelled at the documented default acceptance 0.85
+29.7 / 25.9 / 56.3 (over-predicted, +30%). ``calibration/mtp_acceptance.py`` fits the
+acceptance rate leave one hardware out (0.60-0.65; H200 14.9 / 15.0, B200 18.6 / 22.0).
 """
 
 from __future__ import annotations

@@ -39,6 +39,10 @@ def _errors(rows, pred, meas):
     return {m: statistics.median(abs(x) for x in errs[m]) for m in METRICS if errs.get(m)}
 
 
+def _fmt(table, hardware, rate) -> str:
+    return " / ".join(f"{table[(hardware, rate)][m]:.1f}" for m in METRICS)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--grid", default="0.3:0.9:0.05", help="start:stop:step (inclusive)")
@@ -72,9 +76,9 @@ def main(argv=None) -> int:
         others = [o for o in hardware if o != h]
         fitted = min(sorted(grid), key=lambda g: sum(score[(o, g)] for o in others))
         own = min(sorted(grid), key=lambda g: score[(h, g)])
-        fmt = lambda g: " / ".join(f"{table[(h, g)][m]:.1f}" for m in METRICS)  # noqa: E731
-        print(f"  {h}: fitted on {', '.join(others)} = {fitted:.2f}: {fmt(fitted)}; "
-              f"default {DEFAULT}: {fmt(DEFAULT)}; in-sample best {own:.2f}: {fmt(own)}")
+        print(f"  {h}: fitted on {', '.join(others)} = {fitted:.2f}: {_fmt(table, h, fitted)}; "
+              f"default {DEFAULT}: {_fmt(table, h, DEFAULT)}; "
+              f"in-sample best {own:.2f}: {_fmt(table, h, own)}")
     return 0
 
 

@@ -166,7 +166,7 @@ def run(num_requests: int = 1_000_000, reference_requests: int = 2_000) -> Bench
                        mtp_n, mtp_s, mtp_off_s, mtp_ref_n, mtp_ref_s)
 
 
-def run_mtp(num_requests: int = 20_000, reference_requests: int = 256
+def run_mtp(num_requests: int = 200_000, reference_requests: int = 256
             ) -> tuple[int, float, float, int, float]:
     """The MTP benchmark: (requests, kernel seconds with MTP, without it, reference
     requests, reference seconds with MTP)."""

@@ -82,3 +82,33 @@ def test_scenario_deployment_takes_speculative_in_its_schema() -> None:
     assert dep.speculative == "mtp" and dep.num_speculative_tokens == 2
     with pytest.raises(ValidationError, match="speculative"):
         Deployment(**base, speculative="eagle")
+
+
+def test_scenario_with_mtp_on_a_model_without_mtp_layers_names_the_deployment() -> None:
+    from tests.factories import TWO_SITES, scenario_dict
+    from tests.unit.test_scenario import error_of
+
+    msg = error_of(scenario_dict(TWO_SITES, **{"deployments.0.speculative": "mtp"}))
+    assert "deployments[0].speculative" in msg and "no MTP layers" in msg
+    msg = error_of(scenario_dict(TWO_SITES, **{"deployments.0.speculative": "eagle"}))
+    assert "speculative" in msg and "'none'" in msg and "'mtp'" in msg
+
+
+def test_mtp_row_speeds_decode_at_full_acceptance_and_slows_it_at_none() -> None:
+    """A closed-loop row end to end: at acceptance 1 each step emits 1 + 3 tokens, so TPOT
+    falls and each inter-token gap (one per chunk) is longer than TPOT; at acceptance 0 a
+    step emits one token but pays the verify and draft passes, so TPOT rises."""
+    from capacitor.validate.experiments import predict_row
+
+    cells = {**CELLS, "num_requests": "16", "osl": "256", "isl": "256"}
+
+    def run(**over):
+        return predict_row(Row({**cells, **over}, "."), load_profile(None))
+
+    plain, full, none = (run(speculative="none"), run(mtp_acceptance_rate="1.0"),
+                         run(mtp_acceptance_rate="0.0"))
+    assert full["tpot_median_ms"] < 0.5 * plain["tpot_median_ms"]
+    assert full["itl_median_ms"] > 2.0 * full["tpot_median_ms"]
+    assert full["output_tokens_per_s"] > 2.0 * plain["output_tokens_per_s"]
+    assert none["tpot_median_ms"] > plain["tpot_median_ms"]
+    assert none["itl_median_ms"] == pytest.approx(none["tpot_median_ms"], rel=0.05)
