@@ -1,4 +1,4 @@
-"""Frontier report: DeepSeek-R1 on H200 / B200 (InferenceMAX, aggregated, no MTP).
+"""Frontier report: DeepSeek-R1 on H200 / B200 (InferenceMAX, aggregated; MTP on its own).
 
     python calibration/frontier_report.py [--fit] [--max-evaluations N] [--out DIR]
 
@@ -15,6 +15,12 @@ deployments (no ``prefill_workers``) with ``speculative = none``; of a configura
 several dates, only the latest (the current software) is kept. The public aggregated rows
 cover H200 and B200 only (H100 and GB200 appear only in disaggregated deployments), so
 leave one hardware out is H200 -> B200 and B200 -> H200.
+
+The aggregated MTP rows (``speculative = mtp``, latest date each) are a group of their own,
+printed twice: as run (MTP speculative decoding, :mod:`capacitor.perf.speculative`, at its
+documented default acceptance, nothing fitted on them) and with MTP ignored (``speculative``
+set to none: what the model predicted before it modelled MTP). The fit uses the non-MTP rows
+only.
 
 Each row gets the server flags the InferenceMAX launch scripts set
 (SemiAnalysisAI/InferenceX ``benchmarks/dsr1_*``; :func:`server_flags`) as validate
@@ -33,6 +39,11 @@ TTFT, the 126 latest-date configurations):
   TTFT 69.3 -> 48.5 (B200 SGLang 85 -> 52), throughput and TPOT unchanged;
 * leave one hardware out: 13.0 / 10.7 / 68.8 (H200 predicted from B200: 6.6 / 5.5; B200
   from H200: 14.0 / 13.1, its TensorRT-LLM FP4 rows 20.5 / 26.1: H200 has no FP4 rows).
+
+The 68 MTP rows at the commit that modelled MTP: MTP ignored 27.7 / 39.0 / 66.0 (throughput
+under-predicted, median signed -26%); MTP modelled at the documented default acceptance 0.85
+29.7 / 25.9 / 56.3 (over-predicted, +30%). ``calibration/mtp_acceptance.py`` fits the
+acceptance rate leave one hardware out (0.60-0.65; H200 14.9 / 15.0, B200 18.6 / 22.0).
 """
 
 from __future__ import annotations
@@ -101,7 +112,10 @@ def server_flags(row: dict[str, str]) -> dict[str, str]:
             frac = 0.7
         if hw == "B200" and prec == "FP8" and (isl, osl) == (8192, 1024) and tp == 4:
             frac = 0.75
-        tokens = max(8192, math.ceil((conc + isl + 64) / 64) * 64)
+        # with MTP the token budget holds each sequence's 1 + k verify tokens
+        # (dsr1_fp8_h200_trt_mtp.sh: (4 x max_batch_size + ISL + 64) rounded up to 64)
+        width = 1 + _num_drafts(row) if row.get("speculative") == "mtp" else 1
+        tokens = max(8192, math.ceil((width * conc + isl + 64) / 64) * 64)
         out.update(kv_cache_dtype="fp8", gpu_memory_utilization=str(frac),
                    max_num_batched_tokens=str(tokens), async_scheduling="true")
         if row["dp_attention"] == "true":  # attention_dp_config in the same scripts
@@ -109,14 +123,20 @@ def server_flags(row: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def primary_rows(all_dates: bool = False) -> list[dict[str, str]]:
-    """Aggregated, non-MTP rows; the latest date of each configuration (every date with
-    ``all_dates``)."""
+def _num_drafts(row: dict[str, str]) -> int:
+    from capacitor.perf.speculative import default_num_speculative_tokens  # noqa: PLC0415
+
+    return default_num_speculative_tokens(row.get("dp_attention", "").lower() == "true")
+
+
+def primary_rows(all_dates: bool = False, speculative: str = "none") -> list[dict[str, str]]:
+    """Aggregated rows with this ``speculative`` (none: the primary non-MTP rows); the
+    latest date of each configuration (every date with ``all_dates``)."""
     with open(DATA / "experiments.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     latest: dict[tuple, dict[str, str]] = {}
     for r in rows:
-        if r["prefill_workers"] or r["speculative"] != "none":
+        if r["prefill_workers"] or r["speculative"] != speculative:
             continue
         if all_dates:
             latest[(r["id"],)] = r
@@ -212,6 +232,17 @@ def main(argv=None) -> int:
             write_experiments(every, exp_all)
             table(f"shipped profile, all {len(every)} aggregated non-MTP rows (every date)",
                   every, predict(exp_all, args.profile), meas)
+        mtp = primary_rows(speculative="mtp")
+        if mtp:
+            exp_mtp = Path(tmp) / "experiments_mtp.csv"
+            write_experiments(mtp, exp_mtp)
+            table(f"MTP rows ({len(mtp)} aggregated, latest date each), MTP modelled",
+                  mtp, predict(exp_mtp, args.profile), meas)
+            ignored = [dict(r, speculative="none") for r in mtp]
+            exp_ign = Path(tmp) / "experiments_mtp_ignored.csv"
+            write_experiments(ignored, exp_ign)
+            table("the same MTP rows, MTP ignored (speculative=none)", ignored,
+                  predict(exp_ign, args.profile), meas)
         if args.fit:
             from frontier_fit import fit_and_report  # noqa: PLC0415
 

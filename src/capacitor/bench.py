@@ -16,7 +16,10 @@ and the predictions columns. Timed separately:
   256 such replicas in routing cells of 64 behind power-of-two routers, exact fidelity, at
   5 requests/s per replica (batch occupancy ~8%, a production-like load) — beside the same
   fleet with its replicas kept in lockstep (a non-binding tenant concurrency cap turns off
-  running ahead, :mod:`capacitor.engine._lookahead`), the baseline for that optimisation.
+  running ahead, :mod:`capacitor.engine._lookahead`), the baseline for that optimisation;
+* ``MTP``: the numba kernel on DeepSeek-R1 (B200 TP8, SGLang) with MTP speculative decoding
+  (3 drafts), a closed loop of 64 clients (1024 in / 1024 out), beside the same row with
+  speculative decoding off and the reference on a smaller run.
 
 The first call to the kernel in a process loads it from numba's on-disk cache (compiled on
 the very first run after install); that start-up cost is reported on its own line.
@@ -59,6 +62,12 @@ STANDARD_ROW: dict[str, str] = {
     "seed": "42",
 }
 RATE_RPS = 25.0
+MTP_ROW: dict[str, str] = {
+    "id": "bench-mtp", "model": "deepseek-ai/DeepSeek-R1-0528", "hardware": "B200",
+    "tp": "8", "ep": "8", "precision": "FP8", "engine": "sglang", "workload": "closed_loop",
+    "concurrency": "64", "isl": "1024", "osl": "1024", "min_length_fraction": "0.8",
+    "speculative": "mtp", "seed": "1",
+}
 FLEET_SCENARIO = """
 name: bench-fleet
 sites: [{name: s, power_cap_mw: 10, pue: 1.2, gpus: {H100: 256}}]
@@ -96,6 +105,11 @@ class BenchResult:
     fleet_lockstep_s: float = 0.0
     fleet_threads: int = 1  # the local backend's threads in the last fleet row
     fleet_threaded_s: float = 0.0
+    mtp_requests: int = 0
+    mtp_s: float = 0.0
+    mtp_off_s: float = 0.0
+    mtp_reference_requests: int = 0
+    mtp_reference_s: float = 0.0
 
     @property
     def end_to_end_rps(self) -> float:
@@ -146,8 +160,26 @@ def run(num_requests: int = 1_000_000, reference_requests: int = 2_000) -> Bench
     r1 = time.perf_counter()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     fleet_n, fleet_s, lockstep_s, threads, threaded_s = run_fleet()
+    mtp_n, mtp_s, mtp_off_s, mtp_ref_n, mtp_ref_s = run_mtp()
     return BenchResult(num_requests, t3 - t0, t2 - t1, reference_requests, r1 - r0, startup,
-                       rss_mb, fleet_n, fleet_s, lockstep_s, threads, threaded_s)
+                       rss_mb, fleet_n, fleet_s, lockstep_s, threads, threaded_s,
+                       mtp_n, mtp_s, mtp_off_s, mtp_ref_n, mtp_ref_s)
+
+
+def run_mtp(num_requests: int = 200_000, reference_requests: int = 256
+            ) -> tuple[int, float, float, int, float]:
+    """The MTP benchmark: (requests, kernel seconds with MTP, without it, reference
+    requests, reference seconds with MTP)."""
+    times = []
+    for speculative, n in (("mtp", 64), ("mtp", num_requests), ("none", num_requests)):
+        plan = _plan({**MTP_ROW, "speculative": speculative, "num_requests": str(n)})
+        t0 = time.perf_counter()
+        simulate(plan.batch, plan.config, plan.coeffs)  # the first: load the kernel
+        times.append(time.perf_counter() - t0)
+    small = _plan({**MTP_ROW, "num_requests": str(reference_requests)})
+    t0 = time.perf_counter()
+    reference.simulate(small.batch, small.config, small.coeffs)
+    return num_requests, times[1], times[2], reference_requests, time.perf_counter() - t0
 
 
 def run_fleet() -> tuple[int, float, float, int, float]:
@@ -224,6 +256,14 @@ def run_bench(num_requests: int = 1_000_000, reference_requests: int = 2_000) ->
         f"{res.fleet_requests / res.fleet_threaded_s:,.0f}",
         f"{res.fleet_requests / res.fleet_threaded_s / ref:,.0f}x",
     )
+    mtp_ref = res.mtp_reference_requests / res.mtp_reference_s
+    for name, seconds in (("MTP: DeepSeek-R1 B200 TP8, 64 clients (numba)", res.mtp_s),
+                          ("  same, speculative none (numba)", res.mtp_off_s)):
+        table.add_row(name, f"{res.mtp_requests:,}", f"{seconds:.2f}",
+                      f"{res.mtp_requests / seconds:,.0f}",
+                      f"{res.mtp_requests / seconds / mtp_ref:,.0f}x (MTP ref.)")
+    table.add_row("  MTP reference (plain Python)", f"{res.mtp_reference_requests:,}",
+                  f"{res.mtp_reference_s:.2f}", f"{mtp_ref:,.0f}", "1x")
     console.print(table)
     console.print(
         f"start-up (kernel load + first tiny run): {res.startup_s:.2f} s; "

@@ -293,3 +293,63 @@ def test_attention_dp_balancing_holds_prompts_until_every_rank_has_one():
             assert res.first_token_s[2] == 9 * step and res.finish_s[2] == 10 * step
             res = run(four, cfg, coeffs)
             assert list(res.first_token_s[2:]) == [pair_first * step, pair_first * step]
+def _mtp(k=3, acceptance=0.85, **overrides):
+    """Overrides for MTP speculative decoding with k drafts; the draft pass priced as a
+    twentieth of the MoE-like model's step (any coefficient vector will do here)."""
+    draft = tuple(float(x) for x in coeffs_moe_like() / 20.0)
+    return {**overrides, "num_speculative_tokens": k, "mtp_acceptance_rate": acceptance,
+            "draft_coeffs": draft}
+
+
+MTP_CASES = {
+    "mtp_chunked_prefill": (dict(prompt=(300, 1500)), _mtp(num_gpu_blocks=4000)),
+    "mtp_preemption": (dict(num_segments=2), _mtp(num_gpu_blocks=150, max_num_seqs=32,
+                                                  max_num_batched_tokens=256)),
+    "mtp_prefix_hits": (dict(num_segments=3, segment_len=100),
+                        _mtp(k=2, acceptance=0.6, num_gpu_blocks=4000)),
+    "mtp_full_request_reservation": (
+        dict(num_segments=2, output=(20, 200)),
+        _mtp(num_gpu_blocks=300, max_num_seqs=32, max_num_batched_tokens=256,
+             kv_reservation="full_request"),
+    ),
+    # blocks of 2 tokens: a step emits more tokens than a block holds
+    "mtp_tiny_blocks": (dict(), _mtp(block_size=2, num_gpu_blocks=1500)),
+    "mtp_accept_none": (dict(num_segments=2), _mtp(k=1, acceptance=0.0, num_gpu_blocks=200)),
+    "mtp_accept_all": (dict(num_segments=2), _mtp(k=2, acceptance=1.0, num_gpu_blocks=200)),
+}
+
+
+@pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("case", sorted(MTP_CASES))
+def test_mtp_kernel_matches_reference(case, async_scheduling):
+    """MTP speculative decoding: the kernel and the reference agree request by request,
+    and speculation shortens the decode (fewer steps than without it)."""
+    workload, overrides = MTP_CASES[case]
+    overrides = {**overrides, "async_scheduling": async_scheduling}
+    batch = make_requests(**{"n": 300, **workload})
+    coeffs = coeffs_moe_like()
+    ref = _compare(batch, config(**overrides), coeffs=coeffs)
+    assert ref.completed.all()
+    if case == "mtp_preemption":
+        assert ref.num_preemptions.sum() > 0, "case must exercise preemption"
+    if case == "mtp_prefix_hits":
+        assert ref.num_cached_tokens.sum() > 0, "case must exercise prefix hits"
+    off = {k: v for k, v in overrides.items()
+           if k not in ("num_speculative_tokens", "mtp_acceptance_rate", "draft_coeffs")}
+    plain = reference.simulate(batch, config(**off), coeffs)
+    if case != "mtp_accept_none":
+        assert ref.num_steps < plain.num_steps
+
+
+@pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "async"])
+def test_mtp_priority_preemption_matches(async_scheduling):
+    """Priority preemption undoes a decoder scheduled earlier in the step: with MTP it
+    gives back the blocks of its whole window of emitted tokens."""
+    batch = make_requests(300, num_segments=2)
+    rng = np.random.default_rng(5)
+    priority = rng.integers(0, 3, len(batch)).astype(np.int16)
+    cfg = config(**_mtp(num_gpu_blocks=150, max_num_seqs=32, max_num_batched_tokens=256,
+                        scheduling_policy="priority", async_scheduling=async_scheduling))
+    ref = _compare(batch, cfg, priority=priority, coeffs=coeffs_moe_like())
+    assert ref.completed.all()
+    assert ref.num_preemptions.sum() > 0

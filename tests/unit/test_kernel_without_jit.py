@@ -29,6 +29,10 @@ SELECTED = [
     "tests/unit/test_engine_equivalence.py::test_kernel_matches_reference[sessions-async]",
     "tests/unit/test_engine_equivalence.py::test_closed_loop_and_rejections_match[sync]",
     "tests/unit/test_engine_equivalence.py::test_moe_step_model_matches[async]",
+    "tests/unit/test_engine_equivalence.py::test_mtp_kernel_matches_reference"
+    "[mtp_preemption-async]",
+    "tests/unit/test_mtp_oracles.py::test_acceptance_one_emits_one_plus_k_tokens_per_step"
+    "[kernel]",
     "tests/unit/test_engine_equivalence.py::test_itl_classes_split_and_exclude_gaps",
     "tests/unit/test_engine_equivalence.py::"
     "test_priority_scheduling_matches_and_protects_the_high_tier[async]",

@@ -114,3 +114,16 @@ def test_a_lone_replica_failing_mid_request_loses_it():
     failures = (np.array([1.0]), np.array([0]), np.array([1.0]))
     ref = _compare(batch, config(), num_replicas=1, failures=failures)
     assert ref.status[0] == S_LOST and 1.0 <= ref.finish_s[0] < 1.01
+
+
+@SYNC_ASYNC
+def test_routed_pool_with_mtp_speculative_decoding(async_scheduling):
+    """Three replicas with MTP (2 drafts at acceptance 0.7): each replica's decode positions
+    follow its own step count, and preemption hands back the draft slots."""
+    batch = make_requests(300, rate_rps=60.0, num_segments=3, segment_len=64)
+    draft = tuple(float(x) for x in coeffs_8b_like() / 30.0)
+    cfg = config(num_gpu_blocks=150, max_num_seqs=32, async_scheduling=async_scheduling,
+                 num_speculative_tokens=2, mtp_acceptance_rate=0.7, draft_coeffs=draft)
+    ref = _compare(batch, cfg, num_replicas=3, routing="round_robin")
+    assert np.all(ref.status == S_COMPLETED)
+    assert ref.num_preemptions.sum() > 0 and ref.num_cached_tokens.sum() > 0

@@ -26,7 +26,8 @@ does not import ``models`` (which imports this one). What it understands:
 Not represented (ModelSpec has no field for them): attention/MLP biases, qwen3 q/k norms and the
 DeepSeek-V3.2/GLM DSA indexer (~1e-3 of the weights), non-gated (2-matrix) MLPs of GPT-2-era
 models (counted as gated), llama4's chunked local attention (vLLM keeps full KV for it by
-default), multi-token-prediction layers (``num_nextn_predict_layers``, excluded).
+default). Multi-token-prediction layers (``num_nextn_predict_layers``) are counted in
+``num_mtp_layers`` only (the draft of MTP speculative decoding), not in the layers or weights.
 """
 
 from __future__ import annotations
@@ -315,6 +316,7 @@ def parse_hf_config(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         max_position_embeddings=max_pos,
         weight_dtype=_weight_dtype(cfg, where),
         attention_16bit=_attention_16bit(cfg, _weight_dtype(cfg, where)),
+        num_mtp_layers=_opt_int(cfg, "num_nextn_predict_layers", where),
     )
 
 

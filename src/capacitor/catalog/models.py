@@ -63,6 +63,10 @@ class ModelSpec:
             (1.0 and 0, i.e. off, when the file sets none or is not known); bundled models
             take them from ``catalog/data/generation_defaults.yaml``, a config.json path from
             a generation_config.json beside it.
+        num_mtp_layers: multi-token-prediction layers (config.json
+            ``num_nextn_predict_layers``; DeepSeek-V3/R1: 1), usable as the draft of MTP
+            speculative decoding (:mod:`capacitor.perf.speculative`); not counted in
+            ``num_layers`` nor in the parameter counts.
     """
 
     name: str
@@ -94,6 +98,7 @@ class ModelSpec:
     attention_16bit: bool = False
     default_top_p: float = 1.0
     default_top_k: int = 0
+    num_mtp_layers: int = 0
 
     # ---- structure -----------------------------------------------------------------------
 

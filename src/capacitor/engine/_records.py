@@ -86,6 +86,9 @@ class EngineParams(NamedTuple):
     ingress_s: float
     egress_s: float
     ring_size: int  # power of two above the longest output (decoder finish buckets)
+    spec_tokens: int  # MTP speculative decoding: draft tokens per step k (0: off)
+    spec_fp: int  # expected tokens per decode step, fixed point (0: off)
+    draft_coeffs: np.ndarray  # float64[NUM_COEFFS]: one MTP draft pass ([1] when off)
 
 
 class PoolParams(NamedTuple):

@@ -1,5 +1,6 @@
 """The scheduling decision of one step, as vLLM v1's scheduler makes it: running requests
-first (decoders one token each, the prefilling tail a chunk), preempting from the tail when
+first (decoders one token each, or 1 + k with MTP speculative decoding, the prefilling tail
+a chunk), preempting from the tail when
 KV blocks run out, then waiting requests in queue order while the token budget
 (``max_num_batched_tokens``), the seats (``max_num_seqs``) and the blocks last.
 
@@ -33,6 +34,7 @@ from capacitor.engine._slots import (
     _slot_take,
     _wait_pop_front,
 )
+from capacitor.engine._speculative import _decode_pos, _spec_decode_need, _spec_slot_need
 from capacitor.engine._state import (
     ADP_WAIT,
     CUTOFF_S,
@@ -133,17 +135,23 @@ def _schedule_running(rep, fleet, kv, requests, outputs, engine):
     num_prefill = 0
     tail = sched[RUN_TAIL]
     has_prefill = tail >= 0 and not slots[F_DEC, tail]
-    need_decode = rep.num_by_phase[(-sched[STEP]) % block_size]
+    # speculative decoding: a decoder verifies 1 + k tokens, allocations add k draft slots
+    decode_width = 1 + engine.spec_tokens
+    if engine.spec_tokens:
+        need_decode = _spec_decode_need(rep.num_by_phase, sched[STEP], engine.spec_fp,
+                                        engine.spec_tokens, block_size)
+    else:
+        need_decode = rep.num_by_phase[(-sched[STEP]) % block_size]
     need_prefill = 0
     chunk = 0
     if has_prefill:
         r = slots[F_REQ, tail]
         chunk = min(
             requests.prompt_len[r] + fleet.generated[r] - slots[F_NUM_COMPUTED, tail],
-            token_budget - sched[NUM_DECODING],
+            token_budget - sched[NUM_DECODING] * decode_width,
         )
         need_prefill = (
-            _cdiv(slots[F_NUM_COMPUTED, tail] + chunk, block_size)
+            _cdiv(slots[F_NUM_COMPUTED, tail] + chunk + engine.spec_tokens, block_size)
             - slots[F_HIT_BLOCKS, tail]
             - slots[F_PRIVATE_BLOCKS, tail]
         )
@@ -158,7 +166,7 @@ def _schedule_running(rep, fleet, kv, requests, outputs, engine):
         num_prefill, preempted_any = _schedule_running_walk(
             rep, fleet, kv, requests, outputs, engine
         )
-    token_budget -= sched[NUM_DECODING]
+    token_budget -= sched[NUM_DECODING] * decode_width
     for k in range(num_prefill):
         token_budget -= fleet.prefill_tokens[k]
     return token_budget, num_prefill, preempted_any
@@ -195,20 +203,25 @@ def _schedule_running_walk(rep, fleet, kv, requests, outputs, engine):
     num_prefill = 0
     preempted_any = False
     num_scheduled_decode = 0
+    pos = _decode_pos(step, engine.spec_fp)  # the step, or its decode position (MTP)
+    decode_width = 1 + engine.spec_tokens
     s = sched[RUN_HEAD]
     while s >= 0:
         r = slots[F_REQ, s]
         if slots[F_DEC, s]:
-            ctx = slots[F_CTX0, s] + step - slots[F_STEP0, s]
-            need = 1 if ctx % block_size == 0 else 0
+            ctx = slots[F_CTX0, s] + pos - slots[F_STEP0, s]
+            if engine.spec_tokens:
+                need = _spec_slot_need(ctx, step, engine)
+            else:
+                need = 1 if ctx % block_size == 0 else 0
             chunk = 1
         else:
             chunk = min(
                 requests.prompt_len[r] + fleet.generated[r] - slots[F_NUM_COMPUTED, s],
-                token_budget - num_scheduled_decode,
+                token_budget - num_scheduled_decode * decode_width,
             )
             need = (
-                _cdiv(slots[F_NUM_COMPUTED, s] + chunk, block_size)
+                _cdiv(slots[F_NUM_COMPUTED, s] + chunk + engine.spec_tokens, block_size)
                 - slots[F_HIT_BLOCKS, s]
                 - slots[F_PRIVATE_BLOCKS, s]
             )
@@ -221,8 +234,10 @@ def _schedule_running_walk(rep, fleet, kv, requests, outputs, engine):
                 if slots[F_SCHEDULED, victim] == step + 1:  # scheduled already: undo
                     if slots[F_DEC, victim]:
                         num_scheduled_decode -= 1
-                        ctx_v = slots[F_CTX0, victim] + step - slots[F_STEP0, victim]
-                        if not engine.reserve_full_request and ctx_v % block_size == 0:
+                        ctx_v = slots[F_CTX0, victim] + pos - slots[F_STEP0, victim]
+                        if engine.spec_tokens:
+                            extra_private = _spec_slot_need(ctx_v, step, engine)
+                        elif not engine.reserve_full_request and ctx_v % block_size == 0:
                             extra_private = 1
                     else:
                         for a in range(num_prefill):
@@ -304,9 +319,11 @@ def _admit_waiting(rep, token_budget, num_prefill, fleet, kv, requests, outputs,
             if engine.num_cpu_blocks > 0:
                 total = _host_hit_blocks(r, num_tokens, kv)
         chunk = min(num_tokens - total * block_size, token_budget)
-        need = _cdiv(total * block_size + chunk, block_size) - hit
+        # (speculative decoding: k draft slots beyond the tokens; 0 when off)
+        need = _cdiv(total * block_size + chunk + engine.spec_tokens, block_size) - hit
         if engine.reserve_full_request:  # blocks for the whole request, up front
-            need = _cdiv(prompt_len[r] + requests.output_len[r], block_size) - hit
+            need = _cdiv(prompt_len[r] + requests.output_len[r] + engine.spec_tokens,
+                         block_size) - hit
         if not _allocate(sched, need, kv):
             _unpin(sched, r, kv)
             break

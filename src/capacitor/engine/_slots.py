@@ -18,6 +18,7 @@ import numba
 
 from capacitor.engine._kernel_cache import _cpu_touch, _unpin
 from capacitor.engine._kernel_util import _cdiv
+from capacitor.engine._speculative import _decode_pos, _spec_join
 from capacitor.engine._state import (
     F_CTX0,
     F_DEC,
@@ -149,21 +150,25 @@ def _wait_pop_front(sched, wait_next):
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _decoder_join(s, r, step, rep, itl_class, num_generated, output_len, block_size,
-                  reserve_full_request):
+                  reserve_full_request, spec_fp):
     """Slot ``s`` (request ``r``, its prompt done, ``num_generated`` tokens out) decodes
     from step ``step``: it joins the phase counts, the running totals and the bucket of its
-    last step."""
+    last step. Its decode position (``F_STEP0``) is the step, or with speculative decoding
+    (``spec_fp`` > 0) ``pos(step)`` (:mod:`capacitor.engine._speculative`)."""
     slots = rep.slots
     ctx0 = slots[F_NUM_COMPUTED, s]
+    pos0 = step
+    last = step + output_len - num_generated - 1
+    if spec_fp:
+        pos0, last = _spec_join(step, output_len - num_generated, spec_fp)
     slots[F_DEC, s] = 1
     slots[F_CTX0, s] = ctx0
-    slots[F_STEP0, s] = step
+    slots[F_STEP0, s] = pos0
     slots[F_GENERATED0, s] = num_generated
-    last = step + output_len - num_generated - 1
     slots[F_LAST_STEP, s] = last
     if not reserve_full_request:  # reserved requests never allocate while decoding
-        rep.num_by_phase[(ctx0 - step) % block_size] += 1
-    rep.sched[SUM_CTX0_MINUS_STEP0] += ctx0 - step
+        rep.num_by_phase[(ctx0 - pos0) % block_size] += 1
+    rep.sched[SUM_CTX0_MINUS_STEP0] += ctx0 - pos0
     rep.sched[NUM_DECODING] += 1
     if itl_class[r] >= 0:
         rep.num_by_class[itl_class[r]] += 1
@@ -229,15 +234,18 @@ def _release_unreleased_all(rep, shareable, kv):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _slot_progress(s, slots, step, block_size, reserve_full_request):
-    """(tokens computed, private blocks, generated) of a slot before step ``step``'s tokens
-    (generated: -1 for a prefilling slot)."""
+def _slot_progress(s, slots, pos, block_size, reserve_full_request, num_draft_slots):
+    """(tokens computed, private blocks, generated) of a slot at decode position ``pos``
+    (:func:`capacitor.engine._speculative._decode_pos` of the step, before its tokens;
+    generated: -1 for a prefilling slot). Its blocks cover its tokens plus
+    ``num_draft_slots`` (speculative decoding's k, else 0)."""
     if slots[F_DEC, s]:
-        ctx = slots[F_CTX0, s] + step - slots[F_STEP0, s]
+        ctx = slots[F_CTX0, s] + pos - slots[F_STEP0, s]
         private = slots[F_PRIVATE_BLOCKS, s]
         if not reserve_full_request:
-            private += _cdiv(ctx, block_size) - _cdiv(slots[F_CTX0, s], block_size)
-        return ctx, private, slots[F_GENERATED0, s] + step - slots[F_STEP0, s]
+            private += (_cdiv(ctx + num_draft_slots, block_size)
+                        - _cdiv(slots[F_CTX0, s] + num_draft_slots, block_size))
+        return ctx, private, slots[F_GENERATED0, s] + pos - slots[F_STEP0, s]
     return slots[F_NUM_COMPUTED, s], slots[F_PRIVATE_BLOCKS, s], -1
 
 
@@ -250,8 +258,9 @@ def _preempt(s, rep, kv, step, last_token_s, extra_private, generated, wait_next
     slots = rep.slots
     sched = rep.sched
     r = slots[F_REQ, s]
-    ctx, private, gen = _slot_progress(s, slots, step, engine.block_size,
-                                       engine.reserve_full_request)
+    ctx, private, gen = _slot_progress(s, slots, _decode_pos(step, engine.spec_fp),
+                                       engine.block_size, engine.reserve_full_request,
+                                       engine.spec_tokens)
     private += extra_private
     if slots[F_DEC, s]:
         generated[r] = gen

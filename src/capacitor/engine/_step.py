@@ -45,6 +45,7 @@ from capacitor.engine._slots import (
     _slot_free,
     _slot_progress,
 )
+from capacitor.engine._speculative import _decode_pos, _spec_step_duration_s
 from capacitor.engine._state import (
     ACTIVE,
     BUSY_S,
@@ -204,7 +205,7 @@ def _emit_tokens(rep, client_s, num_prefill, fleet, kv, requests, outputs, engin
             num_finishing += 1
             continue
         _decoder_join(s, r, step + 1, rep, itl_class, generated[r], requests.output_len[r],
-                      block_size, engine.reserve_full_request)
+                      block_size, engine.reserve_full_request, engine.spec_fp)
     return num_finishing
 
 
@@ -231,8 +232,12 @@ def _finish_requests(rep, client_s, num_finishing, fleet, kv, requests, releases
         r = slots[F_REQ, s]
         if slots[F_DEC, s]:
             num_computed, private, gen = _slot_progress(
-                s, slots, step + 1, engine.block_size, engine.reserve_full_request
+                s, slots, _decode_pos(step + 1, engine.spec_fp), engine.block_size,
+                engine.reserve_full_request, engine.spec_tokens,
             )
+            if gen > requests.output_len[r]:  # MTP: its last step emitted only what it owed
+                num_computed -= gen - requests.output_len[r]
+                gen = requests.output_len[r]
             fleet.generated[r] = gen
             _decoder_leave(s, r, rep, requests.itl_class, engine.block_size,
                            engine.reserve_full_request)
@@ -270,6 +275,7 @@ def _iterate(rep_id, rep, until_s, fleet, kv, requests, releases, outputs, engin
     tail = sched[RUN_TAIL]
     if (
         tail >= 0
+        and engine.spec_tokens == 0  # (one token per decoder per step)
         and slots[F_DEC, tail]
         and until_s > clock[NOW_S]
         and ring[sched[STEP] & (ring.shape[0] - 1)] < 0
@@ -304,7 +310,10 @@ def _iterate(rep_id, rep, until_s, fleet, kv, requests, releases, outputs, engin
     used = engine.num_gpu_blocks - sched[FREE_UNCACHED] - sched[EVICTABLE]
     if used > sched[MAX_USED_BLOCKS]:
         sched[MAX_USED_BLOCKS] = used
-    duration_s = _step_duration_s(rep, num_prefill, loaded_blocks, fleet, engine)
+    if engine.spec_tokens:
+        duration_s = _spec_step_duration_s(rep, num_prefill, loaded_blocks, fleet, engine)
+    else:
+        duration_s = _step_duration_s(rep, num_prefill, loaded_blocks, fleet, engine)
     t = clock[NOW_S]
     t_end = t + duration_s
     _poll_after_step(sched, clock, t, t_end, num_prefill > 0, engine)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from capacitor.errors import ConfigError
+from capacitor.perf.speculative import tokens_per_step_fp
 
 #: KV admission policies by name (see EngineConfig.kv_reservation).
 KV_RESERVATIONS = ("on_demand", "full_request")
@@ -68,6 +69,14 @@ class EngineConfig:
             for the ranks: every rank has a prompt when at least ``attention_dp_ranks``
             visible requests wait, and every rank decodes when at least that many requests
             decode (requests are spread evenly, as the balancing intends).
+        num_speculative_tokens: MTP speculative decoding's draft tokens per step ``k`` (0:
+            off). Each decoder then takes ``1 + k`` tokens of the step's budget (the verify
+            pass), emits ``1 + accepted`` tokens (:mod:`capacitor.perf.speculative`), and holds
+            KV blocks for its tokens plus ``k`` draft slots (every allocation, prefill chunks
+            included, reserves ``k`` slots beyond its tokens, as vLLM's lookahead slots do).
+        mtp_acceptance_rate: per-position draft acceptance (with ``num_speculative_tokens``).
+        draft_coeffs: step-time coefficients of one MTP draft pass
+            (:func:`capacitor.perf.speculative.draft_coefficients`); empty when off.
     """
 
     max_num_seqs: int
@@ -86,6 +95,9 @@ class EngineConfig:
     scheduler_recv_interval: int = 1
     attention_dp_timeout_iters: int = 0
     attention_dp_ranks: int = 1
+    num_speculative_tokens: int = 0
+    mtp_acceptance_rate: float = 0.0
+    draft_coeffs: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_num_seqs < 1:
@@ -132,10 +144,29 @@ class EngineConfig:
                 f"attention_dp_ranks={self.attention_dp_ranks}: must be >= 0 (0: no "
                 "balancing) and >= 1"
             )
+        if self.num_speculative_tokens < 0 or not 0.0 <= self.mtp_acceptance_rate <= 1.0:
+            raise ConfigError(
+                "num_speculative_tokens must be >= 0 and mtp_acceptance_rate in [0, 1]")
+        width = 1 + self.num_speculative_tokens
+        budget = self.max_num_batched_tokens
+        if self.num_speculative_tokens and budget < self.max_num_seqs * width:
+            raise ConfigError(
+                f"max_num_batched_tokens={self.max_num_batched_tokens} is below max_num_seqs="
+                f"{self.max_num_seqs} x (1 + num_speculative_tokens={self.num_speculative_tokens})"
+                ": every decoder's verify pass must fit a step's token budget"
+            )
+        if self.num_speculative_tokens and not self.draft_coeffs:
+            raise ConfigError("num_speculative_tokens > 0 needs the draft pass's draft_coeffs")
         if self.kv_reservation not in KV_RESERVATIONS:
             raise ConfigError(
                 f"kv_reservation={self.kv_reservation!r}; valid: {', '.join(KV_RESERVATIONS)}"
             )
+
+    @property
+    def tokens_per_step_fp(self) -> int:
+        """Expected tokens a decoder emits per step, fixed point (1.0 when speculative
+        decoding is off); :func:`capacitor.perf.speculative.tokens_per_step_fp`."""
+        return tokens_per_step_fp(self.num_speculative_tokens, self.mtp_acceptance_rate)
 
     @property
     def effective_max_model_len(self) -> int:

@@ -33,6 +33,14 @@ identical per-request results. It models a vLLM v1 engine:
   ``--scheduler-recv-interval``). The scheduler polls for new requests only after a step
   that took prompt tokens or after N decode-only steps; between polls the cutoff stays at
   the last poll.
+* **MTP speculative decoding** (``config.num_speculative_tokens`` = k > 0,
+  :mod:`capacitor.perf.speculative`). A decoder takes ``1 + k`` tokens of the budget (the
+  verify pass) and emits ``pos(G + 1) - pos(G)`` tokens in the replica's step ``G`` (at most
+  what it still owes), ``pos(G) = (G * L_fp) >> SPEC_FP_BITS`` for the expected tokens per step
+  ``L``; its computed tokens grow by as many. Every allocation targets the tokens it covers
+  plus ``k`` draft slots; a decoder's covers the tokens the step emits (all ``pos`` says,
+  even past its last token). The step costs the verify pass plus the draft passes
+  (:func:`capacitor.perf.speculative.spec_step_time_s`).
 * **Clients.** A request reaches the engine ``ingress_s`` after it is sent; its tokens
   reach the client ``egress_s`` after the step that made them. Rejected requests (longer
   than ``max_model_len``) get their error at the send time.
@@ -55,6 +63,7 @@ from capacitor.engine.reference_cache import BlockCache
 from capacitor.engine.requests import RequestBatch
 from capacitor.engine.result import ITL_BINS_PER_E, ITL_MIN_S, ITL_NUM_BINS, EngineResult
 from capacitor.engine.status import S_COMPLETED, S_LOST, S_PENDING
+from capacitor.perf.speculative import SPEC_FP_BITS, spec_step_time_s
 from capacitor.perf.step_time import prefill_pairs, step_time_s
 
 
@@ -143,6 +152,9 @@ class ReplicaEngine:
         self.num_steps = 0
         self.busy_s = 0.0
         self.max_used = 0
+        self.spec_k = cfg.num_speculative_tokens  # MTP draft tokens per step (0: off)
+        self.spec_fp = cfg.tokens_per_step_fp
+        self.draft_coeffs = np.asarray(cfg.draft_coeffs, np.float64)
         self.reset()
 
     def reset(self) -> None:
@@ -186,6 +198,10 @@ class ReplicaEngine:
         every arrival."""
         self.release_zombies()
         self.cutoff = math.inf
+
+    def spec_emit(self, g: int) -> int:
+        """MTP: tokens each decoder emits in step ``g`` (``pos(g + 1) - pos(g)``)."""
+        return ((g + 1) * self.spec_fp >> SPEC_FP_BITS) - (g * self.spec_fp >> SPEC_FP_BITS)
 
     # -- KV blocks --------------------------------------------------------------------------
 
@@ -245,13 +261,23 @@ class ReplicaEngine:
         budget = s.config.max_num_batched_tokens
         scheduled: list[tuple[int, int]] = []
         preempted_any = False
+        num_drafts = self.spec_k
+        full = s.config.kv_reservation == "full_request"
         idx = 0
         while idx < len(running) and budget > 0:
             r = running[idx]
             num_new = min(s.num_tokens(r) - s.computed[r], budget)
+            covered = num_new
+            if num_drafts:  # MTP: a decoder verifies 1 + k tokens; allocations add k slots
+                if s.decoding[r]:
+                    num_new = min(num_new + num_drafts, budget)
+                    covered = self.spec_emit(self.num_steps)
+                covered += num_drafts
             fits = True
             while True:
-                need = _cdiv(s.computed[r] + num_new, bs) - s.ref_blocks[r] - s.private[r]
+                need = _cdiv(s.computed[r] + covered, bs) - s.ref_blocks[r] - s.private[r]
+                if num_drafts and full and s.decoding[r]:
+                    need = 0  # reserved up front for the whole request and its draft slots
                 if cache.allocate(need):
                     s.private[r] += max(need, 0)
                     break
@@ -303,9 +329,10 @@ class ReplicaEngine:
             # blocks found only in host memory are loaded back (counted as computed)
             total = cache.hit_blocks(r, s.num_tokens(r), bs, "any") if self.offload else hit
             num_new = min(s.num_tokens(r) - total * bs, budget)
-            need = _cdiv(total * bs + num_new, bs) - hit
+            k = self.spec_k  # MTP: k draft slots beyond the tokens (0 when off)
+            need = _cdiv(total * bs + num_new + k, bs) - hit
             if cfg.kv_reservation == "full_request":  # blocks for the whole request, up front
-                need = _cdiv(s.prompt[r] + s.output[r], bs) - hit
+                need = _cdiv(s.prompt[r] + s.output[r] + k, bs) - hit
             if not cache.allocate(need):
                 cache.unpin(r)
                 break
@@ -337,10 +364,17 @@ class ReplicaEngine:
         for r, q in scheduled:
             num_tokens += q
             if s.decoding[r]:
-                decode_ctx_tokens += s.computed[r] + 1
+                decode_ctx_tokens += s.computed[r] + 1 + self.spec_k
             else:
                 num_prefill += 1
                 pairs += prefill_pairs(q, s.computed[r])
+        if self.spec_k:
+            d = spec_step_time_s(
+                s.coeffs, self.draft_coeffs, self.spec_k, float(num_tokens),
+                float(len(scheduled) - num_prefill), float(len(scheduled)), float(num_prefill),
+                float(pairs), float(decode_ctx_tokens),
+            )
+            return d + loaded_blocks * s.config.cpu_load_s_per_block
         d = step_time_s(
             s.coeffs,
             float(num_tokens),
@@ -357,9 +391,15 @@ class ReplicaEngine:
         the client at ``client_t``). Returns the requests that generated their last token."""
         s, bs = self.state, self.state.config.block_size
         finished: list[int] = []
+        emit = self.spec_emit(self.num_steps - 1) if self.spec_k else 1  # counted already
         for r, q in scheduled:
             old = s.computed[r]
-            s.computed[r] = old + q
+            if self.spec_k and s.decoding[r]:  # MTP: the step's tokens, at most those owed
+                num_emitted = min(emit, s.output[r] - s.generated[r])
+                s.computed[r] = old + num_emitted
+                s.generated[r] += num_emitted - 1  # the last one is counted below
+            else:
+                s.computed[r] = old + q
             if old < s.start[r] * bs:
                 self.transfer(r, old, s.computed[r])
             if s.computed[r] < s.num_tokens(r):

@@ -39,6 +39,12 @@ from capacitor.perf.memory import (
     resolve_constants,
 )
 from capacitor.perf.profile import PerfProfile, check_engine, engine_defaults
+from capacitor.perf.speculative import (
+    DEFAULT_MTP_ACCEPTANCE_RATE,
+    check_speculative,
+    default_num_speculative_tokens,
+    draft_coefficients,
+)
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,12 @@ class ReplicaSpec:
             no balancing.
         async_scheduling: schedule step N+1 while step N runs (None = the engine's default,
             :data:`ASYNC_SCHEDULING_BY_ENGINE`; vLLM with pp > 1 runs synchronously).
+        speculative: ``none`` or ``mtp`` (MTP speculative decoding with the model's
+            multi-token-prediction layers; :mod:`capacitor.perf.speculative`).
+        num_speculative_tokens: draft tokens per step with ``mtp`` (None = 3, or 1 with
+            dp_attention: :func:`capacitor.perf.speculative.default_num_speculative_tokens`).
+        mtp_acceptance_rate: per-position draft acceptance with ``mtp`` (None =
+            :data:`capacitor.perf.speculative.DEFAULT_MTP_ACCEPTANCE_RATE`, 0.85).
     """
 
     model: Any
@@ -97,6 +109,9 @@ class ReplicaSpec:
     async_scheduling: bool | None = None
     scheduler_recv_interval: int | None = None
     attention_dp_timeout_iters: int | None = None
+    speculative: str = "none"
+    num_speculative_tokens: int | None = None
+    mtp_acceptance_rate: float | None = None
 
 
 #: How each engine admits requests against KV memory (EngineConfig.kv_reservation). vLLM v1
@@ -174,6 +189,26 @@ def _async_scheduling(spec: ReplicaSpec, engine: str, pp: int) -> bool:
     if engine == "vllm" and pp > 1:
         return False  # vLLM v0.14 disables it with pipeline parallelism
     return ASYNC_SCHEDULING_BY_ENGINE[engine]
+
+
+def _speculative_settings(
+    spec: ReplicaSpec, model: Any, gpu: Any, **build_kwargs: Any
+) -> tuple[int, float, tuple[float, ...]]:
+    """``(num_speculative_tokens, mtp_acceptance_rate, draft_coeffs)`` of the spec: zeros and
+    an empty tuple without speculative decoding."""
+    method = spec.speculative or "none"
+    if method == "none":
+        check_speculative(method, 0, 0.0, model)
+        return 0, 0.0, ()
+    num_drafts = spec.num_speculative_tokens
+    if num_drafts is None:
+        num_drafts = default_num_speculative_tokens(bool(spec.dp_attention))
+    acceptance = spec.mtp_acceptance_rate
+    if acceptance is None:
+        acceptance = DEFAULT_MTP_ACCEPTANCE_RATE
+    check_speculative(method, num_drafts, float(acceptance), model)
+    draft = draft_coefficients(model, build_coefficients, gpu=gpu, **build_kwargs)
+    return num_drafts, float(acceptance), tuple(float(x) for x in draft)
 
 
 def resolved_settings(spec: ReplicaSpec) -> dict[str, Any]:
@@ -259,6 +294,10 @@ def build_replica(
         host_link = gpu.pcie_gb_s * 1e9 * constants.efficiency.pcie_bw
         load_s = block_bytes / host_link
 
+    num_drafts, acceptance, draft = _speculative_settings(
+        spec, model, gpu, tp=tp, ep=ep, precision=precision, kv_cache_dtype=kv_dtype,
+        engine=engine, profile=constants, dp_attention=spec.dp_attention,
+    )
     config = EngineConfig(
         max_num_seqs=settings["max_num_seqs"],
         max_num_batched_tokens=settings["max_num_batched_tokens"],
@@ -275,6 +314,9 @@ def build_replica(
         scheduler_recv_interval=_recv_interval(spec, engine),
         attention_dp_timeout_iters=_adp_timeout(spec, engine),
         attention_dp_ranks=tp if spec.dp_attention else 1,
+        num_speculative_tokens=num_drafts,
+        mtp_acceptance_rate=acceptance,
+        draft_coeffs=draft,
     )
     coeffs = build_coefficients(
         model,

@@ -154,6 +154,10 @@ def _engine_params(
         ingress_s=config.ingress_s,
         egress_s=config.egress_s,
         ring_size=ring_size,
+        spec_tokens=config.num_speculative_tokens,
+        spec_fp=config.tokens_per_step_fp if config.num_speculative_tokens else 0,
+        draft_coeffs=(np.asarray(config.draft_coeffs, np.float64)
+                      if config.num_speculative_tokens else np.zeros(1)),
     )
 
 

@@ -159,6 +159,9 @@ def replica_spec(deployment: Any) -> ReplicaSpec:
         enable_prefix_caching=deployment.enable_prefix_caching,
         cpu_offload=deployment.cpu_offload,
         max_model_len=deployment.max_model_len,
+        speculative=deployment.speculative,
+        num_speculative_tokens=deployment.num_speculative_tokens,
+        mtp_acceptance_rate=deployment.mtp_acceptance_rate,
     )
 
 

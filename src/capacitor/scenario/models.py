@@ -250,6 +250,20 @@ class Deployment(Strict):
         default=None, ge=1, description="Longest request (prompt + output) accepted, tokens; "
         "None = the longest that fits the KV cache and the model."
     )
+    speculative: Annotated[Literal["none", "mtp"], BeforeValidator(_lower)] = Field(
+        default="none", description="Speculative decoding: none, or mtp (the model's "
+        "multi-token-prediction layers draft tokens that each decode step verifies; needs a "
+        "model with num_nextn_predict_layers > 0, e.g. DeepSeek-V3/R1)."
+    )
+    num_speculative_tokens: int | None = Field(
+        default=None, ge=1, le=16, description="Draft tokens per decode step with mtp; None = "
+        "3 (SemiAnalysis InferenceX's DeepSeek-R1 MTP runs)."
+    )
+    mtp_acceptance_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Probability that each draft token is accepted "
+        "(given the ones before it were) with mtp; None = 0.85 (DeepSeek-V3 technical "
+        "report: 85-90% for the second token)."
+    )
     replicas: Annotated[int | Literal["fill"], BeforeValidator(_replicas)] = Field(
         description="Number of replicas, or 'fill': as many as the site's GPUs of this type "
         "left over by the other deployments allow."

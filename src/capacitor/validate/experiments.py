@@ -11,11 +11,16 @@ with one row (a value it needs is missing or malformed, an unknown model or GPU,
 does not fit, ``num_requests`` disagreeing with ``stages`` ...) fills that row's ``error``
 with one line naming the column and value, and the other rows still run (CLI exit 1).
 
-Blank cells: ``tp`` / ``pp`` 1, ``engine`` vllm, ``block_size`` 16, ``seed`` 42, ``arrival``
-poisson, ``enable_multi_turn_chat`` false; closed loop ``min_length_fraction`` 1.0,
-``num_requests`` 10 × concurrency, ``num_warmup_requests`` 0; offline ``num_requests`` per
-:func:`capacitor.workload.offline.default_num_requests`; any other engine setting is None,
-i.e. the engine's own default (:func:`capacitor.perf.profile.engine_defaults`).
+``speculative`` = mtp runs MTP speculative decoding (:mod:`capacitor.perf.speculative`) with
+``num_speculative_tokens`` drafts per step (blank: 3, or 1 with ``dp_attention``) and an
+optional ``mtp_acceptance_rate`` (blank: 0.85, DeepSeek-V3 technical report).
+
+Blank cells: ``tp`` / ``pp`` 1, ``engine`` vllm, ``speculative`` none, ``block_size`` 16,
+``seed`` 42, ``arrival`` poisson, ``enable_multi_turn_chat`` false; closed loop
+``min_length_fraction`` 1.0, ``num_requests`` 10 × concurrency, ``num_warmup_requests`` 0;
+offline ``num_requests`` per :func:`capacitor.workload.offline.default_num_requests`; any
+other engine setting is None, i.e. the engine's own default
+(:func:`capacitor.perf.profile.engine_defaults`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from capacitor.engine.replica import ReplicaSpec, build_replica
 from capacitor.errors import CapacitorError, CatalogError, MemoryFitError, ValidationDataError
 from capacitor.parallel import default_workers, map_ordered
 from capacitor.perf.profile import load_profile
+from capacitor.perf.speculative import SPECULATIVE_METHODS
 from capacitor.validate.metrics import (
     PREDICTION_COLUMNS,
     absolute_percentage_errors,
@@ -98,6 +104,17 @@ def fraction(text: str) -> float:
         raise ValueError("not a number") from None
     if not 0.0 < value <= 1.0:
         raise ValueError("must be in (0, 1]")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """Parser of a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("must be in [0, 1]")
     return value
 
 
@@ -211,6 +228,9 @@ def build_replica_for_row(row: Row, profile: object) -> tuple[Any, np.ndarray]:
         async_scheduling=row.get("async_scheduling", boolean),
         scheduler_recv_interval=row.get("scheduler_recv_interval", COUNT),
         attention_dp_timeout_iters=row.get("attention_dp_timeout_iters", COUNT),
+        speculative=row.get("speculative", one_of(SPECULATIVE_METHODS), "none"),
+        num_speculative_tokens=row.get("num_speculative_tokens", integer(1, 16)),
+        mtp_acceptance_rate=row.get("mtp_acceptance_rate", unit_interval),
     )
     try:
         return build_replica(spec, profile)
