@@ -53,6 +53,7 @@ class PoolDigest:
     busy_s: np.ndarray  # replica-seconds in engine steps
     seq_s: np.ndarray  # running sequences x seconds
     refusals_min: np.ndarray  # float64[len(REFUSAL_CAUSES), m]: refused, by cause and send minute
+    down_s: np.ndarray  # float64[m]: replica-seconds down (failed, in repair), simulated replicas
     # per workload of the scenario (counted completed requests): what unit costs divide by
     workload_input_tokens: np.ndarray  # float64[W]
     workload_output_tokens: np.ndarray  # float64[W]
@@ -67,6 +68,16 @@ class PoolDigest:
     @property
     def scale(self) -> float:
         return self.replicas / self.simulated_replicas
+
+    def replicas_up(self, span_s: float) -> np.ndarray:
+        """Replicas up (not failed or in repair) in each minute of a span of ``span_s``
+        seconds, time-averaged over the minute and scaled to the fleet (float64[m]): measured
+        from the drawn down intervals. The replicas that serve, and that draw power (a down
+        replica draws none)."""
+        width = np.clip(span_s - np.arange(self.down_s.size) * MINUTE_S, 0.0, MINUTE_S)
+        down = np.divide(self.down_s * self.scale, width, out=np.zeros_like(width),
+                         where=width > 0)
+        return self.replicas - down
 
 
 def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> PoolDigest:
@@ -145,6 +156,7 @@ def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> Pool
         finished=np.bincount(fmin, minlength=m)[:m].astype(np.float64),
         in_system=in_system.astype(np.float64), busy_s=busy_bins, seq_s=seq_bins,
         refusals_min=refusals_min,
+        down_s=_minutes(pool.down_s_by_minute, m),
         workload_input_tokens=np.bincount(wl, batch.prompt_len[counted_done].astype(
             np.float64), minlength=num_w)[:num_w],
         workload_output_tokens=np.bincount(wl, batch.output_len[counted_done].astype(
@@ -154,6 +166,15 @@ def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> Pool
         busy_total_s=float(res.busy_bins.sum()), seq_total_s=float(res.seq_bins.sum()),
         num_simulated=int(status.shape[0]),
     )
+
+
+def _minutes(values: np.ndarray | None, m: int) -> np.ndarray:
+    """``values`` as ``m`` per-minute bins (zeros when None)."""
+    out = np.zeros(m)
+    if values is not None:
+        n = min(m, len(values))
+        out[:n] = values[:n]
+    return out
 
 
 #: What a deployment's shards share; every other field adds up over its shards.

@@ -168,10 +168,12 @@ def _facility_w(site, gpu: str, busy: np.ndarray, num_gpus: int) -> np.ndarray:
 
 def timeline(run) -> dict[str, np.ndarray]:
     """Per minute and site: arrivals, completions, goodput (SLO-meeting completions),
-    requests in system, utilisation, power MW, replicas up, and requests refused by cause
+    requests in system, utilisation, power MW, replicas up (measured per minute,
+    :meth:`~capacitor.simulate.digest.PoolDigest.replicas_up`), and requests refused by cause
     (:data:`~capacitor.engine.status.REFUSAL_CAUSES`, by the minute they were sent; all
     scaled to the fleet)."""
     m = run.num_minutes
+    span = run.window_s + run.warmup_s
     cols: dict[str, list] = {k: [] for k in ("site", "minute", "arrivals", "completed",
                                              "in_system", "utilization", "batch_occupancy",
                                              "power_mw", "replicas_up", *REFUSAL_CAUSES)}
@@ -212,9 +214,10 @@ def timeline(run) -> dict[str, np.ndarray]:
         cols["batch_occupancy"] += list(np.minimum(seq_s / (MINUTE_S * slots), 1.0) if slots
                                         else np.zeros(m))
         cols["power_mw"] += list(cap_power(power_w / 1e6, site.power_cap_mw).power_mw)
-        up = sum(p.replicas for p in pools) - sum(p.downtime_s * p.scale / (m * MINUTE_S)
-                                                  for p in pools)
-        cols["replicas_up"] += [up] * m
+        up = np.zeros(m)
+        for p in pools:
+            up += p.replicas_up(span)
+        cols["replicas_up"] += list(up)
         for c, cause in enumerate(REFUSAL_CAUSES):
             cols[cause] += list(refusals[c])
     return {k: np.asarray(v) for k, v in cols.items()}

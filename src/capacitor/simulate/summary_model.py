@@ -147,8 +147,10 @@ class DeploymentSummary(_Record):
                                           "time-averaged, 0-1 (4 decimals).")
     output_tokens_per_s: float | None = Field(description="Output tokens per second of window "
                                               "(scaled; 1 decimal).")
-    availability: float | None = Field(description="Fraction of replica-time up (not failed), "
-                                       "0-1 (6 decimals).")
+    availability: float | None = Field(description="Fraction of replica-time up (not failed "
+                                       "or in repair) over the span, 0-1 (6 decimals): measured "
+                                       "from the failures and repairs drawn for every replica "
+                                       "of the deployment, starting in steady state.")
 
 
 class SiteSummary(_Record):
