@@ -63,12 +63,13 @@ S_THROTTLED = int(RequestStatus.THROTTLED)
 STATUS_NAMES: dict[int, str] = {int(s): s.name.lower() for s in RequestStatus}
 #: The codes of requests the client got no answer for.
 REFUSED: tuple[int, ...] = tuple(int(s) for s in RequestStatus if s.is_refused)
-#: Per cause of :data:`REFUSAL_CAUSES`, in order, the status code that carries it.
-CAUSE_STATUS: tuple[int, ...] = tuple(
-    int(next(s for s in RequestStatus if s.refusal_cause == c)) for c in REFUSAL_CAUSES)
-#: The codes of refusals the fleet chose (the SLO verdict counts these).
-FLEET_REFUSED: tuple[int, ...] = tuple(int(s) for s in RequestStatus if s.fleet_chose)
+#: Per status code, 1 + the index of its refusal cause in :data:`REFUSAL_CAUSES` (0: not
+#: refused): ``CAUSE_NUMBER[status]`` numbers ``("none", *REFUSAL_CAUSES)``.
+CAUSE_NUMBER: tuple[int, ...] = tuple(
+    REFUSAL_CAUSES.index(s.refusal_cause) + 1 if s.refusal_cause else 0 for s in RequestStatus)
+#: The causes of refusals the fleet chose (what the SLO verdict judges): throttled, shed.
+FLEET_CAUSES: tuple[str, ...] = tuple(s.refusal_cause for s in RequestStatus if s.fleet_chose)
 
-__all__ = ["CAUSE_STATUS", "FLEET_REFUSED", "REFUSAL_CAUSES", "REFUSED", "STATUS_NAMES",
+__all__ = ["CAUSE_NUMBER", "FLEET_CAUSES", "REFUSAL_CAUSES", "REFUSED", "STATUS_NAMES",
            "RequestStatus", "S_COMPLETED", "S_LOST", "S_PENDING", "S_REJECTED", "S_SHED",
            "S_THROTTLED"]

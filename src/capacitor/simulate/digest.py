@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from capacitor.engine.result import ITL_NUM_BINS, latency_bins
-from capacitor.engine.status import CAUSE_STATUS, REFUSAL_CAUSES, REFUSED, S_COMPLETED, STATUS_NAMES
+from capacitor.engine.status import CAUSE_NUMBER, REFUSAL_CAUSES, REFUSED, S_COMPLETED, STATUS_NAMES
 
 MINUTE_S = 60.0
 
@@ -92,7 +92,11 @@ def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> Pool
     req = np.zeros(num_t)
     comp = np.zeros(num_t)
     refused = np.zeros(num_t)
-    by_cause = np.zeros((num_t, len(REFUSAL_CAUSES)))
+    n_causes = len(REFUSAL_CAUSES) + 1  # "none" first
+    cause = np.asarray(CAUSE_NUMBER, np.int64)[status]
+    by_cause = np.bincount(tenant[measured].astype(np.int64) * n_causes + cause[measured],
+                           minlength=num_t * n_causes)[:num_t * n_causes].reshape(
+        num_t, n_causes)[:, 1:].astype(np.float64)
     tokens = np.zeros(num_t)
     good = np.zeros(num_t)
     ttft = np.zeros((num_t, ITL_NUM_BINS), np.int64)
@@ -105,8 +109,6 @@ def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> Pool
         req[k] = sel.sum()
         comp[k] = done.sum()
         refused[k] = (sel & is_refused).sum()
-        for c, code in enumerate(CAUSE_STATUS):
-            by_cause[k, c] = (sel & (status == code)).sum()
         tokens[k] = out_len[done].sum()
         t = res.first_token_s[done] - res.send_s[done]
         e = res.finish_s[done] - res.send_s[done]
@@ -139,9 +141,8 @@ def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> Pool
     busy_bins[:cols] = res.busy_bins[:, :cols].sum(axis=0)
     seq_bins[:cols] = res.seq_bins[:, :cols].sum(axis=0)
     counted_done = measured & done_all
-    refusals_min = np.zeros((len(REFUSAL_CAUSES), m))
-    for c, code in enumerate(CAUSE_STATUS):
-        refusals_min[c] = np.bincount(minute[status == code], minlength=m)[:m]
+    refusals_min = np.bincount(cause * m + minute, minlength=n_causes * m)[:n_causes * m]
+    refusals_min = refusals_min.reshape(n_causes, m)[1:].astype(np.float64)
     num_w = max(num_workloads, int(pool.demand.workload.max()) + 1 if len(status) else 0)
     wl = pool.demand.workload[counted_done].astype(np.int64)
     batch = pool.demand.batch

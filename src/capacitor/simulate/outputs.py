@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capacitor.engine.status import CAUSE_STATUS, REFUSAL_CAUSES, STATUS_NAMES
+from capacitor.engine.status import CAUSE_NUMBER, REFUSAL_CAUSES, STATUS_NAMES
 from capacitor.scenario import resolve_replicas
 from capacitor.simulate.deployment import shard_sizes
 from capacitor.simulate.summary import timeline
@@ -31,8 +31,7 @@ def _dictionary(indices: np.ndarray, names: list[str]):
 
 
 #: status code -> index of its refusal cause in ``[NOT_REFUSED, *REFUSAL_CAUSES]``
-_CAUSE_INDEX = np.zeros(max(STATUS_NAMES) + 1, np.int32)
-_CAUSE_INDEX[list(CAUSE_STATUS)] = np.arange(1, len(CAUSE_STATUS) + 1)
+_CAUSE_INDEX = np.asarray(CAUSE_NUMBER, np.int32)
 
 
 def pool_requests_table(pool, d_index: int, scenario):

@@ -29,7 +29,7 @@ import numpy as np
 from capacitor.catalog.hardware import get_gpu
 from capacitor.economics.costs import energy_mwh
 from capacitor.engine.result import itl_bin_value_s
-from capacitor.engine.status import REFUSAL_CAUSES
+from capacitor.engine.status import FLEET_CAUSES, REFUSAL_CAUSES
 from capacitor.fleet.power import cap_power, facility_draw_w
 from capacitor.simulate.digest import MINUTE_S
 from capacitor.simulate.economics import economics_summary
@@ -124,7 +124,7 @@ def _tenant_stats(run, k: int, tenant) -> TenantSummary:
     return TenantSummary(
         tier=tenant.tier,
         requests=_r(requests, 1), completed=_r(completed, 1),
-        refused_pct=_r(100.0 * (by_cause["throttled"] + by_cause["shed"]) / requests
+        refused_pct=_r(100.0 * sum(by_cause[c] for c in FLEET_CAUSES) / requests
                        if requests else 0.0),
         refusals=Refusals(**{c: _r(n, 1) for c, n in by_cause.items()},
                           **{f"{c}_pct": _r(p) for c, p in pct.items()}),
