@@ -15,6 +15,15 @@ The hand arithmetic:
   warm-up): 10 x 0.306 / 60 = 0.051 MWh.
 * Economics: 1001 H100 at $3.00 per GPU-hour for 600 s (1/6 h): 1001 x 3 / 6 = $500.50;
   per GPU-hour effective $3.00; per million output tokens 500.5 / 0.006 = $83,416.667.
+* Refusals: none of any cause (nothing throttled, shed, invalid or failed); the verdict's
+  text has nothing it did not judge.
+* Unit costs. Window: deployment d holds the 1 GPU of site "serve": 1 x $3 x 1/6 h = $0.50,
+  over 60,000 input tokens (600 x 100) = $8.333 per M, 6,000 output = $83.333 per M, 66,000
+  in all = $7.576 per M; tier 0 is all of d. Month (no month named: a mean month,
+  365.25 / 12 days = 2,629,800 s = 730.5 h): the fleet's bill 1001 x $3 x 730.5 h =
+  $2,193,691.50, d's 1 x $3 x 730.5 = $2,191.50; constant demand scales to the month by
+  2,629,800 / 600 = 4,383: 6,000 x 4,383 = 26,298,000 output and 60,000 x 4,383 =
+  262,980,000 input tokens, so $/M equal the window's ($2,193,691.50 / 26.298 = $83,416.667).
 """
 
 from __future__ import annotations

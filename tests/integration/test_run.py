@@ -53,8 +53,17 @@ def test_default_run_answers_for_the_embedded_colossus_scenario(tmp_path):
     assert result.exit_code == 0, (result.output, result.exception)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scenario"] == "colossus1"
-    assert summary["verdict"] == {"ok": True, "misses": [],
-                                  "text": "serves the window within SLO for all tiers"}
+    verdict = summary["verdict"]
+    assert (verdict["ok"], verdict["misses"]) == (True, [])
+    # the coding agent's prompts longer than the model's context are invalid: counted and
+    # named, not judged
+    assert verdict["invalid_requests"] > 0 and verdict["failed_requests"] == 0
+    assert verdict["text"] == ("serves the window within SLO for all tiers; not judged: "
+                               f"{verdict['invalid_requests']:,.0f} invalid requests (over "
+                               "max_model_len)")
+    assert summary["tenants"]["coding_agent"]["refusals"]["invalid_pct"] > 0
+    contract = summary["economics"]["contracts"]["colossus1_lease"]
+    assert contract["term_total_usd"] == 44_062_500_000.0  # see test_contract_in_summary.py
     first_line = result.stdout.splitlines()[0]
     assert summary["verdict"]["text"] in " ".join(result.stdout.split())
     assert first_line.startswith("colossus1:")  # the verdict comes first
@@ -65,11 +74,11 @@ def test_default_run_answers_for_the_embedded_colossus_scenario(tmp_path):
     requests = pq.read_table(out / "requests.parquet")
     assert requests.num_rows > 1_000_000
     assert {"tenant", "tier", "deployment", "replica", "arrival_s", "status", "ttft_ms",
-            "e2e_ms", "input_tokens", "output_tokens", "prefix_hit_tokens"} <= set(
+            "e2e_ms", "input_tokens", "output_tokens", "prefix_hit_tokens", "refusal"} <= set(
         requests.column_names)
     timeline = pq.read_table(out / "timeline.parquet")
-    assert {"minute", "arrivals", "power_mw", "utilization", "replicas_up"} <= set(
-        timeline.column_names)
+    assert {"minute", "arrivals", "power_mw", "utilization", "replicas_up", "throttled", "shed",
+            "invalid", "failed"} <= set(timeline.column_names)
     assert yaml.safe_load((out / "scenario.yaml").read_text())["name"] == "colossus1"
 
 

@@ -143,3 +143,75 @@ def test_empty_pool() -> None:
                            outages=[(0, 10)])
     assert d.offsets.tolist() == [0] and F.replicas_up(d, 5.0) == 0
     assert d.availability() == 1.0
+
+
+def test_a_window_in_steady_state_starts_with_the_stationary_share_down() -> None:
+    # 200,000 single-GPU replicas, MTBF 1,000 h, mean repair 10 h (exponential):
+    # lambda x MTTR = 10 / 1,000 = 0.01; repairs in progress at t = 0 are Poisson(0.01) per
+    # replica, so a replica is down with probability 1 - exp(-0.01) = 0.0099502 (MTTR /
+    # (MTBF + MTTR) = 10 / 1,010 = 0.0099010 to first order): 1,990 of 200,000 expected,
+    # sigma sqrt(1,990) = 44.6
+    n = 200_000
+    share = F.stationary_down_share(1, 1000.0, INF, 10.0)
+    assert share == pytest.approx(1.0 - math.exp(-0.01), rel=1e-12)
+    assert share == pytest.approx(10.0 / 1010.0, abs=1e-4)
+    history = F.steady_state_history_s(10.0, "exponential")
+    assert history == 30 * 10 * HOUR
+    d = F.replica_downtime(n, 1, 1000.0, INF, 10.0, 1 * HOUR, np.random.default_rng(5),
+                           repair="exponential", history_s=history)
+    down_at_start = n - F.replicas_up(d, 0.0)
+    assert abs(down_at_start - 1990) < 4 * 44.6
+    # fixed repairs of 10 h: a failure in the last 10 h is still in repair; same share
+    d = F.replica_downtime(n, 1, 1000.0, INF, 10.0, 1 * HOUR, np.random.default_rng(6),
+                           repair="fixed", history_s=F.steady_state_history_s(10.0))
+    assert abs(n - F.replicas_up(d, 0.0) - 1990) < 4 * 44.6
+    # without a history the window starts with every replica up (the old behaviour)
+    d0 = F.replica_downtime(n, 1, 1000.0, INF, 10.0, 1 * HOUR, np.random.default_rng(5),
+                            repair="exponential")
+    assert F.replicas_up(d0, 0.0) == n
+    # failures counted are those in the window only: 200,000 x 1 h / 1,000 h = 200, sigma 14
+    assert abs(d.gpu_failures - 200) < 4 * 14.2
+    assert d.failures.sum() == d.gpu_failures  # per replica, the same window-only count
+
+
+def test_stationary_share_of_a_node_and_gpu_replica_by_hand() -> None:
+    # 8-GPU replica on one node: lambda = 8 / 81,000 + 1 / 30,000 = 1.320988e-4 per hour;
+    # x 24 h = 3.170370e-3; 1 - exp(-3.170370e-3) = 3.165350e-3
+    assert F.stationary_down_share(8, 81_000.0, 30_000.0, 24.0) == pytest.approx(
+        3.165350e-3, rel=1e-6)
+    # a 16-GPU replica spans two 8-GPU nodes: 16 / 81,000 + 2 / 30,000 = 2.641975e-4 per
+    # hour; x 24 = 6.340741e-3 -> 6.320681e-3
+    assert F.stationary_down_share(16, 81_000.0, 30_000.0, 24.0) == pytest.approx(
+        6.320681e-3, rel=1e-6)
+
+
+def test_down_seconds_per_bin_by_hand() -> None:
+    # one replica down [30, 150) and one [0, 10), in 60 s bins over 180 s:
+    # bin 0: 30 + 10 = 40; bin 1: 60; bin 2: 30
+    d = F.Downtime(2, 180.0, np.array([0, 1, 2]), np.array([30.0, 0.0]),
+                   np.array([150.0, 10.0]), np.zeros(2, np.int64))
+    np.testing.assert_allclose(F.down_s_per_bin(d, 60.0, 3), [40.0, 60.0, 30.0])
+
+
+def test_a_failure_on_a_rack_scale_system_takes_its_whole_nvlink_domain() -> None:
+    # GB200 NVL72: 72 GPUs per domain, 4 per tray; 81,000 h per GPU, 30,000 h per tray:
+    # the domain fails at 72 / 81,000 + 18 / 30,000 = 8.8889e-4 + 6.0e-4 = 1.48889e-3 per
+    # hour, MTBF 671.64 h
+    gpu_mtbf, node_mtbf, unit = F.domain_failures(81_000.0, 30_000.0, 4, 72)
+    assert (gpu_mtbf, unit) == (INF, 72)
+    assert node_mtbf == pytest.approx(1.0 / 1.488889e-3, rel=1e-6)
+    # a 4-GPU replica is then down 1 - exp(-1.48889e-3 x 24) = 1 - exp(-0.0357333) = 3.5102%
+    # of the time (0.20% with per-tray failures only: 4 / 81,000 + 1 / 30,000 = 8.27e-5 /h)
+    assert F.stationary_down_share(4, gpu_mtbf, node_mtbf, 24.0, unit) == pytest.approx(
+        0.035102, rel=1e-4)
+    assert F.stationary_down_share(4, 81_000.0, 30_000.0, 24.0, 4) == pytest.approx(
+        1.0 - math.exp(-8.2716e-5 * 24), rel=1e-4)
+    # 2,000 domains of 18 replicas: about 70 domains (sigma 8.2) down at t = 0, each with
+    # all 18 of its replicas and none of another's
+    d = F.replica_downtime(36_000, 4, gpu_mtbf, node_mtbf, 24.0, HOUR,
+                           np.random.default_rng(2), gpus_per_node=unit, repair="exponential",
+                           history_s=F.steady_state_history_s(24.0, "exponential"))
+    down = ~F.up_mask(d, 0.0)
+    by_domain = down.reshape(2000, 18)
+    assert np.all(by_domain.all(axis=1) == by_domain.any(axis=1))  # all or none
+    assert abs(by_domain.all(axis=1).sum() - 70.2) < 4 * 8.4

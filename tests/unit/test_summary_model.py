@@ -9,6 +9,9 @@ from pydantic import ValidationError
 
 from capacitor.simulate.summary_model import RunSummary, summary_json_schema
 
+_UNIT = {"cost_usd": 0.0, "input_tokens": 0.0, "output_tokens": 0.0,
+         "usd_per_million_input_tokens": None, "usd_per_million_output_tokens": None,
+         "usd_per_million_total_tokens": None}
 #: A hand-written summary.json of a two-tenant run (the shape ``capacitor run`` writes).
 SUMMARY = {
     "notes": [],
@@ -21,9 +24,13 @@ SUMMARY = {
         "text": "tier 1 b misses ttft_p99_ms (1200.0 vs 1000.0, +20.0%)",
         "misses": [{"tenant": "b", "tier": 1, "metric": "ttft_p99_ms", "target": 1000.0,
                     "value": 1200.0, "over_pct": 20.0}],
+        "invalid_requests": 0.0, "failed_requests": 2.0,
     },
     "tenants": {
-        name: {"tier": tier, "requests": 100.0, "completed": 99.0, "refused_pct": 1.0,
+        name: {"tier": tier, "requests": 100.0, "completed": 99.0, "refused_pct": 0.0,
+               "refusals": {"throttled": 0.0, "shed": 0.0, "invalid": 0.0, "failed": 1.0,
+                            "throttled_pct": 0.0, "shed_pct": 0.0, "invalid_pct": 0.0,
+                            "failed_pct": 1.0},
                "ttft_ms": {"p50": 50.0, "p90": 80.0, "p99": p99},
                "itl_ms": {"p50": 7.0, "p90": 8.0, "p99": None},
                "e2e_ms": {"p50": 900.0, "p90": 1000.0, "p99": 1100.0},
@@ -40,7 +47,9 @@ SUMMARY = {
                     "at_cap": False, "gpus": 8, "energy_mwh": 0.0}},
     "economics": {"window_cost_usd": 0.0, "contracts": {}, "usd_per_million_output_tokens": 0.0,
                   "usd_per_gpu_hour_effective": 0.0, "energy_mwh": 0.0,
-                  "energy_cost_usd": None},
+                  "energy_cost_usd": None, "month_estimate": _UNIT, "window": _UNIT,
+                  "deployments": {"d": {"month_estimate": _UNIT, "window": _UNIT}},
+                  "tiers": {"0": {"month_estimate": _UNIT, "window": _UNIT}}},
     "totals": {"output_tokens": 19800.0, "requests": 200.0},
 }
 

@@ -16,6 +16,8 @@ entry's ``sources`` mapping. Where they come from:
 * ``hbm_tb_s``, ``tdp_w``: datasheets (hardware_facts.csv rows first).
 * ``interconnect_gb_s``: GPU-to-GPU bandwidth per GPU per direction (NVLink, xGMI, or the PCIe
   rate for PCIe cards); ``pcie_gb_s``: the host link per direction (NVLink-C2C on Grace parts).
+* ``nvlink_domain_gpus``: GPUs in one NVLink domain when it is larger than a server (rack-scale
+  systems: 72 in a GB200 / GB300 NVL72 rack); left out where the domain is the server board.
 
 A number that cannot be established may be left out of the YAML (or set to null); it is then
 stored as NaN and :meth:`GPUSpec.require` (used by the byte properties) raises CatalogError when
@@ -35,7 +37,15 @@ from importlib import resources
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
 from capacitor.errors import CatalogError
 
@@ -46,6 +56,7 @@ NUMERIC_FIELDS: tuple[str, ...] = (
     "interconnect_gb_s",
     "pcie_gb_s",
     "tdp_w",
+    "nvlink_domain_gpus",
 )
 _DATA_PACKAGE = "capacitor.catalog"
 _DATA_FILE = "data/gpus.yaml"
@@ -71,6 +82,8 @@ class GPUSpec:
         pcie_gb_s: host link bandwidth per direction, GB/s (CPU KV offload path).
         tdp_w: board power, W.
         sources: citation per number (datasheet URL or hardware_facts.csv row).
+        nvlink_domain_gpus: GPUs in one rack-scale NVLink domain (NaN: the domain is the
+            server board).
     """
 
     name: str
@@ -86,6 +99,7 @@ class GPUSpec:
     pcie_gb_s: float
     tdp_w: float
     sources: dict[str, str] = field(default_factory=dict)
+    nvlink_domain_gpus: float = math.nan
 
     def tflops(self, precision: str) -> float:
         """Dense tensor TFLOPS at ``precision`` (``FP16``, ``BF16``, ``FP8``, ``FP4``, any case)."""
@@ -142,6 +156,7 @@ class _Entry(BaseModel):
     interconnect_gb_s: PositiveFloat | None = None
     pcie_gb_s: PositiveFloat | None = None
     tdp_w: PositiveFloat | None = None
+    nvlink_domain_gpus: PositiveInt | None = None
     sources: dict[str, str]
 
     @model_validator(mode="after")

@@ -193,8 +193,55 @@ def exit_cost_usd(contract: Contract, notice_given: object) -> float:
     return cost_between_usd(contract, notice, earliest_exit(contract, notice))
 
 
+def ramp_discount(contract: Contract, month: str) -> float:
+    """The share of the fee waived in ``month`` (0 when none is listed, or outside the
+    term)."""
+    i = month_index(month)
+    return _discount(contract, i) if in_term(contract, month) else 0.0
+
+
+def months_left(contract: Contract, month: str) -> int:
+    """Billed months from ``month`` (included) to the end of the term; the whole term
+    before it starts, 0 after it ends."""
+    i = month_index(month)
+    return max(month_index(contract.end) - max(i, month_index(contract.start)), 0)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A contract as it stands in one month (:func:`standing`)."""
+
+    month: str
+    term_total_usd: float
+    month_fee_usd: float
+    ramp_discount: float
+    months_left: int
+    notice_given: dt.date
+    earliest_exit: dt.date
+    exit_cost_usd: float
+
+
+def standing(contract: Contract, month: str) -> Standing:
+    """Where ``contract`` stands in ``month``: the whole term's total (every month's fee, ramp
+    discounts applied), the month's fee and discount, the billed months left, and the exit if
+    notice is given on the month's first day (ASSUMPTION: a scenario's window names a month,
+    not a day). The notice period is the same whichever party gives notice, so so are the
+    exit date and what is billed until it: the lessee's cost of leaving, the lessor's
+    revenue still due."""
+    last = month_name(month_index(contract.end) - 1)
+    notice = dt.date.fromisoformat(f"{month}-01")
+    return Standing(
+        month=month, term_total_usd=total_cost(contract, contract.start, last),
+        month_fee_usd=monthly_cost(contract, month),
+        ramp_discount=ramp_discount(contract, month),
+        months_left=months_left(contract, month), notice_given=notice,
+        earliest_exit=earliest_exit(contract, notice),
+        exit_cost_usd=exit_cost_usd(contract, notice))
+
+
 __all__ = [
     "Contract",
+    "Standing",
     "cost_between_usd",
     "days_in_month",
     "earliest_exit",
@@ -203,5 +250,8 @@ __all__ = [
     "month_index",
     "month_name",
     "monthly_cost",
+    "months_left",
+    "ramp_discount",
+    "standing",
     "total_cost",
 ]

@@ -1,5 +1,6 @@
-"""The terminal view of a fleet run: the verdict first, then per-tier latency and refusals,
-per-deployment load, site power against its cap, and unit costs (rich tables)."""
+"""The terminal view of a fleet run: the verdict first, then per-tier latency and refusals by
+cause, per-deployment load, site power against its cap, each contract's standing, and unit
+costs over the month (an estimate) beside the window's (rich tables)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,17 @@ def print_run(console: Console, summary: RunSummary) -> None:
             slo,
         )
     console.print(tiers)
+    causes = Table(title="refusals by cause, % of requests", box=box.SIMPLE_HEAD,
+                   caption="refused % = throttled + shed, judged against max_throttled_pct; "
+                   "invalid (over max_model_len) and failed (lost to a replica failure) are "
+                   "not judged")
+    for col in ("tenant", "throttled", "shed", "invalid", "failed"):
+        causes.add_column(col, justify="left" if col == "tenant" else "right")
+    for name, t in sorted(summary.tenants.items(), key=lambda kv: (kv[1].tier, kv[0])):
+        r = t.refusals
+        causes.add_row(escape(name), *(_num(v, 2) for v in (
+            r.throttled_pct, r.shed_pct, r.invalid_pct, r.failed_pct)))
+    console.print(causes)
     deps = Table(title="deployments", box=box.SIMPLE_HEAD)
     for col in (
         "deployment",
@@ -116,3 +128,24 @@ def print_run(console: Console, summary: RunSummary) -> None:
         f"{_watts(eco.energy_mwh, 'Wh', positive=drawn)}"
         + (f" (${_num(eco.energy_cost_usd)})" if eco.energy_cost_usd is not None else "")
     )
+    for name, c in eco.contracts.items():
+        console.print(
+            f"contract {escape(name)}: ${_num(c.term_total_usd)} over the term; {c.month} fee "
+            f"${_num(c.month_fee_usd)} (ramp discount {100 * (c.month_ramp_discount or 0):.0f}%"
+            f"), {c.months_left} months left, ${_num(c.usd_per_gpu_hour, 2)} per GPU-hour; "
+            f"notice on {c.notice_given} (either party) ends billing {c.earliest_exit}: "
+            f"${_num(c.exit_cost_usd)} still billed"
+        )
+    costs = Table(title="$ per million tokens: month (estimate from the demand profile) | "
+                  "window", box=box.SIMPLE_HEAD)
+    for col in ("", "input", "output", "total", "input (window)", "output (window)",
+                "total (window)"):
+        costs.add_column(col, justify="left" if not col else "right")
+    rows = [("fleet", eco.month_estimate, eco.window)]
+    rows += [(f"tier {k}", v.month_estimate, v.window) for k, v in eco.tiers.items()]
+    rows += [(k, v.month_estimate, v.window) for k, v in eco.deployments.items()]
+    for label, month, window in rows:
+        costs.add_row(escape(label), *(
+            _num(getattr(u, f"usd_per_million_{kind}_tokens"), 3)
+            for u in (month, window) for kind in ("input", "output", "total")))
+    console.print(costs)

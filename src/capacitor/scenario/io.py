@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from capacitor.economics.contracts import earliest_exit, exit_cost_usd, month_name, total_cost
+from capacitor.economics.contracts import month_name, standing
 from capacitor.engine.replica import build_replica, resolved_settings
 from capacitor.errors import ScenarioError
 from capacitor.perf.profile import load_profile
@@ -170,6 +170,27 @@ def expected_arrivals(scenario: Scenario) -> dict[str, float | None]:
     return out
 
 
+def month_scale(scenario: Scenario, month_s: float) -> dict[str, float]:
+    """Per workload, its expected arrivals over the window's whole month (``month_s``
+    seconds) / its expected arrivals in the window: how a window's counts scale to the month
+    by the scenario's demand profile. A diurnal workload's cosine integrates to its mean rate
+    over whole days, so its month is ``mean_rate_rps x month_s`` against the window's
+    integral (:func:`expected_arrivals`; growth applies to both alike). Every other workload
+    (constant, Poisson, bursty, stages, traces) has no profile beyond the window: ASSUMPTION,
+    its window's rate holds all month, ``month_s / duration_s``."""
+    window = scenario.simulation.window
+    expected = expected_arrivals(scenario)
+    out = {}
+    for w in scenario.workloads:
+        n = expected[w.name]
+        if isinstance(w.arrival, DiurnalArrival) and n:
+            out[w.name] = w.arrival.mean_rate_rps * growth_factor(scenario, w.arrival) \
+                * month_s / n
+        else:
+            out[w.name] = month_s / window.duration_s
+    return out
+
+
 def _stage_requests(rate: float, t0: float, t1: float, end: float) -> float:
     """Requests of a stage [t0, t1) at ``rate`` that fall before ``end``."""
     if t1 <= end:
@@ -185,11 +206,11 @@ def _contract_line(contract: Any, month: str | None) -> str:
     day of ``month`` (the window's; the contract's first month when None)."""
     terms = contract.terms()
     last = month_name(month_index(terms.end) - 1)
-    notice = f"{month or terms.start}-01"
+    now = standing(terms, month or terms.start)
     return (f"contract {contract.name}: {terms.months} months {terms.start} to {last}, "
-            f"${total_cost(terms, terms.start, last):,.0f} in all; notice {terms.notice_days} "
-            f"days: given {notice}, billing stops {earliest_exit(terms, notice)} with "
-            f"${exit_cost_usd(terms, notice):,.0f} still owed")
+            f"${now.term_total_usd:,.0f} in all; notice {terms.notice_days} "
+            f"days: given {now.notice_given}, billing stops {now.earliest_exit} with "
+            f"${now.exit_cost_usd:,.0f} still owed")
 
 
 def summary_lines(scenario: Scenario) -> list[str]:

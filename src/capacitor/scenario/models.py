@@ -110,6 +110,14 @@ class Failures(Strict):
     outages: list[Outage] = Field(
         default_factory=list, description="Whole-site outage events inside the window."
     )
+    nvlink_domain_blast_radius: bool = Field(
+        default=True,
+        description="On GPUs whose NVLink domain spans several servers (the catalogue's "
+        "nvlink_domain_gpus: 72 for GB200 / GB300 NVL72), a GPU or server failure takes down "
+        "every replica in its domain until repaired (ASSUMPTION: replacing a tray "
+        "re-initialises the rack's NVLink fabric); false = only the replicas on the failed "
+        "GPU or server.",
+    )
 
     @field_validator("gpu_mtbf_hours")
     @classmethod

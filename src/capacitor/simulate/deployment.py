@@ -6,6 +6,10 @@ Routers work in cells of at most ``shard_replicas`` replicas, each with its shar
 demand: ``exact`` fidelity simulates every cell (:func:`shard_sizes`); ``sampled`` simulates
 ``k = sampled_replicas`` replicas of a deployment of ``R`` at ``k / R`` of its demand and
 scales counts by ``R / k`` (the cells are exchangeable behind a load-balancing router).
+Failures start in steady state (:mod:`capacitor.fleet.failures`); in sampled fidelity they are
+drawn for all ``R`` replicas, the ``k`` simulated being the first of them, so availability
+and replicas up are measured over the whole deployment, not a sample of 64 in which a 0.5%
+down share is mostly 0 or 1 replica.
 Every random draw comes from ``numpy.random.default_rng`` streams seeded by the scenario's
 seed, the deployment's index and the cell's.
 """
@@ -18,12 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
+from capacitor.catalog.hardware import get_gpu
 from capacitor.engine.replica import build_replica
 from capacitor.engine.simulator import simulate_pool
 from capacitor.engine.status import S_THROTTLED
 from capacitor.fleet.admission import concurrency_caps, month_seconds, throttle
 from capacitor.fleet.demand import arrival_times, merge, trace_batch, workload_batch
-from capacitor.fleet.failures import replica_downtime
+from capacitor.fleet.failures import (
+    DEFAULT_GPUS_PER_NODE,
+    domain_failures,
+    down_s_per_bin,
+    replica_downtime,
+    steady_state_history_s,
+)
 from capacitor.perf.profile import load_profile
 from capacitor.scenario import (
     expected_arrivals,
@@ -34,6 +45,10 @@ from capacitor.scenario import (
 from capacitor.scenario import growth_factor as scenario_growth
 from capacitor.simulate.digest import MINUTE_S
 from capacitor.simulate.records import PoolRun
+
+#: How a scenario's repairs are drawn: ``failures.repair_hours`` is their mean (the scenario
+#: field's description says exponential).
+REPAIR = "exponential"
 
 
 def shard_sizes(scenario, d_index: int) -> list[int]:
@@ -48,20 +63,35 @@ def shard_sizes(scenario, d_index: int) -> list[int]:
     return [total // m + (1 if s < total % m else 0) for s in range(m)]
 
 
-def _failures(site, gpu: str, gpus_per_replica: int, replicas: int, span_s: float,
-              rng: np.random.Generator):
+def _failures(site, gpu: str, gpus_per_replica: int, replicas: int, drawn: int,
+              span_s: float, rng: np.random.Generator):
+    """Failures of ``drawn`` replicas (the whole deployment in sampled fidelity, the cell in
+    exact), the first ``replicas`` of which are simulated: their down intervals as the
+    engine's failure events, and the replica-seconds down of all ``drawn``, in total and per
+    minute of the span, in simulated-replica units (x ``replicas / drawn``, so that the
+    digest's scale gives the deployment's measured figure back). The span starts in steady
+    state: failures are drawn from a history before it
+    (:func:`~capacitor.fleet.failures.steady_state_history_s`)."""
     f = site.failures
     outages = [(o.start_s, o.duration_s) for o in f.outages]
     mtbf = f.gpu_mtbf_hours.get(gpu, math.inf)
     node = f.node_mtbf_hours if f.node_mtbf_hours else math.inf
+    minutes = int(math.ceil(span_s / MINUTE_S))
     if math.isinf(mtbf) and math.isinf(node) and not outages:
-        return None, 0.0
-    down = replica_downtime(replicas, gpus_per_replica, mtbf, node, f.repair_hours, span_s, rng,
-                            outages, gpus_per_node=f.gpus_per_node.get(gpu, 8),
-                            repair="exponential")
-    rep = np.repeat(np.arange(replicas), np.diff(down.offsets))
-    events = (down.start_s.copy(), rep, down.end_s - down.start_s)
-    return events, float(down.down_s().sum())
+        return None, 0.0, np.zeros(minutes)
+    per_node = f.gpus_per_node.get(gpu, DEFAULT_GPUS_PER_NODE)
+    domain = get_gpu(gpu).nvlink_domain_gpus
+    if f.nvlink_domain_blast_radius and math.isfinite(domain) and domain > per_node:
+        mtbf, node, per_node = domain_failures(mtbf, node, per_node, int(domain))
+    down = replica_downtime(drawn, gpus_per_replica, mtbf, node, f.repair_hours, span_s, rng,
+                            outages, gpus_per_node=per_node, repair=REPAIR,
+                            history_s=steady_state_history_s(f.repair_hours, REPAIR))
+    rep = np.repeat(np.arange(drawn), np.diff(down.offsets))
+    mine = rep < replicas
+    events = (down.start_s[mine], rep[mine], (down.end_s - down.start_s)[mine])
+    units = replicas / drawn
+    return (events, float(down.down_s().sum()) * units,
+            down_s_per_bin(down, MINUTE_S, minutes) * units)
 
 
 def tenant_shares(scenario, deployment: str) -> np.ndarray:
@@ -131,7 +161,9 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
                              span, month_seconds(window.month))
         demand.batch.rejected |= throttled  # answered at once, like a 429
     gpus = dep.tp * dep.pp
-    events, down_s = _failures(sites[dep.site], dep.gpu, gpus, k, span, rng)
+    # sampled fidelity: failures of the whole deployment, the sample's replicas among them
+    events, down_s, down_by_minute = _failures(sites[dep.site], dep.gpu, gpus, k,
+                                               total if len(sizes) == 1 else k, span, rng)
     itl_class = np.where(demand.batch.arrival_s >= window.warmup_s,
                          demand.tenant.astype(np.int64), -1)
     max_queue = scenario.admission.max_queue if scenario.admission.policy in (
@@ -159,7 +191,7 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
         name=dep.name, site=dep.site, gpu=dep.gpu, gpus_per_replica=gpus,
         replicas=total if len(sizes) == 1 else k, simulated_replicas=k, demand=demand,
         status=status, result=result, measured=demand.batch.arrival_s >= window.warmup_s,
-        downtime_s=down_s, max_num_seqs=config.max_num_seqs,
+        downtime_s=down_s, down_s_by_minute=down_by_minute, max_num_seqs=config.max_num_seqs,
         replica_offset=sum(sizes[:shard]),
     )
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from capacitor.engine.result import ITL_NUM_BINS, latency_bins
-from capacitor.engine.status import REFUSED, S_COMPLETED, STATUS_NAMES
+from capacitor.engine.status import CAUSE_NUMBER, REFUSAL_CAUSES, REFUSED, S_COMPLETED, STATUS_NAMES
 
 MINUTE_S = 60.0
 
@@ -40,6 +40,7 @@ class PoolDigest:
     requests: np.ndarray  # float64[T]
     completed: np.ndarray
     refused: np.ndarray
+    refusals: np.ndarray  # float64[T, len(REFUSAL_CAUSES)]: refused, by cause
     output_tokens: np.ndarray
     good: np.ndarray  # completed within the tenant's TTFT and E2E SLOs
     ttft_hist: np.ndarray  # int64[T, bins] of completed requests' TTFT (latency_bins)
@@ -51,6 +52,11 @@ class PoolDigest:
     in_system: np.ndarray  # sent and unfinished at each minute's end
     busy_s: np.ndarray  # replica-seconds in engine steps
     seq_s: np.ndarray  # running sequences x seconds
+    refusals_min: np.ndarray  # float64[len(REFUSAL_CAUSES), m]: refused, by cause and send minute
+    down_s: np.ndarray  # float64[m]: replica-seconds down (failed, in repair), simulated replicas
+    # per workload of the scenario (counted completed requests): what unit costs divide by
+    workload_input_tokens: np.ndarray  # float64[W]
+    workload_output_tokens: np.ndarray  # float64[W]
     # deployment totals (counted requests)
     num_counted: float
     num_completed: float
@@ -63,10 +69,20 @@ class PoolDigest:
     def scale(self) -> float:
         return self.replicas / self.simulated_replicas
 
+    def replicas_up(self, span_s: float) -> np.ndarray:
+        """Replicas up (not failed or in repair) in each minute of a span of ``span_s``
+        seconds, time-averaged over the minute and scaled to the fleet (float64[m]): measured
+        from the drawn down intervals. The replicas that serve, and that draw power (a down
+        replica draws none)."""
+        width = np.clip(span_s - np.arange(self.down_s.size) * MINUTE_S, 0.0, MINUTE_S)
+        down = np.divide(self.down_s * self.scale, width, out=np.zeros_like(width),
+                         where=width > 0)
+        return self.replicas - down
 
-def digest_pool(pool, tenants, num_minutes: int) -> PoolDigest:
+
+def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> PoolDigest:
     """Digest a :class:`~capacitor.simulate.PoolRun` (``tenants``: the scenario's, in order;
-    their SLOs decide which completions are good)."""
+    their SLOs decide which completions are good; ``num_workloads``: the scenario's)."""
     res = pool.result
     status = pool.status
     tenant = pool.demand.tenant
@@ -76,6 +92,11 @@ def digest_pool(pool, tenants, num_minutes: int) -> PoolDigest:
     req = np.zeros(num_t)
     comp = np.zeros(num_t)
     refused = np.zeros(num_t)
+    n_causes = len(REFUSAL_CAUSES) + 1  # "none" first
+    cause = np.asarray(CAUSE_NUMBER, np.int64)[status]
+    by_cause = np.bincount(tenant[measured].astype(np.int64) * n_causes + cause[measured],
+                           minlength=num_t * n_causes)[:num_t * n_causes].reshape(
+        num_t, n_causes)[:, 1:].astype(np.float64)
     tokens = np.zeros(num_t)
     good = np.zeros(num_t)
     ttft = np.zeros((num_t, ITL_NUM_BINS), np.int64)
@@ -120,20 +141,41 @@ def digest_pool(pool, tenants, num_minutes: int) -> PoolDigest:
     busy_bins[:cols] = res.busy_bins[:, :cols].sum(axis=0)
     seq_bins[:cols] = res.seq_bins[:, :cols].sum(axis=0)
     counted_done = measured & done_all
+    refusals_min = np.bincount(cause * m + minute, minlength=n_causes * m)[:n_causes * m]
+    refusals_min = refusals_min.reshape(n_causes, m)[1:].astype(np.float64)
+    num_w = max(num_workloads, int(pool.demand.workload.max()) + 1 if len(status) else 0)
+    wl = pool.demand.workload[counted_done].astype(np.int64)
+    batch = pool.demand.batch
     return PoolDigest(
         name=pool.name, site=pool.site, gpu=pool.gpu, gpus_per_replica=pool.gpus_per_replica,
         replicas=pool.replicas, simulated_replicas=pool.simulated_replicas,
         max_num_seqs=pool.max_num_seqs, downtime_s=float(pool.downtime_s),
-        requests=req, completed=comp, refused=refused, output_tokens=tokens, good=good,
+        requests=req, completed=comp, refused=refused, refusals=by_cause,
+        output_tokens=tokens, good=good,
         ttft_hist=ttft, e2e_hist=e2e, itl_hist=hist,
         arrivals=np.bincount(minute, minlength=m)[:m].astype(np.float64),
         finished=np.bincount(fmin, minlength=m)[:m].astype(np.float64),
         in_system=in_system.astype(np.float64), busy_s=busy_bins, seq_s=seq_bins,
+        refusals_min=refusals_min,
+        down_s=_minutes(pool.down_s_by_minute, m),
+        workload_input_tokens=np.bincount(wl, batch.prompt_len[counted_done].astype(
+            np.float64), minlength=num_w)[:num_w],
+        workload_output_tokens=np.bincount(wl, batch.output_len[counted_done].astype(
+            np.float64), minlength=num_w)[:num_w],
         num_counted=float(measured.sum()), num_completed=float(counted_done.sum()),
         num_preemptions=float(res.num_preemptions[measured].sum()),
         busy_total_s=float(res.busy_bins.sum()), seq_total_s=float(res.seq_bins.sum()),
         num_simulated=int(status.shape[0]),
     )
+
+
+def _minutes(values: np.ndarray | None, m: int) -> np.ndarray:
+    """``values`` as ``m`` per-minute bins (zeros when None)."""
+    out = np.zeros(m)
+    if values is not None:
+        n = min(m, len(values))
+        out[:n] = values[:n]
+    return out
 
 
 #: What a deployment's shards share; every other field adds up over its shards.

@@ -12,13 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from capacitor.engine.status import STATUS_NAMES
+from capacitor.engine.status import CAUSE_NUMBER, REFUSAL_CAUSES, STATUS_NAMES
 from capacitor.scenario import resolve_replicas
 from capacitor.simulate.deployment import shard_sizes
 from capacitor.simulate.summary import timeline
 
 REQUEST_COLUMNS = ("tenant", "tier", "deployment", "replica", "arrival_s", "status", "ttft_ms",
-                   "e2e_ms", "input_tokens", "output_tokens", "prefix_hit_tokens", "counted")
+                   "e2e_ms", "input_tokens", "output_tokens", "prefix_hit_tokens", "counted",
+                   "refusal")
+#: ``refusal`` of a request the client got an answer for (or that was still running).
+NOT_REFUSED = "none"
 
 
 def _dictionary(indices: np.ndarray, names: list[str]):
@@ -27,10 +30,16 @@ def _dictionary(indices: np.ndarray, names: list[str]):
     return pa.DictionaryArray.from_arrays(indices.astype(np.int32), pa.array(names or [""]))
 
 
+#: status code -> index of its refusal cause in ``[NOT_REFUSED, *REFUSAL_CAUSES]``
+_CAUSE_INDEX = np.asarray(CAUSE_NUMBER, np.int32)
+
+
 def pool_requests_table(pool, d_index: int, scenario):
     """One row per request of ``pool`` (a :class:`~capacitor.simulate.PoolRun`): tenant, tier,
     deployment, replica (its index in the deployment), send time, status, TTFT / E2E (ms),
-    tokens, prefix-cache hits, whether it is counted (sent after the warm-up)."""
+    tokens, prefix-cache hits, whether it is counted (sent after the warm-up), and why it was
+    refused (``refusal``: throttled, shed, invalid or failed, see
+    :data:`~capacitor.engine.status.REFUSAL_CAUSES`; ``none`` when it was not)."""
     import pyarrow as pa
 
     tenants = [t.name for t in scenario.tenants]
@@ -51,6 +60,7 @@ def pool_requests_table(pool, d_index: int, scenario):
         "output_tokens": pool.demand.batch.output_len,
         "prefix_hit_tokens": res.num_cached_tokens,
         "counted": pool.measured,
+        "refusal": _dictionary(_CAUSE_INDEX[pool.status], [NOT_REFUSED, *REFUSAL_CAUSES]),
     })
 
 

@@ -29,6 +29,7 @@ class PoolRun:
     result: Any  # EngineResult
     measured: np.ndarray  # requests counted (sent after warm-up)
     downtime_s: float
+    down_s_by_minute: np.ndarray | None = None  # replica-seconds down per minute of the span
     max_num_seqs: int = 1
     replica_offset: int = 0  # first replica's index in the deployment (shards of exact runs)
 

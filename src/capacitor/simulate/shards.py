@@ -25,7 +25,7 @@ def run_shard(scenario, d_index: int, shard: int, *, profile_path: str | None = 
     minutes = int(math.ceil((window.warmup_s + window.duration_s) / MINUTE_S))
     return ShardOutput(
         d_index=d_index, shard=shard,
-        digest=digest_pool(pool, list(scenario.tenants), minutes),
+        digest=digest_pool(pool, list(scenario.tenants), minutes, len(scenario.workloads)),
         table=pool_requests_table(pool, d_index, scenario) if with_table else None,
         pool=pool if keep_pool else None,
     )

@@ -1,6 +1,6 @@
 """What a fleet run means: per-tier SLO verdicts, latency percentiles, goodput, throttling,
 utilisation (busy time) and batch occupancy (running sequences / ``max_num_seqs``), site power
-against its cap, and unit costs. Also the per-minute timeline.
+against its cap, and unit costs (:mod:`capacitor.simulate.economics`). Also the per-minute timeline.
 
 It reads the runs' :class:`~capacitor.simulate.digest.PoolDigest` (one per deployment), not the
 per-request records; latency percentiles come from their 0.1%-wide log histograms, with
@@ -8,12 +8,16 @@ NumPy's linear interpolation (:func:`weighted_percentiles`), as ``capacitor vali
 vLLM's benchmarks compute them. Counts from a
 sampled pool are scaled by replicas / simulated replicas; latency percentiles weight each pool's
 requests the same way. A tier misses when a latency percentile exceeds its SLO or when more of
-its traffic is refused (throttled, shed, rejected as too long, or lost to a failure) than
-``max_throttled_pct`` allows, so shedding cannot buy a verdict. Everything here is a pure
+its traffic is refused by the fleet's choice (throttled by its limits or shed by admission
+control) than ``max_throttled_pct`` allows, so shedding cannot buy a verdict. Invalid requests
+(over ``max_model_len``: the client's error) and requests lost to replica failures are counted
+by cause (:data:`~capacitor.engine.status.REFUSAL_CAUSES`) and named in the verdict's text, but
+not judged as refusals. Everything here is a pure
 function of the simulation: no wall-clock time, so the same scenario and seed give a byte-identical
 ``summary.json``. :func:`summarize` returns the typed
-:class:`~capacitor.simulate.summary_model.RunSummary`; costs come from :mod:`capacitor.economics`
-(:func:`economics_summary`) and power from :mod:`capacitor.fleet.power`.
+:class:`~capacitor.simulate.summary_model.RunSummary`; costs come from
+:mod:`capacitor.simulate.economics` (:func:`economics_summary`) and power from
+:mod:`capacitor.fleet.power`.
 """
 
 from __future__ import annotations
@@ -23,25 +27,17 @@ import math
 import numpy as np
 
 from capacitor.catalog.hardware import get_gpu
-from capacitor.economics.contracts import in_term
-from capacitor.economics.costs import (
-    SECONDS_PER_HOUR,
-    effective_usd_per_gpu_hour,
-    energy_cost_usd,
-    energy_mwh,
-    gpu_hour_cost_usd,
-    usd_per_million_tokens,
-    window_cost_usd,
-)
+from capacitor.economics.costs import energy_mwh
 from capacitor.engine.result import itl_bin_value_s
+from capacitor.engine.status import FLEET_CAUSES, REFUSAL_CAUSES
 from capacitor.fleet.power import cap_power, facility_draw_w
 from capacitor.simulate.digest import MINUTE_S
+from capacitor.simulate.economics import economics_summary
 from capacitor.simulate.summary_model import (
-    ContractCost,
     DeploymentSummary,
-    EconomicsSummary,
     Miss,
     Percentiles,
+    Refusals,
     RunSummary,
     SiteSummary,
     TenantSummary,
@@ -110,11 +106,12 @@ def _hist_percentiles(hist: np.ndarray | None) -> list[float]:
 
 def _tenant_stats(run, k: int, tenant) -> TenantSummary:
     hists: dict[str, np.ndarray | None] = {"ttft": None, "e2e": None, "itl": None}
-    requests = completed = refused = out_tokens = good = 0.0
+    requests = completed = out_tokens = good = 0.0
+    causes = np.zeros(len(REFUSAL_CAUSES))
     for d in run.digests:
         requests += d.requests[k] * d.scale
         completed += d.completed[k] * d.scale
-        refused += d.refused[k] * d.scale
+        causes += d.refusals[k] * d.scale
         out_tokens += d.output_tokens[k] * d.scale
         good += d.good[k] * d.scale
         for name, h in (("ttft", d.ttft_hist), ("e2e", d.e2e_hist), ("itl", d.itl_hist)):
@@ -122,10 +119,15 @@ def _tenant_stats(run, k: int, tenant) -> TenantSummary:
             hists[name] = w if hists[name] is None else hists[name] + w
     ttft, e2e, itl = (_hist_percentiles(hists[name]) for name in ("ttft", "e2e", "itl"))
     window = run.window_s
+    by_cause = dict(zip(REFUSAL_CAUSES, causes.tolist(), strict=True))
+    pct = {c: 100.0 * n / requests if requests else 0.0 for c, n in by_cause.items()}
     return TenantSummary(
         tier=tenant.tier,
         requests=_r(requests, 1), completed=_r(completed, 1),
-        refused_pct=_r(100.0 * refused / requests if requests else 0.0),
+        refused_pct=_r(100.0 * sum(by_cause[c] for c in FLEET_CAUSES) / requests
+                       if requests else 0.0),
+        refusals=Refusals(**{c: _r(n, 1) for c, n in by_cause.items()},
+                          **{f"{c}_pct": _r(p) for c, p in pct.items()}),
         ttft_ms=_percentiles(ttft), itl_ms=_percentiles(itl), e2e_ms=_percentiles(e2e),
         goodput_rps=_r(good / window), throughput_rps=_r(completed / window),
         output_tokens_per_s=_r(out_tokens / window, 1),
@@ -166,11 +168,15 @@ def _facility_w(site, gpu: str, busy: np.ndarray, num_gpus: int) -> np.ndarray:
 
 def timeline(run) -> dict[str, np.ndarray]:
     """Per minute and site: arrivals, completions, goodput (SLO-meeting completions),
-    requests in system, utilisation, power MW and replicas up (all scaled to the fleet)."""
+    requests in system, utilisation, power MW, replicas up (measured per minute,
+    :meth:`~capacitor.simulate.digest.PoolDigest.replicas_up`), and requests refused by cause
+    (:data:`~capacitor.engine.status.REFUSAL_CAUSES`, by the minute they were sent; all
+    scaled to the fleet)."""
     m = run.num_minutes
+    span = run.window_s + run.warmup_s
     cols: dict[str, list] = {k: [] for k in ("site", "minute", "arrivals", "completed",
                                              "in_system", "utilization", "batch_occupancy",
-                                             "power_mw", "replicas_up")}
+                                             "power_mw", "replicas_up", *REFUSAL_CAUSES)}
     for site in run.scenario.sites:
         pools = [p for p in run.digests if p.site == site.name]
         arrivals = np.zeros(m)
@@ -181,8 +187,10 @@ def timeline(run) -> dict[str, np.ndarray]:
         slots = 0.0
         gpus_used = 0
         power_w = np.zeros(m)
+        refusals = np.zeros((len(REFUSAL_CAUSES), m))
         for p in pools:
             arrivals += p.arrivals * p.scale
+            refusals += p.refusals_min * p.scale
             completed += p.finished * p.scale
             in_system += p.in_system * p.scale
             busy = p.busy_s / MINUTE_S  # replica-minutes busy (simulated)
@@ -206,9 +214,12 @@ def timeline(run) -> dict[str, np.ndarray]:
         cols["batch_occupancy"] += list(np.minimum(seq_s / (MINUTE_S * slots), 1.0) if slots
                                         else np.zeros(m))
         cols["power_mw"] += list(cap_power(power_w / 1e6, site.power_cap_mw).power_mw)
-        up = sum(p.replicas for p in pools) - sum(p.downtime_s * p.scale / (m * MINUTE_S)
-                                                  for p in pools)
-        cols["replicas_up"] += [up] * m
+        up = np.zeros(m)
+        for p in pools:
+            up += p.replicas_up(span)
+        cols["replicas_up"] += list(up)
+        for c, cause in enumerate(REFUSAL_CAUSES):
+            cols[cause] += list(refusals[c])
     return {k: np.asarray(v) for k, v in cols.items()}
 
 
@@ -256,61 +267,6 @@ def _sites(run) -> tuple[dict[str, SiteSummary], dict[str, float]]:
     return sites, energy
 
 
-def _contracts_of(scenario, site: str) -> list:
-    """The contracts that pay for ``site`` in the billed month: those naming it, and
-    fleet-wide ones, in their term."""
-    month = scenario.simulation.window.month
-    return [c for c in scenario.economics.contracts if c.site in (None, site)
-            and in_term(c.terms(), month or c.start)]
-
-
-def economics_summary(scenario, window_s: float, output_tokens: float,
-                      energy_mwh_by_site: dict[str, float]) -> EconomicsSummary:
-    """What a window of ``window_s`` seconds costs (:mod:`capacitor.economics`), and what that
-    comes to per million ``output_tokens`` and per installed GPU-hour.
-
-    The cost is each contract's share of its fee for the window's month (the contract's
-    first month when the window names none), plus the GPU-hours priced in ``gpu_hour_usd``
-    of the GPUs at sites no contract pays for, plus the energy (``energy_mwh_by_site``, the
-    sites' facility energy over the window) of the sites no ``includes_energy`` contract pays
-    for, at ``energy_usd_per_mwh``. A contract pays for its ``site`` (every site when it names
-    none) in the months of its term.
-    """
-    eco = scenario.economics
-    window = scenario.simulation.window
-    cost = 0.0
-    contracts = {}
-    for c in eco.contracts:
-        month = window.month or c.start
-        usd = window_cost_usd(c.terms(), month, window_s)
-        contracts[c.name] = ContractCost(window_cost_usd=_r(usd, 2), month=month)
-        cost += usd
-    hours = window_s / SECONDS_PER_HOUR
-    rented = [s for s in scenario.sites if not _contracts_of(scenario, s.name)]
-    for gpu, price in eco.gpu_hour_usd.items():  # only GPUs no contract pays for
-        count = sum(s.gpus.get(gpu, 0) for s in rented)
-        cost += gpu_hour_cost_usd(count, hours, price)
-    energy_total_mwh = 0.0
-    for site in scenario.sites:
-        energy_total_mwh += energy_mwh_by_site[site.name]
-    energy_usd = energy_cost_usd(energy_total_mwh, eco.energy_usd_per_mwh) \
-        if eco.energy_usd_per_mwh is not None else None
-    if energy_usd is not None:  # electricity no contract's price includes is paid on top
-        billed_mwh = sum(energy_mwh_by_site[s.name] for s in scenario.sites
-                         if not any(c.includes_energy for c in _contracts_of(scenario, s.name)))
-        cost += energy_cost_usd(billed_mwh, eco.energy_usd_per_mwh)
-    gpus_total = sum(int(sum(s.gpus.values())) for s in scenario.sites)
-    return EconomicsSummary(
-        window_cost_usd=_r(cost, 2), contracts=contracts,
-        usd_per_million_output_tokens=_r(usd_per_million_tokens(cost, output_tokens))
-        if output_tokens else None,
-        usd_per_gpu_hour_effective=_r(effective_usd_per_gpu_hour(cost, gpus_total, hours))
-        if gpus_total else None,
-        energy_mwh=_r(energy_total_mwh),
-        energy_cost_usd=_r(energy_usd, 2) if energy_usd is not None else None,
-    )
-
-
 def _notes(run) -> list[str]:
     scenario = run.scenario
     sim = scenario.simulation
@@ -324,6 +280,26 @@ def _notes(run) -> list[str]:
                      "scope: TTFT p50 differed by up to 25% on a 256-replica check); set "
                      "sampled_replicas = shard_replicas for a representative sample")
     return notes
+
+
+def _workload_tokens(run) -> np.ndarray:
+    """Per workload, completed input and output tokens of the window (``[W, 2]``, scaled)."""
+    out = np.zeros((len(run.scenario.workloads), 2))
+    for d in run.digests:
+        n = min(out.shape[0], d.workload_input_tokens.size)
+        out[:n, 0] += d.workload_input_tokens[:n] * d.scale
+        out[:n, 1] += d.workload_output_tokens[:n] * d.scale
+    return out
+
+
+def _not_judged(invalid: float, failed: float) -> str:
+    """The verdict's note on the unanswered requests it does not judge ('' when none)."""
+    parts = []
+    if invalid:
+        parts.append(f"{invalid:,.0f} invalid requests (over max_model_len)")
+    if failed:
+        parts.append(f"{failed:,.0f} requests lost to replica failures")
+    return f"; not judged: {' and '.join(parts)}" if parts else ""
 
 
 def summarize(run) -> RunSummary:
@@ -341,6 +317,9 @@ def summarize(run) -> RunSummary:
     text = "serves the window within SLO for all tiers" if verdict_ok else "; ".join(
         f"tier {m.tier} {m.tenant} misses {m.metric} "
         f"({m.value} vs {m.target}, +{m.over_pct}%)" for m in misses)
+    invalid = sum(t.refusals.invalid or 0.0 for t in tenants.values())
+    failed = sum(t.refusals.failed or 0.0 for t in tenants.values())
+    text += _not_judged(invalid, failed)
     window = scenario.simulation.window
     return RunSummary(
         notes=_notes(run),
@@ -348,11 +327,13 @@ def summarize(run) -> RunSummary:
         seed=scenario.simulation.seed,
         fidelity=scenario.simulation.fidelity,
         window=Window(month=window.month, duration_s=run.window_s, warmup_s=run.warmup_s),
-        verdict=Verdict(ok=verdict_ok, text=text, misses=misses),
+        verdict=Verdict(ok=verdict_ok, text=text, misses=misses,
+                        invalid_requests=_r(invalid, 1), failed_requests=_r(failed, 1)),
         tenants=tenants,
         deployments=deployments,
         sites=sites,
-        economics=economics_summary(scenario, run.window_s, out_tokens_total, energy),
+        economics=economics_summary(scenario, run.window_s, out_tokens_total, energy,
+                                    _workload_tokens(run)),
         totals=Totals(output_tokens=_r(out_tokens_total, 1),
                       requests=_r(sum(d.requests for d in deployments.values()), 1)),
     )

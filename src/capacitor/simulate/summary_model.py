@@ -52,6 +52,26 @@ class Percentiles(_Record):
     p99: float | None = _ms("99th percentile")
 
 
+class Refusals(_Record):
+    """Requests of one tenant the client got no answer for, by cause (counted requests,
+    scaled to the fleet)."""
+
+    throttled: float | None = Field(description="Refused by the tenant's rate limit or "
+                                    "monthly quota before routing (HTTP 429; 1 decimal).")
+    shed: float | None = Field(description="Refused by admission control at the router: "
+                               "queue full, concurrency cap, predicted TTFT over the limit, "
+                               "or every replica of the routing cell down (1 decimal).")
+    invalid: float | None = Field(description="Refused as invalid: prompt + output over the "
+                                  "model's max_model_len, a client error (HTTP 400; "
+                                  "1 decimal).")
+    failed: float | None = Field(description="Lost in flight on a replica that failed "
+                                 "(1 decimal).")
+    throttled_pct: float | None = Field(description="throttled / requests, %.")
+    shed_pct: float | None = Field(description="shed / requests, %.")
+    invalid_pct: float | None = Field(description="invalid / requests, %.")
+    failed_pct: float | None = Field(description="failed / requests, %.")
+
+
 class TenantSummary(_Record):
     """One tenant over the measured window (after warm-up), scaled to the whole fleet."""
 
@@ -59,8 +79,12 @@ class TenantSummary(_Record):
     requests: float | None = Field(description="Requests that arrived in the window "
                                    "(scaled to the fleet; 1 decimal).")
     completed: float | None = Field(description="Requests completed (1 decimal).")
-    refused_pct: float | None = Field(description="Share of the requests refused: throttled, "
-                                      "shed, rejected as too long or lost to a failure, %.")
+    refused_pct: float | None = Field(description="Share of the requests the fleet chose to "
+                                      "refuse: throttled + shed, %. What the SLO's "
+                                      "max_throttled_pct is checked against; invalid and "
+                                      "failed requests are not in it (see refusals).")
+    refusals: Refusals = Field(description="Requests not answered, by cause: throttled, shed, "
+                               "invalid, failed.")
     ttft_ms: Percentiles = Field(description="Time to first token of completed requests, ms.")
     itl_ms: Percentiles = Field(description="Inter-token latency (gaps between output "
                                 "tokens), ms.")
@@ -92,8 +116,15 @@ class Verdict(_Record):
     """Whether the fleet serves its demand within every tier's SLO."""
 
     ok: bool = Field(description="True when no tenant misses a target.")
-    text: str = Field(description="One line: the verdict, or each miss.")
+    text: str = Field(description="One line: the verdict, or each miss; then how many "
+                      "invalid and failed requests it did not judge, when there were any.")
     misses: list[Miss] = Field(description="The misses, by tier, tenant and metric.")
+    invalid_requests: float | None = Field(description="Requests refused as invalid (over "
+                                           "max_model_len: client errors) over all tenants, "
+                                           "not judged by the verdict (scaled; 1 decimal).")
+    failed_requests: float | None = Field(description="Requests lost to replica failures "
+                                          "over all tenants, not judged as refusals by the "
+                                          "verdict (scaled; 1 decimal).")
 
 
 class DeploymentSummary(_Record):
@@ -116,8 +147,10 @@ class DeploymentSummary(_Record):
                                           "time-averaged, 0-1 (4 decimals).")
     output_tokens_per_s: float | None = Field(description="Output tokens per second of window "
                                               "(scaled; 1 decimal).")
-    availability: float | None = Field(description="Fraction of replica-time up (not failed), "
-                                       "0-1 (6 decimals).")
+    availability: float | None = Field(description="Fraction of replica-time up (not failed "
+                                       "or in repair) over the span, 0-1 (6 decimals): measured "
+                                       "from the failures and repairs drawn for every replica "
+                                       "of the deployment, starting in steady state.")
 
 
 class SiteSummary(_Record):
@@ -132,13 +165,75 @@ class SiteSummary(_Record):
 
 
 class ContractCost(_Record):
-    """What one contract costs over the window."""
+    """One contract: what it costs over the window, and where it stands in the window's
+    month (:func:`capacitor.economics.contracts.standing`)."""
 
     window_cost_usd: float | None = Field(description="The contract's monthly fee spread over "
                                           "the month's seconds, times the window, USD "
                                           "(2 decimals).")
     month: str = Field(description="The month billed, 'YYYY-MM' (the window's month, or the "
                        "contract's first month when the window has none).")
+    term_total_usd: float | None = Field(description="Every billed month of the term, ramp "
+                                         "discounts applied, USD (2 decimals).")
+    month_fee_usd: float | None = Field(description="The fee billed for month, its ramp "
+                                        "discount applied (0 outside the term), USD "
+                                        "(2 decimals).")
+    month_ramp_discount: float | None = Field(description="Share of the full monthly price "
+                                              "waived in month by the ramp, 0-1.")
+    months_left: int = Field(description="Billed months from month (included) to the end of "
+                             "the term.")
+    notice_given: str = Field(description="The day notice is taken as given, 'YYYY-MM-DD': "
+                              "the first of month (ASSUMPTION: a window names a month, not a "
+                              "day).")
+    earliest_exit: str = Field(description="The first day no longer billed with notice given "
+                               "on notice_given, by either party (the same notice_days), "
+                               "'YYYY-MM-DD': notice + notice_days, or the term's end if "
+                               "sooner.")
+    exit_cost_usd: float | None = Field(description="What is still billed from notice_given "
+                                        "to earliest_exit (months prorated by day), USD "
+                                        "(2 decimals): the lessee's cost of leaving, or the "
+                                        "lessor's revenue still due if it gives notice.")
+    gpus: int = Field(description="GPUs installed at the sites the contract pays for.")
+    usd_per_gpu_hour: float | None = Field(description="month_fee_usd per GPU-hour of those "
+                                           "GPUs over month's hours, USD; null with no GPUs.")
+
+
+class UnitCosts(_Record):
+    """A cost and the tokens it bought: completed requests' tokens (counted, scaled to the
+    fleet)."""
+
+    cost_usd: float | None = Field(description="Cost, USD (2 decimals).")
+    input_tokens: float | None = Field(description="Prompt tokens of completed requests "
+                                       "(1 decimal).")
+    output_tokens: float | None = Field(description="Output tokens of completed requests "
+                                        "(1 decimal).")
+    usd_per_million_input_tokens: float | None = Field(
+        description="cost_usd per million input_tokens, USD; null with no tokens.")
+    usd_per_million_output_tokens: float | None = Field(
+        description="cost_usd per million output_tokens, USD; null with no tokens.")
+    usd_per_million_total_tokens: float | None = Field(
+        description="cost_usd per million input_tokens + output_tokens, USD; null with no "
+        "tokens.")
+
+
+_MONTH_ESTIMATE = (
+    "ESTIMATE over the window's month from the demand profile: the month's bill (contract fees "
+    "for the month, GPU-hours at gpu_hour_usd for the month's hours, energy no contract "
+    "includes at the window's mean power all month) over the window's completed tokens of each "
+    "workload scaled by its month / window expected arrivals (capacitor.scenario.month_scale: "
+    "a diurnal workload by its daily cosine; any other at its window's rate all month), "
+    "assuming the month's requests complete as the window's did.")
+_WINDOW = "Over the simulated window (the default scenario's is its peak hour)."
+
+
+class CostBasis(_Record):
+    """Unit costs of a deployment or a tier: over the month (an estimate) and over the window,
+    side by side. A site's cost is spread over its installed GPUs, a deployment carries its
+    GPUs' share, and a deployment's cost is split between tiers by their tokens (input +
+    output) on it."""
+
+    month_estimate: UnitCosts = Field(description=_MONTH_ESTIMATE)
+    window: UnitCosts = Field(description=_WINDOW)
 
 
 class EconomicsSummary(_Record):
@@ -158,6 +253,13 @@ class EconomicsSummary(_Record):
     energy_cost_usd: float | None = Field(description="energy_mwh at energy_usd_per_mwh, USD "
                                           "(2 decimals), whether or not a contract includes "
                                           "it; null when no price is given.")
+    month_estimate: UnitCosts = Field(description="The fleet's unit costs over the month. "
+                                      + _MONTH_ESTIMATE)
+    window: UnitCosts = Field(description="The fleet's unit costs. " + _WINDOW)
+    deployments: dict[str, CostBasis] = Field(description="Unit costs per deployment, by "
+                                              "name.")
+    tiers: dict[str, CostBasis] = Field(description="Unit costs per tier, by tier number "
+                                        "('0' is the most important).")
 
 
 class Totals(_Record):
@@ -202,6 +304,6 @@ def summary_json_schema() -> dict[str, Any]:
     return RunSummary.model_json_schema()
 
 
-__all__ = ["ContractCost", "DeploymentSummary", "EconomicsSummary", "Miss", "Percentiles",
-           "RunSummary", "SiteSummary", "TenantSummary", "Totals", "Verdict", "Window",
-           "summary_json_schema"]
+__all__ = ["ContractCost", "CostBasis", "DeploymentSummary", "EconomicsSummary", "Miss",
+           "Percentiles", "Refusals", "RunSummary", "SiteSummary", "TenantSummary", "Totals",
+           "UnitCosts", "Verdict", "Window", "summary_json_schema"]
