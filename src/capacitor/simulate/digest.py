@@ -20,6 +20,7 @@ import numpy as np
 
 from capacitor.engine.result import ITL_NUM_BINS, latency_bins
 from capacitor.engine.status import REFUSED, S_COMPLETED, STATUS_NAMES
+from capacitor.simulate.activity import minute_work
 
 MINUTE_S = 60.0
 
@@ -51,6 +52,8 @@ class PoolDigest:
     in_system: np.ndarray  # sent and unfinished at each minute's end
     busy_s: np.ndarray  # replica-seconds in engine steps
     seq_s: np.ndarray  # running sequences x seconds
+    memory_s: np.ndarray  # HBM roofline seconds of the work (simulate/activity.py)
+    compute_s: np.ndarray  # tensor-core seconds of the work at full efficiency
     # deployment totals (counted requests)
     num_counted: float
     num_completed: float
@@ -120,6 +123,8 @@ def digest_pool(pool, tenants, num_minutes: int) -> PoolDigest:
     busy_bins[:cols] = res.busy_bins[:, :cols].sum(axis=0)
     seq_bins[:cols] = res.seq_bins[:, :cols].sum(axis=0)
     counted_done = measured & done_all
+    memory_s, compute_s = minute_work(pool, pool.coeffs, busy_bins, seq_bins, m, MINUTE_S) \
+        if pool.coeffs is not None else (np.zeros(m), np.zeros(m))
     return PoolDigest(
         name=pool.name, site=pool.site, gpu=pool.gpu, gpus_per_replica=pool.gpus_per_replica,
         replicas=pool.replicas, simulated_replicas=pool.simulated_replicas,
@@ -129,6 +134,7 @@ def digest_pool(pool, tenants, num_minutes: int) -> PoolDigest:
         arrivals=np.bincount(minute, minlength=m)[:m].astype(np.float64),
         finished=np.bincount(fmin, minlength=m)[:m].astype(np.float64),
         in_system=in_system.astype(np.float64), busy_s=busy_bins, seq_s=seq_bins,
+        memory_s=memory_s, compute_s=compute_s,
         num_counted=float(measured.sum()), num_completed=float(counted_done.sum()),
         num_preemptions=float(res.num_preemptions[measured].sum()),
         busy_total_s=float(res.busy_bins.sum()), seq_total_s=float(res.seq_bins.sum()),

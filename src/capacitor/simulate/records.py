@@ -31,6 +31,7 @@ class PoolRun:
     downtime_s: float
     max_num_seqs: int = 1
     replica_offset: int = 0  # first replica's index in the deployment (shards of exact runs)
+    coeffs: np.ndarray | None = None  # the step-time coefficients it ran with
 
     @property
     def scale(self) -> float:
@@ -49,6 +50,11 @@ class RunResult:
     num_minutes: int
     pools: list[PoolRun] = field(default_factory=list)
     summary: RunSummary | None = None  # set by run_scenario once the pools are done
+    # a binding power cap (simulate/power_cap.py): site -> GPU power limit (fraction of TDP),
+    # deployment -> (compute, memory) step-time multipliers, the uncapped pass's summary
+    power_limits: dict[str, float] = field(default_factory=dict)
+    step_slowdowns: dict[str, tuple[float, float]] = field(default_factory=dict)
+    uncapped_summary: RunSummary | None = None
 
     @property
     def num_simulated(self) -> int:
