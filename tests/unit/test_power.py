@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import statistics
-
 import numpy as np
 import pytest
 
 from capacitor.errors import CatalogError, ConfigError
 from capacitor.fleet import power as P
-from tests.conftest import require_data
 
 
 def test_constants() -> None:
