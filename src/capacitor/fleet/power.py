@@ -58,8 +58,9 @@ The GPU lowers its clocks to stay under the limit, so work that would draw more 
 limit runs slower. From the Splitwise data: the power-capped H100 rows (``h100-80gb-pcap``)
 run every prompt phase (compute-bound) 1.30x as long as the uncapped H100 rows and every token
 phase (memory-bound) exactly as long, in all 76 configurations; the capped DGX-H100 is rated
-7,140 W against 10,200 W (splitwise-sim ``configs/hardware_repo/skus/dgx-h100-pcap.yaml``),
-the paper's Splitwise-HHcap with each GPU capped at 50 % of its TDP. Work whose uncapped draw
+7,140 W against 10,200 W, 70 % (splitwise-sim ``configs/hardware_repo/skus/dgx-h100-pcap.yaml``
+and ``dgx-h100.yaml``); the per-GPU limit, 50 % of TDP, is the paper's Splitwise-HHcap setting
+as we read it (it is not in the data file). Work whose uncapped draw
 is ``p`` (fraction of TDP) under a limit ``limit < p`` takes ``(p / limit) ** CAP_EXPONENT``
 times as long, ``CAP_EXPONENT = ln 1.3 / ln 2 = 0.379`` (compute-bound work draws the full
 TDP, ``p = 1``, so a 50 % limit gives 1.30x; decode at 0.40-0.45 of TDP is untouched by a

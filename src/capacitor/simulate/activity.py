@@ -22,12 +22,6 @@ from capacitor.engine.status import S_COMPLETED
 from capacitor.fleet.power import roofline_seconds
 
 
-def _by_minute(t_s: np.ndarray, amount: np.ndarray, m: int, bin_s: float) -> np.ndarray:
-    """``amount`` summed by the bin of ``t_s`` (later times in the last bin)."""
-    minute = np.minimum((t_s / bin_s).astype(np.int64), m - 1)
-    return np.bincount(minute, weights=amount, minlength=m)[:m].astype(np.float64)
-
-
 def spread_by_minute(start_s: np.ndarray, end_s: np.ndarray, amount: np.ndarray,
                      m: int, bin_s: float) -> np.ndarray:
     """``amount[i]`` spread evenly over ``[start_s[i], end_s[i]]`` and summed per bin of
@@ -35,33 +29,44 @@ def spread_by_minute(start_s: np.ndarray, end_s: np.ndarray, amount: np.ndarray,
     ``m - 1``, in it).
 
     Cumulative form: by time ``e`` a request has spread ``r (min(e, b) - min(e, a))`` with
-    ``r = amount / (b - a)``, so ``W(e) = sum_{a<e} r (e - a) - sum_{b<e} r (e - b)``,
-    evaluated at the minute edges from sorted starts and ends and their running sums.
+    ``r = amount / (b - a)``, so ``W(e) = sum_{a<e} r (e - a) - sum_{b<e} r (e - b)``; at a
+    bin edge ``e_j = j bin_s`` the sum over ``t < e_j`` is the sum over the bins before ``j``
+    of ``t``, so per-bin sums of ``r`` and ``r t`` and their running totals give it (no sort).
     """
+    return _spread(start_s, end_s, [amount], m, bin_s)[0]
+
+
+def _spread(start_s: np.ndarray, end_s: np.ndarray, amounts: list[np.ndarray], m: int,
+            bin_s: float) -> list[np.ndarray]:
+    """:func:`spread_by_minute` of several amounts over the same intervals."""
     a = np.asarray(start_s, np.float64)
     b = np.maximum(np.asarray(end_s, np.float64), a)
-    w = np.asarray(amount, np.float64)
-    point = b <= a
-    out = _by_minute(a[point], w[point], m, bin_s)
-    a, b, w = a[~point], b[~point], w[~point]
-    if a.size == 0 or m == 1:
-        if a.size:
-            out[0] += w.sum()
-        return out
-    r = w / (b - a)
+    span = b - a
+    point = span <= 0.0
+    ka = np.minimum((a / bin_s).astype(np.int64), m - 1)
+    kb = np.minimum((b / bin_s).astype(np.int64), m - 1)
     edges = np.arange(1, m) * bin_s
+    inv = np.divide(1.0, span, out=np.zeros_like(span), where=~point)
+    outs = []
+    for amount in amounts:
+        w = np.asarray(amount, np.float64)
+        out = np.bincount(ka[point], weights=w[point], minlength=m)[:m].astype(np.float64)
+        if m == 1:
+            out[0] += w[~point].sum()
+            outs.append(out)
+            continue
+        r = w * inv  # 0 for the empty intervals, counted above
 
-    def ramp(t: np.ndarray) -> np.ndarray:  # sum over t_i < e of r_i (e - t_i)
-        order = np.argsort(t, kind="stable")
-        ts, rs = t[order], r[order]
-        cr = np.concatenate(([0.0], np.cumsum(rs)))
-        crt = np.concatenate(([0.0], np.cumsum(rs * ts)))
-        k = np.searchsorted(ts, edges, side="left")
-        return cr[k] * edges - crt[k]
+        def ramp(t: np.ndarray, k: np.ndarray, r=r) -> np.ndarray:
+            # at each edge e: sum over t_i < e of r_i (e - t_i)
+            cr = np.cumsum(np.bincount(k, weights=r, minlength=m))[:-1]
+            crt = np.cumsum(np.bincount(k, weights=r * t, minlength=m))[:-1]
+            return cr * edges - crt
 
-    cum = ramp(a) - ramp(b)
-    cum = np.concatenate(([0.0], cum, [w.sum()]))
-    return out + np.diff(cum)
+        cum = ramp(a, ka) - ramp(b, kb)
+        cum = np.concatenate(([0.0], cum, [w[~point].sum()]))
+        outs.append(out + np.diff(cum))
+    return outs
 
 
 def minute_work(pool, coeffs: np.ndarray, busy_s: np.ndarray, seq_s: np.ndarray,
@@ -70,23 +75,22 @@ def minute_work(pool, coeffs: np.ndarray, busy_s: np.ndarray, seq_s: np.ndarray,
     :class:`~capacitor.simulate.records.PoolRun`) whose step-time coefficients are ``coeffs``;
     ``busy_s`` and ``seq_s`` are its busy and sequence seconds per bin (all replicas)."""
     res = pool.result
-    batch = pool.demand.batch
-    prompt = batch.prompt_len.astype(np.float64)
-    out_len = batch.output_len.astype(np.float64)
     first = res.first_token_s
     started = np.isfinite(first)
-    cached = np.minimum(res.num_cached_tokens.astype(np.float64), prompt)
-    q = np.where(started, prompt - cached, 0.0)
-    pairs = q * cached + q * (q + 1.0) / 2.0
-    t0 = np.where(started, first, 0.0)
-    prefill_tokens = _by_minute(t0, q, m, bin_s)
-    prefill_pairs = _by_minute(t0, pairs, m, bin_s)
-    prefills = _by_minute(t0, started.astype(np.float64), m, bin_s)
-    done = started & (pool.status == S_COMPLETED) & np.isfinite(res.finish_s)
+    t0 = first[started]
+    prompt = pool.demand.batch.prompt_len[started].astype(np.float64)
+    out_len = pool.demand.batch.output_len[started].astype(np.float64)
+    cached = np.minimum(res.num_cached_tokens[started], prompt)
+    q = prompt - cached
+    k = np.minimum((t0 / bin_s).astype(np.int64), m - 1)
+    prefill_tokens = np.bincount(k, weights=q, minlength=m)[:m]
+    prefill_pairs = np.bincount(k, weights=q * cached + q * (q + 1.0) / 2.0, minlength=m)[:m]
+    prefills = np.bincount(k, minlength=m)[:m].astype(np.float64)
+    finish = res.finish_s[started]
+    done = (pool.status[started] == S_COMPLETED) & np.isfinite(finish)
     n = np.maximum(out_len[done] - 1.0, 0.0)
     ctx = n * prompt[done] + n * (n + 1.0) / 2.0
-    decode_tokens = spread_by_minute(first[done], res.finish_s[done], n, m, bin_s)
-    decode_ctx = spread_by_minute(first[done], res.finish_s[done], ctx, m, bin_s)
+    decode_tokens, decode_ctx = _spread(t0[done], finish[done], [n, ctx], m, bin_s)
     seq_steps = decode_tokens + prefills
     steps = np.divide(seq_steps * busy_s, seq_s, out=np.zeros(m), where=seq_s > 0)
     return roofline_seconds(coeffs, steps=steps, tokens=decode_tokens + prefill_tokens,
