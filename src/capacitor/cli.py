@@ -283,7 +283,7 @@ def run(
     from capacitor.parallel import default_workers
     from capacitor.perf.profile import load_profile
     from capacitor.report.terminal import print_run
-    from capacitor.scenario import dump_resolved, load_scenario
+    from capacitor.scenario import dump_resolved, load_scenario, power_warnings
     from capacitor.simulate import run_scenario, shard_sizes
     from capacitor.simulate.outputs import RequestsWriter, write_run_dir
 
@@ -300,6 +300,8 @@ def run(
     started = time.perf_counter()
     spec = load_scenario(scenario)
     load_profile(profile)  # a bad profile fails before the run directory is made
+    for warning in power_warnings(spec):
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     if fidelity is not None:
         spec = spec.model_copy(update={"simulation": spec.simulation.model_copy(
             update={"fidelity": fidelity})})

@@ -13,6 +13,9 @@ The hand arithmetic:
   x 10.2 / 5.6 server overhead = 191.25 W, x PUE 1.6 = 306 W each; 1000 of them 0.306 MW,
   every minute (mean = peak). Energy over the window's 10 minutes (minutes 1..10; minute 0 is
   warm-up): 10 x 0.306 / 60 = 0.051 MWh.
+* Power caps: the sites' nameplates (1 x 700 W x 1.82 x 1.25 = 1.6 kW; 1000 x 700 W x 1.82
+  x 1.6 = 2.04 MW) are under their caps (1 MW, 3 MW): no GPU is power-limited
+  (``gpu_power_limit_pct`` null, step slowdowns 1.0, ``power_cap`` null).
 * Economics: 1001 H100 at $3.00 per GPU-hour for 600 s (1/6 h): 1001 x 3 / 6 = $500.50;
   per GPU-hour effective $3.00; per million output tokens 500.5 / 0.006 = $83,416.667.
 * Refusals: none of any cause (nothing throttled, shed, invalid or failed); the verdict's

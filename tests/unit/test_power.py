@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import csv
-import statistics
-
 import numpy as np
 import pytest
 
 from capacitor.errors import CatalogError, ConfigError
 from capacitor.fleet import power as P
-from tests.conftest import require_data
-
-
-def test_busy_power_fraction_is_the_splitwise_median() -> None:
-    with require_data("published", "splitwise_static_batches.csv").open(newline="") as fh:
-        rows = [r for r in csv.DictReader(fh)
-                if float(r["average_power"]) > 0
-                and not (r["tensor_parallel"] == "2" and r["batch_size"] == "64")]
-    assert len(rows) == 260
-    assert statistics.median(float(r["average_power"]) for r in rows) == pytest.approx(
-        P.BUSY_POWER_FRACTION, abs=1e-3)
 
 
 def test_constants() -> None:
     # DGX H100: 10.2 kW for 8 x 700 W = 1.821..., quoted (and used) as 1.82
     assert P.SERVER_OVERHEAD_FACTOR == 1.82
     assert abs(10.2 / 5.6 - P.SERVER_OVERHEAD_FACTOR) < 0.005
-    assert P.IDLE_POWER_FRACTION < P.BUSY_POWER_FRACTION
+    # every curve: idle below stalled stepping below a memory-bound step below TDP
+    for curve in P.POWER_CURVES.values():
+        assert curve.idle == P.IDLE_POWER_FRACTION < curve.stalled < curve.memory_bound < 1.0
+    # H100 SXM: nvidia-smi power limits 200-700 W
+    assert P.MIN_POWER_LIMIT_FRACTION * 700.0 == pytest.approx(200.0)
 
 
 def test_the_scenario_defaults_are_the_fleet_constants() -> None:
@@ -38,25 +28,36 @@ def test_the_scenario_defaults_are_the_fleet_constants() -> None:
     assert models.DEFAULT_GPUS_PER_NODE is failures.DEFAULT_GPUS_PER_NODE
 
 
-def test_gpu_power_interpolates_idle_to_busy() -> None:
-    # H100, 700 W: idle 0.15 x 700 = 105 W; busy 0.6055 x 700 = 423.85 W; half: 264.425 W
-    np.testing.assert_allclose(P.gpu_power_w([0.0, 1.0, 0.5], 700.0),
-                               [105.0, 423.85, 264.425])
-    with pytest.raises(ConfigError, match="utilization"):
-        P.gpu_power_w(1.2, 700.0)
+def test_gpu_power_from_busy_and_roofline_shares() -> None:
+    hopper = P.POWER_CURVES["hopper"]  # idle 0.15, stalled 0.281, memory 0.223, compute 1.397
+    # H100, 700 W. Idle: 0.15 x 700 = 105 W.
+    # Busy, u_mem 0.8, u_comp 0.1: 0.281 + 0.223 x 0.8 + 1.397 x 0.1 = 0.5991 -> 419.37 W.
+    # Half busy at that mix: (105 + 419.37) / 2 = 262.185 W.
+    # Busy, compute-bound (u_comp 0.9): 0.281 + 1.2573 = 1.5383 -> held to TDP, 700 W;
+    # under a 60 % limit, 420 W.
+    np.testing.assert_allclose(
+        P.gpu_power_w([0.0, 1.0, 0.5, 1.0], [0.8, 0.8, 0.8, 0.0], [0.1, 0.1, 0.1, 0.9],
+                      700.0, hopper),
+        [105.0, 419.37, 262.185, 700.0])
+    assert float(P.gpu_power_w(1.0, 0.0, 0.9, 700.0, hopper, limit=0.6)) == \
+        pytest.approx(420.0)
+    with pytest.raises(ConfigError, match="busy"):
+        P.gpu_power_w(1.2, 0.5, 0.1, 700.0, hopper)
+    with pytest.raises(ConfigError, match="limit"):
+        P.gpu_power_w(1.0, 0.5, 0.1, 700.0, hopper, limit=0.0)
 
 
 def test_facility_draw_of_a_gpu_group() -> None:
-    # 10 H100 (700 W), minute 0 busy, minute 1 idle, overhead 1.82, PUE 1.2:
-    # 423.85 W x 1.82 x 1.2 x 10 = 9,256.884 W; 105 W x 1.82 x 1.2 x 10 = 2,293.2 W
+    # 10 GPUs drawing 423.85 W, then 105 W, overhead 1.82, PUE 1.2:
+    # 423.85 W x 10 x 1.82 x 1.2 = 9,256.884 W; 105 W x 10 x 1.82 x 1.2 = 2,293.2 W
     np.testing.assert_allclose(
-        P.facility_draw_w(np.array([1.0, 0.0]), 700.0, 10, server_overhead_factor=1.82,
+        P.facility_draw_w(np.array([423.85, 105.0]), 10, server_overhead_factor=1.82,
                           pue=1.2), [9256.884, 2293.2])
     # no GPUs, no draw; a bad PUE is named
-    assert P.facility_draw_w(np.array([0.7]), 700.0, 0, server_overhead_factor=1.5,
+    assert P.facility_draw_w(np.array([300.0]), 0, server_overhead_factor=1.5,
                              pue=1.1).tolist() == [0.0]
     with pytest.raises(ConfigError, match="pue"):
-        P.facility_draw_w(0.5, 700.0, 1, server_overhead_factor=1.5, pue=0.9)
+        P.facility_draw_w(300.0, 1, server_overhead_factor=1.5, pue=0.9)
 
 
 def test_cap_power_holds_the_draw_to_the_cap() -> None:
@@ -85,15 +86,15 @@ def test_facility_power_of_an_inventory() -> None:
 @pytest.mark.parametrize(
     ("call", "name"),
     [
-        (lambda: P.facility_draw_w(0.5, 700.0, 1, server_overhead_factor=1.5, pue=0.9),
-         "pue"),
-        (lambda: P.facility_draw_w(0.5, 700.0, -1, server_overhead_factor=1.5, pue=1.1),
+        (lambda: P.facility_draw_w(300.0, 1, server_overhead_factor=1.5, pue=0.9), "pue"),
+        (lambda: P.facility_draw_w(300.0, -1, server_overhead_factor=1.5, pue=1.1),
          "num_gpus"),
-        (lambda: P.facility_draw_w(0.5, 700.0, 1, server_overhead_factor=0.5, pue=1.1),
+        (lambda: P.facility_draw_w(300.0, 1, server_overhead_factor=0.5, pue=1.1),
          "server_overhead_factor"),
+        (lambda: P.facility_draw_w(-1.0, 1, server_overhead_factor=1.5, pue=1.1), "gpu_w"),
         (lambda: P.cap_power(-1.0, 1.0), "demand_mw"),
         (lambda: P.cap_power(1.0, 0), "cap_mw"),
-        (lambda: P.gpu_power_w(0.5, 700.0, idle_power_fraction=0.9), "idle_power_fraction"),
+        (lambda: P.cap_slowdown(1.0, 0.0), "limit"),
         (lambda: P.facility_power_mw({"H100": -3}, pue=1.1), "count"),
         (lambda: P.facility_power_mw({"H100": 3}, pue=1.1, server_overhead_factor=0.5),
          "server_overhead_factor"),

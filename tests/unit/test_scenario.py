@@ -18,6 +18,7 @@ from capacitor.scenario import (
     facility_power_mw,
     load_scenario,
     parse_scenario,
+    power_warnings,
     replica_spec,
     resolve_replicas,
     scenario_json_schema,
@@ -233,11 +234,16 @@ def test_fill_with_nothing_left():
     assert "deployments[0].replicas = 'fill': 0 H100 left" in error_of(data)
 
 
-def test_power_above_cap_shows_both_numbers_and_the_factor():
-    msg = error_of(edited("sites.0.power_cap_mw", 0.02))
+def test_power_above_cap_is_a_warning_with_both_numbers_and_the_factor():
+    scenario = parse(edited("sites.0.power_cap_mw", 0.02))  # runs (power-capped), not refused
+    (msg,) = power_warnings(scenario)
     # 16 x 700 W x 1.82 x 1.2 = 0.02446 MW
-    assert "sites[0].power_cap_mw = 0.02: the inventory needs 0.02446 MW" in msg
+    assert "sites[0].power_cap_mw = 0.02: the inventory's nameplate is 0.02446 MW" in msg
     assert "server_overhead_factor 1.82" in msg and "pue 1.2" in msg
+    assert "power-capped" in msg
+    assert any(line.startswith("warning: sites[0].power_cap_mw") for line in
+               summary_lines(scenario))
+    assert power_warnings(parse(BASE)) == []
 
 
 def test_model_does_not_fit():

@@ -42,15 +42,20 @@ SUMMARY = {
     "deployments": {"d": {"site": "s", "gpu": "H100", "replicas": 8, "simulated_replicas": 8,
                           "scale": 1.0, "requests": 200.0, "completed": 198.0,
                           "preemptions": 0.0, "utilization": 0.5, "batch_occupancy": 0.1,
-                          "output_tokens_per_s": 330.0, "availability": 1.0}},
+                          "output_tokens_per_s": 330.0, "availability": 1.0,
+                          "gpu_power_w_mean": 400.0, "power_mw_mean": 0.006,
+                          "energy_mwh": 0.0, "joules_per_output_token": 5.0,
+                          "step_slowdown_compute": 1.0, "step_slowdown_memory": 1.0}},
     "sites": {"s": {"power_mw_mean": 0.01, "power_mw_peak": 0.012, "power_cap_mw": 1.0,
-                    "at_cap": False, "gpus": 8, "energy_mwh": 0.0}},
+                    "at_cap": False, "gpus": 8, "energy_mwh": 0.0,
+                    "gpu_power_limit_pct": None, "uncapped_power_mw_peak": None}},
     "economics": {"window_cost_usd": 0.0, "contracts": {}, "usd_per_million_output_tokens": 0.0,
                   "usd_per_gpu_hour_effective": 0.0, "energy_mwh": 0.0,
                   "energy_cost_usd": None, "month_estimate": _UNIT, "window": _UNIT,
                   "deployments": {"d": {"month_estimate": _UNIT, "window": _UNIT}},
                   "tiers": {"0": {"month_estimate": _UNIT, "window": _UNIT}}},
     "totals": {"output_tokens": 19800.0, "requests": 200.0},
+    "power_cap": None,
 }
 
 

@@ -115,12 +115,22 @@ def print_run(console: Console, summary: RunSummary) -> None:
     drawn = any(s.power_mw_mean for s in summary.sites.values())
     for name, s in summary.sites.items():
         flag = " [red](at cap)[/]" if s.at_cap else ""
+        if s.gpu_power_limit_pct is not None:
+            flag = (f" [red](power-capped: GPUs limited to {s.gpu_power_limit_pct:.1f}% of TDP; "
+                    f"uncapped peak {_watts(s.uncapped_power_mw_peak)})[/]")
         energy = _watts(s.energy_mwh, "Wh", positive=bool(s.power_mw_mean))
         console.print(
             f"site {escape(name)}: {s.gpus:,} GPUs, power "
             f"{_watts(s.power_mw_mean)} mean / {_watts(s.power_mw_peak)} peak of "
             f"{_watts(s.power_cap_mw)} cap{flag}, {energy}"
         )
+    if summary.power_cap is not None:
+        for name, c in summary.power_cap.tenants.items():
+            console.print(
+                f"power cap cost for {escape(name)}: TTFT p99 {_num(c.ttft_p99_ms_uncapped)} -> "
+                f"{_num(c.ttft_p99_ms)} ms, ITL p99 {_num(c.itl_p99_ms_uncapped, 1)} -> "
+                f"{_num(c.itl_p99_ms, 1)} ms, goodput {_num(c.goodput_rps_uncapped, 2)} -> "
+                f"{_num(c.goodput_rps, 2)} req/s")
     console.print(
         f"cost of the window ${_num(eco.window_cost_usd)}; "
         f"${_num(eco.usd_per_million_output_tokens, 2)} per million output tokens; "

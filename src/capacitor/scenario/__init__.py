@@ -15,6 +15,7 @@ from capacitor.scenario.checks import (
     check_scenario,
     facility_power_mw,
     power_breakdown,
+    power_warnings,
     replica_spec,
     resolve_replicas,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "month_scale",
     "parse_scenario",
     "power_breakdown",
+    "power_warnings",
     "pydantic_problems",
     "replica_spec",
     "resolve_replicas",

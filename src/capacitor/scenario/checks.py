@@ -1,8 +1,9 @@
 """Cross-section checks of a parsed scenario, one line per problem naming the YAML path:
 unique names, GPU ids and inventories, facility power against the cap (each GPU's TDP x its
-server overhead x PUE), model and replica fit in memory, "fill the site" plans, tenants,
-workloads, policies and contracts. Also what the checks compute and the simulation reuses:
-the replica spec of a deployment and the resolved replica counts.
+server overhead x PUE; a warning, not an error: :func:`power_warnings`), model and replica
+fit in memory, "fill the site" plans, tenants, workloads, policies and contracts. Also what
+the checks compute and the simulation reuses: the replica spec of a deployment and the
+resolved replica counts.
 """
 
 from __future__ import annotations
@@ -89,16 +90,27 @@ def _check_sites(scenario: Scenario, problems: list[str]) -> set[str]:
         if site.name in bad:
             continue
         try:
-            power = facility_power_mw(site)
+            facility_power_mw(site)
         except CapacitorError as err:
             problems.append(f"{p}: {err}")
             continue
-        if power > site.power_cap_mw:
-            problems.append(
-                f"{p}.power_cap_mw = {site.power_cap_mw:g}: the inventory needs "
-                f"{power:.4g} MW of facility power ({power_breakdown(site)}), above the cap"
-            )
     return bad
+
+
+def power_warnings(scenario: Scenario) -> list[str]:
+    """One line per site whose inventory at full TDP needs more facility power than its
+    ``power_cap_mw``: not an error, the site runs power-capped if its draw reaches the cap
+    (:mod:`capacitor.simulate.power_cap`)."""
+    out = []
+    for i, site in enumerate(scenario.sites):
+        power = facility_power_mw(site)
+        if power > site.power_cap_mw:
+            out.append(
+                f"sites[{i}].power_cap_mw = {site.power_cap_mw:g}: the inventory's nameplate is "
+                f"{power:.4g} MW of facility power ({power_breakdown(site)}), above the cap; "
+                "the site runs power-capped (GPU power limits, slower steps) in the minutes "
+                "its draw would exceed it")
+    return out
 
 
 def facility_power_mw(site: Any) -> float:

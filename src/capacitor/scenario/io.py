@@ -4,14 +4,16 @@
 is a key given twice), validates it against the pydantic models of
 :mod:`capacitor.scenario.models` and then checks what a schema cannot: references between
 sections (sites, deployments, tenants), GPU and model names, GPU inventories over-subscribed
-by deployments, facility power above a site's cap and
+by deployments and
 models that do not fit their replica's memory (:func:`capacitor.engine.replica.build_replica`).
 Every problem becomes one line ``FILE: YAML.path = value: what is wrong / what is valid`` of a
 single :class:`~capacitor.errors.ScenarioError`.
 
-Facility power of a site, MW = sum over its GPU types of
+Facility power of a site at nameplate, MW = sum over its GPU types of
 ``count x TDP x server_overhead_factor x PUE / 1e6`` (TDP from the GPU catalogue; the factor's
-default and source are in :data:`capacitor.scenario.models.DEFAULT_SERVER_OVERHEAD_FACTOR`).
+default and source are in :data:`capacitor.scenario.models.DEFAULT_SERVER_OVERHEAD_FACTOR`). A
+nameplate above the site's ``power_cap_mw`` is a warning (:func:`power_warnings`), not an
+error: the run caps the site's power (:mod:`capacitor.simulate.power_cap`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from capacitor.scenario.checks import (
     check_scenario,
     facility_power_mw,
     power_breakdown,
+    power_warnings,
     replica_spec,
     resolve_replicas,
 )
@@ -223,6 +226,7 @@ def summary_lines(scenario: Scenario) -> list[str]:
         gpus = ", ".join(f"{n:,} {g}" for g, n in site.gpus.items())
         lines.append(f"site {site.name}: {gpus}; {facility_power_mw(site):.4g} MW of "
                      f"{site.power_cap_mw:,g} MW cap at TDP ({power_breakdown(site)})")
+    lines += [f"warning: {w}" for w in power_warnings(scenario)]
     for dep in scenario.deployments:
         lines.append(f"deployment {dep.name}: {counts[dep.name]:,} x {dep.model} on "
                      f"{dep.gpus_per_replica} {dep.gpu} at {dep.site}")

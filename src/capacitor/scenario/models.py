@@ -144,7 +144,9 @@ class Site(Strict):
         gt=0,
         le=10_000,
         description="Facility power available to the site, MW (grid + sustained on-site "
-        "generation). Checked against the inventory's facility power.",
+        "generation). When the site's draw would exceed it, its GPUs run power-limited and "
+        "its steps slower (a what-if to sweep); an inventory whose nameplate (every GPU at "
+        "TDP x server overhead x PUE) exceeds it is a warning, not an error.",
     )
     pue: float = Field(
         ge=1.0,

@@ -5,9 +5,12 @@ Modules, in the order a run flows through them:
 
 ``deployment``  one deployment's routing cell: demand, limits, failures, the pool kernel
 ``digest``      a simulated pool reduced to what the summary reads
+``activity``    per minute, the HBM and tensor-core seconds of a pool's work (for power)
 ``shards``      one cell simulated and reduced (a pure function; backends run it)
 ``backends``    local threads or Ray tasks
 ``run``         :func:`run_scenario`: all cells, merged in task order, then the summary
+``power_cap``   a site over its power cap: GPU power limits, the capped deployments re-run
+``site_power``  per-minute GPU and site power, from the digests' activity
 ``summary``     per-tier verdicts, utilisation, power and unit costs (``summary.json``)
 ``summary_model`` the typed summary: what ``summary.json`` holds, its JSON Schema
 ``outputs``     the run directory: ``summary.json``, ``requests.parquet``, ``timeline.parquet``

@@ -36,6 +36,14 @@ from capacitor.fleet.failures import (
     steady_state_history_s,
 )
 from capacitor.perf.profile import load_profile
+from capacitor.perf.step_time import (
+    C_ATTN_DECODE_S_PER_TOKEN,
+    C_ATTN_PREFILL_S_PER_PAIR,
+    C_GEMM_S_PER_TOKEN,
+    C_MOE_GEMM_S_PER_TOKEN,
+    C_MOE_WEIGHT_S,
+    C_WEIGHT_S,
+)
 from capacitor.scenario import (
     expected_arrivals,
     replica_spec,
@@ -116,11 +124,14 @@ def tenant_shares(scenario, deployment: str) -> np.ndarray:
 
 def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
                         profile_path: str | None = None,
-                        base_dir: Path | None = None) -> PoolRun:
+                        base_dir: Path | None = None,
+                        step_slowdown: tuple[float, float] | None = None) -> PoolRun:
     """Simulate deployment ``d_index`` of ``scenario`` (its pool, demand, limits and failures).
     ``shard`` picks the routing cell of an exact run (:func:`shard_sizes`). A pure function of
     its arguments: its random streams are seeded by (seed, d_index[, shard]), so a pool gives
-    the same result wherever it runs (the Ray backend relies on this)."""
+    the same result wherever it runs (the Ray backend relies on this). ``step_slowdown``
+    ``(compute, memory)`` runs the GPUs power-capped: the compute and memory roofline terms
+    of the step time take that many times as long (:func:`capped_coefficients`)."""
     sim = scenario.simulation
     window = sim.window
     span = window.warmup_s + window.duration_s
@@ -138,6 +149,8 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
     k = sizes[shard]
     share = k / total
     config, coeffs = build_replica(replica_spec(dep), profile)
+    if step_slowdown is not None:
+        coeffs = capped_coefficients(coeffs, *step_slowdown)
     if scenario.admission.preempt_lower_tiers:  # vLLM --scheduling-policy priority, by tier
         config = dataclasses.replace(config, scheduling_policy="priority")
     parts = []
@@ -192,8 +205,21 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
         replicas=total if len(sizes) == 1 else k, simulated_replicas=k, demand=demand,
         status=status, result=result, measured=demand.batch.arrival_s >= window.warmup_s,
         downtime_s=down_s, down_s_by_minute=down_by_minute, max_num_seqs=config.max_num_seqs,
-        replica_offset=sum(sizes[:shard]),
+        replica_offset=sum(sizes[:shard]), coeffs=coeffs,
     )
 
 
-__all__ = ["shard_sizes", "simulate_deployment", "tenant_shares"]
+def capped_coefficients(coeffs: np.ndarray, compute: float, memory: float) -> np.ndarray:
+    """Step-time coefficients of a power-capped GPU (:func:`capacitor.fleet.power.
+    step_slowdowns`): the tensor-core terms (dense and expert GEMMs, prefill attention)
+    ``compute`` times as long, the HBM terms (weights and experts streamed, decode KV reads)
+    ``memory`` times; CPU overheads and communication unchanged."""
+    out = coeffs.copy()
+    for slot in (C_GEMM_S_PER_TOKEN, C_MOE_GEMM_S_PER_TOKEN, C_ATTN_PREFILL_S_PER_PAIR):
+        out[slot] *= compute
+    for slot in (C_WEIGHT_S, C_MOE_WEIGHT_S, C_ATTN_DECODE_S_PER_TOKEN):
+        out[slot] *= memory
+    return out
+
+
+__all__ = ["capped_coefficients", "shard_sizes", "simulate_deployment", "tenant_shares"]

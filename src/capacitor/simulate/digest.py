@@ -20,6 +20,7 @@ import numpy as np
 
 from capacitor.engine.result import ITL_NUM_BINS, latency_bins
 from capacitor.engine.status import CAUSE_NUMBER, REFUSAL_CAUSES, REFUSED, S_COMPLETED, STATUS_NAMES
+from capacitor.simulate.activity import minute_work
 
 MINUTE_S = 60.0
 
@@ -57,6 +58,8 @@ class PoolDigest:
     # per workload of the scenario (counted completed requests): what unit costs divide by
     workload_input_tokens: np.ndarray  # float64[W]
     workload_output_tokens: np.ndarray  # float64[W]
+    memory_s: np.ndarray  # HBM roofline seconds of the work (simulate/activity.py)
+    compute_s: np.ndarray  # tensor-core seconds of the work at full efficiency
     # deployment totals (counted requests)
     num_counted: float
     num_completed: float
@@ -146,6 +149,8 @@ def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> Pool
     num_w = max(num_workloads, int(pool.demand.workload.max()) + 1 if len(status) else 0)
     wl = pool.demand.workload[counted_done].astype(np.int64)
     batch = pool.demand.batch
+    memory_s, compute_s = minute_work(pool, pool.coeffs, busy_bins, seq_bins, m, MINUTE_S) \
+        if pool.coeffs is not None else (np.zeros(m), np.zeros(m))
     return PoolDigest(
         name=pool.name, site=pool.site, gpu=pool.gpu, gpus_per_replica=pool.gpus_per_replica,
         replicas=pool.replicas, simulated_replicas=pool.simulated_replicas,
@@ -162,6 +167,7 @@ def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> Pool
             np.float64), minlength=num_w)[:num_w],
         workload_output_tokens=np.bincount(wl, batch.output_len[counted_done].astype(
             np.float64), minlength=num_w)[:num_w],
+        memory_s=memory_s, compute_s=compute_s,
         num_counted=float(measured.sum()), num_completed=float(counted_done.sum()),
         num_preemptions=float(res.num_preemptions[measured].sum()),
         busy_total_s=float(res.busy_bins.sum()), seq_total_s=float(res.seq_bins.sum()),

@@ -32,6 +32,7 @@ class PoolRun:
     down_s_by_minute: np.ndarray | None = None  # replica-seconds down per minute of the span
     max_num_seqs: int = 1
     replica_offset: int = 0  # first replica's index in the deployment (shards of exact runs)
+    coeffs: np.ndarray | None = None  # the step-time coefficients it ran with
 
     @property
     def scale(self) -> float:
@@ -50,6 +51,11 @@ class RunResult:
     num_minutes: int
     pools: list[PoolRun] = field(default_factory=list)
     summary: RunSummary | None = None  # set by run_scenario once the pools are done
+    # a binding power cap (simulate/power_cap.py): site -> GPU power limit (fraction of TDP),
+    # deployment -> (compute, memory) step-time multipliers, the uncapped pass's summary
+    power_limits: dict[str, float] = field(default_factory=dict)
+    step_slowdowns: dict[str, tuple[float, float]] = field(default_factory=dict)
+    uncapped_summary: RunSummary | None = None
 
     @property
     def num_simulated(self) -> int:

@@ -26,6 +26,12 @@ from typing import Any
 from capacitor.simulate.backends import run_local, run_ray
 from capacitor.simulate.deployment import shard_sizes
 from capacitor.simulate.digest import MINUTE_S, PoolDigest, add_digest
+from capacitor.simulate.power_cap import (
+    MAX_CAP_PASSES,
+    cap_limits,
+    cap_slowdowns,
+    nameplate_fits,
+)
 from capacitor.simulate.records import PoolRun, RunResult, ShardOutput
 from capacitor.simulate.summary import summarize
 
@@ -44,31 +50,74 @@ def run_scenario(scenario, *, profile_path: str | None = None, base_dir: Path | 
     ``backend="ray"`` simulates the pools as Ray tasks (local Ray, or the cluster at
     ``ray_address``) with the same results as ``local``; the local backend runs ``workers``
     pools at a time on threads, with the same results for any number.
+
+    A site whose inventory at full TDP exceeds its ``power_cap_mw`` may have to run
+    power-capped (:mod:`capacitor.simulate.power_cap`): its deployments are simulated again
+    with slower steps until its draw fits the cap. The requests of such a run are held until
+    the last pass (the ones it keeps) and handed to ``requests_sink`` then.
     """
     window = scenario.simulation.window
-    tasks = [(d, s) for d in range(len(scenario.deployments))
-             for s in range(len(shard_sizes(scenario, d)))]
-    kwargs = {"profile_path": profile_path, "base_dir": base_dir,
-              "with_table": requests_sink is not None, "keep_pool": keep_pools}
-    digests: dict[int, PoolDigest] = {}
-    pools: list[PoolRun] = []
-
-    def take(out: ShardOutput) -> None:  # called in task order: sums are reproducible
-        digests[out.d_index] = add_digest(digests.get(out.d_index), out.digest)
-        if out.table is not None:
-            requests_sink(out.table)
-        if out.pool is not None:
-            pools.append(out.pool)
-
-    if backend == "ray":
-        run_ray(scenario, tasks, kwargs, take, progress=progress, address=ray_address)
-    else:
-        run_local(scenario, tasks, kwargs, take, progress, workers)
     span = window.warmup_s + window.duration_s
-    run = RunResult(scenario=scenario,
-                    digests=[digests[d] for d in sorted(digests)],
-                    window_s=window.duration_s, warmup_s=window.warmup_s,
-                    num_minutes=int(math.ceil(span / MINUTE_S)), pools=pools)
+    num_minutes = int(math.ceil(span / MINUTE_S))
+    may_cap = not nameplate_fits(scenario)
+    digests: dict[int, PoolDigest] = {}
+    pools: dict[int, list[PoolRun]] = {}
+    tables: dict[int, list] = {}
+
+    def simulate(d_indices: list[int], slowdowns: dict) -> None:
+        tasks = [(d, s) for d in d_indices for s in range(len(shard_sizes(scenario, d)))]
+        kwargs = {"profile_path": profile_path, "base_dir": base_dir,
+                  "with_table": requests_sink is not None, "keep_pool": keep_pools,
+                  "step_slowdowns": slowdowns or None}
+        for d in d_indices:
+            digests.pop(d, None)
+            pools[d] = []
+            tables[d] = []
+
+        def take(out: ShardOutput) -> None:  # called in task order: sums are reproducible
+            digests[out.d_index] = add_digest(digests.get(out.d_index), out.digest)
+            if out.table is not None:
+                if may_cap:
+                    tables[out.d_index].append(out.table)
+                else:
+                    requests_sink(out.table)
+            if out.pool is not None:
+                pools[out.d_index].append(out.pool)
+
+        if backend == "ray":
+            run_ray(scenario, tasks, kwargs, take, progress=progress, address=ray_address)
+        else:
+            run_local(scenario, tasks, kwargs, take, progress, workers)
+
+    def result(limits: dict, slowdowns: dict) -> RunResult:
+        return RunResult(scenario=scenario, digests=[digests[d] for d in sorted(digests)],
+                         window_s=window.duration_s, warmup_s=window.warmup_s,
+                         num_minutes=num_minutes,
+                         pools=[p for d in sorted(pools) for p in pools[d]],
+                         power_limits=dict(limits), step_slowdowns=dict(slowdowns))
+
+    everything = list(range(len(scenario.deployments)))
+    simulate(everything, {})
+    run = result({}, {})
+    if may_cap:
+        limits: dict[str, float] = {}
+        uncapped = None
+        for _ in range(MAX_CAP_PASSES):
+            new = cap_limits(scenario, run.digests, num_minutes, limits)
+            if new == limits:
+                break
+            if uncapped is None:
+                uncapped = summarize(run)
+            limits = new
+            slowdowns = cap_slowdowns(scenario, limits)
+            simulate([i for i, d in enumerate(scenario.deployments) if d.site in limits],
+                     slowdowns)
+            run = result(limits, slowdowns)
+        run.uncapped_summary = uncapped
+        if requests_sink is not None:
+            for d in sorted(tables):
+                for table in tables[d]:
+                    requests_sink(table)
     run.summary = summarize(run)
     return run
 

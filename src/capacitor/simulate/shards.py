@@ -16,11 +16,16 @@ from capacitor.simulate.records import ShardOutput
 
 def run_shard(scenario, d_index: int, shard: int, *, profile_path: str | None = None,
               base_dir: Path | None = None, with_table: bool = False,
-              keep_pool: bool = False) -> ShardOutput:
+              keep_pool: bool = False,
+              step_slowdowns: dict[str, tuple[float, float]] | None = None) -> ShardOutput:
     """Simulate one pool and reduce it: its digest, and its requests table / full records
-    when asked for. A pure function of its arguments (the Ray backend runs it remotely)."""
+    when asked for. A pure function of its arguments (the Ray backend runs it remotely).
+    ``step_slowdowns`` maps power-capped deployments to their ``(compute, memory)`` step-time
+    multipliers."""
+    name = scenario.deployments[d_index].name
     pool = simulate_deployment(scenario, d_index, shard=shard, profile_path=profile_path,
-                               base_dir=base_dir)
+                               base_dir=base_dir,
+                               step_slowdown=(step_slowdowns or {}).get(name))
     window = scenario.simulation.window
     minutes = int(math.ceil((window.warmup_s + window.duration_s) / MINUTE_S))
     return ShardOutput(

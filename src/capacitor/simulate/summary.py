@@ -26,17 +26,18 @@ import math
 
 import numpy as np
 
-from capacitor.catalog.hardware import get_gpu
 from capacitor.economics.costs import energy_mwh
 from capacitor.engine.result import itl_bin_value_s
 from capacitor.engine.status import FLEET_CAUSES, REFUSAL_CAUSES
-from capacitor.fleet.power import cap_power, facility_draw_w
 from capacitor.simulate.digest import MINUTE_S
 from capacitor.simulate.economics import economics_summary
+from capacitor.simulate.site_power import pool_facility_w, pool_gpu_power_w, site_draw_w
 from capacitor.simulate.summary_model import (
+    CapCost,
     DeploymentSummary,
     Miss,
     Percentiles,
+    PowerCapSummary,
     Refusals,
     RunSummary,
     SiteSummary,
@@ -159,13 +160,6 @@ def _misses(name: str, tenant, stats: TenantSummary) -> list[Miss]:
     return out
 
 
-def _facility_w(site, gpu: str, busy: np.ndarray, num_gpus: int) -> np.ndarray:
-    """Facility watts of ``num_gpus`` GPUs ``gpu`` of ``site`` at busy fraction ``busy``
-    (per minute)."""
-    return facility_draw_w(busy, get_gpu(gpu).tdp_w, num_gpus,
-                           server_overhead_factor=site.overhead_factor(gpu), pue=site.pue)
-
-
 def timeline(run) -> dict[str, np.ndarray]:
     """Per minute and site: arrivals, completions, goodput (SLO-meeting completions),
     requests in system, utilisation, power MW, replicas up (measured per minute,
@@ -185,8 +179,6 @@ def timeline(run) -> dict[str, np.ndarray]:
         busy_gpu_s = np.zeros(m)
         seq_s = np.zeros(m)
         slots = 0.0
-        gpus_used = 0
-        power_w = np.zeros(m)
         refusals = np.zeros((len(REFUSAL_CAUSES), m))
         for p in pools:
             arrivals += p.arrivals * p.scale
@@ -197,13 +189,6 @@ def timeline(run) -> dict[str, np.ndarray]:
             busy_gpu_s += busy * MINUTE_S * p.gpus_per_replica * p.scale
             seq_s += p.seq_s * p.scale
             slots += p.replicas * p.max_num_seqs
-            util = np.clip(busy / p.simulated_replicas, 0.0, 1.0)
-            gpus = p.replicas * p.gpus_per_replica
-            gpus_used += gpus
-            power_w += _facility_w(site, p.gpu, util, gpus)
-        for gpu, count in site.gpus.items():  # GPUs no deployment uses idle
-            used = sum(p.replicas * p.gpus_per_replica for p in pools if p.gpu == gpu)
-            power_w += _facility_w(site, gpu, np.zeros(m), max(count - used, 0))
         total_gpus = sum(site.gpus.values())
         cols["site"] += [site.name] * m
         cols["minute"] += list(range(m))
@@ -213,7 +198,8 @@ def timeline(run) -> dict[str, np.ndarray]:
         cols["utilization"] += list(np.minimum(busy_gpu_s / (MINUTE_S * total_gpus), 1.0))
         cols["batch_occupancy"] += list(np.minimum(seq_s / (MINUTE_S * slots), 1.0) if slots
                                         else np.zeros(m))
-        cols["power_mw"] += list(cap_power(power_w / 1e6, site.power_cap_mw).power_mw)
+        limit = run.power_limits.get(site.name, 1.0)
+        cols["power_mw"] += list(site_draw_w(site, pools, m, limit) / 1e6)
         up = np.zeros(m)
         for p in pools:
             up += p.replicas_up(span)
@@ -228,8 +214,15 @@ def _deployments(run) -> tuple[dict[str, DeploymentSummary], float]:
     deployments = {}
     out_tokens_total = 0.0
     span = run.window_s + run.warmup_s
+    sites = {s.name: s for s in run.scenario.sites}
+    warm = int(run.warmup_s // MINUTE_S)
     for p in run.digests:
         tokens = float(p.output_tokens.sum()) * p.scale
+        limit = run.power_limits.get(p.site, 1.0)
+        facility_mw = pool_facility_w(sites[p.site], p, limit)[warm:] / 1e6
+        mwh = energy_mwh(facility_mw, MINUTE_S) if facility_mw.size else 0.0
+        gpu_w = pool_gpu_power_w(p, limit)[warm:]
+        compute_x, memory_x = run.step_slowdowns.get(p.name, (1.0, 1.0))
         out_tokens_total += tokens
         # steps of the last requests can run past the span: busy is at most the whole span
         busy = min(p.busy_total_s / (p.simulated_replicas * span), 1.0)
@@ -244,6 +237,11 @@ def _deployments(run) -> tuple[dict[str, DeploymentSummary], float]:
                 p.simulated_replicas * span * p.max_num_seqs), 1.0), 4),
             output_tokens_per_s=_r(tokens / run.window_s, 1),
             availability=_r(1.0 - p.downtime_s / (p.simulated_replicas * span), 6),
+            gpu_power_w_mean=_r(gpu_w.mean() if gpu_w.size else 0.0, 1),
+            power_mw_mean=_r(facility_mw.mean() if facility_mw.size else 0.0),
+            energy_mwh=_r(mwh),
+            joules_per_output_token=_r(mwh * 3.6e9 / tokens) if tokens else None,
+            step_slowdown_compute=_r(compute_x, 4), step_slowdown_memory=_r(memory_x, 4),
         )
     return deployments, out_tokens_total
 
@@ -262,9 +260,20 @@ def _sites(run) -> tuple[dict[str, SiteSummary], dict[str, float]]:
             power_mw_mean=_r(power.mean() if power.size else 0.0),
             power_mw_peak=_r(power.max() if power.size else 0.0),
             power_cap_mw=site.power_cap_mw,
-            at_cap=bool(power.size and power.max() >= site.power_cap_mw),
+            at_cap=bool(site.name in run.power_limits
+                        or (power.size and power.max() >= site.power_cap_mw)),
+            gpu_power_limit_pct=_r(100.0 * run.power_limits[site.name], 2)
+            if site.name in run.power_limits else None,
+            uncapped_power_mw_peak=_uncapped_peak(run, site.name),
             gpus=int(sum(site.gpus.values())), energy_mwh=_r(mwh))
     return sites, energy
+
+
+def _uncapped_peak(run, site: str) -> float | None:
+    """The site's busiest minute in the run's uncapped pass, MW; None when it ran uncapped."""
+    if site not in run.power_limits or run.uncapped_summary is None:
+        return None
+    return run.uncapped_summary.sites[site].power_mw_peak
 
 
 def _notes(run) -> list[str]:
@@ -302,6 +311,29 @@ def _not_judged(invalid: float, failed: float) -> str:
     return f"; not judged: {' and '.join(parts)}" if parts else ""
 
 
+def _power_cap(run, tenants: dict[str, TenantSummary]) -> PowerCapSummary | None:
+    """The cap's cost: the uncapped pass's latencies and goodput beside the capped run's."""
+    if not run.power_limits:
+        return None
+    parts = []
+    for site, limit in run.power_limits.items():
+        slow = [f"{d.name} steps x{run.step_slowdowns[d.name][0]:.3f} compute-bound, "
+                f"x{run.step_slowdowns[d.name][1]:.3f} memory-bound"
+                for d in run.scenario.deployments if d.site == site]
+        parts.append(f"site {site} power-capped: GPUs limited to {100 * limit:.1f}% of TDP "
+                     f"({'; '.join(slow)})")
+    before = run.uncapped_summary.tenants if run.uncapped_summary is not None else {}
+    costs = {}
+    for name, t in tenants.items():
+        u = before.get(name)
+        costs[name] = CapCost(
+            ttft_p99_ms_uncapped=u.ttft_ms.p99 if u else None, ttft_p99_ms=t.ttft_ms.p99,
+            itl_p99_ms_uncapped=u.itl_ms.p99 if u else None, itl_p99_ms=t.itl_ms.p99,
+            e2e_p99_ms_uncapped=u.e2e_ms.p99 if u else None, e2e_p99_ms=t.e2e_ms.p99,
+            goodput_rps_uncapped=u.goodput_rps if u else None, goodput_rps=t.goodput_rps)
+    return PowerCapSummary(text="; ".join(parts), tenants=costs)
+
+
 def summarize(run) -> RunSummary:
     """The run's ``summary.json`` content (see the module docstring)."""
     scenario = run.scenario
@@ -320,6 +352,9 @@ def summarize(run) -> RunSummary:
     invalid = sum(t.refusals.invalid or 0.0 for t in tenants.values())
     failed = sum(t.refusals.failed or 0.0 for t in tenants.values())
     text += _not_judged(invalid, failed)
+    cap = _power_cap(run, tenants)
+    if cap is not None:
+        text += f" ({cap.text})"
     window = scenario.simulation.window
     return RunSummary(
         notes=_notes(run),
@@ -336,6 +371,7 @@ def summarize(run) -> RunSummary:
                                     _workload_tokens(run)),
         totals=Totals(output_tokens=_r(out_tokens_total, 1),
                       requests=_r(sum(d.requests for d in deployments.values()), 1)),
+        power_cap=cap,
     )
 
 

@@ -151,6 +151,24 @@ class DeploymentSummary(_Record):
                                        "or in repair) over the span, 0-1 (6 decimals): measured "
                                        "from the failures and repairs drawn for every replica "
                                        "of the deployment, starting in steady state.")
+    gpu_power_w_mean: float | None = Field(description="Mean board power of one of its GPUs "
+                                           "over the measured window, W (1 decimal): from "
+                                           "what the GPUs did each minute (busy share, HBM "
+                                           "and tensor-core shares of the step time; "
+                                           "capacitor.fleet.power).")
+    power_mw_mean: float | None = Field(description="Mean facility power of its GPUs over the "
+                                        "measured window (with server overhead and PUE), MW.")
+    energy_mwh: float | None = Field(description="Facility energy of its GPUs over the "
+                                     "measured window, MWh.")
+    joules_per_output_token: float | None = Field(
+        description="energy_mwh per output token of the window's completed requests, J "
+        "(facility energy, prefill included); null with no tokens.")
+    step_slowdown_compute: float | None = Field(
+        description="Step-time multiplier of its compute-bound work under its site's power "
+        "limit (1 when the site is not power-capped; 4 decimals).")
+    step_slowdown_memory: float | None = Field(
+        description="Step-time multiplier of its memory-bound work under its site's power "
+        "limit (1 when the site is not power-capped; 4 decimals).")
 
 
 class SiteSummary(_Record):
@@ -159,9 +177,38 @@ class SiteSummary(_Record):
     power_mw_mean: float | None = Field(description="Mean facility power, MW.")
     power_mw_peak: float | None = Field(description="Highest one-minute facility power, MW.")
     power_cap_mw: float = Field(description="The site's power cap, MW.")
-    at_cap: bool = Field(description="True when some minute's power reached the cap.")
+    at_cap: bool = Field(description="True when the cap bound: the site ran power-capped, or "
+                         "some minute's power reached the cap.")
     gpus: int = Field(description="GPUs installed.")
     energy_mwh: float | None = Field(description="Facility energy over the window, MWh.")
+    gpu_power_limit_pct: float | None = Field(
+        default=None, description="Power limit of every GPU of the site, % of its TDP, when "
+        "the site ran power-capped (its draw would have exceeded the cap); null otherwise.")
+    uncapped_power_mw_peak: float | None = Field(
+        default=None, description="Highest one-minute facility power the site would have "
+        "drawn without its cap, MW; null when it ran uncapped.")
+
+
+class CapCost(_Record):
+    """What a binding power cap cost one tenant: the uncapped run against the capped one."""
+
+    ttft_p99_ms_uncapped: float | None = Field(description="p99 TTFT without the cap, ms.")
+    ttft_p99_ms: float | None = Field(description="p99 TTFT power-capped, ms.")
+    itl_p99_ms_uncapped: float | None = Field(description="p99 ITL without the cap, ms.")
+    itl_p99_ms: float | None = Field(description="p99 ITL power-capped, ms.")
+    e2e_p99_ms_uncapped: float | None = Field(description="p99 E2E without the cap, ms.")
+    e2e_p99_ms: float | None = Field(description="p99 E2E power-capped, ms.")
+    goodput_rps_uncapped: float | None = Field(description="Goodput without the cap, "
+                                               "requests/s.")
+    goodput_rps: float | None = Field(description="Goodput power-capped, requests/s.")
+
+
+class PowerCapSummary(_Record):
+    """A run in which some site's power cap bound (capacitor.simulate.power_cap)."""
+
+    text: str = Field(description="One line: which sites ran power-capped, at what GPU power "
+                      "limit and step slowdown.")
+    tenants: dict[str, CapCost] = Field(description="Per tenant, by name: the cap's cost.")
 
 
 class ContractCost(_Record):
@@ -293,6 +340,9 @@ class RunSummary(_Record):
     sites: dict[str, SiteSummary] = Field(description="Per site, by name.")
     economics: EconomicsSummary = Field(description="Costs of the window.")
     totals: Totals = Field(description="Fleet-wide totals.")
+    power_cap: PowerCapSummary | None = Field(
+        default=None, description="What a binding power cap cost; null when every site ran "
+        "uncapped.")
 
     def to_json(self) -> str:
         """``summary.json`` as written: sorted keys, 2-space indent, a final newline."""
@@ -304,6 +354,6 @@ def summary_json_schema() -> dict[str, Any]:
     return RunSummary.model_json_schema()
 
 
-__all__ = ["ContractCost", "CostBasis", "DeploymentSummary", "EconomicsSummary", "Miss",
-           "Percentiles", "Refusals", "RunSummary", "SiteSummary", "TenantSummary", "Totals",
-           "UnitCosts", "Verdict", "Window", "summary_json_schema"]
+__all__ = ["CapCost", "ContractCost", "CostBasis", "DeploymentSummary", "EconomicsSummary",
+           "Miss", "Percentiles", "PowerCapSummary", "Refusals", "RunSummary", "SiteSummary",
+           "TenantSummary", "Totals", "UnitCosts", "Verdict", "Window", "summary_json_schema"]
