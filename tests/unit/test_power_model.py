@@ -148,3 +148,24 @@ def test_spread_by_minute() -> None:
     out = spread_by_minute(np.array([30.0, 200.0, 230.0]), np.array([150.0, 200.0, 290.0]),
                            np.array([120.0, 10.0, 60.0]), 4, 60.0)
     np.testing.assert_allclose(out, [30.0, 60.0, 30.0, 70.0])
+
+
+def test_down_replicas_draw_nothing() -> None:
+    """Two H100 replicas of 8 GPUs, steps with no HBM or tensor-core share (so a stepping GPU
+    draws the Hopper curve's stalled 0.281 of TDP, an idle one 0.15), site overhead and PUE 1.
+
+    * Minute 0, both up, 60 of 120 replica-seconds busy: busy share 0.5, per GPU
+      700 x (0.15 x 0.5 + 0.281 x 0.5) = 150.85 W; 16 GPUs: 2,413.6 W.
+    * Minute 1, one replica down all minute, the other busy all of it: per up GPU
+      700 x 0.281 = 196.7 W; 8 up GPUs: 1,573.6 W (the 8 down GPUs draw nothing).
+    """
+    from types import SimpleNamespace
+
+    from capacitor.simulate.site_power import pool_facility_w, pool_gpu_power_w
+
+    pool = SimpleNamespace(gpu="H100", replicas=2, simulated_replicas=2, gpus_per_replica=8,
+                           busy_s=np.array([60.0, 60.0]), memory_s=np.zeros(2),
+                           compute_s=np.zeros(2), down_s=np.array([0.0, 60.0]))
+    site = SimpleNamespace(pue=1.0, overhead_factor=lambda gpu: 1.0)
+    np.testing.assert_allclose(pool_gpu_power_w(pool), [150.85, 196.7])
+    np.testing.assert_allclose(pool_facility_w(site, pool), [2413.6, 1573.6])
