@@ -83,6 +83,7 @@ class EngineParams(NamedTuple):
     ingress_s: float
     egress_s: float
     ring_size: int  # power of two above the longest output (decoder finish buckets)
+    kv_from_prefill: bool  # the decode pool of a disaggregated deployment (_disagg)
 
 
 class PoolParams(NamedTuple):

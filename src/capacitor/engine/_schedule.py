@@ -240,8 +240,14 @@ def _admit_waiting(rep, token_budget, num_prefill, fleet, kv, requests, outputs,
             total = hit
             if engine.num_cpu_blocks > 0:
                 total = _host_hit_blocks(r, num_tokens, kv)
-        chunk = min(num_tokens - total * block_size, token_budget)
-        need = _cdiv(total * block_size + chunk, block_size) - hit
+        computed = total * block_size
+        if engine.kv_from_prefill and generated[r] == 1:
+            # disaggregated decode pool: the prompt's KV came from the prefill pool (the
+            # first token was sampled there); its blocks are allocated here, and the step
+            # computes the first token's KV (capacitor.engine._disagg)
+            computed = prompt_len[r]
+        chunk = min(num_tokens - computed, token_budget)
+        need = _cdiv(computed + chunk, block_size) - hit
         if engine.reserve_full_request:  # blocks for the whole request, up front
             need = _cdiv(prompt_len[r] + requests.output_len[r], block_size) - hit
         if not _allocate(sched, need, kv):
@@ -251,7 +257,7 @@ def _admit_waiting(rep, token_budget, num_prefill, fleet, kv, requests, outputs,
         s = _slot_take(sched, slots)
         slots[F_REQ, s] = r
         slots[F_DEC, s] = 0
-        slots[F_NUM_COMPUTED, s] = total * block_size
+        slots[F_NUM_COMPUTED, s] = computed
         slots[F_HIT_BLOCKS, s] = hit
         slots[F_PRIVATE_BLOCKS, s] = need
         slots[F_SEQ, s] = sched[NEXT_SEQ]

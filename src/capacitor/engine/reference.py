@@ -135,6 +135,10 @@ class ReplicaEngine:
         self.num_steps = 0
         self.busy_s = 0.0
         self.max_used = 0
+        #: the decode pool of a disaggregated deployment: a request fresh from the prefill
+        #: pool (one token out) is admitted with its prompt's KV computed
+        #: (:mod:`capacitor.engine.reference_disagg`)
+        self.kv_from_prefill = False
         self.reset()
 
     def reset(self) -> None:
@@ -291,15 +295,18 @@ class ReplicaEngine:
             hit = cache.hit_blocks(r, s.num_tokens(r), bs) if self.caching else 0
             # blocks found only in host memory are loaded back (counted as computed)
             total = cache.hit_blocks(r, s.num_tokens(r), bs, "any") if self.offload else hit
-            num_new = min(s.num_tokens(r) - total * bs, budget)
-            need = _cdiv(total * bs + num_new, bs) - hit
+            computed = total * bs
+            if self.kv_from_prefill and s.generated[r] == 1:
+                computed = s.prompt[r]  # disaggregated decode: the prompt's KV arrived
+            num_new = min(s.num_tokens(r) - computed, budget)
+            need = _cdiv(computed + num_new, bs) - hit
             if cfg.kv_reservation == "full_request":  # blocks for the whole request, up front
                 need = _cdiv(s.prompt[r] + s.output[r], bs) - hit
             if not cache.allocate(need):
                 cache.unpin(r)
                 break
             self.waiting.popleft()
-            s.computed[r] = total * bs
+            s.computed[r] = computed
             s.ref_blocks[r] = hit
             s.private[r] = need
             if total > hit:

@@ -133,7 +133,8 @@ def _itl_classes(itl_class: np.ndarray | None, num_itl_classes: int, n: int) -> 
 
 
 def _engine_params(
-    config: EngineConfig, coeffs: np.ndarray, by_priority: bool, ring_size: int
+    config: EngineConfig, coeffs: np.ndarray, by_priority: bool, ring_size: int,
+    kv_from_prefill: bool = False,
 ) -> EngineParams:
     """One replica's settings for the kernel, by vLLM's names."""
     return EngineParams(
@@ -151,6 +152,7 @@ def _engine_params(
         ingress_s=config.ingress_s,
         egress_s=config.egress_s,
         ring_size=ring_size,
+        kv_from_prefill=kv_from_prefill,
     )
 
 
