@@ -9,14 +9,14 @@ decode pool (``n + i``)::
     replicas:  [0 .. P) prefill | [P .. P + D) decode        (one events heap, global ids)
     releases:  i  client sends  | n + i  KV of i reaches the decode router
 
-A request runs its prompt on a prefill replica as a request of one output token (its first
-token reaches the client then). As that step ends its KV transfer starts; it reaches the
-decode router ``kv_transfer_s[i]`` later and waits at its decode replica like any arrival.
-Admitted there, its prompt counts as computed (``EngineParams.kv_from_prefill``: its blocks
-are allocated, nothing is recomputed) and its first step computes the first token's KV and
-emits the second token. Its client (closed loop, session gates) is answered when the decode
-replica emits its last token. A decode replica that preempts it recomputes it from scratch,
-as any preempted request.
+A request runs its prompt on a prefill replica as a request of one output token. As that
+step ends its KV transfer starts; it reaches the decode router ``kv_transfer_s[i]`` later
+and waits at its decode replica like any arrival. Admitted there, its prompt counts as
+computed (``EngineParams.kv_from_prefill``: its blocks are allocated, nothing is
+recomputed), its first token reaches the client then, and its first step computes the first
+token's KV and emits the second token. Its client (closed loop, session gates) is answered
+when the decode replica emits its last token. A decode replica that preempts it recomputes
+it from scratch, as any preempted request.
 
 Each pool runs the replica steps of :mod:`capacitor.engine._step` unchanged; this module
 adds only the hand-offs, done after each step from the step's finished requests

@@ -43,6 +43,7 @@ from capacitor.engine._state import (
     FREE_UNCACHED,
     LAST_TOKEN_S,
     NEXT_SEQ,
+    NOW_S,
     NUM_DECODING,
     NUM_RUNNING,
     NUM_UNRELEASED,
@@ -241,7 +242,8 @@ def _admit_waiting(rep, token_budget, num_prefill, fleet, kv, requests, outputs,
             if engine.num_cpu_blocks > 0:
                 total = _host_hit_blocks(r, num_tokens, kv)
         computed = total * block_size
-        if engine.kv_from_prefill and generated[r] == 1:
+        from_prefill = engine.kv_from_prefill and generated[r] == 1
+        if from_prefill:
             # disaggregated decode pool: the prompt's KV came from the prefill pool (the
             # first token was sampled there); its blocks are allocated here, and the step
             # computes the first token's KV (capacitor.engine._disagg)
@@ -271,6 +273,9 @@ def _admit_waiting(rep, token_budget, num_prefill, fleet, kv, requests, outputs,
             slots[F_HIT_BLOCKS, s] += moved
         if outputs.num_cached_tokens[r] < 0:
             outputs.num_cached_tokens[r] = total * block_size
+        if from_prefill:  # the decode worker streams the prefill's token as it takes it
+            outputs.first_token_s[r] = rep.clock[NOW_S] + engine.egress_s
+            outputs.finish_s[r] = outputs.first_token_s[r]
         fleet.prefill_slot[num_prefill] = s
         fleet.prefill_tokens[num_prefill] = chunk
         num_prefill += 1

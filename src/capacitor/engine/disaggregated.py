@@ -7,20 +7,23 @@ The model, per request (SGLang PD disaggregation, NVIDIA Dynamo, TensorRT-LLM di
 serving):
 
 1. The router sends it to a prefill replica, which computes its prompt (chunked as any
-   prefill, sharing steps with other prefills) and samples its first token. That token
-   reaches the client as the step ends (plus ``egress_s``): the TensorRT-LLM disaggregated
-   server returns the context server's first token before the generation server's tokens
-   "to ensure low TTFT" (Dynamo's TensorRT-LLM router does the same, ``yield
-   ctx_response``). ASSUMPTION: the same for SGLang, whose decode worker streams the token
-   the prefill worker sampled as soon as it holds the request.
+   prefill, sharing steps with other prefills) and samples its first token.
 2. As that step ends its KV (prompt tokens) leaves for the decode pool, arriving
    ``kv_transfer_s[i]`` later (:func:`capacitor.perf.memory.kv_transfer_s`: size from the
    model's KV layout over the link between the pools).
 3. The decode router picks a decode replica (round robin by default, its own cursor); the
    request waits there like any arrival and is admitted when seats and blocks allow, with
    its prompt's KV counted as computed (its blocks are allocated, nothing is recomputed:
-   like a full prefix hit that still needs its blocks). Its first step there computes the
-   first token's KV and emits the second token; it then decodes as usual.
+   like a full prefix hit that still needs its blocks). The first token reaches the client
+   as the decode replica admits it (the start of that step, plus ``egress_s``): SGLang's
+   decode worker streams the token the prefill sampled from a "prebuilt" batch, without a
+   forward pass, when the transferred request joins its running batch, and under NVIDIA
+   Dynamo the client's stream comes from the decode worker ("Decode forward pass ->
+   Stream output token", Dynamo's SGLang disaggregation guide). So TTFT = prefill (with its
+   queue) + KV transfer + the wait for a decode seat and blocks. ASSUMPTION: the same for
+   TensorRT-LLM under Dynamo (its standalone disaggregated server instead returns the
+   context server's token at once). Its first step there computes the first token's KV
+   and emits the second token; it then decodes as usual.
 4. Its client is answered at its last token (closed-loop clients send their next request
    then; a request of one output token is answered by the prefill pool).
 

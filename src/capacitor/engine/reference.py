@@ -296,7 +296,8 @@ class ReplicaEngine:
             # blocks found only in host memory are loaded back (counted as computed)
             total = cache.hit_blocks(r, s.num_tokens(r), bs, "any") if self.offload else hit
             computed = total * bs
-            if self.kv_from_prefill and s.generated[r] == 1:
+            from_prefill = self.kv_from_prefill and s.generated[r] == 1
+            if from_prefill:
                 computed = s.prompt[r]  # disaggregated decode: the prompt's KV arrived
             num_new = min(s.num_tokens(r) - computed, budget)
             need = _cdiv(computed + num_new, bs) - hit
@@ -320,6 +321,8 @@ class ReplicaEngine:
                 self.transfer(r, hit * bs, total * bs)
             if s.cached_tokens[r] < 0:
                 s.cached_tokens[r] = total * bs
+            if from_prefill:  # its first token reaches the client as the decode takes it
+                s.first[r] = s.last_token[r] = self.t + cfg.egress_s
             self.running.append(r)
             scheduled.append((r, num_new))
             budget -= num_new

@@ -16,9 +16,10 @@ One event loop takes, in time order:
 * **Replica iterations**: the replica with the earliest clock (ties: prefill replicas first,
   then by index) runs one scheduling iteration. A prefill replica's finished request starts
   its KV transfer at the step's end (arrival ``kv_transfer_s[i]`` later) and hands the
-  decode pool its first token (one generated, its client time the last token's); a decode
-  replica's finished request answers its client (closed loop, session gates). A request of
-  one output token is answered by the prefill pool.
+  decode pool its first token (one generated); the decode replica that admits it streams
+  that token to the client then (``ReplicaEngine.kv_from_prefill``); a decode replica's
+  finished request answers its client (closed loop, session gates). A request of one
+  output token is answered by the prefill pool.
 
 Scope (the rest raises :class:`~capacitor.errors.ConfigError`): round-robin routing, FCFS
 scheduling, no host KV tier.
@@ -159,9 +160,12 @@ def simulate_disaggregated(
     on_decode = np.asarray([sd.status[i] == S_COMPLETED for i in range(n)])
     status[on_decode] = S_COMPLETED
     finish[on_decode] = np.asarray(sd.finish, np.float64)[on_decode]
+    first = np.asarray(sp.first, np.float64)
+    taken = ~np.isnan(np.asarray(sd.first, np.float64))  # streamed by the decode replica
+    first[taken] = np.asarray(sd.first, np.float64)[taken]
     return EngineResult(
         send_s=np.asarray(sp.send, np.float64),
-        first_token_s=np.asarray(sp.first, np.float64),
+        first_token_s=first,
         finish_s=finish,
         completed=status == S_COMPLETED,
         num_preemptions=np.asarray(sp.preemptions, np.int32) + np.asarray(sd.preemptions,
