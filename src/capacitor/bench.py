@@ -16,7 +16,10 @@ and the predictions columns. Timed separately:
   256 such replicas in routing cells of 64 behind power-of-two routers, exact fidelity, at
   5 requests/s per replica (batch occupancy ~8%, a production-like load) — beside the same
   fleet with its replicas kept in lockstep (a non-binding tenant concurrency cap turns off
-  running ahead, :mod:`capacitor.engine._lookahead`), the baseline for that optimisation.
+  running ahead, :mod:`capacitor.engine._lookahead`), the baseline for that optimisation;
+* ``disaggregated``: ``capacitor validate``'s path end to end for a disaggregated deployment
+  (:data:`DISAGG_ROW`: one prefill and two decode H100s serving Llama-3.1-8B, 64 closed-loop
+  clients, 1024 / 256 tokens).
 
 The first call to the kernel in a process loads it from numba's on-disk cache (compiled on
 the very first run after install); that start-up cost is reported on its own line.
@@ -35,7 +38,7 @@ from capacitor.parallel import default_workers
 from capacitor.perf.profile import load_profile
 from capacitor.scenario import parse_scenario
 from capacitor.simulate import run_scenario
-from capacitor.validate import Row, build_row
+from capacitor.validate import Row, build_row, predict_row
 from capacitor.validate.metrics import request_metrics
 
 STANDARD_ROW: dict[str, str] = {
@@ -59,6 +62,23 @@ STANDARD_ROW: dict[str, str] = {
     "seed": "42",
 }
 RATE_RPS = 25.0
+DISAGG_ROW: dict[str, str] = {
+    "id": "bench-disaggregated",
+    "model": "meta-llama/Llama-3.1-8B-Instruct",
+    "hardware": "H100",
+    "num_gpus": "3",
+    "precision": "FP16",
+    "engine": "sglang",
+    "prefill_workers": "1",
+    "prefill_tp": "1",
+    "decode_workers": "2",
+    "decode_tp": "1",
+    "workload": "closed_loop",
+    "concurrency": "64",
+    "isl": "1024",
+    "osl": "256",
+    "seed": "42",
+}
 FLEET_SCENARIO = """
 name: bench-fleet
 sites: [{name: s, power_cap_mw: 10, pue: 1.2, gpus: {H100: 256}}]
@@ -96,6 +116,8 @@ class BenchResult:
     fleet_lockstep_s: float = 0.0
     fleet_threads: int = 1  # the local backend's threads in the last fleet row
     fleet_threaded_s: float = 0.0
+    disagg_requests: int = 0
+    disagg_s: float = 0.0
 
     @property
     def end_to_end_rps(self) -> float:
@@ -123,7 +145,16 @@ def _plan(cells: dict[str, str]):
     return build_row(Row(cells, "."), load_profile(None))
 
 
-def run(num_requests: int = 1_000_000, reference_requests: int = 2_000) -> BenchResult:
+def run_disaggregated(num_requests: int) -> float:
+    """Seconds for :data:`DISAGG_ROW` with ``num_requests`` end to end (as validate)."""
+    t0 = time.perf_counter()
+    predict_row(Row({**DISAGG_ROW, "num_requests": str(num_requests)}, "."),
+                load_profile(None))
+    return time.perf_counter() - t0
+
+
+def run(num_requests: int = 1_000_000, reference_requests: int = 2_000,
+        disagg_requests: int = 100_000) -> BenchResult:
     """Measure the standard workload; see the module docstring for what each time covers."""
 
     t0 = time.perf_counter()
@@ -146,8 +177,11 @@ def run(num_requests: int = 1_000_000, reference_requests: int = 2_000) -> Bench
     r1 = time.perf_counter()
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     fleet_n, fleet_s, lockstep_s, threads, threaded_s = run_fleet()
+    run_disaggregated(64)  # loads the disaggregated kernel
+    disagg_s = run_disaggregated(disagg_requests)
     return BenchResult(num_requests, t3 - t0, t2 - t1, reference_requests, r1 - r0, startup,
-                       rss_mb, fleet_n, fleet_s, lockstep_s, threads, threaded_s)
+                       rss_mb, fleet_n, fleet_s, lockstep_s, threads, threaded_s,
+                       disagg_requests, disagg_s)
 
 
 def run_fleet() -> tuple[int, float, float, int, float]:
@@ -223,6 +257,13 @@ def run_bench(num_requests: int = 1_000_000, reference_requests: int = 2_000) ->
         f"{res.fleet_threaded_s:.2f}",
         f"{res.fleet_requests / res.fleet_threaded_s:,.0f}",
         f"{res.fleet_requests / res.fleet_threaded_s / ref:,.0f}x",
+    )
+    table.add_row(
+        "disaggregated: 1 prefill + 2 decode (as validate)",
+        f"{res.disagg_requests:,}",
+        f"{res.disagg_s:.2f}",
+        f"{res.disagg_requests / res.disagg_s:,.0f}",
+        f"{res.disagg_requests / res.disagg_s / ref:,.0f}x",
     )
     console.print(table)
     console.print(

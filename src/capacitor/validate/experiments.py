@@ -1,6 +1,15 @@
 """The validate contract: an experiments CSV in, a predictions CSV out (DESIGN.md, "validate").
 
-Each row of the experiments file is one replica of ``tp × pp`` GPUs driven by one workload;
+Each row of the experiments file is one deployment driven by one workload: one replica of
+``tp × pp`` GPUs; or, on an ``offline`` row whose ``num_gpus`` is a multiple of ``tp × pp``,
+``num_gpus / (tp × pp)`` data-parallel replicas of it behind a round-robin router; or a
+disaggregated deployment, when any of ``prefill_workers, prefill_tp, prefill_ep,
+prefill_dp_attention, decode_workers, decode_tp, decode_ep, decode_dp_attention`` is filled
+(``prefill_workers`` replicas of ``prefill_tp`` GPUs compute prompts, ``decode_workers``
+of ``decode_tp`` GPUs decode; ``num_gpus`` must equal both pools' GPUs, ``tp`` / ``pp`` /
+``ep`` / ``dp_attention`` stay blank; the KV moves over NVLink when every GPU is in one
+NVLink domain, else over the scale-out NIC; see
+:mod:`capacitor.engine.disaggregated`). Throughput is always the deployment's total.
 :func:`run_validate` simulates every row and writes one predictions row per experiment:
 ``id, completed``, the TTFT / ITL / TPOT / E2E mean, median, p90 and p99 in milliseconds,
 ``request_throughput_rps``, ``output_tokens_per_s`` and ``error``.
