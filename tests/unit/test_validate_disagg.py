@@ -47,6 +47,7 @@ def test_disaggregated_row_runs_both_pools() -> None:
     ({"prefill_workers": "0"}, "prefill_workers='0': must be >= 1"),
     ({"tp": "2"}, "tp='2': must be blank on a disaggregated row"),
     ({"decode_dp_attention": "maybe"}, "decode_dp_attention='maybe'"),
+    ({"num_gpus": "7", "decode_tp": "3"}, "decode_tp='3': tp=3: must divide"),
 ])
 def test_bad_disaggregated_rows_name_the_column(over, text) -> None:
     with pytest.raises(RowError) as err:

@@ -49,7 +49,13 @@ from capacitor.engine.disaggregated import (
 )
 from capacitor.engine.replica import ReplicaSpec, build_replica
 from capacitor.engine.simulator import simulate_pool
-from capacitor.errors import CapacitorError, CatalogError, MemoryFitError, ValidationDataError
+from capacitor.errors import (
+    CapacitorError,
+    CatalogError,
+    ConfigError,
+    MemoryFitError,
+    ValidationDataError,
+)
 from capacitor.parallel import default_workers, map_ordered
 from capacitor.perf.memory import kv_transfer_s
 from capacitor.perf.profile import load_profile
@@ -300,8 +306,12 @@ def build_disaggregated(row: Row, profile: object) -> DisaggPlan:
         tp = row.get(f"{pool}_tp", COUNT, required=True)
         ep = row.get(f"{pool}_ep", COUNT)
         dp_attention = row.get(f"{pool}_dp_attention", boolean, False)
-        config, coeffs = _build(row, profile, model, gpu, tp, 1, ep, dp_attention,
-                                where=f"the {pool} pool ")
+        try:
+            config, coeffs = _build(row, profile, model, gpu, tp, 1, ep, dp_attention,
+                                    where=f"the {pool} pool ")
+        except ConfigError as exc:  # tp / ep that cannot work: name the pool's column
+            col = f"{pool}_ep" if str(exc).startswith("ep=") else f"{pool}_tp"
+            raise RowError(col, row.text(col), str(exc)) from None
         pools[pool] = (config, coeffs, workers, tp)
     total = sum(w * tp for (_, _, w, tp) in pools.values())
     num_gpus = row.get("num_gpus", COUNT)
