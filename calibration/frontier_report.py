@@ -17,7 +17,11 @@ cover H200 and B200 only (H100 and GB200 appear only in disaggregated deployment
 leave one hardware out is H200 -> B200 and B200 -> H200.
 
 A second table covers the disaggregated (Dynamo) rows, latest date per configuration,
-non-MTP, with :func:`disagg_flags`; nothing is fitted to them.
+non-MTP, with :func:`disagg_flags`; nothing is fitted to them. At the commit that added it
+(98 of 102 run; decode_tp 48 / 24 over 256 experts is refused): 20.2 / 24.7 / 90.4 median
+APE (H200 9.1 / 4.3, B200 12.5 / 18.9, H100 102 / 24, GB200 47.9 / 68.1: its wide-EP
+decode workers, decode_tp 32 with DP attention, step about 8x too slowly, e.g. 175 ms for
+2048 sequences against a measured 21 ms TPOT; TTFT too low everywhere).
 
 Each row gets the server flags the InferenceMAX launch scripts set
 (SemiAnalysisAI/InferenceX ``benchmarks/dsr1_*``; :func:`server_flags`) as validate
