@@ -22,6 +22,13 @@ documented default acceptance, nothing fitted on them) and with MTP ignored (``s
 set to none: what the model predicted before it modelled MTP). The fit uses the non-MTP rows
 only.
 
+A second table covers the disaggregated (Dynamo) rows, latest date per configuration,
+non-MTP, with :func:`disagg_flags`; nothing is fitted to them. At the commit that added it
+(98 of 102 run; decode_tp 48 / 24 over 256 experts is refused): 20.2 / 24.7 / 90.4 median
+APE (H200 9.1 / 4.3, B200 12.5 / 18.9, H100 102 / 24, GB200 47.9 / 68.1: its wide-EP
+decode workers, decode_tp 32 with DP attention, step about 8x too slowly, e.g. 175 ms for
+2048 sequences against a measured 21 ms TPOT; TTFT too low everywhere).
+
 Each row gets the server flags the InferenceMAX launch scripts set
 (SemiAnalysisAI/InferenceX ``benchmarks/dsr1_*``; :func:`server_flags`) as validate
 columns. The fit (``frontier_fit.py``) moves only constants that transfer across GPUs (per
@@ -147,8 +154,41 @@ def primary_rows(all_dates: bool = False, speculative: str = "none") -> list[dic
     return sorted(latest.values(), key=lambda r: r["id"])
 
 
+DISAGG_KEY = CONFIG_KEY + ("prefill_workers", "prefill_tp", "prefill_ep",
+                           "prefill_dp_attention", "decode_workers", "decode_tp", "decode_ep",
+                           "decode_dp_attention")
+
+
+def disagg_rows() -> list[dict[str, str]]:
+    """Disaggregated (Dynamo) non-MTP rows, the latest date of each configuration."""
+    with open(DATA / "experiments.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f)
+                if r["prefill_workers"] and r["speculative"] == "none"]
+    latest: dict[tuple, dict[str, str]] = {}
+    for r in rows:
+        key = tuple(r[k] for k in DISAGG_KEY)
+        if key not in latest or r["date"] > latest[key]["date"]:
+            latest[key] = r
+    return sorted(latest.values(), key=lambda r: r["id"])
+
+
+def disagg_flags(row: dict[str, str]) -> dict[str, str]:
+    """Validate columns for a disaggregated row's workers (both pools). ASSUMPTION: the
+    aggregated scripts' cache settings (no prefix cache; KV cache FP8 except SGLang on
+    Hopper; SGLang page size 1, TensorRT-LLM 32; overlap scheduling), the engines' default
+    token budgets, and room for every client on each decode worker (``max_num_seqs`` =
+    concurrency): the Dynamo recipes' per-worker flags are not in the data."""
+    fw = row["framework"].removeprefix("dynamo-")
+    out = {"enable_prefix_caching": "false", "block_size": "1" if fw == "sglang" else "32",
+           "async_scheduling": "true", "max_num_seqs": row["concurrency"]}
+    if fw != "sglang" or row["hardware"] in ("B200", "GB200"):
+        out["kv_cache_dtype"] = "fp8"
+    return out
+
+
 def write_experiments(rows: list[dict[str, str]], path: Path) -> None:
-    out = [dict(r, **server_flags(r)) for r in rows]
+    out = [dict(r, **(disagg_flags(r) if r["prefill_workers"] else server_flags(r)))
+           for r in rows]
     cols = list(out[0].keys())
     for r in out:
         cols += [k for k in r if k not in cols]
@@ -178,7 +218,8 @@ def signed_errors(pred: dict[str, dict], meas: dict[str, dict], ids) -> dict[str
 def table(title: str, rows, pred, meas) -> None:
     groups: dict[tuple, list[str]] = defaultdict(list)
     for r in rows:
-        groups[(r["hardware"], r["framework"], r["precision"])].append(r["id"])
+        groups[(r["hardware"], r["framework"].removeprefix("dynamo-"),
+                r["precision"])].append(r["id"])
         groups[(r["hardware"], "all", "")].append(r["id"])
         groups[("all", "", "")].append(r["id"])
     print(f"\n{title}: median APE % (median signed %)")
@@ -243,6 +284,12 @@ def main(argv=None) -> int:
             write_experiments(ignored, exp_ign)
             table("the same MTP rows, MTP ignored (speculative=none)", ignored,
                   predict(exp_ign, args.profile), meas)
+        drows = disagg_rows()
+        exp_d = Path(tmp) / "experiments_disaggregated.csv"
+        write_experiments(drows, exp_d)
+        table(f"disaggregated prefill/decode (Dynamo), {len(drows)} latest non-MTP "
+              "configurations, shipped profile (nothing fitted to them)",
+              drows, predict(exp_d, args.profile), meas)
         if args.fit:
             from frontier_fit import fit_and_report  # noqa: PLC0415
 

@@ -20,6 +20,9 @@ and the predictions columns. Timed separately:
 * ``MTP``: the numba kernel on DeepSeek-R1 (B200 TP8, SGLang) with MTP speculative decoding
   (3 drafts), a closed loop of 64 clients (1024 in / 1024 out), beside the same row with
   speculative decoding off and the reference on a smaller run.
+* ``disaggregated``: ``capacitor validate``'s path end to end for a disaggregated deployment
+  (:data:`DISAGG_ROW`: one prefill and two decode H100s serving Llama-3.1-8B, 64 closed-loop
+  clients, 1024 / 256 tokens).
 
 The first call to the kernel in a process loads it from numba's on-disk cache (compiled on
 the very first run after install); that start-up cost is reported on its own line.
@@ -38,7 +41,7 @@ from capacitor.parallel import default_workers
 from capacitor.perf.profile import load_profile
 from capacitor.scenario import parse_scenario
 from capacitor.simulate import run_scenario
-from capacitor.validate import Row, build_row
+from capacitor.validate import Row, build_row, predict_row
 from capacitor.validate.metrics import request_metrics
 
 STANDARD_ROW: dict[str, str] = {
@@ -67,6 +70,24 @@ MTP_ROW: dict[str, str] = {
     "tp": "8", "ep": "8", "precision": "FP8", "engine": "sglang", "workload": "closed_loop",
     "concurrency": "64", "isl": "1024", "osl": "1024", "min_length_fraction": "0.8",
     "speculative": "mtp", "seed": "1",
+}
+
+DISAGG_ROW: dict[str, str] = {
+    "id": "bench-disaggregated",
+    "model": "meta-llama/Llama-3.1-8B-Instruct",
+    "hardware": "H100",
+    "num_gpus": "3",
+    "precision": "FP16",
+    "engine": "sglang",
+    "prefill_workers": "1",
+    "prefill_tp": "1",
+    "decode_workers": "2",
+    "decode_tp": "1",
+    "workload": "closed_loop",
+    "concurrency": "64",
+    "isl": "1024",
+    "osl": "256",
+    "seed": "42",
 }
 FLEET_SCENARIO = """
 name: bench-fleet
@@ -110,6 +131,8 @@ class BenchResult:
     mtp_off_s: float = 0.0
     mtp_reference_requests: int = 0
     mtp_reference_s: float = 0.0
+    disagg_requests: int = 0
+    disagg_s: float = 0.0
 
     @property
     def end_to_end_rps(self) -> float:
@@ -137,7 +160,16 @@ def _plan(cells: dict[str, str]):
     return build_row(Row(cells, "."), load_profile(None))
 
 
-def run(num_requests: int = 1_000_000, reference_requests: int = 2_000) -> BenchResult:
+def run_disaggregated(num_requests: int) -> float:
+    """Seconds for :data:`DISAGG_ROW` with ``num_requests`` end to end (as validate)."""
+    t0 = time.perf_counter()
+    predict_row(Row({**DISAGG_ROW, "num_requests": str(num_requests)}, "."),
+                load_profile(None))
+    return time.perf_counter() - t0
+
+
+def run(num_requests: int = 1_000_000, reference_requests: int = 2_000,
+        disagg_requests: int = 100_000) -> BenchResult:
     """Measure the standard workload; see the module docstring for what each time covers."""
 
     t0 = time.perf_counter()
@@ -161,9 +193,12 @@ def run(num_requests: int = 1_000_000, reference_requests: int = 2_000) -> Bench
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     fleet_n, fleet_s, lockstep_s, threads, threaded_s = run_fleet()
     mtp_n, mtp_s, mtp_off_s, mtp_ref_n, mtp_ref_s = run_mtp()
+    run_disaggregated(64)  # loads the disaggregated kernel
+    disagg_s = run_disaggregated(disagg_requests)
     return BenchResult(num_requests, t3 - t0, t2 - t1, reference_requests, r1 - r0, startup,
                        rss_mb, fleet_n, fleet_s, lockstep_s, threads, threaded_s,
-                       mtp_n, mtp_s, mtp_off_s, mtp_ref_n, mtp_ref_s)
+                       mtp_n, mtp_s, mtp_off_s, mtp_ref_n, mtp_ref_s,
+                       disagg_requests, disagg_s)
 
 
 def run_mtp(num_requests: int = 200_000, reference_requests: int = 256
@@ -264,6 +299,13 @@ def run_bench(num_requests: int = 1_000_000, reference_requests: int = 2_000) ->
                       f"{res.mtp_requests / seconds / mtp_ref:,.0f}x (MTP ref.)")
     table.add_row("  MTP reference (plain Python)", f"{res.mtp_reference_requests:,}",
                   f"{res.mtp_reference_s:.2f}", f"{mtp_ref:,.0f}", "1x")
+    table.add_row(
+        "disaggregated: 1 prefill + 2 decode (as validate)",
+        f"{res.disagg_requests:,}",
+        f"{res.disagg_s:.2f}",
+        f"{res.disagg_requests / res.disagg_s:,.0f}",
+        f"{res.disagg_requests / res.disagg_s / ref:,.0f}x",
+    )
     console.print(table)
     console.print(
         f"start-up (kernel load + first tiny run): {res.startup_s:.2f} s; "

@@ -50,6 +50,7 @@ SELECTED = [
     "tests/unit/test_pool_reference.py::test_replica_failures_with_a_release_in_every_step"
     "[rerouting-async]",
     "tests/unit/test_pool.py::test_a_tenant_never_exceeds_its_concurrent_request_limit",
+    "tests/unit/test_disaggregated.py::test_closed_loop_clients_and_rejections_match[async]",
 ]
 
 

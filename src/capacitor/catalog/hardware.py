@@ -16,8 +16,9 @@ entry's ``sources`` mapping. Where they come from:
 * ``hbm_tb_s``, ``tdp_w``: datasheets (hardware_facts.csv rows first).
 * ``interconnect_gb_s``: GPU-to-GPU bandwidth per GPU per direction (NVLink, xGMI, or the PCIe
   rate for PCIe cards); ``pcie_gb_s``: the host link per direction (NVLink-C2C on Grace parts).
-* ``nvlink_domain_gpus``: GPUs in one NVLink domain when it is larger than a server (rack-scale
-  systems: 72 in a GB200 / GB300 NVL72 rack); left out where the domain is the server board.
+* ``nvlink_domain_gpus``, ``scaleout_gb_s``: how many GPUs one NVLink fabric joins (8 on an
+  HGX node, 72 in a GB200 / GB300 NVL72 rack: a rack-scale failure's blast radius), and the
+  scale-out NIC per GPU (disaggregated KV transfer, :meth:`GPUSpec.kv_link_gb_s`).
 
 A number that cannot be established may be left out of the YAML (or set to null); it is then
 stored as NaN and :meth:`GPUSpec.require` (used by the byte properties) raises CatalogError when
@@ -57,6 +58,7 @@ NUMERIC_FIELDS: tuple[str, ...] = (
     "pcie_gb_s",
     "tdp_w",
     "nvlink_domain_gpus",
+    "scaleout_gb_s",
 )
 _DATA_PACKAGE = "capacitor.catalog"
 _DATA_FILE = "data/gpus.yaml"
@@ -81,9 +83,11 @@ class GPUSpec:
         interconnect_gb_s: GPU-to-GPU bandwidth per GPU per direction, GB/s.
         pcie_gb_s: host link bandwidth per direction, GB/s (CPU KV offload path).
         tdp_w: board power, W.
+        nvlink_domain_gpus: GPUs one NVLink fabric joins (8 on an HGX node, 72 in an NVL72
+            rack); NaN when not catalogued.
+        scaleout_gb_s: scale-out network (InfiniBand / RoCE NIC) per GPU per direction,
+            GB/s; NaN when not catalogued.
         sources: citation per number (datasheet URL or hardware_facts.csv row).
-        nvlink_domain_gpus: GPUs in one rack-scale NVLink domain (NaN: the domain is the
-            server board).
     """
 
     name: str
@@ -98,8 +102,18 @@ class GPUSpec:
     interconnect_gb_s: float
     pcie_gb_s: float
     tdp_w: float
-    sources: dict[str, str] = field(default_factory=dict)
     nvlink_domain_gpus: float = math.nan
+    scaleout_gb_s: float = math.nan
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def kv_link_gb_s(self, num_gpus: int) -> float:
+        """Per-GPU, per-direction bandwidth between the GPUs of a deployment of ``num_gpus``
+        (disaggregated KV transfer): NVLink when they all fit one NVLink domain (an NVL72
+        rack, an 8-GPU node), else the scale-out NIC. CatalogError when unknown."""
+        domain = self.nvlink_domain_gpus
+        if self.interconnect == "nvlink" and not math.isnan(domain) and num_gpus <= domain:
+            return self.require("interconnect_gb_s")
+        return self.require("scaleout_gb_s")
 
     def tflops(self, precision: str) -> float:
         """Dense tensor TFLOPS at ``precision`` (``FP16``, ``BF16``, ``FP8``, ``FP4``, any case)."""
@@ -157,6 +171,7 @@ class _Entry(BaseModel):
     pcie_gb_s: PositiveFloat | None = None
     tdp_w: PositiveFloat | None = None
     nvlink_domain_gpus: PositiveInt | None = None
+    scaleout_gb_s: PositiveFloat | None = None
     sources: dict[str, str]
 
     @model_validator(mode="after")

@@ -78,6 +78,18 @@ from capacitor.perf.step_time import C_MOE_TOPK_FRACTION, moe_touched_fraction
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _touched_table(engine):
+    """MoE experts touched by a step of T tokens, by T (a power per step is costly); the
+    same expression as step_time_s, so the same floating-point values."""
+    coeffs = engine.coeffs
+    size = engine.max_num_batched_tokens + 1 if coeffs[C_MOE_TOPK_FRACTION] > 0.0 else 0
+    touched = np.zeros(size)
+    for num_tokens in range(size):
+        touched[num_tokens] = moe_touched_fraction(coeffs, float(num_tokens))
+    return touched
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _new_fleet(requests, releases, engine, pool, num_itl_classes):
     """The event loop's state: every replica empty, no release taken."""
     n = requests.prompt_len.shape[0]
@@ -100,13 +112,7 @@ def _new_fleet(requests, releases, engine, pool, num_itl_classes):
     for rep in range(num_replicas):
         _reset_replica(sched[rep], slots[rep], finish_ring[rep], num_by_phase[rep],
                        num_by_class[rep], engine.num_gpu_blocks)
-    # MoE experts touched by a step of T tokens, by T (a power per step is costly); the
-    # same expression as step_time_s, so the same floating-point values
-    coeffs = engine.coeffs
-    size = engine.max_num_batched_tokens + 1 if coeffs[C_MOE_TOPK_FRACTION] > 0.0 else 0
-    touched = np.zeros(size)
-    for num_tokens in range(size):
-        touched[num_tokens] = moe_touched_fraction(coeffs, float(num_tokens))
+    touched = _touched_table(engine)
     heap_size = releases.heap_capacity + 1
     # async scheduling: finished in the last step, released once the next is decided
     num_unreleased = max_num_seqs if engine.async_scheduling else 1

@@ -89,6 +89,7 @@ class EngineParams(NamedTuple):
     spec_tokens: int  # MTP speculative decoding: draft tokens per step k (0: off)
     spec_fp: int  # expected tokens per decode step, fixed point (0: off)
     draft_coeffs: np.ndarray  # float64[NUM_COEFFS]: one MTP draft pass ([1] when off)
+    kv_from_prefill: bool  # the decode pool of a disaggregated deployment (_disagg)
 
 
 class PoolParams(NamedTuple):

@@ -52,6 +52,7 @@ from capacitor.engine._state import (
     FREE_UNCACHED,
     LAST_TOKEN_S,
     NEXT_SEQ,
+    NOW_S,
     NUM_DECODING,
     NUM_RUNNING,
     NUM_UNRELEASED,
@@ -318,9 +319,16 @@ def _admit_waiting(rep, token_budget, num_prefill, fleet, kv, requests, outputs,
             total = hit
             if engine.num_cpu_blocks > 0:
                 total = _host_hit_blocks(r, num_tokens, kv)
-        chunk = min(num_tokens - total * block_size, token_budget)
+        computed = total * block_size
+        from_prefill = engine.kv_from_prefill and generated[r] == 1
+        if from_prefill:
+            # disaggregated decode pool: the prompt's KV came from the prefill pool (the
+            # first token was sampled there); its blocks are allocated here, and the step
+            # computes the first token's KV (capacitor.engine._disagg)
+            computed = prompt_len[r]
+        chunk = min(num_tokens - computed, token_budget)
         # (speculative decoding: k draft slots beyond the tokens; 0 when off)
-        need = _cdiv(total * block_size + chunk + engine.spec_tokens, block_size) - hit
+        need = _cdiv(computed + chunk + engine.spec_tokens, block_size) - hit
         if engine.reserve_full_request:  # blocks for the whole request, up front
             need = _cdiv(prompt_len[r] + requests.output_len[r] + engine.spec_tokens,
                          block_size) - hit
@@ -331,7 +339,7 @@ def _admit_waiting(rep, token_budget, num_prefill, fleet, kv, requests, outputs,
         s = _slot_take(sched, slots)
         slots[F_REQ, s] = r
         slots[F_DEC, s] = 0
-        slots[F_NUM_COMPUTED, s] = total * block_size
+        slots[F_NUM_COMPUTED, s] = computed
         slots[F_HIT_BLOCKS, s] = hit
         slots[F_PRIVATE_BLOCKS, s] = need
         slots[F_SEQ, s] = sched[NEXT_SEQ]
@@ -345,6 +353,9 @@ def _admit_waiting(rep, token_budget, num_prefill, fleet, kv, requests, outputs,
             slots[F_HIT_BLOCKS, s] += moved
         if outputs.num_cached_tokens[r] < 0:
             outputs.num_cached_tokens[r] = total * block_size
+        if from_prefill:  # the decode worker streams the prefill's token as it takes it
+            outputs.first_token_s[r] = rep.clock[NOW_S] + engine.egress_s
+            outputs.finish_s[r] = outputs.first_token_s[r]
         fleet.prefill_slot[num_prefill] = s
         fleet.prefill_tokens[num_prefill] = chunk
         num_prefill += 1

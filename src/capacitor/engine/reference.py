@@ -155,6 +155,10 @@ class ReplicaEngine:
         self.spec_k = cfg.num_speculative_tokens  # MTP draft tokens per step (0: off)
         self.spec_fp = cfg.tokens_per_step_fp
         self.draft_coeffs = np.asarray(cfg.draft_coeffs, np.float64)
+        #: the decode pool of a disaggregated deployment: a request fresh from the prefill
+        #: pool (one token out) is admitted with its prompt's KV computed
+        #: (:mod:`capacitor.engine.reference_disagg`)
+        self.kv_from_prefill = False
         self.reset()
 
     def reset(self) -> None:
@@ -328,16 +332,20 @@ class ReplicaEngine:
             hit = cache.hit_blocks(r, s.num_tokens(r), bs) if self.caching else 0
             # blocks found only in host memory are loaded back (counted as computed)
             total = cache.hit_blocks(r, s.num_tokens(r), bs, "any") if self.offload else hit
-            num_new = min(s.num_tokens(r) - total * bs, budget)
+            computed = total * bs
+            from_prefill = self.kv_from_prefill and s.generated[r] == 1
+            if from_prefill:
+                computed = s.prompt[r]  # disaggregated decode: the prompt's KV arrived
+            num_new = min(s.num_tokens(r) - computed, budget)
             k = self.spec_k  # MTP: k draft slots beyond the tokens (0 when off)
-            need = _cdiv(total * bs + num_new + k, bs) - hit
+            need = _cdiv(computed + num_new + k, bs) - hit
             if cfg.kv_reservation == "full_request":  # blocks for the whole request, up front
                 need = _cdiv(s.prompt[r] + s.output[r] + k, bs) - hit
             if not cache.allocate(need):
                 cache.unpin(r)
                 break
             self.waiting.popleft()
-            s.computed[r] = total * bs
+            s.computed[r] = computed
             s.ref_blocks[r] = hit
             s.private[r] = need
             if total > hit:
@@ -351,6 +359,8 @@ class ReplicaEngine:
                 self.transfer(r, hit * bs, total * bs)
             if s.cached_tokens[r] < 0:
                 s.cached_tokens[r] = total * bs
+            if from_prefill:  # its first token reaches the client as the decode takes it
+                s.first[r] = s.last_token[r] = self.t + cfg.egress_s
             self.running.append(r)
             scheduled.append((r, num_new))
             budget -= num_new

@@ -64,6 +64,9 @@ class EngineResult:
         busy_bins: per replica and time bin, seconds spent in engine steps.
         seq_bins: the same, each step weighted by its number of sequences (batch
             occupancy x time).
+        decode_replica, kv_arrival_s: disaggregated deployments only
+            (:mod:`capacitor.engine.disaggregated`): per request, the decode replica and
+            when its KV reached the decode pool (-1 / NaN: never).
     """
 
     send_s: np.ndarray
@@ -82,6 +85,8 @@ class EngineResult:
     replica: np.ndarray | None = None
     busy_bins: np.ndarray | None = None
     seq_bins: np.ndarray | None = None
+    decode_replica: np.ndarray | None = None
+    kv_arrival_s: np.ndarray | None = None
 
     def itl_quantiles_s(self, qs: list[float], itl_class: int = 0) -> np.ndarray:
         """Quantiles (0..1) of the inter-token gaps of one class, seconds.

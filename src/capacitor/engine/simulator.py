@@ -133,7 +133,8 @@ def _itl_classes(itl_class: np.ndarray | None, num_itl_classes: int, n: int) -> 
 
 
 def _engine_params(
-    config: EngineConfig, coeffs: np.ndarray, by_priority: bool, ring_size: int
+    config: EngineConfig, coeffs: np.ndarray, by_priority: bool, ring_size: int,
+    kv_from_prefill: bool = False,
 ) -> EngineParams:
     """One replica's settings for the kernel, by vLLM's names."""
     return EngineParams(
@@ -158,6 +159,7 @@ def _engine_params(
         spec_fp=config.tokens_per_step_fp if config.num_speculative_tokens else 0,
         draft_coeffs=(np.asarray(config.draft_coeffs, np.float64)
                       if config.num_speculative_tokens else np.zeros(1)),
+        kv_from_prefill=kv_from_prefill,
     )
 
 

@@ -35,6 +35,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from capacitor.errors import ConfigError, MemoryFitError
 from capacitor.perf.profile import PerfProfile, ProfileConstants, check_engine, load_profile
 
@@ -390,3 +392,24 @@ __all__ = [
     "weight_bytes_per_gpu",
     "weight_param_split",
 ]
+
+
+#: ASSUMPTION: the fixed cost of one disaggregated KV hand-off besides the bytes on the
+#: wire: the decode side's poll of the transfer's completion and its scheduler picking the
+#: request up (SGLang and TensorRT-LLM poll once per scheduler iteration; RDMA latency
+#: itself is microseconds). No published measurement isolates it; 1 ms is of the order of
+#: one scheduler iteration.
+KV_TRANSFER_LATENCY_S = 0.001
+
+
+def kv_transfer_s(
+    model: Any, tp: int, kv_cache_dtype: str | None, num_tokens: np.ndarray, link_gb_s: float
+) -> np.ndarray:
+    """Seconds to move the KV of ``num_tokens`` prompt tokens from a prefill worker of
+    ``tp`` GPUs to a decode worker (disaggregated serving): each GPU's share
+    (:func:`kv_bytes_per_token_per_gpu`: the whole latent for MLA, which every rank holds)
+    over one GPU's link of ``link_gb_s`` (GB/s per direction; the GPUs send in parallel),
+    plus :data:`KV_TRANSFER_LATENCY_S`."""
+    per_gpu = kv_bytes_per_token_per_gpu(model, tp, kv_cache_dtype)
+    tokens = np.asarray(num_tokens, np.float64)
+    return KV_TRANSFER_LATENCY_S + tokens * per_gpu / (link_gb_s * 1e9)

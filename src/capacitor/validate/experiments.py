@@ -1,6 +1,15 @@
 """The validate contract: an experiments CSV in, a predictions CSV out (DESIGN.md, "validate").
 
-Each row of the experiments file is one replica of ``tp × pp`` GPUs driven by one workload;
+Each row of the experiments file is one deployment driven by one workload: one replica of
+``tp × pp`` GPUs; or, on an ``offline`` row whose ``num_gpus`` is a multiple of ``tp × pp``,
+``num_gpus / (tp × pp)`` data-parallel replicas of it behind a round-robin router; or a
+disaggregated deployment, when any of ``prefill_workers, prefill_tp, prefill_ep,
+prefill_dp_attention, decode_workers, decode_tp, decode_ep, decode_dp_attention`` is filled
+(``prefill_workers`` replicas of ``prefill_tp`` GPUs compute prompts, ``decode_workers``
+of ``decode_tp`` GPUs decode; ``num_gpus`` must equal both pools' GPUs, ``tp`` / ``pp`` /
+``ep`` / ``dp_attention`` stay blank; the KV moves over NVLink when every GPU is in one
+NVLink domain, else over the scale-out NIC; see
+:mod:`capacitor.engine.disaggregated`). Throughput is always the deployment's total.
 :func:`run_validate` simulates every row and writes one predictions row per experiment:
 ``id, completed``, the TTFT / ITL / TPOT / E2E mean, median, p90 and p99 in milliseconds,
 ``request_throughput_rps``, ``output_tokens_per_s`` and ``error``.
@@ -38,9 +47,22 @@ import numpy as np
 from capacitor.catalog.hardware import get_gpu
 from capacitor.catalog.models import resolve_model
 from capacitor.engine import simulate
+from capacitor.engine.disaggregated import (
+    check_pools,
+    disagg_max_model_len,
+    simulate_disaggregated,
+)
 from capacitor.engine.replica import ReplicaSpec, build_replica
-from capacitor.errors import CapacitorError, CatalogError, MemoryFitError, ValidationDataError
+from capacitor.engine.simulator import simulate_pool
+from capacitor.errors import (
+    CapacitorError,
+    CatalogError,
+    ConfigError,
+    MemoryFitError,
+    ValidationDataError,
+)
 from capacitor.parallel import default_workers, map_ordered
+from capacitor.perf.memory import kv_transfer_s
 from capacitor.perf.profile import load_profile
 from capacitor.perf.speculative import SPECULATIVE_METHODS
 from capacitor.validate.metrics import (
@@ -190,11 +212,12 @@ class RowPlan:
     config: Any
     coeffs: np.ndarray
     measured_mask: np.ndarray
+    num_replicas: int = 1  # offline data-parallel replicas
+    disagg: DisaggPlan | None = None
 
 
-def build_replica_for_row(row: Row, profile: object) -> tuple[Any, np.ndarray]:
-    """ReplicaSpec from the row's model / hardware / engine columns → (EngineConfig, coeffs)."""
-
+def _resolve_model_gpu(row: Row) -> tuple[Any, Any]:
+    """The row's model and GPU from the catalogues (RowError naming the column otherwise)."""
     ref, hardware = row.model_ref(), row.get("hardware", required=True)
     try:
         model = resolve_model(ref)
@@ -204,16 +227,19 @@ def build_replica_for_row(row: Row, profile: object) -> tuple[Any, np.ndarray]:
         gpu = get_gpu(hardware)
     except CatalogError as exc:
         raise RowError("hardware", hardware, str(exc)) from None
-    tp, pp, num_gpus = row.get("tp", COUNT, 1), row.get("pp", COUNT, 1), row.get("num_gpus", COUNT)
-    if num_gpus is not None and num_gpus != tp * pp:
-        raise RowError("num_gpus", num_gpus, f"must equal tp × pp = {tp} × {pp} = {tp * pp}")
+    return model, gpu
+
+
+def _build(row: Row, profile: object, model: Any, gpu: Any, tp: int, pp: int, ep: int | None,
+           dp_attention: bool, where: str = "") -> tuple[Any, np.ndarray]:
+    """One replica of ``tp × pp`` GPUs with the row's engine settings."""
     spec = ReplicaSpec(
         model=model,
         gpu=gpu,
         tp=tp,
         pp=pp,
-        ep=row.get("ep", COUNT),
-        dp_attention=row.get("dp_attention", boolean, False),
+        ep=ep,
+        dp_attention=dp_attention,
         precision=row.get("precision", one_of(PRECISIONS)),
         kv_cache_dtype=row.get("kv_cache_dtype", str.lower),
         engine=row.get("engine", one_of(ENGINES), "vllm"),
@@ -235,8 +261,97 @@ def build_replica_for_row(row: Row, profile: object) -> tuple[Any, np.ndarray]:
     try:
         return build_replica(spec, profile)
     except MemoryFitError as exc:
-        where = f"on hardware={hardware} with tp={tp} pp={pp}"
-        raise RowError("model", row.text("model"), f"does not fit {where}: {exc}") from None
+        hw = row.text("hardware")
+        raise RowError("model", row.text("model"),
+                       f"does not fit {where}on hardware={hw} with tp={tp} pp={pp}: {exc}"
+                       ) from None
+
+
+def build_replica_for_row(row: Row, profile: object) -> tuple[Any, np.ndarray]:
+    """ReplicaSpec from the row's model / hardware / engine columns → (EngineConfig, coeffs)."""
+    model, gpu = _resolve_model_gpu(row)
+    tp, pp = row.get("tp", COUNT, 1), row.get("pp", COUNT, 1)
+    _data_parallel_replicas(row, tp, pp)
+    return _build(row, profile, model, gpu, tp, pp, row.get("ep", COUNT),
+                  row.get("dp_attention", boolean, False))
+
+
+def _data_parallel_replicas(row: Row, tp: int, pp: int) -> int:
+    """Replicas of ``tp × pp`` GPUs the row's ``num_gpus`` makes: 1, or for an offline row
+    ``num_gpus / (tp × pp)`` data-parallel replicas (a multiple of it)."""
+    num_gpus = row.get("num_gpus", COUNT)
+    if num_gpus is None or num_gpus == tp * pp:
+        return 1
+    if row.text("workload").lower() == "offline" and num_gpus % (tp * pp) == 0:
+        return num_gpus // (tp * pp)
+    if row.text("workload").lower() == "offline":
+        raise RowError("num_gpus", num_gpus,
+                       f"must be a multiple of tp × pp = {tp} × {pp} = {tp * pp} "
+                       "(data-parallel replicas)")
+    raise RowError("num_gpus", num_gpus, f"must equal tp × pp = {tp} × {pp} = {tp * pp}")
+
+
+#: the columns of a disaggregated row, per pool (``num_gpus`` counts both pools)
+DISAGG_COLUMNS = tuple(f"{pool}_{c}" for pool in ("prefill", "decode")
+                       for c in ("workers", "tp", "ep", "dp_attention"))
+
+
+def is_disaggregated(row: Row) -> bool:
+    """Whether the row describes a disaggregated deployment (any ``prefill_*`` /
+    ``decode_*`` cell filled)."""
+    return any(row.text(c) for c in DISAGG_COLUMNS)
+
+
+@dataclass(slots=True)
+class DisaggPlan:
+    """A disaggregated row's pools: ``(config, coeffs, workers)`` each, and per request the
+    KV transfer seconds (filled once the batch is known)."""
+
+    prefill: tuple[Any, np.ndarray, int]
+    decode: tuple[Any, np.ndarray, int]
+    model: Any
+    prefill_tp: int
+    kv_cache_dtype: str | None
+    link_gb_s: float
+
+
+def build_disaggregated(row: Row, profile: object) -> DisaggPlan:
+    """Both pools of a disaggregated row (RowError naming the column when they cannot run)."""
+    model, gpu = _resolve_model_gpu(row)
+    for col in ("tp", "pp", "ep", "dp_attention"):
+        if row.text(col):
+            raise RowError(col, row.text(col), "must be blank on a disaggregated row "
+                           "(the prefill_* and decode_* columns describe the pools)")
+    pools = {}
+    for pool in ("prefill", "decode"):
+        workers = row.get(f"{pool}_workers", COUNT, required=True)
+        tp = row.get(f"{pool}_tp", COUNT, required=True)
+        ep = row.get(f"{pool}_ep", COUNT)
+        dp_attention = row.get(f"{pool}_dp_attention", boolean, False)
+        try:
+            config, coeffs = _build(row, profile, model, gpu, tp, 1, ep, dp_attention,
+                                    where=f"the {pool} pool ")
+        except ConfigError as exc:  # tp / ep that cannot work: name the pool's column
+            col = f"{pool}_ep" if str(exc).startswith("ep=") else f"{pool}_tp"
+            raise RowError(col, row.text(col), str(exc)) from None
+        pools[pool] = (config, coeffs, workers, tp)
+    total = sum(w * tp for (_, _, w, tp) in pools.values())
+    num_gpus = row.get("num_gpus", COUNT)
+    if num_gpus is not None and num_gpus != total:
+        (_, _, wp, tpp), (_, _, wd, tpd) = pools["prefill"], pools["decode"]
+        raise RowError("num_gpus", num_gpus, "must equal prefill_workers × prefill_tp + "
+                       f"decode_workers × decode_tp = {wp} × {tpp} + {wd} × {tpd} = {total}")
+    try:
+        link = gpu.kv_link_gb_s(total)
+        check_pools(pools["prefill"][0], pools["decode"][0], pools["prefill"][2],
+                    pools["decode"][2])
+    except CapacitorError as exc:
+        raise RowError("hardware", row.text("hardware"), str(exc)) from None
+    return DisaggPlan(
+        prefill=pools["prefill"][:3], decode=pools["decode"][:3], model=model,
+        prefill_tp=pools["prefill"][3], kv_cache_dtype=row.get("kv_cache_dtype", str.lower),
+        link_gb_s=link,
+    )
 
 
 def _shared_prefix(row: Row, seed: int, max_model_len: int) -> Any:
@@ -308,31 +423,55 @@ def build_workload(row: Row, max_model_len: int) -> Any:
 def build_row(row: Row, profile: object) -> RowPlan:
     """Everything one row simulates. Raises RowError / CapacitorError when it cannot run."""
     row.workload = row.get("workload", one_of(WORKLOADS), required=True)
-    config, coeffs = build_replica_for_row(row, profile)
-    if row.workload == "shared_prefix" and not row.text("max_model_len"):
-        limit = min(config.effective_max_model_len, SHARED_PREFIX_MAX_MODEL_LEN)
-        config = dataclasses.replace(config, max_model_len=limit)
-    batch = build_workload(row, config.effective_max_model_len)
+    disagg = None
+    num_replicas = 1
+    if is_disaggregated(row):
+        disagg = build_disaggregated(row, profile)
+        config, coeffs = disagg.decode[0], disagg.decode[1]
+        max_model_len = disagg_max_model_len(disagg.prefill[0], disagg.decode[0])
+    else:
+        config, coeffs = build_replica_for_row(row, profile)
+        num_replicas = _data_parallel_replicas(row, row.get("tp", COUNT, 1),
+                                               row.get("pp", COUNT, 1))
+        if row.workload == "shared_prefix" and not row.text("max_model_len"):
+            limit = min(config.effective_max_model_len, SHARED_PREFIX_MAX_MODEL_LEN)
+            config = dataclasses.replace(config, max_model_len=limit)
+        max_model_len = config.effective_max_model_len
+    batch = build_workload(row, max_model_len)
     mask = np.ones(len(batch), np.bool_)
     mask[: int(batch.num_warmup)] = False
     if mask.any() and batch.rejected[mask].all():  # nothing would run: say why, on the row
         need = int((batch.prompt_len + batch.output_len)[mask].min())
         kv_tokens, hw = config.num_gpu_blocks * config.block_size, row.text("hardware")
-        reason = f"requests of {need} tokens exceed max_model_len={config.effective_max_model_len}"
+        reason = f"requests of {need} tokens exceed max_model_len={max_model_len}"
         if need > kv_tokens:
             reason = (
                 f"does not fit on hardware={hw}: {need} tokens per request, KV cache {kv_tokens}"
             )
         raise RowError("model", row.text("model"), reason)
-    return RowPlan(batch=batch, config=config, coeffs=coeffs, measured_mask=mask)
+    return RowPlan(batch=batch, config=config, coeffs=coeffs, measured_mask=mask,
+                   num_replicas=num_replicas, disagg=disagg)
 
 
 def predict_row(row: Row, profile: object) -> dict[str, float | int]:
-    """Simulate one experiment row and return its metric columns."""
+    """Simulate one experiment row and return its metric columns: one replica, an offline
+    row's data-parallel replicas (round robin), or a disaggregated deployment."""
 
     plan = build_row(row, profile)
     itl_class = np.where(plan.measured_mask, 0, -1).astype(np.int32)
-    result = simulate(plan.batch, plan.config, plan.coeffs, itl_class=itl_class, num_itl_classes=1)
+    if plan.disagg is not None:
+        d = plan.disagg
+        transfer = kv_transfer_s(d.model, d.prefill_tp, d.kv_cache_dtype,
+                                 plan.batch.prompt_len, d.link_gb_s)
+        result = simulate_disaggregated(plan.batch, d.prefill, d.decode, transfer,
+                                        itl_class=itl_class, num_itl_classes=1)
+    elif plan.num_replicas > 1:
+        result = simulate_pool(plan.batch, plan.config, plan.coeffs,
+                               num_replicas=plan.num_replicas, itl_class=itl_class,
+                               num_itl_classes=1)
+    else:
+        result = simulate(plan.batch, plan.config, plan.coeffs, itl_class=itl_class,
+                          num_itl_classes=1)
     return request_metrics(plan.batch, result, plan.measured_mask)
 
 
