@@ -6,7 +6,8 @@ A deployment's GPUs draw, per minute, :func:`capacitor.fleet.power.gpu_power_w` 
 minute's busy share (busy seconds over simulated replica-seconds) and its roofline shares
 (HBM and tensor-core seconds over busy seconds), under its site's power limit (TDP when the
 site is not capped); replicas down (failed, in repair) draw nothing. A site adds its idle
-GPUs (installed, used by no deployment) and multiplies by the server overhead and PUE (:func:`capacitor.fleet.power.facility_draw_w`).
+GPUs (installed, used by no deployment) and multiplies by the server overhead and PUE
+(:func:`capacitor.fleet.power.facility_draw_w`).
 """
 
 from __future__ import annotations
