@@ -231,3 +231,16 @@ def test_mla_per_seq_cost_is_paid_by_mla_models_only() -> None:
     # Llama-3.1-8B: 2 x 128,256 x 4,096 / 8 FLOPs, no MLA term
     assert llama[st.C_PER_SEQ_S] == pytest.approx(1e-5 + 131_334_144 / (2250e12 * 0.75),
                                                   rel=1e-12)
+
+
+def test_dp_attention_divides_per_sequence_costs_over_the_ranks() -> None:
+    """With attention DP over 8 ranks each rank schedules, attends to and samples its own
+    1/8 of the sequences in parallel: (per_seq_s 1e-5 + mla_per_seq_s 5e-5) / 8 = 7.5e-6 s
+    per sequence, plus the LM head, whole on each rank for its own tokens: the same
+    231,669,760 FLOPs per GPU per sequence as the 8-way sliced head (1.3729e-7 s on B200)."""
+    c = _constants(B200, "sglang", per_seq_s=1e-5, mla_per_seq_s=5e-5, gemm_max=0.75,
+                   sampler_bytes_per_seq_vocab=0.0)
+    dp = build_coefficients(DSR1, B200, tp=8, ep=8, precision="FP8", engine="sglang",
+                            profile=c, dp_attention=True)
+    assert dp[st.C_PER_SEQ_S] == pytest.approx(7.5e-6 + 231_669_760 / (2250e12 * 0.75),
+                                               rel=1e-12)

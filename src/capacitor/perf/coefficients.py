@@ -357,6 +357,12 @@ def build_coefficients(
     )
     if model.is_mla:
         coeffs[st.C_PER_SEQ_S] += c.overhead.mla_per_seq_s
+    if dp_attention and tp > 1:
+        # each attention-DP rank schedules, attends to and samples its own 1/tp of the
+        # sequences, in parallel with the others: those per-sequence costs divide by tp; its
+        # LM head is whole, for its own tokens (per GPU the FLOPs of the tp-sliced head)
+        lm_head_s = lm_head_flops / head_rate
+        coeffs[st.C_PER_SEQ_S] = lm_head_s + (coeffs[st.C_PER_SEQ_S] - lm_head_s) / tp
     coeffs[st.C_PER_PREFILL_SEQ_S] = c.overhead.per_prefill_seq_s
 
     # Body params a quantized checkpoint keeps at 16 bit (its ignore list): streamed at 2
