@@ -34,8 +34,10 @@ Each row gets the server flags the InferenceMAX launch scripts set
 columns. The fit (``frontier_fit.py``) moves only constants that transfer across GPUs (per
 engine, MLA models only: the fixed cost of one GEMM kernel and a per-sequence cost), never
 a per-hardware multiplier; throughput and median TPOT are fitted, TTFT is reported only.
-Timing is printed at the end: about 10 s without ``--fit``, 1-3 minutes with it on two
-shared cores (the first run after clearing numba's cache compiles the kernel).
+Timing is printed at the end: 5-8 minutes on two shared cores without ``--fit`` (the
+aggregated, MTP, MTP-ignored and disaggregated tables; the MTP and disaggregated rows take
+the general kernel path), several more with it (the first run after clearing numba's cache
+also compiles the kernel).
 
 Results at the commit that added the fit (median APE %, throughput / median TPOT / median
 TTFT, the 126 latest-date configurations):
