@@ -516,6 +516,40 @@ class ReplicaEngine:
         return back
 
 
+class Clients:
+    """The clients of ``batch``: open-loop requests sent at their arrival, gated ones (a
+    session's next round) when the request they wait for is answered, and closed-loop ones
+    (``batch.concurrency`` clients) when any earlier one is. ``releases`` is a heap of
+    ``(engine arrival time, request)``; the send times go to ``send`` (a request's list)."""
+
+    def __init__(self, batch: RequestBatch, send: list[float], ingress_s: float) -> None:
+        self.batch, self.send_s, self.ingress_s = batch, send, ingress_s
+        self.children: dict[int, list[int]] = {}  # gated requests, by the one they wait for
+        for i in range(len(batch)):
+            if batch.gate[i] >= 0:
+                self.children.setdefault(int(batch.gate[i]), []).append(i)
+        self.concurrency = batch.concurrency
+        self.next_closed = self.concurrency  # closed loop: the next request a response sends
+        self.releases: list[tuple[float, int]] = []
+        for i in range(len(batch)):
+            if batch.gate[i] < 0 and (self.concurrency == 0 or i < self.concurrency):
+                send[i] = float(batch.arrival_s[i])
+                heapq.heappush(self.releases, (send[i] + ingress_s, i))
+
+    def send(self, c: int, client_t: float) -> None:
+        """Request ``c`` is sent at ``client_t`` (not before its own arrival time)."""
+        self.send_s[c] = max(float(self.batch.arrival_s[c]), client_t)
+        heapq.heappush(self.releases, (self.send_s[c] + self.ingress_s, c))
+
+    def on_response(self, i: int, client_t: float) -> None:
+        """Request ``i``'s client got its answer (last token or error) at ``client_t``."""
+        for c in self.children.get(i, ()):
+            self.send(c, client_t)
+        if self.concurrency and self.next_closed < len(self.batch):
+            self.next_closed += 1
+            self.send(self.next_closed - 1, client_t)
+
+
 def simulate(
     batch: RequestBatch,
     config: EngineConfig,
@@ -528,35 +562,13 @@ def simulate(
     """Simulate one replica serving ``batch``; see the module docstring for the model.
     ``priority`` (lower first) matters with ``config.scheduling_policy == "priority"``."""
     batch.check()
-    n = len(batch)
     s = RequestState(batch, config, coeffs, itl_class=itl_class,
                      num_itl_classes=num_itl_classes, priority=priority)
     engine = ReplicaEngine(s)
     max_model_len = config.effective_max_model_len
 
-    children: dict[int, list[int]] = {}  # gated requests, by the request they wait for
-    for i in range(n):
-        if batch.gate[i] >= 0:
-            children.setdefault(int(batch.gate[i]), []).append(i)
-    concurrency = batch.concurrency
-    next_closed = concurrency  # closed loop: the next request a completion sends
-    releases: list[tuple[float, int]] = []  # (engine arrival time, request)
-    for i in range(n):
-        if batch.gate[i] < 0 and (concurrency == 0 or i < concurrency):
-            s.send[i] = float(batch.arrival_s[i])
-            heapq.heappush(releases, (s.send[i] + config.ingress_s, i))
-
-    def send(c: int, client_t: float) -> None:
-        s.send[c] = max(float(batch.arrival_s[c]), client_t)
-        heapq.heappush(releases, (s.send[c] + config.ingress_s, c))
-
-    def on_response(i: int, client_t: float) -> None:
-        nonlocal next_closed
-        for c in children.get(i, ()):
-            send(c, client_t)
-        if concurrency and next_closed < n:
-            next_closed += 1
-            send(next_closed - 1, client_t)
+    clients = Clients(batch, s.send, config.ingress_s)
+    releases, on_response = clients.releases, clients.on_response
 
     while True:
         while releases and releases[0][0] <= engine.t:

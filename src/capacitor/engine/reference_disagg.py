@@ -34,7 +34,7 @@ import math
 import numpy as np
 
 from capacitor.engine.config import EngineConfig
-from capacitor.engine.reference import RequestState
+from capacitor.engine.reference import Clients, RequestState
 from capacitor.engine.reference_pool import _Replica
 from capacitor.engine.requests import RequestBatch
 from capacitor.engine.result import EngineResult
@@ -84,29 +84,9 @@ def simulate_disaggregated(
     max_model_len = min(config_p.effective_max_model_len, config_d.effective_max_model_len)
     transfer = [float(x) for x in kv_transfer_s]
 
-    children: dict[int, list[int]] = {}  # gated requests, by the request they wait for
-    for i in range(n):
-        if batch.gate[i] >= 0:
-            children.setdefault(int(batch.gate[i]), []).append(i)
-    concurrency = batch.concurrency
-    next_closed = concurrency  # closed loop: the next request a completion sends
-    releases: list[tuple[float, int]] = []  # (time, i) client release; (time, n + i) KV
-    for i in range(n):
-        if batch.gate[i] < 0 and (concurrency == 0 or i < concurrency):
-            sp.send[i] = float(batch.arrival_s[i])
-            heapq.heappush(releases, (sp.send[i] + config_p.ingress_s, i))
-
-    def send(c: int, client_t: float) -> None:
-        sp.send[c] = max(float(batch.arrival_s[c]), client_t)
-        heapq.heappush(releases, (sp.send[c] + config_p.ingress_s, c))
-
-    def on_response(i: int, client_t: float) -> None:
-        nonlocal next_closed
-        for c in children.get(i, ()):
-            send(c, client_t)
-        if concurrency and next_closed < n:
-            next_closed += 1
-            send(next_closed - 1, client_t)
+    clients = Clients(batch, sp.send, config_p.ingress_s)
+    # (time, i): client release; (time, n + i): KV handed to the decode pool
+    releases, on_response = clients.releases, clients.on_response
 
     cursor = [0, 0]  # round robin: prefill, decode
 
