@@ -70,3 +70,29 @@ def test_shared_segment_starts_every_prompt():
     assert batch.segment_len.tolist() == [512]
     assert batch.prefix_src.tolist() == [3, 3, 3]  # node 3 = the segment after 3 requests
     assert batch.prefix_len.tolist() == [100, 512, 512]  # a short prompt is all shared text
+
+
+def test_conversations_sharing_system_prompts_hit_more_by_prefix_than_by_session():
+    # 2 system prompts x 6 users x 3 rounds, carried context, 4 replicas. Both affinities
+    # keep a conversation on one replica (its history hits either way); prefix affinity also
+    # keeps each system prompt on one replica, so it is computed twice, not once per
+    # (replica, prompt) pair the sessions land on.
+    batch = shared_prefix.generate(
+        system_prompt_len=160, question_len=16, output_len=8, num_groups=2, users_per_group=6,
+        enable_multi_turn_chat=True, carry_context=True, arrival_s=np.arange(36.0), seed=1,
+        max_model_len=4096)
+    demand = merge([(batch, 0, 0)])
+    cached = {}
+    for routing in ("prefix_affinity", "session_affinity"):
+        r = simulate_pool(demand.batch, config(num_gpu_blocks=400), coeffs_8b_like(),
+                          num_replicas=4, routing=routing, route_key=demand.route_key(routing))
+        assert r.completed.all()
+        cached[routing] = r.num_cached_tokens
+    later = np.arange(36) >= 12  # rounds 1 and 2 reuse their conversation's history
+    assert np.all(cached["session_affinity"][later] > 160)
+    assert np.all(cached["prefix_affinity"][later] > 160)
+    # round 0: 12 users; by prefix only the first user of each system prompt misses it
+    assert (cached["prefix_affinity"][:12] == 160).sum() == 10
+    assert (cached["prefix_affinity"][:12] == 160).sum() > (
+        cached["session_affinity"][:12] == 160).sum()
+    assert cached["prefix_affinity"].sum() > cached["session_affinity"].sum()
