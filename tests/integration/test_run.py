@@ -71,6 +71,11 @@ def test_default_run_answers_for_the_embedded_colossus_scenario(tmp_path):
     assert summary["sites"]["colossus1"]["gpus"] == 220_000
     assert 0 < summary["sites"]["colossus1"]["power_mw_peak"] <= 300
     assert summary["economics"]["usd_per_million_output_tokens"] > 0
+    # the coding agent's workloads share a 512-token system prompt (colossus.yaml): their
+    # deployments find it in the prefix cache; the others' prompts share nothing
+    hits = {d: v["prefix_hit_rate"] for d, v in summary["deployments"].items()}
+    assert hits["large_gb200"] > 0 and hits["small_h100"] > 0
+    assert hits["large_h200"] == hits["large_h100"] == hits["mid_h100"] == 0.0
     requests = pq.read_table(out / "requests.parquet")
     assert requests.num_rows > 1_000_000
     assert {"tenant", "tier", "deployment", "replica", "arrival_s", "status", "ttft_ms",

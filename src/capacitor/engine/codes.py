@@ -25,7 +25,9 @@ ROUTE_POWER_OF_TWO = int(Route.POWER_OF_TWO)
 ROUTE_KEY = int(Route.KEY)
 
 #: Routing policies of a pool, by name. ``session_affinity`` and ``prefix_affinity`` send
-#: a request to ``route_key % num_replicas`` (the key being a session or a prefix id).
+#: a request to ``route_key % num_replicas``; the caller gives the key: the session (its
+#: first request) or the prefix (the shared segment or first request its prompt's prefix
+#: chain leads back to; :meth:`capacitor.fleet.demand.Demand.route_key`).
 ROUTERS: dict[str, int] = {
     "round_robin": ROUTE_ROUND_ROBIN,
     "least_outstanding_tokens": ROUTE_LEAST_OUTSTANDING,

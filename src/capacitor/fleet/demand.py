@@ -10,7 +10,7 @@ router implies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,15 @@ class Demand:
     batch: RequestBatch
     tenant: np.ndarray  # int16 tenant index per request
     workload: np.ndarray  # int16 workload index per request
-    session: np.ndarray  # int64 session / prefix key per request (affinity routing)
+    session: np.ndarray  # int64 session key per request: its conversation's first request
+    # int64 prefix key per request: the root of its prefix chain (empty: not computed)
+    prefix_key: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def route_key(self, routing: str) -> np.ndarray:
+        """The key an affinity router hashes: ``prefix_affinity`` the request's prefix root
+        (its shared segment, or the first request its prompt's prefix chain leads back to),
+        any other policy the session."""
+        return self.prefix_key if routing == "prefix_affinity" else self.session
 
 
 def arrival_times(arrival, start_s: float, duration_s: float, scale: float,
@@ -83,6 +91,8 @@ def workload_batch(workload, send_s: np.ndarray, max_model_len: int, seed: int,
     elif lengths.kind == "distribution":
         batch = RequestBatch.simple(send_s, _token_counts(lengths.input, n, rng),
                                     _token_counts(lengths.output, n, rng))
+        if lengths.shared_prefix_tokens > 0:
+            share_segment(batch, lengths.shared_prefix_tokens)
     elif lengths.kind == "shared_prefix":
 
         batch = shared_prefix.generate(
@@ -99,6 +109,27 @@ def workload_batch(workload, send_s: np.ndarray, max_model_len: int, seed: int,
                             "generator here (trace workloads go through trace_batch)")
     batch.rejected |= (batch.prompt_len.astype(np.int64) + batch.output_len) > max_model_len
     return batch
+
+
+def share_segment(batch: RequestBatch, tokens: int) -> None:
+    """Make every prompt of ``batch`` start with one shared segment of ``tokens`` (the
+    workload's system / tool prompt): a new segment node, the source of every request, with
+    ``prefix_len = min(tokens, prompt_len)``. ``batch`` must have no prefixes yet."""
+    n = len(batch)
+    batch.segment_len = np.array([tokens], np.int32)
+    batch.prefix_src = np.full(n, n, np.int32)
+    batch.prefix_len = np.minimum(batch.prompt_len, tokens).astype(np.int32)
+
+
+def _chain_root(parent: np.ndarray) -> np.ndarray:
+    """Per element, the end of its ``parent`` chain (``parent[i] <= i``; a root is its own
+    parent), by pointer jumping: log2(depth) vectorised passes."""
+    root = parent.copy()
+    while True:
+        nxt = root[root]
+        if np.array_equal(nxt, root):
+            return root
+        root = nxt
 
 
 def trace_batch(workload, span_s: float, share: float, growth: float, max_model_len: int,
@@ -150,7 +181,7 @@ def merge(parts: list[tuple[RequestBatch, int, int]]) -> Demand:
         return values if order is None else values[order]
     cols: dict[str, list[np.ndarray]] = {k: [] for k in
                                          ("prompt", "output", "src", "plen", "gate", "rej")}
-    tenant, workload, session, seg_lens = [], [], [], []
+    tenant, workload, session, prefix_key, seg_lens = [], [], [], [], []
     offset = seg_offset = 0
     for b, ten, wl in parts:
         n = len(b)
@@ -164,11 +195,14 @@ def merge(parts: list[tuple[RequestBatch, int, int]]) -> Demand:
         gate = np.full(n, -1, np.int64)
         has_gate = b.gate >= 0
         gate[has_gate] = new_index[offset + b.gate[has_gate]]
-        # affinity key: the first request of a session (gate chain) or the prefix root
-        root = idx.copy()
-        for i in np.nonzero(has_gate)[0]:
-            root[i] = root[b.gate[i]]
-        key = np.where(is_seg, total + seg_offset + (src - n), offset + root)
+        # session key: the first request of the session (its gate chain), every round alike
+        root = _chain_root(np.where(has_gate, b.gate, idx).astype(np.int64))
+        key = offset + root
+        # prefix key: where the prompt's prefix chain ends, a shared segment or a request
+        # that starts no earlier prefix
+        proot = _chain_root(np.where(is_req, src, idx))
+        psrc = src[proot]
+        pkey = np.where(psrc >= n, total + seg_offset + (psrc - n), offset + proot)
         cols["prompt"].append(b.prompt_len)
         cols["output"].append(b.output_len)
         cols["src"].append(new_src)
@@ -178,6 +212,7 @@ def merge(parts: list[tuple[RequestBatch, int, int]]) -> Demand:
         tenant.append(np.full(n, ten, np.int16))
         workload.append(np.full(n, wl, np.int16))
         session.append(key)
+        prefix_key.append(pkey)
         seg_lens.append(b.segment_len)
         offset += n
         seg_offset += len(b.segment_len)
@@ -196,7 +231,10 @@ def merge(parts: list[tuple[RequestBatch, int, int]]) -> Demand:
     return Demand(batch=batch, tenant=sort(np.concatenate(tenant)) if parts else
                   np.zeros(0, np.int16),
                   workload=sort(np.concatenate(workload)) if parts else np.zeros(0, np.int16),
-                  session=sort(np.concatenate(session)) if parts else np.zeros(0, np.int64))
+                  session=sort(np.concatenate(session)) if parts else np.zeros(0, np.int64),
+                  prefix_key=sort(np.concatenate(prefix_key)) if parts else
+                  np.zeros(0, np.int64))
 
 
-__all__ = ["Demand", "arrival_times", "merge", "trace_batch", "workload_batch"]
+__all__ = ["Demand", "arrival_times", "merge", "share_segment", "trace_batch",
+           "workload_batch"]

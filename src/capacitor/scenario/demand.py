@@ -187,11 +187,19 @@ class FixedLengths(Strict):
 
 
 class DistributionLengths(Strict):
-    """Independent input and output length distributions, no shared prefixes."""
+    """Independent input and output length distributions; optionally every prompt of the
+    workload starts with the same text (a system / tool prompt) of ``shared_prefix_tokens``."""
 
     kind: Literal["distribution"] = Field(description="Length model kind.")
-    input: TokenDist = Field(description="Prompt tokens per request.")
+    input: TokenDist = Field(description="Prompt tokens per request (the whole prompt, shared "
+                             "prefix included).")
     output: TokenDist = Field(description="Output tokens per request.")
+    shared_prefix_tokens: int = Field(
+        default=0, ge=0, description="Tokens at the start of every prompt of this workload "
+        "that are the same text (a system or tool prompt), which a prefix cache can reuse "
+        "across requests; a prompt shorter than this is all shared text. 0 = no shared "
+        "prefix."
+    )
 
 
 class SharedPrefixLengths(Strict):

@@ -101,7 +101,9 @@ class Routing(Strict):
         default="round_robin",
         description="round_robin; least_outstanding_tokens (fewest queued + running tokens); "
         "power_of_two (the less loaded of two random replicas); session_affinity (a session "
-        "always to one replica); prefix_affinity (same shared prefix to one replica).",
+        "always to one replica, every round alike); prefix_affinity (requests whose prompts "
+        "start with the same shared prefix, a system prompt or an earlier request, to one "
+        "replica, across sessions).",
     )
 
 

@@ -192,7 +192,8 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
         if adm.policy == "predicted_ttft" else 0.0
     result = simulate_pool(
         demand.batch, config, coeffs, num_replicas=k, routing=scenario.routing.policy,
-        route_key=demand.session, max_queue=max_queue, failures=events, seed=sim.seed,
+        route_key=demand.route_key(scenario.routing.policy), max_queue=max_queue,
+        failures=events, seed=sim.seed,
         tenant=demand.tenant, max_concurrent=limits, max_predicted_ttft_s=ttft_limit_s,
         priority=np.array([t.tier for t in tenants] or [0], np.int16)[demand.tenant],
         itl_class=itl_class, num_itl_classes=max(len(tenants), 1), busy_bin_s=MINUTE_S,

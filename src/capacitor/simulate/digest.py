@@ -64,6 +64,8 @@ class PoolDigest:
     num_counted: float
     num_completed: float
     num_preemptions: float
+    prompt_tokens: float  # prompt tokens of counted completed requests
+    prefix_hit_tokens: float  # of which served from the prefix cache
     busy_total_s: float  # over the whole span, all replicas
     seq_total_s: float
     num_simulated: int  # every simulated request, counted or not
@@ -170,6 +172,8 @@ def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> Pool
         memory_s=memory_s, compute_s=compute_s,
         num_counted=float(measured.sum()), num_completed=float(counted_done.sum()),
         num_preemptions=float(res.num_preemptions[measured].sum()),
+        prompt_tokens=float(batch.prompt_len[counted_done].sum(dtype=np.int64)),
+        prefix_hit_tokens=float(res.num_cached_tokens[counted_done].sum(dtype=np.int64)),
         busy_total_s=float(res.busy_bins.sum()), seq_total_s=float(res.seq_bins.sum()),
         num_simulated=int(status.shape[0]),
     )

@@ -232,6 +232,8 @@ def _deployments(run) -> tuple[dict[str, DeploymentSummary], float]:
             requests=_r(p.num_counted * p.scale, 1),
             completed=_r(p.num_completed * p.scale, 1),
             preemptions=_r(p.num_preemptions * p.scale, 1),
+            prefix_hit_rate=_r(p.prefix_hit_tokens / p.prompt_tokens, 4)
+            if p.prompt_tokens else None,
             utilization=_r(busy, 4),
             batch_occupancy=_r(min(p.seq_total_s / (
                 p.simulated_replicas * span * p.max_num_seqs), 1.0), 4),

@@ -141,6 +141,10 @@ class DeploymentSummary(_Record):
                                    "1 decimal).")
     completed: float | None = Field(description="Requests completed (scaled; 1 decimal).")
     preemptions: float | None = Field(description="Preemptions (scaled; 1 decimal).")
+    prefix_hit_rate: float | None = Field(description="Prompt tokens served from the prefix "
+                                          "cache / prompt tokens, of the completed requests "
+                                          "counted (after warm-up), 0-1 (4 decimals); null "
+                                          "with none.")
     utilization: float | None = Field(description="Fraction of the span the replicas spent "
                                       "executing engine steps, 0-1 (4 decimals).")
     batch_occupancy: float | None = Field(description="Running sequences / max_num_seqs, "
