@@ -23,17 +23,20 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-#: What the shortened example answers (every seed): its free tier is throttled far beyond
-#: the 10% its SLO allows, so the run exits 1. Every run of it below must say so.
-SMALL_EXAMPLE_MISSES = {("free", "refused_pct")}
-
-
 def _assert_small_example_verdict(result, summary_path: Path) -> None:
-    assert result.exit_code == 1, (result.output, result.exception)
+    """What the shortened example answers: its 150 s end before west's outage at 300 s, its
+    free-tier conversations end and stay within max_model_len, and its monthly quota covers
+    the window's pro-rata tokens, so nothing is throttled or invalid. Premium meets its SLO;
+    free may miss refused_pct only by being shed by admission control in its bursts (80
+    requests/s), which depends on the seed and the routing cells. The exit code says
+    which."""
     summary = json.loads(summary_path.read_text())
-    assert not summary["verdict"]["ok"]
-    assert {(m["tenant"], m["metric"]) for m in summary["verdict"]["misses"]} == \
-        SMALL_EXAMPLE_MISSES
+    ok = summary["verdict"]["ok"]
+    assert result.exit_code == (0 if ok else 1), (result.output, result.exception)
+    assert {(m["tenant"], m["metric"]) for m in summary["verdict"]["misses"]} <= \
+        {("free", "refused_pct")}
+    for tenant in summary["tenants"].values():
+        assert tenant["refusals"]["throttled"] == tenant["refusals"]["invalid"] == 0.0
 
 
 def _small_example(tmp_path: Path, **simulation) -> Path:

@@ -36,7 +36,7 @@ SUMMARY = {
                "e2e_ms": {"p50": 900.0, "p90": 1000.0, "p99": 1100.0},
                "goodput_rps": 1.5, "throughput_rps": 1.65, "output_tokens_per_s": 165.0,
                "slo": {"ttft_p99_ms": 1000.0, "itl_p99_ms": None, "e2e_p99_ms": None,
-                       "max_throttled_pct": 1.0}}
+                       "max_throttled_pct": 1.0}, "limit_shares": None}
         for name, tier, p99 in (("a", 0, 120.0), ("b", 1, 1200.0))
     },
     "deployments": {"d": {"site": "s", "gpu": "H100", "replicas": 8, "simulated_replicas": 8,

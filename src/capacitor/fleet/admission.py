@@ -3,8 +3,12 @@
 A tenant's limits are fleet-wide; a deployment enforces its part of them. That part is
 ``scale`` per tenant: the sampling share ``k / R`` times the tenant's share of its own
 expected demand that goes to this deployment (so a tenant served by two deployments does not
-get its limit twice). Requests refused here are *throttled* (answered at once, like an HTTP
-429) and never reach a replica.
+get its limit twice). The split is fixed before the run and each deployment has its own
+buckets (no shared bucket): more demand on one deployment moves part of the limits to it and
+away from the tenant's other deployments, and traffic that differs from the expectation
+meets a part sized for the expectation. The run's summary reports the split and the
+requests throttled per deployment (``tenants.<t>.limit_shares``). Requests refused here are
+*throttled* (answered at once, like an HTTP 429) and never reach a replica.
 
 * ``requests_per_min`` / ``tokens_per_min``: token buckets refilled at the rate, holding
   ``bucket_depth_s`` seconds of it;

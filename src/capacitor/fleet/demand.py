@@ -100,9 +100,9 @@ def workload_batch(workload, send_s: np.ndarray, max_model_len: int, seed: int,
             output_len=lengths.output_len, num_groups=lengths.num_groups,
             users_per_group=lengths.users_per_group,
             enable_multi_turn_chat=lengths.enable_multi_turn_chat, arrival_s=send_s, seed=seed,
-            max_model_len=max_model_len,
-            # a scenario's multi-turn chat is a real conversation: the context grows
-            carry_context=lengths.enable_multi_turn_chat,
+            max_model_len=max_model_len, carry_context=lengths.carry_context,
+            mean_rounds_per_session=lengths.mean_rounds_per_session,
+            context_full=lengths.context_full,
         )
     else:
         raise ScenarioError(f"workload {workload.name}: lengths kind {lengths.kind!r} has no "

@@ -212,9 +212,40 @@ class SharedPrefixLengths(Strict):
     num_groups: int = Field(ge=1, description="Distinct system prompts.")
     users_per_group: int = Field(ge=1, description="Users (sessions) per system prompt.")
     enable_multi_turn_chat: bool = Field(
-        default=False, description="Users carry their conversation forward, round after "
-        "round (context grows by question + output each round)."
+        default=False, description="Each user sends rounds of a conversation (inference-perf's "
+        "multi-turn mode); without carry_context every round is sent as system prompt + "
+        "question, as the measured inference-perf runs did (same as capacitor validate)."
     )
+    carry_context: bool = Field(
+        default=False, description="With enable_multi_turn_chat: the context grows by "
+        "question + output each answered round (a real conversation), as capacitor "
+        "validate's carry_context column."
+    )
+    mean_rounds_per_session: float | None = Field(
+        default=None, ge=1, description="With carry_context: conversations end after a "
+        "geometric number of rounds with this mean, and the user starts a new one from the "
+        "system prompt (LMSYS-Chat-1M, arXiv:2309.11998: 2.0 turns per conversation on "
+        "average; the geometric shape is an assumption). None = one conversation per user "
+        "for the whole run."
+    )
+    context_full: Literal["refuse", "truncate", "new_session"] = Field(
+        default="refuse", description="With carry_context, what a user does when the next "
+        "round would exceed max_model_len: refuse = send it anyway and get HTTP 400 "
+        "(inference-perf); truncate = drop the oldest turns, keeping the system prompt; "
+        "new_session = start a new conversation."
+    )
+
+    @model_validator(mode="after")
+    def _sessions_need_context(self) -> SharedPrefixLengths:
+        if self.carry_context and not self.enable_multi_turn_chat:
+            raise ValueError("carry_context = True needs enable_multi_turn_chat: true")
+        if not self.carry_context:
+            for field, default in (("mean_rounds_per_session", None),
+                                   ("context_full", "refuse")):
+                if getattr(self, field) != default:
+                    raise ValueError(f"{field} = {getattr(self, field)!r} needs carry_context: "
+                                     "true (a context that is not carried never grows)")
+        return self
 
 
 class TraceLengths(Strict):

@@ -106,7 +106,8 @@ def tenant_shares(scenario, deployment: str) -> np.ndarray:
     """Per tenant, the fraction of its expected window demand that goes to ``deployment``
     (1 when it uses only that one; 0 when none): how its fleet-wide limits are split. A
     tenant with a workload of unknown volume (a trace replayed by ``time_scale``) splits
-    them evenly over the deployments it uses."""
+    them evenly over the deployments it uses. The summary reports it
+    (``tenants.<t>.limit_shares``, :func:`capacitor.simulate.summary._limit_shares`)."""
     expected = expected_arrivals(scenario)
     out = np.zeros(max(len(scenario.tenants), 1))
     for j, ten in enumerate(scenario.tenants):

@@ -29,12 +29,14 @@ import numpy as np
 from capacitor.economics.costs import energy_mwh
 from capacitor.engine.result import itl_bin_value_s
 from capacitor.engine.status import FLEET_CAUSES, REFUSAL_CAUSES
+from capacitor.simulate.deployment import tenant_shares
 from capacitor.simulate.digest import MINUTE_S
 from capacitor.simulate.economics import economics_summary
 from capacitor.simulate.site_power import pool_facility_w, pool_gpu_power_w, site_draw_w
 from capacitor.simulate.summary_model import (
     CapCost,
     DeploymentSummary,
+    LimitShare,
     Miss,
     Percentiles,
     PowerCapSummary,
@@ -132,8 +134,57 @@ def _tenant_stats(run, k: int, tenant) -> TenantSummary:
         ttft_ms=_percentiles(ttft), itl_ms=_percentiles(itl), e2e_ms=_percentiles(e2e),
         goodput_rps=_r(good / window), throughput_rps=_r(completed / window),
         output_tokens_per_s=_r(out_tokens / window, 1),
-        slo=tenant.slo,
+        slo=tenant.slo, limit_shares=_limit_shares(run, k, tenant),
     )
+
+
+#: A tenant's limits that are fleet-wide, so split over its deployments
+#: (:func:`~capacitor.simulate.deployment.tenant_shares`); ``max_share_pct`` and
+#: ``guaranteed_share_pct`` are per deployment already.
+FLEET_WIDE_LIMITS = (("rate_limits", "requests_per_min"), ("rate_limits", "tokens_per_min"),
+                     ("rate_limits", "max_concurrent"), ("quotas", "tokens_per_month"))
+
+
+def _limit_shares(run, k: int, tenant) -> dict[str, LimitShare] | None:
+    """Per deployment tenant ``k`` uses, its part of the tenant's fleet-wide limits, the
+    share of the tenant's window traffic that arrived there and the requests throttled there;
+    None when there is nothing split (no such limit, one deployment, admission off)."""
+    scenario = run.scenario
+    if scenario.admission.policy == "none" or not any(
+            getattr(getattr(tenant, group), field, None) for group, field in FLEET_WIDE_LIMITS
+            if getattr(tenant, group) is not None):
+        return None
+    used = [d.name for d in scenario.deployments if any(
+        w.tenant == tenant.name and w.deployment == d.name for w in scenario.workloads)]
+    if len(used) < 2:
+        return None
+    requests = dict.fromkeys(used, 0.0)
+    throttled = dict.fromkeys(used, 0.0)
+    col = REFUSAL_CAUSES.index("throttled")
+    for d in run.digests:
+        if d.name in requests:
+            requests[d.name] += d.requests[k] * d.scale
+            throttled[d.name] += d.refusals[k][col] * d.scale
+    total = sum(requests.values())
+    return {name: LimitShare(share=_r(tenant_shares(scenario, name)[k]),
+                             traffic_share=_r(requests[name] / total) if total else None,
+                             throttled=_r(throttled[name], 1)) for name in used}
+
+
+def _over_share_notes(tenants: dict[str, TenantSummary]) -> list[str]:
+    """One note per deployment whose traffic outgrew its part of a tenant's split limits and
+    was throttled there."""
+    notes = []
+    for name, t in tenants.items():
+        for dep, part in (t.limit_shares or {}).items():
+            if part.throttled and part.traffic_share is not None and \
+                    part.traffic_share > part.share:
+                notes.append(
+                    f"tenant {name}: {dep} received {100 * part.traffic_share:.1f}% of its "
+                    f"requests but enforces {100 * part.share:.1f}% of its fleet-wide limits "
+                    f"(split by expected demand, tenants.{name}.limit_shares); "
+                    f"{part.throttled:,.0f} requests throttled there")
+    return notes
 
 
 def _percentiles(values_ms: list[float]) -> Percentiles:
@@ -359,7 +410,7 @@ def summarize(run) -> RunSummary:
         text += f" ({cap.text})"
     window = scenario.simulation.window
     return RunSummary(
-        notes=_notes(run),
+        notes=_notes(run) + _over_share_notes(tenants),
         scenario=scenario.name,
         seed=scenario.simulation.seed,
         fidelity=scenario.simulation.fidelity,

@@ -72,6 +72,24 @@ class Refusals(_Record):
     failed_pct: float | None = Field(description="failed / requests, %.")
 
 
+class LimitShare(_Record):
+    """A tenant's part of its fleet-wide limits in one deployment, and what arrived there."""
+
+    share: float = Field(description="Fraction of each fleet-wide limit (requests_per_min, "
+                         "tokens_per_min, max_concurrent, tokens_per_month) this deployment "
+                         "enforces: the tenant's expected window demand here / its expected "
+                         "demand on all its deployments (an even split when a workload's "
+                         "volume is unknown). Fixed before the run: a deployment whose "
+                         "traffic grows does not take limit from the others, and the others "
+                         "do not lend it theirs.")
+    traffic_share: float | None = Field(description="Fraction of the tenant's requests in "
+                                        "the window that arrived at this deployment; above "
+                                        "share, this deployment's part of the limits is the "
+                                        "tighter one.")
+    throttled: float | None = Field(description="The tenant's requests throttled at this "
+                                    "deployment (1 decimal).")
+
+
 class TenantSummary(_Record):
     """One tenant over the measured window (after warm-up), scaled to the whole fleet."""
 
@@ -96,6 +114,11 @@ class TenantSummary(_Record):
     output_tokens_per_s: float | None = Field(description="Output tokens of completed "
                                               "requests per second of window (1 decimal).")
     slo: SLO = Field(description="The tenant's targets, as the scenario states them.")
+    limit_shares: dict[str, LimitShare] | None = Field(
+        default=None, description="Per deployment the tenant uses, its part of the tenant's "
+        "fleet-wide limits (split by expected demand, not shared buckets) and the traffic "
+        "that arrived there; null when the tenant has no fleet-wide limit, uses one "
+        "deployment, or admission is off.")
 
 
 class Miss(_Record):

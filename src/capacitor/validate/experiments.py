@@ -140,6 +140,17 @@ def unit_interval(text: str) -> float:
     return value
 
 
+def _at_least_one(text: str) -> float:
+    """Parser of a finite number >= 1 (a mean count of rounds)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 1.0):
+        raise ValueError("expected a number >= 1")
+    return value
+
+
 def boolean(text: str) -> bool:
     """Parser of true/false, 1/0, yes/no (any case)."""
     if text.lower() in _TRUE + _FALSE:
@@ -374,6 +385,16 @@ def _shared_prefix(row: Row, seed: int, max_model_len: int) -> Any:
     # current source); blank/false sends every round as system prompt + question, as the
     # measured inference-perf runs did (evidence in capacitor.workload.shared_prefix).
     carry_context = row.get("carry_context", boolean, False)
+    # Optional columns, as the scenario's shared_prefix keys of the same names (one
+    # generator, one meaning): conversations of a geometric number of rounds, and what a
+    # user does when the context is full. Both need carry_context.
+    rounds = row.get("mean_rounds_per_session", _at_least_one)
+    context_full = row.get("context_full", one_of(shared_prefix.CONTEXT_FULL), "refuse")
+    for col, value, default in (("mean_rounds_per_session", rounds, None),
+                                ("context_full", context_full, "refuse")):
+        if value != default and not (multi_turn and carry_context):
+            raise RowError(col, row.text(col), "needs enable_multi_turn_chat and "
+                           "carry_context true (a context that is not carried never grows)")
     arrival_s = arrival_times(stages, arrival, np.random.default_rng(seed))
     return shared_prefix.generate(
         **shape,
@@ -383,6 +404,8 @@ def _shared_prefix(row: Row, seed: int, max_model_len: int) -> Any:
         max_model_len=max_model_len,
         stage_counts=counts,
         carry_context=carry_context,
+        mean_rounds_per_session=rounds,
+        context_full=context_full,
     )
 
 

@@ -74,7 +74,28 @@ re-tokenisation of response text are ignored; token counts are as configured):
   previous request (the session lock: sent at ``max(scheduled, previous return)``).
 - vLLM answers HTTP 400 at once when ``prompt_len + output_len > max_model_len``
   (``rejected``); the context then does not grow, so that round's prompt repeats, and every
-  later round of the user is rejected too.
+  later round of the user is rejected too (``context_full="refuse"``, the default: what
+  inference-perf does).
+
+Sessions that end (``carry_context=True`` only; both off by default, so the generator
+above is unchanged unless asked):
+
+- ``mean_rounds_per_session``: a user's requests form conversations of a random number of
+  rounds, geometric on 1, 2, ... with that mean, each drawn independently; a new
+  conversation starts again from the group's system prompt (round 0). The mean's source:
+  LMSYS-Chat-1M (Zheng et al., 2023, arXiv:2309.11998, Table 1) reports 2.0 turns per
+  conversation on average over one million real chatbot conversations; the geometric shape
+  (a constant chance of stopping after each answer) is an ASSUMPTION. The user keeps its
+  slot, its system-prompt group and its session lock (``gate``) across conversations.
+- ``context_full``: what the client does when the next round would not fit in
+  ``max_model_len`` (round ``k`` with ``system_prompt_len + question_len + k * (question_len
+  + output_len) + output_len > max_model_len``): ``"refuse"`` sends it anyway (HTTP 400, as
+  above); ``"truncate"`` drops the oldest turns, keeping the system prompt and as many of the
+  latest turns as fit (the sliding window of chat front-ends and of LangChain's
+  ``trim_messages(strategy="last")``): the prompt stays at the longest round that fits, and
+  since its turns after the system prompt change every round, only the system prompt is a
+  cached prefix; ``"new_session"`` starts a fresh conversation from the system prompt, as a
+  user told "this conversation is too long" does.
 
 Version notes. Older ``openai_client.process_request`` called ``process_response`` even on
 a 400, which appends the (empty) response, so the context grew by the question after a
@@ -101,6 +122,9 @@ from capacitor.errors import ConfigError
 from capacitor.workload.stages import require_int as _int
 
 _INT32_MAX = np.iinfo(np.int32).max
+
+#: What a carried-context user does when its next round would exceed ``max_model_len``.
+CONTEXT_FULL = ("refuse", "truncate", "new_session")
 
 
 def _arrivals(arrival_s: np.ndarray) -> np.ndarray:
@@ -192,6 +216,8 @@ def generate(
     stage_counts: Sequence[int] | None = None,
     reset_sessions_each_stage: bool = False,
     carry_context: bool = False,
+    mean_rounds_per_session: float | None = None,
+    context_full: str = "refuse",
 ) -> RequestBatch:
     """The requests inference-perf's shared-prefix generator sends at times ``arrival_s``.
 
@@ -200,8 +226,12 @@ def generate(
     run as one stage. ``reset_sessions_each_stage`` restarts every conversation at each stage
     (newest inference-perf). ``carry_context`` False (default) sends every multi-turn round
     as system prompt + question with no session gate, as the measured inference-perf runs did;
-    True grows each user's context by every answered round. Lengths are in tokens; see the
-    module docstring for semantics and the evidence.
+    True grows each user's context by every answered round. With ``carry_context``,
+    ``mean_rounds_per_session`` (None = one conversation per user for the whole run) ends
+    conversations after a geometric number of rounds, and ``context_full`` ("refuse",
+    "truncate" or "new_session") says what a user does when the next round would exceed
+    ``max_model_len``. Lengths are in tokens; see the module docstring for semantics and the
+    evidence.
     """
     sys_len = _int("system_prompt_len", system_prompt_len, 0)
     q_len = _int("question_len", question_len, 1)
@@ -212,6 +242,12 @@ def generate(
     arrivals = _arrivals(arrival_s)
     n = arrivals.shape[0]
     num_prompts = groups * per_group
+    if context_full not in CONTEXT_FULL:
+        raise ConfigError(f"context_full = {context_full!r}: expected one of "
+                          f"{', '.join(CONTEXT_FULL)}")
+    if mean_rounds_per_session is not None and not mean_rounds_per_session >= 1.0:
+        raise ConfigError(f"mean_rounds_per_session = {mean_rounds_per_session}: must be "
+                          ">= 1 (rounds per conversation)")
 
     rng = np.random.default_rng(seed)
     # The one shuffle: prompt (single turn) or session (multi turn) slot -> original position.
@@ -238,24 +274,37 @@ def generate(
     pos[order] = np.arange(n, dtype=np.int64)
     run_start = np.flatnonzero(np.r_[n > 0, sorted_user[1:] != sorted_user[:-1]])
     rank_sorted = np.arange(n, dtype=np.int64) - np.repeat(run_start, np.diff(np.r_[run_start, n]))
-    rnd = rank_sorted[pos]  # round k of each request within its user's conversation
+    user_rank = rank_sorted[pos]  # the request's place among its user's requests
 
-    # Rounds 0..k_max fit (prompt + output <= max_model_len); later ones repeat round k_max+1.
+    gate = np.full(n, -1, np.int64)  # the session lock: the user's previous request
+    has_prev = user_rank > 0
+    gate[has_prev] = order[pos[has_prev] - 1]
+
+    # Rounds 0..k_max fit (prompt + output <= max_model_len).
     step = q_len + o_len
     room = max_len - (sys_len + q_len + o_len)
     k_max = room // step if room >= 0 else -1
-    eff = np.minimum(rnd, k_max + 1)
-    prompt_len = sys_len + q_len + eff * step
-    rejected = rnd > k_max
+    if mean_rounds_per_session is not None:
+        rank_sorted = _conversation_rounds(rank_sorted, run_start, mean_rounds_per_session,
+                                           rng)
+    if context_full == "new_session" and k_max >= 0:
+        rank_sorted = rank_sorted % (k_max + 1)  # a full conversation starts over
+    rnd = rank_sorted[pos]  # round k of each request within its conversation
 
-    gate = np.full(n, -1, np.int64)
-    has_prev = rnd > 0
-    gate[has_prev] = order[pos[has_prev] - 1]
+    if context_full == "truncate":  # the oldest turns dropped: the longest round that fits
+        eff = np.minimum(rnd, max(k_max, 0))
+        rejected = np.full(n, k_max < 0)
+    else:  # refused rounds repeat round k_max + 1 (the context does not grow)
+        eff = np.minimum(rnd, k_max + 1)
+        rejected = rnd > k_max
+    prompt_len = sys_len + q_len + eff * step
 
     prefix_src = np.array(seg_src, np.int64, copy=True)
     prefix_len = np.full(n, seg_len, np.int64)
     if k_max >= 0:
-        chained = has_prev  # source: the user's last accepted request, round min(k-1, k_max)
+        # source: the conversation's last accepted request, round min(k-1, k_max); a
+        # truncated round shares only the system prompt (its turns moved on)
+        chained = (rnd > 0) & ((rnd <= k_max) | (context_full != "truncate"))
         src_round = np.minimum(rnd[chained] - 1, k_max)
         prefix_src[chained] = order[pos[chained] - rnd[chained] + src_round]
         prefix_len[chained] = sys_len + q_len + src_round * step + o_len
@@ -269,6 +318,29 @@ def generate(
         rejected=rejected,
         segment_len=segment_len,
     )
+
+
+def _conversation_rounds(rank: np.ndarray, run_start: np.ndarray, mean_rounds: float,
+                         rng: np.random.Generator) -> np.ndarray:
+    """Per request in user order (``rank`` its place among its user's requests, each user's
+    requests contiguous from ``run_start``), its round within its conversation, the user's
+    requests cut into conversations of geometric length (1, 2, ...; mean ``mean_rounds``)."""
+    n = rank.shape[0]
+    if n == 0:
+        return rank
+    counts = np.diff(np.r_[run_start, n])
+    # one length per request is enough: every conversation has at least one round
+    length = rng.geometric(1.0 / mean_rounds, n).astype(np.int64)
+    ends = np.cumsum(length)
+    ends -= np.repeat(ends[run_start] - length[run_start], counts)  # per user, from 0
+    user_start = np.repeat(run_start, counts)
+    user_count = np.repeat(counts, counts)
+    starts = np.zeros(n, np.bool_)
+    starts[run_start] = True
+    inside = ends < user_count
+    starts[(user_start + ends)[inside]] = True
+    first = np.maximum.accumulate(np.where(starts, np.arange(n), 0))
+    return np.arange(n, dtype=np.int64) - first
 
 
 def _batch(
@@ -297,4 +369,4 @@ def _batch(
     )
 
 
-__all__ = ["generate"]
+__all__ = ["CONTEXT_FULL", "generate"]
