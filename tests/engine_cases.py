@@ -89,3 +89,16 @@ def config(**overrides) -> EngineConfig:
     base = dict(max_num_seqs=16, max_num_batched_tokens=256, block_size=16, num_gpu_blocks=400)
     base.update(overrides)
     return EngineConfig(**base)
+
+
+def assert_same_results(fast, ref, fields: tuple[str, ...]) -> None:
+    """The kernel's result ``fast`` equals the reference's ``ref``: every per-request field
+    in ``fields`` exactly, the step and block counters, the ITL histogram and counts exactly,
+    the ITL sums and busy time to float rounding."""
+    for name in fields:
+        np.testing.assert_array_equal(getattr(fast, name), getattr(ref, name), err_msg=name)
+    assert (fast.num_steps, fast.max_blocks_used) == (ref.num_steps, ref.max_blocks_used)
+    np.testing.assert_array_equal(fast.itl_hist, ref.itl_hist)
+    np.testing.assert_array_equal(fast.itl_count, ref.itl_count)
+    np.testing.assert_allclose(fast.itl_sum_s, ref.itl_sum_s, rtol=1e-9)
+    np.testing.assert_allclose(fast.busy_s, ref.busy_s, rtol=1e-9)

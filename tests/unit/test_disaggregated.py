@@ -21,7 +21,13 @@ from capacitor.perf.step_time import (
     C_WEIGHT_S,
     NUM_COEFFS,
 )
-from tests.engine_cases import coeffs_8b_like, coeffs_moe_like, config, make_requests
+from tests.engine_cases import (
+    assert_same_results,
+    coeffs_8b_like,
+    coeffs_moe_like,
+    config,
+    make_requests,
+)
 
 SYNC_ASYNC = pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "async"])
 
@@ -30,14 +36,9 @@ def _compare(batch, prefill, decode, transfer):
     """Run both; every per-request field and every counter must be identical."""
     ref = reference_disagg.simulate_disaggregated(batch, prefill, decode, transfer)
     fast = simulate_disaggregated(batch, prefill, decode, transfer)
-    for name in ("status", "replica", "decode_replica", "send_s", "first_token_s",
-                 "finish_s", "kv_arrival_s", "num_preemptions", "num_cached_tokens"):
-        np.testing.assert_array_equal(getattr(fast, name), getattr(ref, name), err_msg=name)
-    assert (fast.num_steps, fast.max_blocks_used) == (ref.num_steps, ref.max_blocks_used)
-    np.testing.assert_array_equal(fast.itl_hist, ref.itl_hist)
-    np.testing.assert_array_equal(fast.itl_count, ref.itl_count)
-    np.testing.assert_allclose(fast.itl_sum_s, ref.itl_sum_s, rtol=1e-9)
-    assert fast.busy_s == pytest.approx(ref.busy_s, rel=1e-9)
+    assert_same_results(fast, ref, (
+        "status", "replica", "decode_replica", "send_s", "first_token_s", "finish_s",
+        "kv_arrival_s", "num_preemptions", "num_cached_tokens"))
     return ref
 
 

@@ -11,7 +11,7 @@ from capacitor.engine import reference, reference_pool
 from capacitor.engine.requests import RequestBatch
 from capacitor.engine.simulator import simulate_pool
 from capacitor.engine.status import S_COMPLETED, S_LOST, S_SHED
-from tests.engine_cases import coeffs_8b_like, config, make_requests
+from tests.engine_cases import assert_same_results, coeffs_8b_like, config, make_requests
 
 SYNC_ASYNC = pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "async"])
 
@@ -20,14 +20,9 @@ def _compare(batch, cfg, **pool):
     """Run both; every per-request field and every counter must be identical."""
     ref = reference_pool.simulate_pool(batch, cfg, coeffs_8b_like(), **pool)
     fast = simulate_pool(batch, cfg, coeffs_8b_like(), **pool)
-    for name in ("status", "replica", "send_s", "first_token_s", "finish_s",
-                 "num_preemptions", "num_cached_tokens"):
-        np.testing.assert_array_equal(getattr(fast, name), getattr(ref, name), err_msg=name)
-    assert (fast.num_steps, fast.max_blocks_used) == (ref.num_steps, ref.max_blocks_used)
-    np.testing.assert_array_equal(fast.itl_hist, ref.itl_hist)
-    np.testing.assert_array_equal(fast.itl_count, ref.itl_count)
-    np.testing.assert_allclose(fast.itl_sum_s, ref.itl_sum_s, rtol=1e-9)
-    assert fast.busy_s == pytest.approx(ref.busy_s, rel=1e-9)
+    assert_same_results(fast, ref, (
+        "status", "replica", "send_s", "first_token_s", "finish_s", "num_preemptions",
+        "num_cached_tokens"))
     return ref
 
 
