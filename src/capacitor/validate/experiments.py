@@ -35,7 +35,6 @@ other engine setting is None, i.e. the engine's own default
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,27 +43,18 @@ from typing import Any
 
 import numpy as np
 
-from capacitor.catalog.hardware import get_gpu
-from capacitor.catalog.models import resolve_model
 from capacitor.engine import simulate
 from capacitor.engine.disaggregated import (
-    check_pools,
     disagg_max_model_len,
     simulate_disaggregated,
 )
-from capacitor.engine.replica import ReplicaSpec, build_replica
 from capacitor.engine.simulator import simulate_pool
 from capacitor.errors import (
     CapacitorError,
-    CatalogError,
-    ConfigError,
-    MemoryFitError,
-    ValidationDataError,
 )
 from capacitor.parallel import default_workers, map_ordered
 from capacitor.perf.memory import kv_transfer_s
 from capacitor.perf.profile import load_profile
-from capacitor.perf.speculative import SPECULATIVE_METHODS
 from capacitor.validate.metrics import (
     PREDICTION_COLUMNS,
     absolute_percentage_errors,
@@ -73,100 +63,34 @@ from capacitor.validate.metrics import (
     request_metrics,
     write_predictions,
 )
+from capacitor.validate.replicas import (
+    DisaggPlan,
+    _data_parallel_replicas,
+    build_disaggregated,
+    build_replica_for_row,
+    is_disaggregated,
+)
+from capacitor.validate.rows import (
+    COUNT,
+    COUNT0,
+    REQUIRED_COLUMNS,
+    Row,
+    RowError,
+    at_least_one,
+    boolean,
+    fraction,
+    integer,
+    one_of,
+)
 from capacitor.workload import closed_loop, offline, shared_prefix
 from capacitor.workload.stages import arrival_times, parse_stages, stage_counts
 
-REQUIRED_COLUMNS = ("id", "model", "hardware", "workload")
 WORKLOADS = ("shared_prefix", "closed_loop", "offline")
-ENGINES = ("vllm", "sglang", "trtllm")
-PRECISIONS = ("fp16", "bf16", "fp8", "fp4")
 ARRIVALS = ("poisson", "constant")
 DEFAULT_SEED = 42
-DEFAULT_BLOCK_SIZE = 16
-_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 #: ``progress(done, total, row_id, error)`` is called after each row (error None on success).
 ProgressCallback = Callable[[int, int, str, "str | None"], None]
-
-
-class RowError(ValidationDataError):
-    """One experiments row cannot run; the message names the column and its value."""
-
-    def __init__(self, column: str, value: object, reason: str) -> None:
-        shown = f"{column}={value!r}" if value not in ("", None) else f"{column} (blank)"
-        super().__init__(f"{shown}: {reason}")
-        self.column = column
-
-
-def integer(minimum: int = 1, maximum: int = 2**31 - 1) -> Callable[[str], int]:
-    """Parser of an integer cell (``128`` or ``128.0``) in [``minimum``, ``maximum``] (the
-    default maximum is the simulator's 32-bit counts)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not value.is_integer():
-            raise ValueError("not an integer")
-        if value < minimum:
-            raise ValueError(f"must be >= {minimum}")
-        if value > maximum:
-            raise ValueError(f"must be <= {maximum:,}")
-        return int(value)
-
-    return parse
-
-
-def fraction(text: str) -> float:
-    """Parser of a number in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("not a number") from None
-    if not 0.0 < value <= 1.0:
-        raise ValueError("must be in (0, 1]")
-    return value
-
-
-def unit_interval(text: str) -> float:
-    """Parser of a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise ValueError("must be in [0, 1]")
-    return value
-
-
-def _at_least_one(text: str) -> float:
-    """Parser of a finite number >= 1 (a mean count of rounds)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 1.0):
-        raise ValueError("expected a number >= 1")
-    return value
-
-
-def boolean(text: str) -> bool:
-    """Parser of true/false, 1/0, yes/no (any case)."""
-    if text.lower() in _TRUE + _FALSE:
-        return text.lower() in _TRUE
-    raise ValueError("not a boolean (true/false, 1/0, yes/no)")
-
-
-def one_of(options: tuple[str, ...]) -> Callable[[str], str]:
-    """Parser of a case-insensitive choice; returns it lower-cased."""
-
-    def parse(text: str) -> str:
-        if text.lower() not in options:
-            raise ValueError(f"unknown; expected one of {', '.join(options)}")
-        return text.lower()
-
-    return parse
 
 
 # The public shared-prefix validation runs (inference-perf against vLLM, the
@@ -178,43 +102,6 @@ def one_of(options: tuple[str, ...]) -> Callable[[str], str]:
 # overrides it; other workloads default to the model's limit capped by the KV capacity.
 SHARED_PREFIX_MAX_MODEL_LEN = 4096
 
-COUNT, COUNT0 = integer(1), integer(0)
-Parser = Callable[[str], Any]
-
-
-class Row:
-    """Typed access to the cells of one experiments row (a missing column reads as blank)."""
-
-    def __init__(self, cells: dict[str, str], base_dir: str | Path) -> None:
-        self.cells = cells
-        self.base_dir = Path(base_dir)
-        self.workload = ""
-
-    def text(self, col: str) -> str:
-        return self.cells.get(col, "")
-
-    def get(self, col: str, parse: Parser = str, default: Any = None, *, required: bool = False):
-        """``parse(cell)``, or ``default`` when blank; RowError naming the column otherwise."""
-        text = self.text(col)
-        if not text:
-            if required:
-                who = "every row" if col in REQUIRED_COLUMNS else f"workload={self.workload}"
-                raise RowError(col, "", f"missing (needed by {who})")
-            return default
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise RowError(col, text, str(exc)) from None
-
-    def model_ref(self) -> str:
-        """``model`` as given, or as a path relative to the experiments file when one exists."""
-        ref = self.get("model", required=True)
-        here, there = Path(ref), self.base_dir / ref
-        if not here.exists() and (there.is_file() or (there / "config.json").is_file()):
-            return str(there)
-        return ref
-
-
 @dataclass(slots=True)
 class RowPlan:
     """What one row simulates: the request batch, the replica, and which requests count."""
@@ -225,144 +112,6 @@ class RowPlan:
     measured_mask: np.ndarray
     num_replicas: int = 1  # offline data-parallel replicas
     disagg: DisaggPlan | None = None
-
-
-def _resolve_model_gpu(row: Row) -> tuple[Any, Any]:
-    """The row's model and GPU from the catalogues (RowError naming the column otherwise)."""
-    ref, hardware = row.model_ref(), row.get("hardware", required=True)
-    try:
-        model = resolve_model(ref)
-    except CatalogError as exc:
-        raise RowError("model", row.text("model"), str(exc)) from None
-    try:
-        gpu = get_gpu(hardware)
-    except CatalogError as exc:
-        raise RowError("hardware", hardware, str(exc)) from None
-    return model, gpu
-
-
-def _build(row: Row, profile: object, model: Any, gpu: Any, tp: int, pp: int, ep: int | None,
-           dp_attention: bool, where: str = "") -> tuple[Any, np.ndarray]:
-    """One replica of ``tp × pp`` GPUs with the row's engine settings."""
-    spec = ReplicaSpec(
-        model=model,
-        gpu=gpu,
-        tp=tp,
-        pp=pp,
-        ep=ep,
-        dp_attention=dp_attention,
-        precision=row.get("precision", one_of(PRECISIONS)),
-        kv_cache_dtype=row.get("kv_cache_dtype", str.lower),
-        engine=row.get("engine", one_of(ENGINES), "vllm"),
-        max_num_seqs=row.get("max_num_seqs", COUNT),
-        max_num_batched_tokens=row.get("max_num_batched_tokens", COUNT),
-        gpu_memory_utilization=row.get("gpu_memory_utilization", fraction),
-        block_size=row.get("block_size", COUNT, DEFAULT_BLOCK_SIZE),
-        enable_prefix_caching=row.get("enable_prefix_caching", boolean),
-        cpu_offload=row.get("cpu_offload", boolean),
-        total_kv_blocks=row.get("total_kv_blocks", COUNT),
-        max_model_len=row.get("max_model_len", integer(2)),
-        async_scheduling=row.get("async_scheduling", boolean),
-        scheduler_recv_interval=row.get("scheduler_recv_interval", COUNT),
-        attention_dp_timeout_iters=row.get("attention_dp_timeout_iters", COUNT),
-        speculative=row.get("speculative", one_of(SPECULATIVE_METHODS), "none"),
-        num_speculative_tokens=row.get("num_speculative_tokens", integer(1, 16)),
-        mtp_acceptance_rate=row.get("mtp_acceptance_rate", unit_interval),
-    )
-    try:
-        return build_replica(spec, profile)
-    except MemoryFitError as exc:
-        hw = row.text("hardware")
-        raise RowError("model", row.text("model"),
-                       f"does not fit {where}on hardware={hw} with tp={tp} pp={pp}: {exc}"
-                       ) from None
-
-
-def build_replica_for_row(row: Row, profile: object) -> tuple[Any, np.ndarray]:
-    """ReplicaSpec from the row's model / hardware / engine columns → (EngineConfig, coeffs)."""
-    model, gpu = _resolve_model_gpu(row)
-    tp, pp = row.get("tp", COUNT, 1), row.get("pp", COUNT, 1)
-    _data_parallel_replicas(row, tp, pp)
-    return _build(row, profile, model, gpu, tp, pp, row.get("ep", COUNT),
-                  row.get("dp_attention", boolean, False))
-
-
-def _data_parallel_replicas(row: Row, tp: int, pp: int) -> int:
-    """Replicas of ``tp × pp`` GPUs the row's ``num_gpus`` makes: 1, or for an offline row
-    ``num_gpus / (tp × pp)`` data-parallel replicas (a multiple of it)."""
-    num_gpus = row.get("num_gpus", COUNT)
-    if num_gpus is None or num_gpus == tp * pp:
-        return 1
-    if row.text("workload").lower() == "offline" and num_gpus % (tp * pp) == 0:
-        return num_gpus // (tp * pp)
-    if row.text("workload").lower() == "offline":
-        raise RowError("num_gpus", num_gpus,
-                       f"must be a multiple of tp × pp = {tp} × {pp} = {tp * pp} "
-                       "(data-parallel replicas)")
-    raise RowError("num_gpus", num_gpus, f"must equal tp × pp = {tp} × {pp} = {tp * pp}")
-
-
-#: the columns of a disaggregated row, per pool (``num_gpus`` counts both pools)
-DISAGG_COLUMNS = tuple(f"{pool}_{c}" for pool in ("prefill", "decode")
-                       for c in ("workers", "tp", "ep", "dp_attention"))
-
-
-def is_disaggregated(row: Row) -> bool:
-    """Whether the row describes a disaggregated deployment (any ``prefill_*`` /
-    ``decode_*`` cell filled)."""
-    return any(row.text(c) for c in DISAGG_COLUMNS)
-
-
-@dataclass(slots=True)
-class DisaggPlan:
-    """A disaggregated row's pools: ``(config, coeffs, workers)`` each, and per request the
-    KV transfer seconds (filled once the batch is known)."""
-
-    prefill: tuple[Any, np.ndarray, int]
-    decode: tuple[Any, np.ndarray, int]
-    model: Any
-    prefill_tp: int
-    kv_cache_dtype: str | None
-    link_gb_s: float
-
-
-def build_disaggregated(row: Row, profile: object) -> DisaggPlan:
-    """Both pools of a disaggregated row (RowError naming the column when they cannot run)."""
-    model, gpu = _resolve_model_gpu(row)
-    for col in ("tp", "pp", "ep", "dp_attention"):
-        if row.text(col):
-            raise RowError(col, row.text(col), "must be blank on a disaggregated row "
-                           "(the prefill_* and decode_* columns describe the pools)")
-    pools = {}
-    for pool in ("prefill", "decode"):
-        workers = row.get(f"{pool}_workers", COUNT, required=True)
-        tp = row.get(f"{pool}_tp", COUNT, required=True)
-        ep = row.get(f"{pool}_ep", COUNT)
-        dp_attention = row.get(f"{pool}_dp_attention", boolean, False)
-        try:
-            config, coeffs = _build(row, profile, model, gpu, tp, 1, ep, dp_attention,
-                                    where=f"the {pool} pool ")
-        except ConfigError as exc:  # tp / ep that cannot work: name the pool's column
-            col = f"{pool}_ep" if str(exc).startswith("ep=") else f"{pool}_tp"
-            raise RowError(col, row.text(col), str(exc)) from None
-        pools[pool] = (config, coeffs, workers, tp)
-    total = sum(w * tp for (_, _, w, tp) in pools.values())
-    num_gpus = row.get("num_gpus", COUNT)
-    if num_gpus is not None and num_gpus != total:
-        (_, _, wp, tpp), (_, _, wd, tpd) = pools["prefill"], pools["decode"]
-        raise RowError("num_gpus", num_gpus, "must equal prefill_workers × prefill_tp + "
-                       f"decode_workers × decode_tp = {wp} × {tpp} + {wd} × {tpd} = {total}")
-    try:
-        link = gpu.kv_link_gb_s(total)
-        check_pools(pools["prefill"][0], pools["decode"][0], pools["prefill"][2],
-                    pools["decode"][2])
-    except CapacitorError as exc:
-        raise RowError("hardware", row.text("hardware"), str(exc)) from None
-    return DisaggPlan(
-        prefill=pools["prefill"][:3], decode=pools["decode"][:3], model=model,
-        prefill_tp=pools["prefill"][3], kv_cache_dtype=row.get("kv_cache_dtype", str.lower),
-        link_gb_s=link,
-    )
 
 
 def _shared_prefix(row: Row, seed: int, max_model_len: int) -> Any:
@@ -388,7 +137,7 @@ def _shared_prefix(row: Row, seed: int, max_model_len: int) -> Any:
     # Optional columns, as the scenario's shared_prefix keys of the same names (one
     # generator, one meaning): conversations of a geometric number of rounds, and what a
     # user does when the context is full. Both need carry_context.
-    rounds = row.get("mean_rounds_per_session", _at_least_one)
+    rounds = row.get("mean_rounds_per_session", at_least_one)
     context_full = row.get("context_full", one_of(shared_prefix.CONTEXT_FULL), "refuse")
     for col, value, default in (("mean_rounds_per_session", rounds, None),
                                 ("context_full", context_full, "refuse")):
