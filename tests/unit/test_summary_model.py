@@ -153,3 +153,18 @@ def test_the_terminal_report_reads_the_typed_summary() -> None:
     assert "tiny: tier 1 b misses ttft_p99_ms (1200.0 vs 1000.0, +20.0%)" in text
     assert "50 / 1,200" in text  # b's TTFT p50 / p99, ms
     assert "8 GPUs, power 10 kW mean / 12 kW peak of 1.0 MW cap" in text  # 0.01, 0.012 MW
+
+
+def test_the_terminal_report_prints_the_summary_notes() -> None:
+    """``summary.notes`` (e.g. a deployment that outgrew its share of a tenant's limits) are
+    printed under the verdict, each on its own line."""
+    from rich.console import Console
+
+    from capacitor.report.terminal import print_run
+
+    console = Console(record=True, width=200)
+    notes = ["tenant bronze: d received 70.0% of its requests", "a second note"]
+    print_run(console, RunSummary.model_validate({**SUMMARY, "notes": notes}))
+    lines = console.export_text().splitlines()
+    assert "note: tenant bronze: d received 70.0% of its requests" in lines
+    assert "note: a second note" in lines

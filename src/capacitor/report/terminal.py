@@ -47,6 +47,8 @@ def print_run(console: Console, summary: RunSummary) -> None:
         f"warm-up) of {window.month or 'the rates as written'}, "
         f"fidelity {summary.fidelity}, seed {summary.seed}"
     )
+    for note in summary.notes:  # what the numbers above need to be read with
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     tiers = Table(title="tenants", box=box.SIMPLE_HEAD)
     for col in (
         "tenant",
