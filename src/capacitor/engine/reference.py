@@ -60,6 +60,7 @@ import numpy as np
 from capacitor.engine.config import EngineConfig
 from capacitor.engine.prefix_chain import normalise_prefix_chains
 from capacitor.engine.reference_cache import BlockCache
+from capacitor.engine.reference_clients import Clients
 from capacitor.engine.requests import RequestBatch
 from capacitor.engine.result import ITL_BINS_PER_E, ITL_MIN_S, ITL_NUM_BINS, EngineResult
 from capacitor.engine.status import S_COMPLETED, S_LOST, S_PENDING
@@ -514,40 +515,6 @@ class ReplicaEngine:
         self.reset()
         self.t = now
         return back
-
-
-class Clients:
-    """The clients of ``batch``: open-loop requests sent at their arrival, gated ones (a
-    session's next round) when the request they wait for is answered, and closed-loop ones
-    (``batch.concurrency`` clients) when any earlier one is. ``releases`` is a heap of
-    ``(engine arrival time, request)``; the send times go to ``send`` (a request's list)."""
-
-    def __init__(self, batch: RequestBatch, send: list[float], ingress_s: float) -> None:
-        self.batch, self.send_s, self.ingress_s = batch, send, ingress_s
-        self.children: dict[int, list[int]] = {}  # gated requests, by the one they wait for
-        for i in range(len(batch)):
-            if batch.gate[i] >= 0:
-                self.children.setdefault(int(batch.gate[i]), []).append(i)
-        self.concurrency = batch.concurrency
-        self.next_closed = self.concurrency  # closed loop: the next request a response sends
-        self.releases: list[tuple[float, int]] = []
-        for i in range(len(batch)):
-            if batch.gate[i] < 0 and (self.concurrency == 0 or i < self.concurrency):
-                send[i] = float(batch.arrival_s[i])
-                heapq.heappush(self.releases, (send[i] + ingress_s, i))
-
-    def send(self, c: int, client_t: float) -> None:
-        """Request ``c`` is sent at ``client_t`` (not before its own arrival time)."""
-        self.send_s[c] = max(float(self.batch.arrival_s[c]), client_t)
-        heapq.heappush(self.releases, (self.send_s[c] + self.ingress_s, c))
-
-    def on_response(self, i: int, client_t: float) -> None:
-        """Request ``i``'s client got its answer (last token or error) at ``client_t``."""
-        for c in self.children.get(i, ()):
-            self.send(c, client_t)
-        if self.concurrency and self.next_closed < len(self.batch):
-            self.next_closed += 1
-            self.send(self.next_closed - 1, client_t)
 
 
 def simulate(

@@ -34,7 +34,8 @@ import math
 import numpy as np
 
 from capacitor.engine.config import EngineConfig
-from capacitor.engine.reference import Clients, RequestState
+from capacitor.engine.reference import RequestState
+from capacitor.engine.reference_clients import Clients
 from capacitor.engine.reference_pool import _Replica
 from capacitor.engine.requests import RequestBatch
 from capacitor.engine.result import EngineResult
