@@ -36,6 +36,7 @@ from capacitor.perf.memory import (
     kv_dtype_bytes,
     normalize_precision,
     num_gpu_blocks,
+    redundant_experts,
     resolve_constants,
 )
 from capacitor.perf.profile import PerfProfile, check_engine, engine_defaults
@@ -56,6 +57,9 @@ class ReplicaSpec:
         gpu: a :class:`capacitor.catalog.hardware.GPUSpec`.
         tp, pp: tensor / pipeline parallel sizes; ep: expert-parallel size over the same
             GPUs (None = 1).
+        ep_num_redundant_experts: extra physical experts per MoE layer (SGLang
+            ``--ep-num-redundant-experts``); None = the fewest that make the experts divide
+            over ep (:func:`capacitor.perf.memory.redundant_experts`), 0 when ep divides them.
         dp_attention: attention data-parallel over the tp GPUs, each with a full copy of
             the attention weights and its own sequences' KV, the MoE layers expert-parallel
             (SGLang ``--enable-dp-attention``, TensorRT-LLM ``enable_attention_dp``); the
@@ -94,6 +98,7 @@ class ReplicaSpec:
     tp: int = 1
     pp: int = 1
     ep: int | None = 1
+    ep_num_redundant_experts: int | None = None
     dp_attention: bool = False
     precision: str | None = None
     kv_cache_dtype: str | None = "auto"
@@ -240,7 +245,9 @@ def build_replica(
     model, gpu = spec.model, spec.gpu
     tp, pp = _positive_int("tp", spec.tp), _positive_int("pp", spec.pp)
     ep = 1 if spec.ep is None else _positive_int("ep", spec.ep)
-    check_parallelism(model, tp, pp, ep)
+    redundant = redundant_experts(model, ep, spec.ep_num_redundant_experts)
+    check_parallelism(model, tp, pp, ep, dp_attention=spec.dp_attention,
+                      ep_num_redundant_experts=redundant)
     engine = check_engine(spec.engine)
     precision = normalize_precision(spec.precision, model)
     kv_dtype = spec.kv_cache_dtype or "auto"
@@ -257,7 +264,8 @@ def build_replica(
         blocks = _positive_int("total_kv_blocks", spec.total_kv_blocks)
         check_reported_blocks(model, gpu, blocks, tp=tp, pp=pp, precision=precision,
                               kv_cache_dtype=kv_dtype, block_size=block_size,
-                              dp_attention=spec.dp_attention)
+                              dp_attention=spec.dp_attention,
+                              ep_num_redundant_experts=redundant)
     else:
         blocks = num_gpu_blocks(
             model,
@@ -274,6 +282,7 @@ def build_replica(
             engine=engine,
             profile=constants,
             dp_attention=spec.dp_attention,
+            ep_num_redundant_experts=redundant,
         )
 
     capacity = blocks * block_size
@@ -297,6 +306,7 @@ def build_replica(
     num_drafts, acceptance, draft = _speculative_settings(
         spec, model, gpu, tp=tp, ep=ep, precision=precision, kv_cache_dtype=kv_dtype,
         engine=engine, profile=constants, dp_attention=spec.dp_attention,
+        ep_num_redundant_experts=redundant,
     )
     config = EngineConfig(
         max_num_seqs=settings["max_num_seqs"],
@@ -329,6 +339,7 @@ def build_replica(
         engine=engine,
         profile=constants,
         dp_attention=spec.dp_attention,
+        ep_num_redundant_experts=redundant,
     )
     return config, coeffs
 

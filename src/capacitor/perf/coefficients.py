@@ -319,6 +319,7 @@ def build_coefficients(
     profile: PerfProfile | ProfileConstants | None = None,
     moe_all_to_all: bool = False,
     dp_attention: bool = False,
+    ep_num_redundant_experts: int = 0,
 ) -> np.ndarray:
     """The ``NUM_COEFFS`` float64 vector for :func:`step_time_s` (layout in step_time.py).
 
@@ -329,12 +330,16 @@ def build_coefficients(
     and combine ((b); not what vLLM runs inside one dp = 1 replica, hence off by default).
     ``dp_attention`` runs attention data-parallel over the tp GPUs (SGLang
     ``--enable-dp-attention``, TensorRT-LLM ``enable_attention_dp``; "MLA and DP attention"
-    in the module docstring).
+    in the module docstring). ``ep_num_redundant_experts`` r places ``(E + r) / ep``
+    physical experts on each GPU: the routed-expert bytes grow by ``(E + r) / E`` and the
+    busiest GPU's touch fraction is that of ``E + r`` experts chosen top-k uniformly (an
+    approximation: a replicated expert's tokens split between its copies).
 
     Raises:
         ConfigError: invalid tp/pp/ep, unknown engine, precision or kv_cache_dtype.
     """
-    check_parallelism(model, tp, pp, ep)
+    check_parallelism(model, tp, pp, ep, dp_attention=dp_attention,
+                      ep_num_redundant_experts=ep_num_redundant_experts)
     # The GPUs one MoE layer's experts spread over: the tp GPUs of its pipeline stage (ep is
     # tp, or tp*pp counting every stage's GPUs; check_parallelism allows nothing else).
     ep_group = tp if ep > 1 else 1
@@ -421,9 +426,12 @@ def build_coefficients(
 
     if model.is_moe:
         routed_per_token = model.active_param_count() - model.dense_param_count()
+        physical = model.num_experts + ep_num_redundant_experts
+        if ep_num_redundant_experts:
+            experts = experts * physical / model.num_experts
         coeffs[st.C_MOE_WEIGHT_S] = experts * bpp / tp / (hbm * eff.weight_bw)
         coeffs[st.C_MOE_TOPK_FRACTION] = ep_touch_fraction(
-            model.num_experts, model.num_experts_per_tok, ep_group
+            physical, model.num_experts_per_tok, ep_group
         )
         coeffs[st.C_MOE_GEMM_S_PER_TOKEN] = 2.0 * routed_per_token / tp / gemm_rate
         coeffs[st.C_MOE_HALF_TOKENS] = (

@@ -11,7 +11,10 @@ row-parallel projections, experts sliced per rank). Expert parallelism (vLLM
 ``--enable-expert-parallel``) places E/tp whole experts on each GPU of a stage instead of a
 1/tp slice of all E: the bytes per GPU are the same (E divisible by ep), and with dp = 1 no
 all-to-all buffers are allocated, so ``ep`` only has to be valid (:func:`check_parallelism`);
-its step-time effects are in :mod:`capacitor.perf.coefficients`. Pipeline parallelism
+its step-time effects are in :mod:`capacitor.perf.coefficients`. Redundant experts (SGLang
+``--ep-num-redundant-experts r``, used by wide-EP deployments for load balancing, and needed
+when ep does not divide E) place ``(E + r) / ep`` physical experts on each GPU: the routed
+expert bytes grow by ``(E + r) / E`` (:func:`redundant_experts`). Pipeline parallelism
 puts ceil(layers/pp) layers on the fullest stage, plus the embedding (first stage) or the LM
 head (last stage); we size every GPU like that fullest stage (conservative by < 1 layer).
 
@@ -98,22 +101,45 @@ def resolve_constants(profile: PerfProfile | ProfileConstants | None, gpu: Any, 
     return (profile or load_profile(None)).constants(gpu.family, check_engine(engine))
 
 
-def check_parallelism(model: Any, tp: int, pp: int, ep: int) -> None:
+def redundant_experts(model: Any, ep: int, ep_num_redundant_experts: int | None = None) -> int:
+    """Redundant (extra physical) experts per MoE layer: ``ep_num_redundant_experts`` when
+    given, else the fewest that make ``num_experts + r`` divisible by ``ep`` (0 when ep
+    divides the experts). SGLang refuses a layout whose physical experts do not divide
+    evenly over the EP ranks (``--ep-num-redundant-experts``, default 0); the fewest is an
+    ASSUMPTION for rows that do not say (the GB200 wide-EP recipes of SGLang and Dynamo set
+    32, which gives the same 288 experts at ep = 48)."""
+    if ep_num_redundant_experts is not None:
+        r = ep_num_redundant_experts
+        if not isinstance(r, int) or isinstance(r, bool) or r < 0:
+            raise ConfigError(f"ep_num_redundant_experts={r!r}: must be an integer >= 0")
+        return r
+    if ep <= 1 or not model.is_moe:
+        return 0
+    return -model.num_experts % ep
+
+
+def check_parallelism(
+    model: Any, tp: int, pp: int, ep: int, *, dp_attention: bool = False,
+    ep_num_redundant_experts: int = 0,
+) -> None:
     """ConfigError naming the field when tp, pp or ep cannot work for ``model``.
 
     tp must divide the attention heads (and, like vLLM, divide or be a multiple of the KV
-    heads); pp must be 1..num_layers; ep > 1 needs an MoE model, must divide the number of
-    experts, and must equal tp: vLLM's ``--enable-expert-parallel`` sets the expert-parallel
-    group to TP x DP with DP = 1 inside one replica (pipeline stages hold different layers,
-    so a layer's experts spread over its stage's tp GPUs). ``ep = tp*pp`` (every GPU of the
-    replica counted) is accepted as the same layout."""
+    heads) unless ``dp_attention`` (then every GPU holds all the heads); pp must be
+    1..num_layers; ep > 1 needs an MoE model, must divide the number of physical experts
+    (``num_experts + ep_num_redundant_experts``), and must equal tp: vLLM's
+    ``--enable-expert-parallel`` sets the expert-parallel group to TP x DP with DP = 1
+    inside one replica (pipeline stages hold different layers, so a layer's experts spread
+    over its stage's tp GPUs). ``ep = tp*pp`` (every GPU of the replica counted) is accepted
+    as the same layout."""
     for field, value in (("tp", tp), ("pp", pp), ("ep", ep)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{field}={value!r}: must be an integer >= 1")
+    redundant = redundant_experts(model, ep, ep_num_redundant_experts)
     heads, kv = model.num_attention_heads, model.num_kv_heads
-    if heads % tp:
+    if heads % tp and not dp_attention:
         raise ConfigError(f"tp={tp}: must divide num_attention_heads={heads} of {model.name}")
-    if not model.is_mla and kv % tp and tp % kv:
+    if not model.is_mla and not dp_attention and kv % tp and tp % kv:
         raise ConfigError(
             f"tp={tp}: must divide num_kv_heads={kv} of {model.name}, or be a multiple of it"
         )
@@ -130,10 +156,15 @@ def check_parallelism(model: Any, tp: int, pp: int, ep: int) -> None:
                 f"ep={ep}: must equal {both}: vLLM's expert-parallel group is TP x DP, "
                 "DP = 1 in one replica"
             )
-        if model.num_experts % ep:
+        if (model.num_experts + redundant) % ep:
+            extra = f" + ep_num_redundant_experts={redundant}" if redundant else ""
             raise ConfigError(
-                f"ep={ep}: must divide num_experts={model.num_experts} of {model.name}"
+                f"ep={ep}: must divide num_experts={model.num_experts}{extra} of {model.name}"
             )
+    elif redundant and not model.is_moe:
+        raise ConfigError(
+            f"ep_num_redundant_experts={redundant}: {model.name} is a dense model; use 0"
+        )
 
 
 def weight_param_split(model: Any) -> tuple[int, int, int, int]:
@@ -182,14 +213,18 @@ def weight_bytes_per_gpu(
     pp: int = 1,
     ep: int = 1,
     dp_attention: bool = False,
+    ep_num_redundant_experts: int = 0,
 ) -> float:
     """Weight bytes on the fullest GPU of a tp x pp replica (see the module docstring).
 
-    ``ep`` does not change the bytes (experts are placed on the same tp*pp GPUs). With
-    ``dp_attention`` every GPU holds the whole attention block of its layers (attention
-    data-parallel): ``(tp - 1) / tp`` of those bytes more per GPU."""
+    ``ep`` does not change the bytes (experts are placed on the same tp*pp GPUs), redundant
+    experts add ``r / E`` of the routed experts' bytes. With ``dp_attention`` every GPU
+    holds the whole attention block of its layers (attention data-parallel): ``(tp - 1) /
+    tp`` of those bytes more per GPU."""
     bpp = WEIGHT_BYTES[normalize_precision(precision, model)]
     body, experts, emb, head = weight_param_split(model)
+    if ep_num_redundant_experts:
+        experts = experts * (model.num_experts + ep_num_redundant_experts) / model.num_experts
     layer_share = math.ceil(model.num_layers / pp) / model.num_layers
     layers_bytes = (body + experts) * bpp * layer_share
     body16 = sixteen_bit_body_params(model, precision)
@@ -253,15 +288,18 @@ def kv_memory_bytes(
     engine: str,
     profile: PerfProfile | ProfileConstants | None,
     dp_attention: bool = False,
+    ep_num_redundant_experts: int = 0,
 ) -> tuple[float, float, float]:
     """(bytes left for KV per GPU, weight bytes, reserve bytes) under the engine's rule."""
     engine = check_engine(engine)
-    check_parallelism(model, tp, pp, ep)
+    check_parallelism(model, tp, pp, ep, dp_attention=dp_attention,
+                      ep_num_redundant_experts=ep_num_redundant_experts)
     if not 0.0 < gpu_memory_utilization <= 1.0:
         raise ConfigError(f"gpu_memory_utilization={gpu_memory_utilization}: must be in (0, 1]")
     constants = resolve_constants(profile, gpu, engine)
     total = float(gpu.memory_bytes)
-    weights = weight_bytes_per_gpu(model, precision, tp, pp, ep, dp_attention)
+    weights = weight_bytes_per_gpu(model, precision, tp, pp, ep, dp_attention,
+                                   ep_num_redundant_experts)
     reserve = non_kv_reserve_bytes(
         model,
         constants,
@@ -293,6 +331,7 @@ def num_gpu_blocks(
     engine: str = "vllm",
     profile: PerfProfile | ProfileConstants | None = None,
     dp_attention: bool = False,
+    ep_num_redundant_experts: int = 0,
 ) -> int:
     """KV blocks of the replica (vLLM's "GPU KV cache blocks"): the per-GPU KV memory under
     the engine's rule (module docstring) divided by the per-GPU block bytes, floored.
@@ -318,6 +357,7 @@ def num_gpu_blocks(
         engine=engine,
         profile=profile,
         dp_attention=dp_attention,
+        ep_num_redundant_experts=ep_num_redundant_experts,
     )
     block = kv_bytes_per_block_per_gpu(model, tp, pp, block_size, kv_cache_dtype)
     blocks = math.floor(kv_bytes / block) if kv_bytes > 0 else 0
@@ -352,6 +392,7 @@ def check_reported_blocks(
     kv_cache_dtype: str | None = "auto",
     block_size: int = 16,
     dp_attention: bool = False,
+    ep_num_redundant_experts: int = 0,
 ) -> None:
     """Check that an engine-reported KV block count (``total_kv_blocks``) and the weights fit
     the GPU: weights + the blocks' bytes per GPU <= the GPU's whole memory. The engine's own
@@ -361,7 +402,8 @@ def check_reported_blocks(
     Raises:
         MemoryFitError: one line naming model, GPU, tp/pp, total_kv_blocks and the GiB.
     """
-    weights = weight_bytes_per_gpu(model, precision, tp, pp, dp_attention=dp_attention)
+    weights = weight_bytes_per_gpu(model, precision, tp, pp, dp_attention=dp_attention,
+                                   ep_num_redundant_experts=ep_num_redundant_experts)
     per_gpu_blocks = blocks / tp if dp_attention and tp > 1 else blocks
     kv = per_gpu_blocks * kv_bytes_per_block_per_gpu(model, tp, pp, block_size, kv_cache_dtype)
     if weights + kv > gpu.memory_bytes:

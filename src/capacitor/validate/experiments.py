@@ -23,6 +23,9 @@ with one line naming the column and value, and the other rows still run (CLI exi
 ``speculative`` = mtp runs MTP speculative decoding (:mod:`capacitor.perf.speculative`) with
 ``num_speculative_tokens`` drafts per step (blank: 3, or 1 with ``dp_attention``) and an
 optional ``mtp_acceptance_rate`` (blank: 0.85, DeepSeek-V3 technical report).
+``ep_num_redundant_experts`` (``prefill_`` / ``decode_`` on a disaggregated row's pools)
+adds physical experts per MoE layer (blank: the fewest that divide over ``ep``,
+:func:`capacitor.perf.memory.redundant_experts`).
 
 Blank cells: ``tp`` / ``pp`` 1, ``engine`` vllm, ``speculative`` none, ``block_size`` 16,
 ``seed`` 42, ``arrival`` poisson, ``enable_multi_turn_chat`` false; closed loop

@@ -46,14 +46,16 @@ def _resolve_model_gpu(row: Row) -> tuple[Any, Any]:
 
 
 def _build(row: Row, profile: object, model: Any, gpu: Any, tp: int, pp: int, ep: int | None,
-           dp_attention: bool, where: str = "") -> tuple[Any, np.ndarray]:
-    """One replica of ``tp × pp`` GPUs with the row's engine settings."""
+           dp_attention: bool, where: str = "", pool: str = "") -> tuple[Any, np.ndarray]:
+    """One replica of ``tp × pp`` GPUs with the row's engine settings (``pool`` the column
+    prefix of a disaggregated row's pool, e.g. ``decode_``)."""
     spec = ReplicaSpec(
         model=model,
         gpu=gpu,
         tp=tp,
         pp=pp,
         ep=ep,
+        ep_num_redundant_experts=row.get(f"{pool}ep_num_redundant_experts", integer(0)),
         dp_attention=dp_attention,
         precision=row.get("precision", one_of(PRECISIONS)),
         kv_cache_dtype=row.get("kv_cache_dtype", str.lower),
@@ -145,9 +147,13 @@ def build_disaggregated(row: Row, profile: object) -> DisaggPlan:
         dp_attention = row.get(f"{pool}_dp_attention", boolean, False)
         try:
             config, coeffs = _build(row, profile, model, gpu, tp, 1, ep, dp_attention,
-                                    where=f"the {pool} pool ")
+                                    where=f"the {pool} pool ", pool=f"{pool}_")
         except ConfigError as exc:  # tp / ep that cannot work: name the pool's column
-            col = f"{pool}_ep" if str(exc).startswith("ep=") else f"{pool}_tp"
+            col = f"{pool}_tp"
+            for name in ("ep_num_redundant_experts", "ep"):
+                if str(exc).startswith(f"{name}="):
+                    col = f"{pool}_{name}"
+                    break
             raise RowError(col, row.text(col), str(exc)) from None
         pools[pool] = (config, coeffs, workers, tp)
     total = sum(w * tp for (_, _, w, tp) in pools.values())
