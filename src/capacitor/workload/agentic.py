@@ -86,6 +86,15 @@ class WorkflowShape:
     subagent_prob: float
     subagent_calls_mean: float
 
+    @property
+    def mean_calls(self) -> float:
+        """Expected model calls per workflow: turns x calls per turn on the main chain, plus
+        per tool round (every call of a turn but its first) ``subagent_prob`` x 2 subagents
+        (1-3, uniform) x ``subagent_calls_mean`` calls."""
+        turns, per_turn = self.user_turns_mean, self.calls_per_turn_mean
+        rounds = turns * (per_turn - 1.0)
+        return turns * per_turn + rounds * self.subagent_prob * 2.0 * self.subagent_calls_mean
+
     def check(self) -> None:
         if self.user_turns_mean < 1 or self.calls_per_turn_mean < 1 \
                 or self.tools_per_round_mean < 1 or self.subagent_calls_mean < 1:
