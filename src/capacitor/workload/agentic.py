@@ -182,17 +182,27 @@ def _contexts(shape: WorkflowShape, new: np.ndarray, output: np.ndarray,
     reset = first_in_wf.copy()
     base = np.where(first_in_wf, shape.system_tokens, shape.system_tokens + shape.summary_tokens)
     prev_out = np.r_[0, output[:-1]][:n]
-    while True:  # segments of calls that grow from one base; a pass per compaction
-        inc = new + np.where(reset, base, prev_out)
-        prompt = _segmented_cumsum(inc, reset)
-        over = (prompt > limit) & ~reset
+    prompt = np.zeros(n, np.int64)
+    rows = np.arange(n)  # the rows a pass recomputes: each from a reset to its workflow's end
+    while rows.size:  # a pass per compaction: segments of calls that grow from one base
+        r = reset[rows]
+        p = _segmented_cumsum(new[rows] + np.where(r, base[rows], prev_out[rows]), r)
+        prompt[rows] = p
+        over = (p > limit) & ~r
         if not over.any():
             break
         # the first call over the limit in each segment starts a new one
-        seg = np.maximum.accumulate(np.where(reset, np.arange(n), 0))
-        idx = np.flatnonzero(over)
-        _, first_over = np.unique(seg[idx], return_index=True)
-        reset[idx[first_over]] = True
+        k = np.arange(rows.size)
+        seg = np.maximum.accumulate(np.where(r, k, 0))
+        o = np.flatnonzero(over)
+        o = o[np.unique(seg[o], return_index=True)[1]]
+        reset[rows[o]] = True
+        # next pass: from each new reset to the end of its workflow
+        wf_start = np.r_[True, first_in_wf[rows[1:]] | (rows[1:] != rows[:-1] + 1)]
+        group = np.maximum.accumulate(np.where(wf_start, k, 0))
+        mark = np.zeros(rows.size, np.int64) - 1
+        mark[o] = o
+        rows = rows[np.maximum.accumulate(mark) >= group]
     prompt = np.minimum(prompt, limit)  # one huge tool result: the prompt is truncated
     src = np.where(reset, -1, np.arange(n) - 1)
     plen = np.where(reset, shape.system_tokens, np.r_[0, (prompt + output)[:-1]][:n])
@@ -202,7 +212,8 @@ def _contexts(shape: WorkflowShape, new: np.ndarray, output: np.ndarray,
 def generate(shape: WorkflowShape, arrival_s: np.ndarray, rng: np.random.Generator, *,
              max_model_len: int) -> WorkflowRows:
     """Workflows of ``shape`` starting at ``arrival_s`` (sorted), as rows of one batch.
-    Compaction happens at ``min(compact_at_tokens, max_model_len - 2 * output p90)``."""
+    Compaction happens at ``limit = min(compact_at_tokens, max_model_len - 2 * output p90)``
+    and outputs are capped at ``max_model_len - limit``, so no call overflows the window."""
     shape.check()
     arrival_s = np.asarray(arrival_s, np.float64)
     num = arrival_s.shape[0]
@@ -213,6 +224,9 @@ def generate(shape: WorkflowShape, arrival_s: np.ndarray, rng: np.random.Generat
                           f"room past the system prompt and summary "
                           f"({shape.system_tokens + shape.summary_tokens} tokens)")
     wf, new, output, delay, kind, tool_round, first_in_wf = _main_chains(shape, num, rng)
+    # ASSUMPTION: the client caps max_tokens so that no call overflows the window
+    cap = max_model_len - limit
+    output = np.minimum(output, cap)
     n_main = wf.shape[0]
     # subagent fan-outs: per fan-out 1-3 subagents, each a chain from the system prompt
     fans = np.flatnonzero(tool_round & (rng.random(n_main) < shape.subagent_prob))
@@ -224,7 +238,7 @@ def generate(shape: WorkflowShape, arrival_s: np.ndarray, rng: np.random.Generat
     last = np.cumsum(m) - 1
     s_delay, s_new = _tool_rounds(shape, ~first, rng)
     s_new[first] = shape.user_tokens.tokens(int(first.sum()), rng)  # the task
-    s_out = shape.output_tokens.tokens(n_extra, rng)
+    s_out = np.minimum(shape.output_tokens.tokens(n_extra, rng), cap)
     s_prev_out = np.r_[0, s_out[:-1]][:n_extra]
     s_prompt = np.minimum(_segmented_cumsum(
         s_new + np.where(first, shape.system_tokens, s_prev_out), first), limit)
