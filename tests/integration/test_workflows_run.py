@@ -29,7 +29,7 @@ def _scenario(rate: float = 0.5, **changes):
 
 @pytest.fixture(scope="module")
 def run():
-    return run_scenario(_scenario())
+    return run_scenario(_scenario(**{"economics": {"gpu_hour_usd": {"H100": 2.0}}}))
 
 
 def test_every_workflow_ends_once_and_its_time_splits_exactly(run):
@@ -56,6 +56,11 @@ def test_every_workflow_ends_once_and_its_time_splits_exactly(run):
     assert s.e2e_p50_s <= s.e2e_p90_s <= s.e2e_p99_s
     assert s.calls == pytest.approx(rec["calls"][done & counted].mean(), rel=1e-3)
     assert 0 < s.prefix_hit_rate < 1
+    # $ per workflow: its mean tokens at the deployment's window price per million tokens
+    price = run.summary.economics.deployments["d"].window.usd_per_million_total_tokens
+    assert price > 0
+    assert s.usd_per_workflow == pytest.approx(
+        (s.input_tokens + s.output_tokens) / 1e6 * price, rel=1e-3)
 
 
 def test_a_throttled_call_fails_its_workflow_and_nothing_after_it_is_sent():

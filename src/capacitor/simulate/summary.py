@@ -366,6 +366,8 @@ def summarize(run) -> RunSummary:
     if cap is not None:
         text += f" ({cap.text})"
     window = scenario.simulation.window
+    economics = economics_summary(scenario, run.window_s, out_tokens_total, energy,
+                                  _workload_tokens(run))
     return RunSummary(
         notes=_notes(run) + _over_share_notes(tenants),
         scenario=scenario.name,
@@ -377,12 +379,11 @@ def summarize(run) -> RunSummary:
         tenants=tenants,
         deployments=deployments,
         sites=sites,
-        economics=economics_summary(scenario, run.window_s, out_tokens_total, energy,
-                                    _workload_tokens(run)),
+        economics=economics,
         totals=Totals(output_tokens=_r(out_tokens_total, 1),
                       requests=_r(sum(d.requests for d in deployments.values()), 1)),
         power_cap=cap,
-        workflows=workflow_summaries(run),
+        workflows=workflow_summaries(run, economics),
     )
 
 

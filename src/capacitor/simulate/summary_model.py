@@ -381,6 +381,10 @@ class WorkflowStats(_Record):
     output_tokens: float | None = Field(description="Mean output tokens per workflow.")
     prefix_hit_rate: float | None = Field(description="Cached / input tokens of completed "
                                           "workflows.")
+    usd_per_workflow: float | None = Field(
+        description="Mean input + output tokens per completed workflow at its deployment's "
+        "window cost per million tokens (economics.deployments.<d>.window), USD (4 "
+        "decimals); null without a cost or tokens.")
 
 
 class RunSummary(_Record):

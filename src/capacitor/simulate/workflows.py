@@ -145,8 +145,10 @@ def _round(x: float, digits: int = 3) -> float | None:
     return None if not np.isfinite(x) else round(float(x), digits)
 
 
-def _stats(r: dict, sel: np.ndarray, window_s: float) -> WorkflowStats:
-    """The figures of the records ``sel`` selects (see :class:`WorkflowStats`)."""
+def _stats(r: dict, sel: np.ndarray, window_s: float,
+           usd_per_mtok: float | None) -> WorkflowStats:
+    """The figures of the records ``sel`` selects (see :class:`WorkflowStats`), priced at
+    ``usd_per_mtok`` (input + output tokens)."""
     w = r["weight"]
     done = sel & r["completed"]
     wd = w[done]
@@ -158,6 +160,8 @@ def _stats(r: dict, sel: np.ndarray, window_s: float) -> WorkflowStats:
               for k, name in enumerate(failure_names()) if k > 0}
     p50, p90, p99 = weighted_percentiles(r["e2e_s"][done], wd)
     inp = float((r["input_tokens"][done] * wd).sum())
+    tokens = (inp + float((r["output_tokens"][done] * wd).sum())) / total if total > 0 else 0.0
+    usd = _round(tokens / 1e6 * usd_per_mtok, 4) if usd_per_mtok is not None and tokens else None
     return WorkflowStats(
         workflows=_round(float(w[sel].sum()), 1), completed=_round(total, 1),
         completed_per_hour=_round(total / window_s * 3600.0, 1) if window_s > 0 else 0.0,
@@ -167,12 +171,14 @@ def _stats(r: dict, sel: np.ndarray, window_s: float) -> WorkflowStats:
         cached_tokens=mean("cached_tokens"), output_tokens=mean("output_tokens"),
         prefix_hit_rate=_round(float((r["cached_tokens"][done] * wd).sum()) / inp, 4)
         if inp > 0 else None,
+        usd_per_workflow=usd,
     )
 
 
-def workflow_summaries(run) -> dict[str, dict[str, WorkflowStats]] | None:
+def workflow_summaries(run, economics) -> dict[str, dict[str, WorkflowStats]] | None:
     """``summary.json``'s ``workflows``: per workflow workload, per tenant that sends it, its
-    counted workflows' figures; None when no workload is made of workflows."""
+    counted workflows' figures (``economics``: the summary's, for the deployments' unit
+    costs); None when no workload is made of workflows."""
     scenario = run.scenario
     if not has_workflows(scenario):
         return None
@@ -187,7 +193,9 @@ def workflow_summaries(run) -> dict[str, dict[str, WorkflowStats]] | None:
         if records is None:
             records = _empty_records()
         sel = (records["workload"] == k) & (records["tenant"] == t) & records["counted"]
-        out[wl.name] = {wl.tenant: _stats(records, sel, run.window_s)}
+        basis = economics.deployments.get(wl.deployment)
+        price = basis.window.usd_per_million_total_tokens if basis is not None else None
+        out[wl.name] = {wl.tenant: _stats(records, sel, run.window_s, price)}
     return out
 
 
