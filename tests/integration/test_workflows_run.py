@@ -46,6 +46,11 @@ def test_every_workflow_ends_once_and_its_time_splits_exactly(run):
     parts = rec["model_s"] + rec["tool_s"] + rec["think_s"] + rec["wait_s"]
     np.testing.assert_allclose(parts[done], rec["e2e_s"][done], rtol=1e-9)
     assert np.all(rec["wait_s"][done] > -1e-6) and np.all(rec["model_s"][done] > 0)
+    # without subagents a call is sent exactly when the previous answered plus its tool or
+    # think time, so nothing is left to wait for
+    with_sub = np.isin(rec["workflow"], d.workflow[d.subagent])
+    assert (done & ~with_sub).sum() > 5
+    np.testing.assert_allclose(rec["wait_s"][done & ~with_sub], 0.0, atol=1e-6)
     # the chat workload's requests belong to no workflow and all ran
     other = d.workflow < 0
     assert other.sum() > 0 and np.all(pool.status[other] != S_PENDING)
