@@ -194,3 +194,26 @@ def test_bad_joins_are_config_errors():
     b = _batch([50, 60], [5, 5], [-1, 0], [0.0, -1.0])
     with pytest.raises(ConfigError, match="gate_delay_s"):
         b.check()
+
+
+@pytest.mark.parametrize("engine", [simulate, reference.simulate], ids=["kernel", "reference"])
+def test_a_long_tool_call_loses_the_context_to_eviction(engine):
+    # 20 KV blocks of 16 tokens. Call 0 (150 prompt + 10 output tokens) answers in well
+    # under 1 s; the KV of its last output token is never computed, so it leaves 159 tokens:
+    # 9 full blocks. Call 1 carries all 160 tokens and adds 20. Another request (300 + 10
+    # tokens: 309 tokens of KV, 20 blocks) arrives at 1 s and needs every block. With a 0.5 s
+    # tool call, call 1 runs before it and finds 9 blocks = 144 tokens cached; with a 5 s
+    # tool call they were evicted meanwhile: nothing cached.
+    cfg = config(num_gpu_blocks=20)
+    hits = []
+    for delay in (0.5, 5.0):
+        b = RequestBatch.simple(np.array([0.0, 0.0, 1.0]), np.array([150, 180, 300]),
+                                np.array([10, 10, 10]))
+        b.gate[1] = 0
+        b.prefix_src[1] = 0
+        b.prefix_len[1] = 160
+        b.gate_delay_s = np.array([0.0, delay, 0.0])
+        r = engine(b, cfg, coeffs_8b_like())
+        assert r.completed.all() and r.finish_s[0] < 0.5
+        hits.append(int(r.num_cached_tokens[1]))
+    assert hits == [144, 0]
