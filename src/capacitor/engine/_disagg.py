@@ -108,7 +108,7 @@ def _run_disagg_replica(rep_id, is_prefill, fleet, kv, requests, output_len, qui
             if is_prefill and output_len[r] > 1:  # the KV leaves as the step ends
                 _heap_push(fleet.releases, clock[NOW_S] + kv_transfer_s[r], n + r)
             elif answers:
-                _respond(r, outputs.finish_s[r], requests.arrival_s, send_s, ingress_s,
+                _respond(r, True, outputs.finish_s[r], requests.arrival_s, send_s, ingress_s,
                          respond, fleet.router, fleet.releases)
         if sched[NUM_RUNNING] == 0 and sched[NUM_WAITING] == 0 and sched[NUM_PENDING_FINISH] == 0:
             sched[ACTIVE] = 0

@@ -264,13 +264,17 @@ def _refuse(i, status, arrival_s, outputs, ingress_s, releases, router, heap):
     send_s = outputs.send_s
     outputs.status[i] = status
     outputs.finish_s[i] = send_s[i]
-    _respond(i, send_s[i], arrival_s, send_s, ingress_s, releases, router, heap)
+    _respond(i, False, send_s[i], arrival_s, send_s, ingress_s, releases, router, heap)
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _route_release(i, release_s, fleet, requests, releases, prefix, engine, pool, outputs):
     """Release ``i`` reaches the router at ``release_s``: refused (too long, or by
     admission control: answered at once) or queued at a replica, which wakes if idle."""
+    if releases.joins and releases.pending[i] < 0:  # cancelled: a gate of it failed
+        _respond(i, False, release_s, requests.arrival_s, outputs.send_s, engine.ingress_s,
+                 releases, fleet.router, fleet.releases)
+        return
     status = S_REJECTED if requests.rejected[i] else 0  # too long: HTTP 400 at once
     rep_id = -1
     tenant_id = 0

@@ -132,10 +132,36 @@ def _add_decode_gaps(itl_hist, itl_sum, itl_count, dec_cls, gap):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _respond(i, client_t, arrival_s, send_s, ingress_s, releases, router, heap):
-    """Client ``i`` got its answer at ``client_t``: release what waits on it. (The kernel's
-    finish path skips the call when nothing can wait: no gated requests, no closed-loop
-    clients; it is costly enough to matter there.)"""
+def _release_joined(c, ok, client_t, arrival_s, send_s, ingress_s, releases, heap):
+    """A gate of request ``c`` answered at ``client_t`` (``ok``: with its last token) under
+    ``releases.joins``: ``c`` is cancelled (sent to the router at once, which answers it
+    with nothing, so its own dependents learn of it) when the gate failed and it asks so;
+    else it is sent ``gate_delay_s`` after its last gate answers. ``send_s`` keeps the
+    latest send time so far (NaN until the first answer)."""
+    pending = releases.pending
+    if pending[c] <= 0:  # cancelled already
+        return
+    if not ok and releases.cancel_if_gate_fails[c]:
+        pending[c] = -1
+        send_s[c] = math.nan
+        _heap_push(heap, client_t, c)
+        return
+    t = client_t + releases.gate_delay_s[c]
+    s = send_s[c]
+    if not s >= arrival_s[c]:  # NaN: the first of its gates to answer
+        s = arrival_s[c]
+    send_s[c] = max(s, t)
+    pending[c] -= 1
+    if pending[c] == 0:
+        _heap_push(heap, send_s[c] + ingress_s, c)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _respond(i, ok, client_t, arrival_s, send_s, ingress_s, releases, router, heap):
+    """Client ``i`` got its answer at ``client_t`` (``ok``: all of it; else an error or
+    nothing): release what waits on it. (The kernel's finish path skips the call when
+    nothing can wait: no gated requests, no closed-loop clients; it is costly enough to
+    matter there.)"""
     lo = 0  # the first gate >= i (child_gate is sorted; a plain binary search is far
     child_gate = releases.child_gate  # cheaper here than np.searchsorted's)
     child_idx = releases.child_idx
@@ -149,8 +175,11 @@ def _respond(i, client_t, arrival_s, send_s, ingress_s, releases, router, heap):
     k = lo
     while k < child_gate.shape[0] and child_gate[k] == i:
         c = child_idx[k]
-        send_s[c] = max(arrival_s[c], client_t)
-        _heap_push(heap, send_s[c] + ingress_s, c)
+        if releases.joins:
+            _release_joined(c, ok, client_t, arrival_s, send_s, ingress_s, releases, heap)
+        else:
+            send_s[c] = max(arrival_s[c], client_t)
+            _heap_push(heap, send_s[c] + ingress_s, c)
         k += 1
     if releases.concurrency > 0 and router[NEXT_CLOSED] < arrival_s.shape[0]:
         c = router[NEXT_CLOSED]
@@ -160,6 +189,6 @@ def _respond(i, client_t, arrival_s, send_s, ingress_s, releases, router, heap):
 
 
 @numba.njit(cache=True, error_model="numpy", _nrt=False)
-def _respond_once(i, client_t, arrival_s, send_s, ingress_s, releases, router, heap):
+def _respond_once(i, ok, client_t, arrival_s, send_s, ingress_s, releases, router, heap):
     """:func:`_respond`, compiled once (not inlined)."""
-    _respond(i, client_t, arrival_s, send_s, ingress_s, releases, router, heap)
+    _respond(i, ok, client_t, arrival_s, send_s, ingress_s, releases, router, heap)

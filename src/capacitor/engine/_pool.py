@@ -178,7 +178,7 @@ def _fail_replica(rep_id, now_s, fleet, kv, requests, releases, outputs, engine)
         outputs.status[r] = S_LOST
         inflight[tenant[r] if tenant.shape[0] > 1 else 0] -= 1
         outputs.finish_s[r] = now_s
-        _respond(r, now_s, requests.arrival_s, outputs.send_s, engine.ingress_s, releases,
+        _respond(r, False, now_s, requests.arrival_s, outputs.send_s, engine.ingress_s, releases,
                  fleet.router, fleet.releases)
         s = slots[F_NEXT, s]
     node = sched[LRU_HEAD]

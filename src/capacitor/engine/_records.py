@@ -40,7 +40,11 @@ class Releases(NamedTuple):
     """When requests are sent. Initial requests go in ``send_s`` order (``init_order``, or
     by index when ``init_identity``); a gated request is sent when its gate answers
     (``child_gate`` sorted, ``child_idx`` the gated requests); with ``concurrency`` > 0 the
-    first ``concurrency`` requests are initial and each answer sends the next."""
+    first ``concurrency`` requests are initial and each answer sends the next. With ``joins``
+    (workflows: :class:`capacitor.engine.requests.RequestBatch` ``has_joins``) a request may
+    appear under several gates: ``pending`` counts its unanswered ones (-1 once cancelled),
+    it is sent ``gate_delay_s`` after the last, and not at all when one failed and
+    ``cancel_if_gate_fails``; these three have one entry when ``joins`` is off."""
 
     init_order: np.ndarray  # int32
     init_identity: bool
@@ -49,6 +53,10 @@ class Releases(NamedTuple):
     child_idx: np.ndarray  # int32
     concurrency: int
     heap_capacity: int  # dynamic releases at most in flight
+    joins: bool
+    pending: np.ndarray  # int32[n]: unanswered gates (mutated in place), or [1]
+    gate_delay_s: np.ndarray  # float64[n], or [1]
+    cancel_if_gate_fails: np.ndarray  # bool[n], or [1]
 
 
 class PrefixTree(NamedTuple):

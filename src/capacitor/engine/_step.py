@@ -260,7 +260,7 @@ def _finish_requests(rep, client_s, num_finishing, fleet, kv, requests, releases
         rep.pending_finish[sched[NUM_PENDING_FINISH]] = r
         sched[NUM_PENDING_FINISH] += 1
         if releases.concurrency > 0 or releases.child_gate.shape[0] > 0:  # someone may wait
-            _respond_once(r, client_s, requests.arrival_s, outputs.send_s, engine.ingress_s,
+            _respond_once(r, True, client_s, requests.arrival_s, outputs.send_s, engine.ingress_s,
                           releases, fleet.router, fleet.releases)
 
 

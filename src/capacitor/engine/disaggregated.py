@@ -183,7 +183,8 @@ def simulate_disaggregated(
     requests_d = requests_p._replace(
         output_len=np.ascontiguousarray(batch.output_len, np.int32), shareable=no_share
     )
-    gates = dict(child_gate=p["child_gate"], child_idx=p["child_idx"])
+    gates = {k: p[k] for k in ("child_gate", "child_idx", "joins", "pending", "gate_delay_s",
+                               "cancel_if_gate_fails")}
     respond = Releases(
         init_order=p["init_order"], init_identity=p["init_identity"], num_initial=num_init,
         concurrency=batch.concurrency, heap_capacity=p["heap_cap"] + n, **gates,

@@ -542,7 +542,7 @@ def simulate(
             _, i = heapq.heappop(releases)
             if batch.rejected[i] or s.prompt[i] + s.output[i] > max_model_len:
                 s.finish[i] = s.send[i]
-                on_response(i, s.send[i])
+                on_response(i, s.send[i], ok=False)
             else:
                 engine.enqueue(i)
         if engine.is_idle():

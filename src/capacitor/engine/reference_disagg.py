@@ -116,7 +116,7 @@ def simulate_disaggregated(
             if batch.rejected[j] or sp.prompt[j] + output[j] > max_model_len:
                 sp.status[j] = S_REJECTED
                 sp.finish[j] = sp.send[j]
-                on_response(j, sp.send[j])
+                on_response(j, sp.send[j], ok=False)
                 continue
             sp.replica[j] = enqueue(pool_p, 0, j, now)
             continue

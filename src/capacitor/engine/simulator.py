@@ -56,9 +56,21 @@ def prepare(batch: RequestBatch, config: EngineConfig) -> dict:
         batch.prompt_len.astype(np.int64) + batch.output_len > config.effective_max_model_len
     )
     gated = np.nonzero(batch.gate >= 0)[0]
-    order = np.argsort(batch.gate[gated], kind="stable")
-    child_idx = gated[order].astype(np.int32)
-    child_gate = batch.gate[child_idx].astype(np.int32)
+    # every (gate, child) edge: a request's own gate, then its joins; sorted by gate
+    edge_child = np.concatenate([gated, batch.join_child]).astype(np.int32)
+    edge_gate = np.concatenate([batch.gate[gated], batch.join_gate]).astype(np.int32)
+    order = np.argsort(edge_gate, kind="stable")
+    child_idx = edge_child[order]
+    child_gate = edge_gate[order]
+    joins = batch.has_joins
+    if joins:
+        pending = np.bincount(edge_child, minlength=n).astype(np.int32)
+        delay = (np.ascontiguousarray(batch.gate_delay_s, np.float64)
+                 if batch.gate_delay_s.shape[0] else np.zeros(n))
+        cancel = (np.ascontiguousarray(batch.cancel_if_gate_fails, np.bool_)
+                  if batch.cancel_if_gate_fails.shape[0] else np.zeros(n, np.bool_))
+    else:
+        pending, delay, cancel = np.zeros(1, np.int32), np.zeros(1), np.zeros(1, np.bool_)
     num_dynamic = len(gated)
     if batch.concurrency > 0:
         num_dynamic += max(n - batch.concurrency, 0)
@@ -78,6 +90,10 @@ def prepare(batch: RequestBatch, config: EngineConfig) -> dict:
         rejected=rejected,
         child_gate=child_gate,
         child_idx=child_idx,
+        joins=joins,
+        pending=pending,
+        gate_delay_s=delay,
+        cancel_if_gate_fails=cancel,
         init_order=init_order,
         init_identity=identity,
         heap_cap=num_dynamic,
@@ -362,6 +378,10 @@ def simulate_pool(
         child_idx=p["child_idx"],
         concurrency=batch.concurrency,
         heap_capacity=p["heap_cap"],
+        joins=p["joins"],
+        pending=p["pending"],
+        gate_delay_s=p["gate_delay_s"],
+        cancel_if_gate_fails=p["cancel_if_gate_fails"],
     )
     prefix = PrefixTree(
         parent=p["src"],

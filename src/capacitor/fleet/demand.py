@@ -17,9 +17,10 @@ import numpy as np
 
 from capacitor.engine.requests import RequestBatch
 from capacitor.errors import ScenarioError
+from capacitor.workload import agentic, shared_prefix, traces
 from capacitor.workload import arrivals as arr
 from capacitor.workload import lengths as lens
-from capacitor.workload import shared_prefix, traces
+from capacitor.workload.agentic_presets import preset
 from capacitor.workload.stages import parse_stages
 
 
@@ -33,6 +34,13 @@ class Demand:
     session: np.ndarray  # int64 session key per request: its conversation's first request
     # int64 prefix key per request: the root of its prefix chain (empty: not computed)
     prefix_key: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # workflows (all empty when no workload is one): per request its workflow (-1: none;
+    # numbered across the deployment's workloads), its step in it, what its gate delay is
+    # (capacitor.workload.agentic.DELAY_*), and whether a subagent made it
+    workflow: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    step: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    delay_kind: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    subagent: np.ndarray = field(default_factory=lambda: np.zeros(0, np.bool_))
 
     def route_key(self, routing: str) -> np.ndarray:
         """The key an affinity router hashes: ``prefix_affinity`` the request's prefix root
@@ -111,6 +119,16 @@ def workload_batch(workload, send_s: np.ndarray, max_model_len: int, seed: int,
     return batch
 
 
+def workflow_rows(workload, send_s: np.ndarray, max_model_len: int,
+                  rng: np.random.Generator) -> agentic.WorkflowRows:
+    """The calls of a workflow workload whose workflows start at ``send_s``."""
+    rows = agentic.generate(preset(workload.lengths.preset), send_s, rng,
+                            max_model_len=max_model_len)
+    b = rows.batch
+    b.rejected |= (b.prompt_len.astype(np.int64) + b.output_len) > max_model_len
+    return rows
+
+
 def share_segment(batch: RequestBatch, tokens: int) -> None:
     """Make every prompt of ``batch`` start with one shared segment of ``tokens`` (the
     workload's system / tool prompt): a new segment node, the source of every request, with
@@ -164,9 +182,12 @@ def trace_batch(workload, span_s: float, share: float, growth: float, max_model_
     return batch
 
 
-def merge(parts: list[tuple[RequestBatch, int, int]]) -> Demand:
-    """Concatenate batches (each with its tenant and workload index) and sort by send time,
-    keeping prefix sources, gates and segments consistent."""
+def merge(parts: list[tuple]) -> Demand:
+    """Concatenate batches (each with its tenant and workload index, and for a workflow
+    workload its :class:`~capacitor.workload.agentic.WorkflowRows` fourth) and sort by send
+    time, keeping prefix sources, gates, joins and segments consistent."""
+    flows = [p[3] if len(p) > 3 else None for p in parts]
+    parts = [p[:3] for p in parts]
     total = sum(len(b) for b, _, _ in parts)
     arrival = np.concatenate([b.arrival_s for b, _, _ in parts]) if parts else np.zeros(0)
     if np.all(arrival[1:] >= arrival[:-1]):  # one workload, or already in order
@@ -220,6 +241,8 @@ def merge(parts: list[tuple[RequestBatch, int, int]]) -> Demand:
     def cat(name, dtype):
         return sort((np.concatenate(cols[name]) if parts else np.zeros(0)).astype(dtype))
 
+    extra = _merge_workflows(parts, flows, new_index, sort) if any(
+        f is not None for f in flows) else {}
     batch = RequestBatch(
         arrival_s=sort(arrival), prompt_len=cat("prompt", np.int32),
         output_len=cat("output", np.int32), prefix_src=cat("src", np.int32),
@@ -227,8 +250,9 @@ def merge(parts: list[tuple[RequestBatch, int, int]]) -> Demand:
         rejected=cat("rej", np.bool_),
         segment_len=np.concatenate(seg_lens).astype(np.int32) if seg_lens else
         np.zeros(0, np.int32),
+        **extra.pop("batch", {}),
     )
-    return Demand(batch=batch, tenant=sort(np.concatenate(tenant)) if parts else
+    return Demand(**extra,batch=batch, tenant=sort(np.concatenate(tenant)) if parts else
                   np.zeros(0, np.int16),
                   workload=sort(np.concatenate(workload)) if parts else np.zeros(0, np.int16),
                   session=sort(np.concatenate(session)) if parts else np.zeros(0, np.int64),
@@ -236,5 +260,42 @@ def merge(parts: list[tuple[RequestBatch, int, int]]) -> Demand:
                   np.zeros(0, np.int64))
 
 
+def _merge_workflows(parts, flows, new_index: np.ndarray, sort) -> dict:
+    """The workflow columns of :func:`merge`: the batch's delays, joins and cancel flags,
+    and per request its workflow (numbered across the parts), step, delay kind and whether
+    a subagent sent it (-1 / 0 / none for requests of other workloads)."""
+    delay, cancel, jc, jg, wf, step, kind, sub = ([] for _ in range(8))
+    offset = wf_offset = 0
+    for (b, _, _), rows in zip(parts, flows, strict=True):
+        n = len(b)
+        if rows is None:
+            delay.append(np.zeros(n))
+            cancel.append(np.zeros(n, np.bool_))
+            wf.append(np.full(n, -1, np.int64))
+            step.append(np.full(n, -1, np.int32))
+            kind.append(np.zeros(n, np.int8))
+            sub.append(np.zeros(n, np.bool_))
+        else:
+            delay.append(b.gate_delay_s)
+            cancel.append(b.cancel_if_gate_fails)
+            jc.append(new_index[offset + b.join_child.astype(np.int64)])
+            jg.append(new_index[offset + b.join_gate.astype(np.int64)])
+            wf.append(rows.workflow + wf_offset)
+            step.append(rows.step)
+            kind.append(rows.delay_kind)
+            sub.append(rows.subagent)
+            wf_offset += rows.num_workflows
+        offset += n
+    child = np.concatenate(jc) if jc else np.zeros(0, np.int64)
+    gate = np.concatenate(jg) if jg else np.zeros(0, np.int64)
+    return dict(
+        batch=dict(gate_delay_s=sort(np.concatenate(delay)),
+                   cancel_if_gate_fails=sort(np.concatenate(cancel)),
+                   join_child=child.astype(np.int32), join_gate=gate.astype(np.int32)),
+        workflow=sort(np.concatenate(wf)), step=sort(np.concatenate(step)),
+        delay_kind=sort(np.concatenate(kind)), subagent=sort(np.concatenate(sub)),
+    )
+
+
 __all__ = ["Demand", "arrival_times", "merge", "share_segment", "trace_batch",
-           "workload_batch"]
+           "workflow_rows", "workload_batch"]

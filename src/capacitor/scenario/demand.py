@@ -277,8 +277,25 @@ class TraceLengths(Strict):
         return self
 
 
+class WorkflowLengths(Strict):
+    """Agentic workflows (:mod:`capacitor.workload.agentic`): each arrival of the workload
+    starts one workflow of many model calls (user turns, tool rounds with their latency,
+    subagents, a context that grows and is compacted), so the arrival rate counts
+    workflows per second, not requests. A call is sent when the calls it waits for have
+    answered plus the tool or think time; a refused or lost call fails its workflow and
+    nothing after it is sent."""
+
+    kind: Literal["workflow"] = Field(description="Length model kind.")
+    preset: Literal["coding-agent"] = Field(
+        description="Workflow type: coding-agent (a coding assistant session fitted to "
+        "TraceLab's 4,265 Claude Code / Codex sessions: ~84 calls, ~154 k input and ~523 "
+        "output tokens per call, 96% of input tokens shared with earlier calls; "
+        "capacitor/workload/agentic_presets.py has the sources)."
+    )
+
+
 Lengths = Annotated[
-    FixedLengths | DistributionLengths | SharedPrefixLengths | TraceLengths,
+    FixedLengths | DistributionLengths | SharedPrefixLengths | TraceLengths | WorkflowLengths,
     Field(discriminator="kind"),
 ]
 

@@ -43,9 +43,11 @@ from capacitor.scenario.models import (
     DiurnalArrival,
     Scenario,
     TraceLengths,
+    WorkflowLengths,
     month_index,
 )
 from capacitor.textio import load_yaml, read_text
+from capacitor.workload.agentic_presets import preset
 from capacitor.workload.stages import parse_stages
 
 _PACKAGE = "capacitor"
@@ -138,7 +140,8 @@ def growth_factor(scenario: Scenario, arrival: Any) -> float:
 
 
 def expected_arrivals(scenario: Scenario) -> dict[str, float | None]:
-    """Expected arrivals per workload inside the window (warm-up excluded); None for a trace
+    """Expected arrivals (requests) per workload inside the window (warm-up excluded); a
+    workflow workload's arrivals times its mean calls per workflow; None for a trace
     replayed with ``time_scale`` (its count depends on the file)."""
 
     window = scenario.simulation.window
@@ -169,6 +172,8 @@ def expected_arrivals(scenario: Scenario) -> dict[str, float | None]:
             c = a.peak_hour + 0.5
             swing = (math.sin(k * (h1 - c)) - math.sin(k * (h0 - c))) / k * 3600.0
             n = a.mean_rate_rps * (dur + (a.peak_to_mean - 1.0) * swing)
+        if isinstance(w.lengths, WorkflowLengths):  # workflows -> their model calls
+            n *= preset(w.lengths.preset).mean_calls
         out[w.name] = n * growth_factor(scenario, a)
     return out
 

@@ -55,6 +55,7 @@ from capacitor.scenario.demand import (  # noqa: F401 - re-exported
     TokenDist,
     TraceLengths,
     UniformTokens,
+    WorkflowLengths,
     Workload,
     _ArrivalBase,
 )
@@ -411,6 +412,7 @@ __all__ = [
     "Tenant",
     "TokenDist",
     "TraceLengths",
+    "WorkflowLengths",
     "UniformTokens",
     "Window",
     "Workload",

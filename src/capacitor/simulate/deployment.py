@@ -27,7 +27,13 @@ from capacitor.engine.replica import build_replica
 from capacitor.engine.simulator import simulate_pool
 from capacitor.engine.status import S_THROTTLED
 from capacitor.fleet.admission import concurrency_caps, month_seconds, throttle
-from capacitor.fleet.demand import arrival_times, merge, trace_batch, workload_batch
+from capacitor.fleet.demand import (
+    arrival_times,
+    merge,
+    trace_batch,
+    workflow_rows,
+    workload_batch,
+)
 from capacitor.fleet.failures import (
     DEFAULT_GPUS_PER_NODE,
     domain_failures,
@@ -162,6 +168,11 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
         if wl.lengths.kind == "trace":
             batch = trace_batch(wl, span, share, growth, config.effective_max_model_len,
                                 base_dir, cell=shard, num_cells=len(sizes))
+        elif wl.lengths.kind == "workflow":  # the arrivals start workflows
+            send = arrival_times(wl.arrival, start_of_day_s, span, share * growth, rng)
+            rows = workflow_rows(wl, send, config.effective_max_model_len, rng)
+            parts.append((rows.batch, tenant_index[wl.tenant], w_index, rows))
+            continue
         else:
             send = arrival_times(wl.arrival, start_of_day_s, span, share * growth, rng)
             batch = workload_batch(wl, send, config.effective_max_model_len, sim.seed, rng,
@@ -201,11 +212,16 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
         num_busy_bins=int(math.ceil(span / MINUTE_S)),
     )
     status = result.status.astype(np.int8)
+    measured = demand.batch.arrival_s >= window.warmup_s
+    if demand.workflow.shape[0]:  # a call never sent (its workflow failed) is not counted
+        sent = np.isfinite(result.send_s)
+        measured &= sent
+        throttled &= sent
     status[throttled] = S_THROTTLED
     return PoolRun(
         name=dep.name, site=dep.site, gpu=dep.gpu, gpus_per_replica=gpus,
         replicas=total if len(sizes) == 1 else k, simulated_replicas=k, demand=demand,
-        status=status, result=result, measured=demand.batch.arrival_s >= window.warmup_s,
+        status=status, result=result, measured=measured,
         downtime_s=down_s, down_s_by_minute=down_by_minute, max_num_seqs=config.max_num_seqs,
         replica_offset=sum(sizes[:shard]), coeffs=coeffs,
     )

@@ -21,6 +21,7 @@ import numpy as np
 from capacitor.engine.result import ITL_NUM_BINS, latency_bins
 from capacitor.engine.status import CAUSE_NUMBER, REFUSAL_CAUSES, REFUSED, S_COMPLETED, STATUS_NAMES
 from capacitor.simulate.activity import minute_work
+from capacitor.simulate.workflows import concat, workflow_records
 
 MINUTE_S = 60.0
 
@@ -69,6 +70,8 @@ class PoolDigest:
     busy_total_s: float  # over the whole span, all replicas
     seq_total_s: float
     num_simulated: int  # every simulated request, counted or not
+    # one record per workflow (capacitor.simulate.workflows; None: no workflows)
+    workflows: dict | None = None
 
     @property
     def scale(self) -> float:
@@ -132,10 +135,16 @@ def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> Pool
     hist[:rows] = res.itl_hist[:rows]
     m = num_minutes
     # times are >= 0, so truncation is the floor (and much cheaper than ``//``)
-    minute = np.minimum((res.send_s / MINUTE_S).astype(np.int64), m - 1)
+    send_s = res.send_s
+    sent = None
+    if np.isnan(send_s).any():  # a workflow's calls after a failed one are never sent
+        sent = np.isfinite(send_s)
+        send_s = np.where(sent, send_s, np.inf)
+    minute = np.minimum((np.where(sent, send_s, 0.0) if sent is not None else send_s)
+                        / MINUTE_S, m - 1).astype(np.int64)
     fmin = np.minimum((res.finish_s[done_all] / MINUTE_S).astype(np.int64), m - 1)
     edges = (np.arange(m) + 1) * MINUTE_S
-    s_sorted = res.send_s
+    s_sorted = send_s
     if np.any(s_sorted[1:] < s_sorted[:-1]):  # open-loop sends come sorted already
         s_sorted = np.sort(s_sorted)
     f_sorted = np.sort(np.where(np.isfinite(res.finish_s), res.finish_s, np.inf))
@@ -160,7 +169,8 @@ def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> Pool
         requests=req, completed=comp, refused=refused, refusals=by_cause,
         output_tokens=tokens, good=good,
         ttft_hist=ttft, e2e_hist=e2e, itl_hist=hist,
-        arrivals=np.bincount(minute, minlength=m)[:m].astype(np.float64),
+        arrivals=np.bincount(minute if sent is None else minute[sent],
+                             minlength=m)[:m].astype(np.float64),
         finished=np.bincount(fmin, minlength=m)[:m].astype(np.float64),
         in_system=in_system.astype(np.float64), busy_s=busy_bins, seq_s=seq_bins,
         refusals_min=refusals_min,
@@ -176,6 +186,7 @@ def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> Pool
         prefix_hit_tokens=float(res.num_cached_tokens[counted_done].sum(dtype=np.int64)),
         busy_total_s=float(res.busy_bins.sum()), seq_total_s=float(res.seq_bins.sum()),
         num_simulated=int(status.shape[0]),
+        workflows=workflow_records(pool),
     )
 
 
@@ -190,7 +201,8 @@ def _minutes(values: np.ndarray | None, m: int) -> np.ndarray:
 
 #: What a deployment's shards share; every other field adds up over its shards.
 _SHARED = ("name", "site", "gpu", "gpus_per_replica", "max_num_seqs")
-_ADDED = tuple(f.name for f in dataclasses.fields(PoolDigest) if f.name not in _SHARED)
+_ADDED = tuple(f.name for f in dataclasses.fields(PoolDigest)
+               if f.name not in (*_SHARED, "workflows"))
 
 
 def add_digest(total: PoolDigest | None, part: PoolDigest) -> PoolDigest:
@@ -199,9 +211,10 @@ def add_digest(total: PoolDigest | None, part: PoolDigest) -> PoolDigest:
     read-only, e.g. from Ray's object store). Add shards in shard order so the sums are
     reproducible."""
     if total is None:
-        return dataclasses.replace(part, **{
+        return dataclasses.replace(part, workflows=concat(None, part.workflows), **{
             name: getattr(part, name).copy() for name in _ADDED
             if isinstance(getattr(part, name), np.ndarray)})
+    total.workflows = concat(total.workflows, part.workflows)  # records, one per workflow
     for name in _ADDED:
         value = getattr(total, name)
         if isinstance(value, np.ndarray):

@@ -1,5 +1,7 @@
 """A run directory: ``scenario.yaml`` (resolved), ``summary.json``, ``requests.parquet`` (one
-row per simulated request) and ``timeline.parquet`` (per minute and site).
+row per simulated request), ``timeline.parquet`` (per minute and site) and, when a workload is
+made of workflows, ``workflows.parquet`` (one row per workflow,
+:mod:`capacitor.simulate.workflows`).
 
 Per-request records are written pool by pool (:class:`RequestsWriter`, a ``requests_sink``
 for :func:`capacitor.simulate.run_scenario`), so a run of hundreds of millions of requests
@@ -16,6 +18,7 @@ from capacitor.engine.status import CAUSE_NUMBER, REFUSAL_CAUSES, STATUS_NAMES
 from capacitor.scenario import resolve_replicas
 from capacitor.simulate.deployment import shard_sizes
 from capacitor.simulate.summary import timeline
+from capacitor.simulate.workflows import has_workflows, request_workflow_ids, workflows_table
 
 REQUEST_COLUMNS = ("tenant", "tier", "deployment", "replica", "arrival_s", "status", "ttft_ms",
                    "e2e_ms", "input_tokens", "output_tokens", "prefix_hit_tokens", "counted",
@@ -39,7 +42,10 @@ def pool_requests_table(pool, d_index: int, scenario):
     deployment, replica (its index in the deployment), send time, status, TTFT / E2E (ms),
     tokens, prefix-cache hits, whether it is counted (sent after the warm-up), and why it was
     refused (``refusal``: throttled, shed, invalid or failed, see
-    :data:`~capacitor.engine.status.REFUSAL_CAUSES`; ``none`` when it was not)."""
+    :data:`~capacitor.engine.status.REFUSAL_CAUSES`; ``none`` when it was not). When the
+    scenario has workflow workloads, also ``workflow`` (its id, as in ``workflows.parquet``;
+    -1 none) and ``workflow_step`` (its place in it); a call never sent because an earlier
+    one failed has status ``pending`` and no times."""
     import pyarrow as pa
 
     tenants = [t.name for t in scenario.tenants]
@@ -47,6 +53,11 @@ def pool_requests_table(pool, d_index: int, scenario):
     res = pool.result
     n = len(pool.status)
     replica = np.where(res.replica >= 0, res.replica + pool.replica_offset, res.replica)
+    workflow_cols = {}
+    if has_workflows(scenario):  # every pool's table has the columns (one file schema)
+        step = pool.demand.step
+        workflow_cols = {"workflow": request_workflow_ids(pool),
+                         "workflow_step": step if step.shape[0] else np.full(n, -1, np.int32)}
     return pa.table({
         "tenant": _dictionary(pool.demand.tenant, tenants),
         "tier": tiers[pool.demand.tenant],
@@ -61,6 +72,7 @@ def pool_requests_table(pool, d_index: int, scenario):
         "prefix_hit_tokens": res.num_cached_tokens,
         "counted": pool.measured,
         "refusal": _dictionary(_CAUSE_INDEX[pool.status], [NOT_REFUSED, *REFUSAL_CAUSES]),
+        **workflow_cols,
     })
 
 
@@ -136,6 +148,8 @@ def write_run_dir(run, out_dir: Path, resolved_yaml: str, *,
     (out_dir / "summary.json").write_text(run.summary.to_json(), encoding="utf-8")
     if not requests_written:
         pq.write_table(requests_table(run), out_dir / "requests.parquet")
+    if has_workflows(run.scenario):
+        pq.write_table(workflows_table(run.digests, run.scenario), out_dir / "workflows.parquet")
     pq.write_table(pa.table(timeline(run)), out_dir / "timeline.parquet")
 
 

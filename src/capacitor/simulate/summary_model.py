@@ -352,6 +352,41 @@ class Window(_Record):
     warmup_s: float = Field(description="Warm-up before it (simulated, not counted), s.")
 
 
+class WorkflowStats(_Record):
+    """The workflows of one type (workload) from one tenant whose first call was sent after
+    the warm-up, scaled to the fleet; per-workflow figures are means over the completed
+    ones (capacitor/simulate/workflows.py)."""
+
+    workflows: float = Field(description="Workflows started (1 decimal).")
+    completed: float = Field(description="Workflows whose every call completed (1 decimal).")
+    completed_per_hour: float = Field(description="Completed workflows per hour of the "
+                                      "window (1 decimal).")
+    failed: dict[str, float] = Field(description="Failed workflows (a call got no answer, "
+                                     "so nothing after it was sent) by the earliest such "
+                                     "call's cause: throttled, shed, invalid, failed.")
+    e2e_p50_s: float | None = Field(description="Median end-to-end time, first call's send "
+                                    "to the last answer, s; null when none completed.")
+    e2e_p90_s: float | None = Field(description="90th percentile end-to-end time, s.")
+    e2e_p99_s: float | None = Field(description="99th percentile end-to-end time, s.")
+    model_s: float | None = Field(description="Mean time the main chain's calls spent at "
+                                  "the server (queueing, prefill, decode), s.")
+    tool_s: float | None = Field(description="Mean time in tool rounds, s.")
+    think_s: float | None = Field(description="Mean human think time between turns, s.")
+    wait_s: float | None = Field(description="Mean time waiting on subagents beyond the tool "
+                                 "round, s (end-to-end = model + tool + think + wait).")
+    calls: float | None = Field(description="Mean model calls per workflow.")
+    input_tokens: float | None = Field(description="Mean input tokens per workflow.")
+    cached_tokens: float | None = Field(description="Mean input tokens per workflow served "
+                                        "from the prefix cache.")
+    output_tokens: float | None = Field(description="Mean output tokens per workflow.")
+    prefix_hit_rate: float | None = Field(description="Cached / input tokens of completed "
+                                          "workflows.")
+    usd_per_workflow: float | None = Field(
+        description="Mean input + output tokens per completed workflow at its deployment's "
+        "window cost per million tokens (economics.deployments.<d>.window), USD (4 "
+        "decimals); null without a cost or tokens.")
+
+
 class RunSummary(_Record):
     """The content of ``summary.json``."""
 
@@ -371,9 +406,17 @@ class RunSummary(_Record):
         default=None, description="What a binding power cap cost; null when every site ran "
         "uncapped.")
 
+    workflows: dict[str, dict[str, WorkflowStats]] | None = Field(
+        default=None, description="Per workflow workload (type), per tenant; absent when no "
+        "workload is made of workflows.")
+
     def to_json(self) -> str:
-        """``summary.json`` as written: sorted keys, 2-space indent, a final newline."""
-        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+        """``summary.json`` as written: sorted keys, 2-space indent, a final newline (no
+        ``workflows`` key when there are none)."""
+        data = self.model_dump(mode="json")
+        if data["workflows"] is None:
+            del data["workflows"]
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 def summary_json_schema() -> dict[str, Any]:
@@ -383,4 +426,5 @@ def summary_json_schema() -> dict[str, Any]:
 
 __all__ = ["CapCost", "ContractCost", "CostBasis", "DeploymentSummary", "EconomicsSummary",
            "Miss", "Percentiles", "PowerCapSummary", "Refusals", "RunSummary", "SiteSummary",
-           "TenantSummary", "Totals", "UnitCosts", "Verdict", "Window", "summary_json_schema"]
+           "TenantSummary", "Totals", "UnitCosts", "Verdict", "Window", "WorkflowStats",
+           "summary_json_schema"]
