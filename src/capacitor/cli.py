@@ -390,7 +390,7 @@ def run(
         info = write_run_report(out)
         with (out / "run.log").open("a", encoding="utf-8") as fh:
             fh.write(f"wrote report.html ({info.size_bytes / 1e6:.1f} MB) in "
-                     f"{info.seconds:.2f} s\n")
+                     f"{info.seconds:.2f} s wall, {info.cpu_seconds:.2f} s CPU\n")
     if not quiet:
         made = (f"; report {escape(str(out / 'report.html'))} ({info.seconds:.1f} s)"
                 if report else "")

@@ -140,7 +140,7 @@ def test_validate_measured_writes_its_report(tmp_path, small_row, write_experime
     page = (tmp_path / "p.html").read_text(encoding="utf-8")
     for heading in ("Predicted against measured", "Error by hardware", "Error by engine",
                     "Error by concurrency", "Error per row"):
-        assert f"<h2>{heading}</h2>" in page
+        assert f"<h2>{heading}" in page
     assert "H200" in page and "small2" in page
     links = _Links()
     links.feed(page)
