@@ -142,6 +142,7 @@ def validate(
                           name="report.html")
     elif report is not None:
         fail("--report needs --measured (the report compares predictions with measurements)")
+    _announce_compile()
     with StepProgress(err_console, "validate", "rows") as progress:
         result = run_validate(experiments, out, measured, profile,
                               progress=lambda done, total, row_id, error: progress.update(
@@ -358,8 +359,8 @@ def run(
         writer = RequestsWriter(out / "requests.parquet", spec) if requests else None
     except OSError as exc:
         fail(f"--out {out}: cannot write the run directory ({exc})")
-    if not quiet:
-        _announce_compile(backend)
+    if not quiet and backend == "local":  # Ray's workers compile in their own processes
+        _announce_compile()
     pools = sum(len(shard_sizes(spec, d)) for d in range(len(spec.deployments)))
     with StepProgress(err_console, "simulating", "pools", quiet=quiet) as progress:
         progress.update(0, pools)
@@ -399,11 +400,11 @@ def run(
     raise typer.Exit(0 if result.summary.verdict.ok else 1)
 
 
-def _announce_compile(backend: str) -> None:
+def _announce_compile() -> None:
     """Say so before the one-time numba compile of the kernel (minutes, silent otherwise)."""
     from capacitor.simulate.compile_cache import COMPILE_ESTIMATE_S, kernel_compile_pending
 
-    if backend == "local" and kernel_compile_pending():
+    if kernel_compile_pending():
         err_console.print(f"compiling the simulation kernel (once; cached for later runs): "
                           f"about {COMPILE_ESTIMATE_S / 60:.1f} minutes", soft_wrap=True)
 
