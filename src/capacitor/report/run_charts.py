@@ -27,6 +27,14 @@ _METRIC_LABELS = {"ttft_ms": ("TTFT", "time to first token, ms", "ttft_p99_ms"),
                   "e2e_ms": ("E2E", "end-to-end latency, ms", "e2e_p99_ms")}
 
 
+def mw_text(mw: float | None) -> str:
+    """Power in MW with the digits its size needs: ``300 MW``, ``4.2 MW``, ``0.125 MW``."""
+    if mw is None:
+        return "-"
+    digits = 0 if abs(mw) >= 100 else 1 if abs(mw) >= 1 else 3
+    return f"{mw:,.{digits}f} MW"
+
+
 def _go():
     import plotly.graph_objects as go
 
@@ -60,12 +68,14 @@ def latency_cdf_figure(metric: str, cdfs: dict[tuple[int, str], tuple[np.ndarray
         fig.add_trace(go.Scatter(x=x, y=frac, mode="lines", line={"color": color, "shape": "hv"},
                                  name=f"tier {tier} ({', '.join(names)})",
                                  hovertemplate="%{x:,.0f} ms: %{y:.2%}<extra></extra>"))
-        for name in names:
+        for name in names:  # a target is a legend entry: labels on the chart would collide
             target = getattr(tenants[name].slo, target_key)
             if target is not None:
-                fig.add_vline(x=target, line={"color": color, "dash": "dash", "width": 1},
-                              annotation_text=f"{name} p99 target {target:,.0f} ms",
-                              annotation_position="top left", annotation_textangle=-90)
+                fig.add_trace(go.Scatter(x=[target, target], y=[0, 1], mode="lines",
+                                         line={"color": color, "dash": "dash", "width": 1},
+                                         name=f"{name} p99 target {target:,.0f} ms",
+                                         hovertemplate=f"{name}: p99 target {target:,.0f} ms"
+                                         "<extra></extra>"))
     fig.add_hline(y=0.99, line={"color": "#59636e", "dash": "dot", "width": 1},
                   annotation_text="p99", annotation_position="bottom right")
     fig.update_xaxes(type="log", title=axis)
@@ -126,12 +136,12 @@ def power_figure(timeline: dict[str, np.ndarray], sites: dict[str, Any]):
         fig.add_trace(go.Scatter(x=timeline["minute"][sel], y=timeline["power_mw"][sel],
                                  name=f"{name} power", line={"color": color}))
         fig.add_hline(y=site.power_cap_mw, line={"color": color, "dash": "dash"},
-                      annotation_text=f"{name} cap {site.power_cap_mw:,.0f} MW",
+                      annotation_text=f"{name} cap {mw_text(site.power_cap_mw)}",
                       annotation_position="top left")
         if site.uncapped_power_mw_peak is not None:
             fig.add_hline(y=site.uncapped_power_mw_peak, line={"color": color, "dash": "dot"},
                           annotation_text=f"{name} uncapped peak "
-                          f"{site.uncapped_power_mw_peak:,.1f} MW")
+                          f"{mw_text(site.uncapped_power_mw_peak)}")
     fig.update_xaxes(title="minute of the simulated span")
     fig.update_yaxes(title="facility power, MW", rangemode="tozero")
     return _layout(fig, "Site power against the cap")
@@ -201,4 +211,4 @@ def cost_figure(economics: Any):
 
 
 __all__ = ["cost_figure", "deployment_figure", "frontier_figure", "latency_cdf_figure",
-           "power_figure", "timeline_figure"]
+           "mw_text", "power_figure", "timeline_figure"]
