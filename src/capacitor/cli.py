@@ -115,8 +115,9 @@ def validate(
     ] = None,
     profile: Annotated[Path | None, typer.Option("--profile", help="Engine profile YAML.")] = None,
     report: Annotated[
-        Path | None, typer.Option("--report", help="With --measured: the HTML report to write "
-                                  "(default: --out with .html for its suffix).")
+        Path | None, typer.Option("--report", help="With --measured: the HTML report to write, "
+                                  "or a directory to write it into (default: --out with .html "
+                                  "for its suffix).")
     ] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="With --measured: write no "
                                             "HTML report.")] = False,
@@ -136,6 +137,8 @@ def validate(
     html_out = None
     if measured is not None and not no_report:
         html_out = report if report is not None else out.with_suffix(".html")
+        if html_out.is_dir():  # a directory: the report goes into it, named after --out
+            html_out = html_out / out.with_suffix(".html").name
         if html_out.resolve() == out.resolve():
             fail(f"--report {html_out}: is the --out file; give another name")
         check_output_file(html_out, f"--report {html_out}", ValidationDataError,

@@ -144,6 +144,11 @@ def test_validate_measured_writes_its_report(tmp_path, small_row, write_experime
     links = _Links()
     links.feed(page)
     assert links.links == []
+    into = tmp_path / "reports"
+    into.mkdir()
+    again = invoke("validate", path, "--out", tmp_path / "p.csv", "--measured", measured,
+                   "--report", into)
+    assert again.exit_code == 0 and (into / "p.html").read_bytes() == page.encode()
     bad = invoke("validate", path, "--out", tmp_path / "q.csv", "--report", tmp_path / "r.html")
     assert bad.exit_code == 2 and "--report needs --measured" in bad.output
 
