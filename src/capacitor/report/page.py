@@ -35,6 +35,7 @@ h2 { font-size: 1.25rem; border-bottom: 1px solid #d0d7de; padding-bottom: .3rem
                 min-width: 9rem; }
 .headline b { display: block; font-size: 1.3rem; }
 .headline span { color: #59636e; font-size: .85rem; }
+.scroll { overflow-x: auto; }
 table { border-collapse: collapse; margin: .6rem 0; font-size: .9rem; }
 th, td { border-bottom: 1px solid #d0d7de; padding: .25rem .6rem; text-align: right;
          vertical-align: top; }
@@ -80,7 +81,8 @@ def table_html(header: Sequence[str], rows: Sequence[Sequence[Any]],
         cells = "".join(f'<td class="text">{html.escape(str(c))}</td>' if i in text_columns
                         else f"<td>{html.escape(str(c))}</td>" for i, c in enumerate(row))
         body.append(f"<tr>{cells}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 def render_page(title: str, intro: str, sections: Sequence[Section]) -> str:
