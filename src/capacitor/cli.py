@@ -1,8 +1,9 @@
-"""The ``capacitor`` command line (typer): run, validate, catalogue listings, bench.
+"""The ``capacitor`` command line (typer): run, report, validate, catalogue listings, bench.
 
 Exit codes everywhere: 0 success, 1 some rows failed (or an SLO was missed), 2 bad input.
 Every :class:`~capacitor.errors.CapacitorError` becomes one red line on stderr and exit 2,
-never a traceback.
+never a traceback. When stdout is not a terminal (a pipe, a file) tables are laid out at
+their full width rather than cut at 80 columns.
 """
 
 from __future__ import annotations
@@ -19,21 +20,31 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from capacitor.errors import CalibrationError, CapacitorError, ValidationDataError
+from capacitor.report.error_tables import ape_table, pct
 from capacitor.textio import check_output_file
+
+EXIT_CODES = ("Exit codes: 0 success; 1 an SLO was missed (run) or a row failed (validate); "
+              "2 bad input (one line on stderr names the field and the value).")
+#: Console width when stdout is not a terminal: wide enough that no table is cut or wrapped.
+PIPE_WIDTH = 1000
 
 app = typer.Typer(
     name="capacitor",
     help="Digital twin of an LLM inference fleet: can this fleet deliver this demand?",
+    epilog=EXIT_CODES,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: flags without <bool>, whole in a pipe
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-models_app = typer.Typer(help="The bundled model catalogue.", invoke_without_command=True)
-scenario_app = typer.Typer(help="Scenario files: schema and checks.", no_args_is_help=True)
+models_app = typer.Typer(help="The bundled model catalogue.", invoke_without_command=True,
+                         rich_markup_mode=None)
+scenario_app = typer.Typer(help="Scenario files: schema and checks.", no_args_is_help=True,
+                           rich_markup_mode=None)
 app.add_typer(models_app, name="models")
 app.add_typer(scenario_app, name="scenario")
 
@@ -41,6 +52,29 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"capacitor {version('capacitor')}")
+        except PackageNotFoundError:
+            print("capacitor (not installed as a package)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_version,
+                           help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Digital twin of an LLM inference fleet: can this fleet deliver this demand?"""
+    for out in (console, err_console):  # a pipe or a file: whole tables, never cut at 80
+        out.width = PIPE_WIDTH if not out.is_terminal else None  # type: ignore[assignment]
 
 
 
@@ -71,77 +105,71 @@ def user_errors(fn: F) -> F:
 @app.command()
 @user_errors
 def validate(
-    experiments: Annotated[Path, typer.Argument(help="Experiments CSV (see DESIGN.md).")],
+    experiments: Annotated[Path, typer.Argument(
+        help="Experiments CSV: one experiment per row (columns in the README, section "
+             "'validate: experiments CSV -> predictions CSV').")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Predictions CSV to write.")],
     measured: Annotated[
-        Path | None, typer.Option("--measured", help="Measured CSV: print the error per row.")
+        Path | None, typer.Option("--measured", help="Measured CSV: print the error per row "
+                                  "and write the HTML report.")
     ] = None,
     profile: Annotated[Path | None, typer.Option("--profile", help="Engine profile YAML.")] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="With --measured: the HTML report to write, "
+                                  "or a directory to write it into (default: --out with .html "
+                                  "for its suffix).")
+    ] = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="With --measured: write no "
+                                            "HTML report.")] = False,
 ) -> None:
-    """Predict every experiment of EXPERIMENTS.csv into PREDICTIONS.csv (exit 1 if a row fails)."""
+    """Predict every experiment of EXPERIMENTS.csv into PREDICTIONS.csv.
+
+    With --measured, print the absolute percentage error per row and metric and write an
+    HTML report beside the predictions: predicted against measured per metric, the error
+    table, and the error by hardware, engine and concurrency.
+
+    Exit codes: 0 every row ran, 1 some row failed, 2 bad input.
+    """
+    from capacitor.report.progress import StepProgress
     from capacitor.validate import run_validate
 
-    columns = (
-        TextColumn("[bold]validate"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-    )
-    bar = Progress(*columns, console=err_console)
-    task = bar.add_task("", total=None)
-
-    def step(done: int, total: int, row_id: str, error: str | None) -> None:
-        if not bar.live.is_started:  # started on the first row: bad input shows no bar
-            bar.start()
-        bar.update(task, completed=done, total=total, description=escape(row_id))
-
     check_output_file(out, f"--out {out}", ValidationDataError, name="predictions.csv")
-    try:
-        report = run_validate(experiments, out, measured, profile, progress=step)
-    finally:
-        if bar.live.is_started:
-            bar.stop()
-    for pred in report.predictions:
+    html_out = None
+    if measured is not None and not no_report:
+        html_out = report if report is not None else out.with_suffix(".html")
+        if html_out.is_dir():  # a directory: the report goes into it, named after --out
+            html_out = html_out / out.with_suffix(".html").name
+        if html_out.resolve() == out.resolve():
+            fail(f"--report {html_out}: is the --out file; give another name")
+        check_output_file(html_out, f"--report {html_out}", ValidationDataError,
+                          name="report.html")
+    elif report is not None:
+        fail("--report needs --measured (the report compares predictions with measurements)")
+    _announce_compile()
+    with StepProgress(err_console, "validate", "rows") as progress:
+        result = run_validate(experiments, out, measured, profile,
+                              progress=lambda done, total, row_id, error: progress.update(
+                                  done, total, row_id))
+    for pred in result.predictions:
         if pred["error"]:
             err_console.print(
                 f"[yellow]row {escape(str(pred['id']))}:[/] {escape(str(pred['error']))}",
                 soft_wrap=True,
             )
-    rows, bad = len(report.predictions), report.num_errors
+    rows, bad = len(result.predictions), result.num_errors
     err_console.print(
         f"{rows - bad}/{rows} rows ran, {bad} failed; "
-        f"predictions in {escape(str(report.out_path))} ({report.elapsed_s:.1f} s)",
+        f"predictions in {escape(str(result.out_path))} ({result.elapsed_s:.1f} s)",
         soft_wrap=True,
     )
     if measured is not None:
-        console.print(_ape_table(report))
-    raise typer.Exit(report.exit_code)
+        console.print(ape_table(result, console.width))
+    if html_out is not None:
+        from capacitor.report.validate_report import write_validate_report
 
-
-def _ape_table(report: Any) -> Table:
-    """Absolute percentage error per row and metric, and the median per metric."""
-    table = Table(title="absolute percentage error (%)", show_footer=True, box=box.SIMPLE_HEAD)
-    rows = [[_pct(e.get(c)) for c in report.ape_columns] for e in report.ape.values()]
-    columns = []
-    for j, col in enumerate(report.ape_columns):
-        footer = _pct(report.median_ape.get(col))
-        header = col.removesuffix("_ms").replace("_", "\n")
-        width = max(len(x) for x in [footer, *header.split(), *(r[j] for r in rows)])
-        columns.append((header, footer, width))
-    id_width = max(12, console.width - sum(w + 3 for *_, w in columns) - 4)
-    table.add_column("id", footer="median", no_wrap=True, overflow="ellipsis", max_width=id_width)
-    for header, footer, width in columns:
-        table.add_column(header, justify="right", footer=footer, min_width=width)
-    for rid, cells in zip(report.ape, rows, strict=True):
-        table.add_row(escape(rid), *cells)
-    return table
-
-
-def _pct(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
+        write_validate_report(result, experiments, measured, html_out)
+        err_console.print(f"report {escape(str(html_out))}", soft_wrap=True)
+    raise typer.Exit(result.exit_code)
 
 
 # ---- calibrate -------------------------------------------------------------------------------
@@ -213,7 +241,7 @@ def calibrate(
     ins = median_by_metric(report["in_sample"])
     loo = median_by_metric(report["out_of_sample"]) if has_loo else {}
     for metric, value in ins.items():
-        cells = [_pct(value)] + ([_pct(loo.get(metric))] if has_loo else [])
+        cells = [pct(value)] + ([pct(loo.get(metric))] if has_loo else [])
         table.add_row(metric, *cells)
     console.print(table)
     mults = Table(title="fitted multipliers on the prior", box=box.SIMPLE_HEAD)
@@ -258,7 +286,16 @@ def run(
         typer.Option("--workers", help="Pools simulated at once by the local backend, on "
                      "threads (default: one per CPU); results do not depend on it."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON (on "
+                                          "stdout; nothing else goes there).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (and "
+                                        "the JSON with --json); the exit code is the "
+                                        "verdict.")] = False,
+    requests: Annotated[bool, typer.Option("--requests/--no-requests", help="Write "
+                                           "requests.parquet, one row per simulated request "
+                                           "(the report's latency curves need it).")] = True,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html "
+                                         "into the run directory.")] = True,
     schema: Annotated[
         bool, typer.Option("--schema", help="Print the JSON Schema of summary.json (every "
                            "field with its unit) and exit.")
@@ -270,8 +307,12 @@ def run(
 ) -> None:
     """Simulate a fleet scenario and say whether it serves its demand within SLO.
 
-    Exit code 0 when every tier's SLO holds, 1 when any is missed, 2 on bad input.
-    ``--schema`` prints the JSON Schema of summary.json and exits 0 without simulating.
+    The run directory gets scenario.yaml, summary.json, timeline.parquet, requests.parquet
+    (unless --no-requests) and report.html (unless --no-report; rebuild it with capacitor
+    report RUN_DIR). --schema prints the JSON Schema of summary.json and exits 0 without
+    simulating.
+
+    Exit codes: 0 every tier's SLO holds, 1 some SLO is missed, 2 bad input.
     """
     if schema:
         from capacitor.simulate.summary_model import summary_json_schema
@@ -282,6 +323,7 @@ def run(
 
     from capacitor.parallel import default_workers
     from capacitor.perf.profile import load_profile
+    from capacitor.report.progress import StepProgress
     from capacitor.report.terminal import print_run
     from capacitor.scenario import dump_resolved, load_scenario, power_warnings
     from capacitor.simulate import run_scenario, shard_sizes
@@ -301,7 +343,8 @@ def run(
     spec = load_scenario(scenario)
     load_profile(profile)  # a bad profile fails before the run directory is made
     for warning in power_warnings(spec):
-        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+        if not quiet:
+            err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}")
     if fidelity is not None:
         spec = spec.model_copy(update={"simulation": spec.simulation.model_copy(
             update={"fidelity": fidelity})})
@@ -316,41 +359,78 @@ def run(
              "to overwrite its files")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        writer = RequestsWriter(out / "requests.parquet", spec)
+        writer = RequestsWriter(out / "requests.parquet", spec) if requests else None
     except OSError as exc:
         fail(f"--out {out}: cannot write the run directory ({exc})")
+    if not quiet and backend == "local":  # Ray's workers compile in their own processes
+        _announce_compile()
     pools = sum(len(shard_sizes(spec, d)) for d in range(len(spec.deployments)))
-    columns = (TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("pools"), TimeElapsedColumn(), TextColumn("{task.description}"))
-    with Progress(*columns, console=err_console, transient=True,
-                  disable=not err_console.is_terminal) as bar:
-        task = bar.add_task("", total=pools)
-
-        def step(name: str, done: int, total: int) -> None:
-            bar.update(task, completed=done, description=escape(name))
-
+    with StepProgress(err_console, "simulating", "pools", quiet=quiet) as progress:
+        progress.update(0, pools)
         try:
             result = run_scenario(spec, profile_path=str(profile) if profile else None,
-                                  base_dir=base_dir, progress=step, backend=backend,
+                                  base_dir=base_dir, backend=backend,
+                                  progress=lambda name, done, total: progress.update(
+                                      done, total, name),
                                   ray_address=ray_address, requests_sink=writer,
                                   keep_pools=False, workers=workers or default_workers())
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
     try:
         write_run_dir(result, out, dump_resolved(spec), requests_written=True)
         wall_s = time.perf_counter() - started
-        requests = result.num_simulated
-        (out / "run.log").write_text(
-            f"simulated {requests} requests in {wall_s:.2f} s wall\n", encoding="utf-8")
+        log = f"simulated {result.num_simulated} requests in {wall_s:.2f} s wall\n"
+        (out / "run.log").write_text(log, encoding="utf-8")
     except OSError as exc:
         fail(f"--out {out}: cannot write the run directory ({exc})")
     if as_json:
         print(result.summary.to_json(), end="")
-    else:
+    elif not quiet:
         print_run(console, result.summary)
-        err_console.print(f"{requests:,} requests simulated in {wall_s:.1f} s; run directory "
-                          f"{escape(str(out))}")
+    if report:
+        from capacitor.report.run_report import write_run_report
+
+        info = write_run_report(out)
+        with (out / "run.log").open("a", encoding="utf-8") as fh:
+            fh.write(f"wrote report.html ({info.size_bytes / 1e6:.1f} MB) in "
+                     f"{info.seconds:.2f} s wall, {info.cpu_seconds:.2f} s CPU\n")
+    if not quiet:
+        made = (f"; report {escape(str(out / 'report.html'))} ({info.seconds:.1f} s)"
+                if report else "")
+        err_console.print(f"{result.num_simulated:,} requests simulated in {wall_s:.1f} s; run "
+                          f"directory {escape(str(out))}{made}", soft_wrap=True)
     raise typer.Exit(0 if result.summary.verdict.ok else 1)
+
+
+def _announce_compile() -> None:
+    """Say so before the one-time numba compile of the kernel (minutes, silent otherwise)."""
+    from capacitor.simulate.compile_cache import COMPILE_ESTIMATE_S, kernel_compile_pending
+
+    if kernel_compile_pending():
+        err_console.print(f"compiling the simulation kernel (once; cached for later runs): "
+                          f"about {COMPILE_ESTIMATE_S / 60:.1f} minutes", soft_wrap=True)
+
+
+@app.command("report")
+@user_errors
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by capacitor run.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="HTML file to write (default "
+                                  "RUN_DIR/report.html, overwritten).")
+    ] = None,
+) -> None:
+    """(Re)build a run's report.html from its files (summary.json, timeline.parquet,
+    requests.parquet, scenario.yaml): one self-contained page that opens offline.
+
+    Exit codes: 0 written, 2 the run directory cannot be read or the file written.
+    """
+    from capacitor.report.run_report import write_run_report
+
+    info = write_run_report(run_dir, out)
+    err_console.print(f"report {escape(str(info.path))} ({info.size_bytes / 1e6:.1f} MB, "
+                      f"{info.seconds:.1f} s)", soft_wrap=True)
 
 
 # ---- catalogues ----------------------------------------------------------------------------

@@ -10,7 +10,8 @@ turns them into a one-line message and exit code 2, never a traceback::
     │   └── MemoryFitError    the model does not fit in the replica's GPU memory
     ├── ValidationDataError   an experiments / measured CSV that cannot be read or used
     ├── ScenarioError         a scenario YAML that does not validate
-    └── CalibrationError      a calibration fit that cannot be made (too few rows, ...)
+    ├── CalibrationError      a calibration fit that cannot be made (too few rows, ...)
+    └── RunDirError           a run directory the report cannot be built from
 
 Messages name the offending field and value and say what would be valid.
 """
@@ -55,12 +56,17 @@ class CalibrationError(CapacitorError):
     """A calibration fit that cannot be made."""
 
 
+class RunDirError(CapacitorError):
+    """A run directory that lacks a file the report needs, or holds one it cannot read."""
+
+
 __all__ = [
     "CalibrationError",
     "CapacitorError",
     "CatalogError",
     "ConfigError",
     "MemoryFitError",
+    "RunDirError",
     "ScenarioError",
     "ValidationDataError",
 ]

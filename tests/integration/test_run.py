@@ -88,6 +88,8 @@ def test_default_run_answers_for_the_embedded_colossus_scenario(tmp_path):
     assert {"minute", "arrivals", "power_mw", "utilization", "replicas_up", "throttled", "shed",
             "invalid", "failed"} <= set(timeline.column_names)
     assert yaml.safe_load((out / "scenario.yaml").read_text())["name"] == "colossus1"
+    # the report of the default run: one file under 10 MB (plotly.js is 4.8 MB of it)
+    assert 4_000_000 < (out / "report.html").stat().st_size < 10_000_000
 
 
 def test_same_scenario_and_seed_give_byte_identical_summaries(tmp_path):

@@ -59,6 +59,18 @@ def embedded_scenario_path() -> str:
     return f"{_PACKAGE}/{_EMBEDDED}"
 
 
+def read_scenario_source(origin: str) -> str | None:
+    """The text of the scenario file a resolved scenario names in its header (``origin``:
+    :func:`embedded_scenario_path` or a file path), with its comments; None when it cannot
+    be read (moved, deleted, not UTF-8)."""
+    try:
+        if origin == embedded_scenario_path():
+            return resources.files(_PACKAGE).joinpath(_EMBEDDED).read_text(encoding="utf-8")
+        return Path(origin).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def load_scenario(path: str | Path | None = None) -> Scenario:
     """Read, validate and check a scenario YAML; ``None`` = the embedded Colossus scenario.
 
@@ -286,6 +298,7 @@ __all__ = [
     "growth_factor",
     "load_scenario",
     "parse_scenario",
+    "read_scenario_source",
     "scenario_json_schema",
     "summary_lines",
     "window_start_hour",

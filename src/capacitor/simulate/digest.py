@@ -88,6 +88,18 @@ class PoolDigest:
         return self.replicas - down
 
 
+def meets_latency_slo(ttft_ms: np.ndarray, e2e_ms: np.ndarray, slo) -> np.ndarray:
+    """Which completed requests count as goodput: TTFT within the tenant's ``ttft_p99_ms`` and
+    E2E within its ``e2e_p99_ms`` (a None target is not judged). ITL is judged over the
+    tenant's p99 only, not per request."""
+    ok = np.ones(np.shape(ttft_ms), bool)
+    if slo.ttft_p99_ms is not None:
+        ok &= ttft_ms <= slo.ttft_p99_ms
+    if slo.e2e_p99_ms is not None:
+        ok &= e2e_ms <= slo.e2e_p99_ms
+    return ok
+
+
 def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> PoolDigest:
     """Digest a :class:`~capacitor.simulate.PoolRun` (``tenants``: the scenario's, in order;
     their SLOs decide which completions are good; ``num_workloads``: the scenario's)."""
@@ -120,13 +132,8 @@ def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> Pool
         tokens[k] = out_len[done].sum()
         t = res.first_token_s[done] - res.send_s[done]
         e = res.finish_s[done] - res.send_s[done]
-        ok = np.ones(t.size, bool)
-        if k < len(tenants):
-            slo = tenants[k].slo
-            if slo.ttft_p99_ms is not None:
-                ok &= t * 1e3 <= slo.ttft_p99_ms
-            if slo.e2e_p99_ms is not None:
-                ok &= e * 1e3 <= slo.e2e_p99_ms
+        ok = (meets_latency_slo(t * 1e3, e * 1e3, tenants[k].slo) if k < len(tenants)
+              else np.ones(t.size, bool))
         good[k] = ok.sum()
         ttft[k] = np.bincount(latency_bins(t), minlength=ITL_NUM_BINS)
         e2e[k] = np.bincount(latency_bins(e), minlength=ITL_NUM_BINS)
@@ -224,4 +231,5 @@ def add_digest(total: PoolDigest | None, part: PoolDigest) -> PoolDigest:
     return total
 
 
-__all__ = ["MINUTE_S", "REFUSED", "STATUS_NAMES", "PoolDigest", "add_digest", "digest_pool"]
+__all__ = ["MINUTE_S", "REFUSED", "STATUS_NAMES", "PoolDigest", "add_digest", "digest_pool",
+           "meets_latency_slo"]
