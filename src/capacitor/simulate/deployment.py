@@ -12,6 +12,10 @@ and replicas up are measured over the whole deployment, not a sample of 64 in wh
 down share is mostly 0 or 1 replica.
 Every random draw comes from ``numpy.random.default_rng`` streams seeded by the scenario's
 seed, the deployment's index and the cell's.
+
+A disaggregated deployment (``disaggregated:``) has units for replicas; its cell's demand is
+made the same way and served by its prefill and decode pools (:mod:`capacitor.simulate.
+disagg`), without failures or in-engine admission (the scenario checks refuse them).
 """
 
 from __future__ import annotations
