@@ -185,8 +185,7 @@ def test_what_a_disaggregated_deployment_cannot_be_is_one_line_naming_the_field(
 def test_schema_describes_the_pools_and_the_resolved_yaml_loads_again():
     schema = scenario_json_schema()
     defs = schema["$defs"]
-    assert "units" in defs["Deployment"]["properties"]["disaggregated"]["anyOf"][0].get(
-        "description", "") or "units" in defs["Deployment"]["properties"]["disaggregated"][
+    assert "replicas counts units" in defs["Deployment"]["properties"]["disaggregated"][
         "description"]
     for name in ("Disaggregated", "DisaggPool"):
         for key, prop in defs[name]["properties"].items():

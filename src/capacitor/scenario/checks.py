@@ -263,7 +263,8 @@ def _fill_plan(scenario: Scenario) -> tuple[dict[str, int], list[str]]:
 
 def resolve_replicas(scenario: Scenario) -> dict[str, int]:
     """Replicas per deployment name, with ``replicas: fill`` resolved to the site's GPUs of
-    that type left over by the other deployments (floor of leftover / (tp x pp))."""
+    that type left over by the other deployments (floor of leftover / gpus_per_replica: tp x pp,
+    or a disaggregated unit's GPUs)."""
     counts, problems = _fill_plan(scenario)
     if problems:
         raise ScenarioError(*problems)
