@@ -287,7 +287,6 @@ def dump_resolved(scenario: Scenario) -> str:
         if dep.disaggregated is not None:
             _resolve_pools(dep, out, profile)
             continue
-        del out["disaggregated"]  # aggregated: the key stays out, as the file had it
         spec = replica_spec(dep)
         settings = resolved_settings(spec)
         config, _ = build_replica(spec, profile)

@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     field_validator,
+    model_serializer,
 )
 
 from capacitor.scenario.base import (  # noqa: F401 - re-exported
@@ -326,6 +327,14 @@ class Deployment(Strict):
         description="Number of replicas (units of a disaggregated deployment), or 'fill': as "
         "many as the site's GPUs of this type left over by the other deployments allow."
     )
+
+    @model_serializer(mode="wrap")
+    def _aggregated_without_the_key(self, handler: Any) -> Any:
+        """An aggregated deployment dumps as before ``disaggregated`` existed (no key)."""
+        data = handler(self)
+        if self.disaggregated is None and isinstance(data, dict):
+            data.pop("disaggregated", None)
+        return data
 
     @property
     def gpus_per_replica(self) -> int:
