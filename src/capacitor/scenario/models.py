@@ -379,10 +379,12 @@ class Simulation(Strict):
     )
     sampled_replicas: int = Field(
         default=64, ge=1, description="Replicas simulated per deployment in sampled mode "
-        "(all of them when a deployment has fewer)."
+        "(all of them when a deployment has fewer; units of a disaggregated deployment)."
     )
     shard_replicas: int = Field(
-        default=64, ge=1, description="Routing cell size: a deployment of more replicas is "
+        default=64, ge=1, description="Routing cell size (units of a disaggregated "
+        "deployment, whose KV moves over NVLink when a cell's GPUs fit one NVLink domain): "
+        "a deployment of more replicas is "
         "simulated as ceil(replicas / shard_replicas) near-equal cells, each behind its own "
         "router with its share of the demand (a first-level load balancer spreads requests "
         "over the cells). exact simulates every cell; sampled one cell of sampled_replicas, "
