@@ -6,6 +6,8 @@ Schema out).
 ``policies``  tenants and SLOs, rate limits and quotas, routing, admission, contracts
 ``demand``    workloads: arrival processes and length distributions
 ``checks``    cross-references, inventories, power, memory fit, resolved replica counts
+``specs``     the engine's replica spec of a deployment (or of a disaggregated pool's worker)
+``disagg``    what a disaggregated deployment's pools and the scenario around them must be
 ``messages``  pydantic errors turned into one line per problem
 ``io``        :func:`load_scenario` / :func:`parse_scenario`, the embedded default, the
               resolved YAML, expected arrivals and the terminal summary lines

@@ -14,11 +14,13 @@ from typing import Any
 
 from capacitor.catalog.hardware import get_gpu
 from capacitor.catalog.models import resolve_model
-from capacitor.engine.replica import ReplicaSpec, build_replica
+from capacitor.engine.replica import build_replica
 from capacitor.errors import CapacitorError, ConfigError, MemoryFitError, ScenarioError
 from capacitor.fleet.power import facility_power_mw as fleet_facility_power_mw
 from capacitor.perf.profile import PerfProfile, load_profile
+from capacitor.scenario.disagg import check_disaggregated, check_pools_of
 from capacitor.scenario.models import Deployment, Scenario, TraceLengths
+from capacitor.scenario.specs import replica_spec
 from capacitor.textio import read_text
 
 
@@ -35,6 +37,7 @@ def check_scenario(scenario: Scenario, *, base_dir: Path | None = None) -> list[
         problems.extend(_fill_plan(scenario)[1])
     _check_tenants_and_workloads(scenario, base_dir, problems)
     _check_policies_and_economics(scenario, problems)
+    check_disaggregated(scenario, problems)
     return problems
 
 
@@ -153,30 +156,6 @@ def _resolve_path(value: str, base_dir: Path | None) -> Path:
     return p
 
 
-def replica_spec(deployment: Any) -> ReplicaSpec:
-    """The :class:`ReplicaSpec` of a deployment of a checked scenario."""
-    return ReplicaSpec(
-        model=resolve_model(deployment.model),
-        gpu=get_gpu(deployment.gpu),
-        tp=deployment.tp,
-        pp=deployment.pp,
-        ep=deployment.ep,
-        precision=deployment.precision,
-        kv_cache_dtype=deployment.kv_cache_dtype,
-        engine=deployment.engine,
-        max_num_seqs=deployment.max_num_seqs,
-        max_num_batched_tokens=deployment.max_num_batched_tokens,
-        gpu_memory_utilization=deployment.gpu_memory_utilization,
-        block_size=deployment.block_size,
-        enable_prefix_caching=deployment.enable_prefix_caching,
-        cpu_offload=deployment.cpu_offload,
-        max_model_len=deployment.max_model_len,
-        speculative=deployment.speculative,
-        num_speculative_tokens=deployment.num_speculative_tokens,
-        mtp_acceptance_rate=deployment.mtp_acceptance_rate,
-    )
-
-
 def _check_deployments(scenario: Scenario, base_dir: Path | None,
                        profile: PerfProfile | None, bad_sites: set[str],
                        problems: list[str]) -> bool:
@@ -224,6 +203,9 @@ def _check_replica(dep: Deployment, p: str, base_dir: Path | None,
         spec = replica_spec(dep)
     except CapacitorError as err:
         problems.append(f"{p}.model = {dep.model!r}: {err}")
+        return
+    if dep.disaggregated is not None:
+        check_pools_of(dep, p, profile, problems)
         return
     try:
         build_replica(spec, profile)
@@ -281,7 +263,8 @@ def _fill_plan(scenario: Scenario) -> tuple[dict[str, int], list[str]]:
 
 def resolve_replicas(scenario: Scenario) -> dict[str, int]:
     """Replicas per deployment name, with ``replicas: fill`` resolved to the site's GPUs of
-    that type left over by the other deployments (floor of leftover / (tp x pp))."""
+    that type left over by the other deployments (floor of leftover / gpus_per_replica: tp x pp,
+    or a disaggregated unit's GPUs)."""
     counts, problems = _fill_plan(scenario)
     if problems:
         raise ScenarioError(*problems)

@@ -46,6 +46,7 @@ from capacitor.scenario.models import (
     WorkflowLengths,
     month_index,
 )
+from capacitor.scenario.specs import POOLS
 from capacitor.textio import load_yaml, read_text
 from capacitor.workload.agentic_presets import preset
 from capacitor.workload.stages import parse_stages
@@ -245,8 +246,12 @@ def summary_lines(scenario: Scenario) -> list[str]:
                      f"{site.power_cap_mw:,g} MW cap at TDP ({power_breakdown(site)})")
     lines += [f"warning: {w}" for w in power_warnings(scenario)]
     for dep in scenario.deployments:
+        d = dep.disaggregated
+        units = "" if d is None else (
+            f" (units of {d.prefill.workers} prefill x tp{d.prefill.tp} + "
+            f"{d.decode.workers} decode x tp{d.decode.tp})")
         lines.append(f"deployment {dep.name}: {counts[dep.name]:,} x {dep.model} on "
-                     f"{dep.gpus_per_replica} {dep.gpu} at {dep.site}")
+                     f"{dep.gpus_per_replica} {dep.gpu} at {dep.site}{units}")
     lines += [_contract_line(c, scenario.simulation.window.month)
               for c in scenario.economics.contracts]
     arrivals = expected_arrivals(scenario)
@@ -267,6 +272,26 @@ def scenario_json_schema() -> dict[str, Any]:
     return schema
 
 
+def _resolve_pools(dep: Any, out: dict[str, Any], profile: Any) -> None:
+    """A disaggregated deployment's resolved YAML: each pool's engine limits and the shared
+    settings at the engine's defaults, max_model_len the shorter of the pools'."""
+    lengths = []
+    for pool in POOLS:
+        spec = replica_spec(dep, pool)
+        settings = resolved_settings(spec)
+        config, _ = build_replica(spec, profile)
+        lengths.append(int(config.max_model_len))
+        for key in ("max_num_seqs", "max_num_batched_tokens", "gpu_memory_utilization"):
+            out["disaggregated"][pool][key] = settings[key]
+        if out["disaggregated"][pool]["ep"] is None:
+            out["disaggregated"][pool]["ep"] = 1
+        for key in ("block_size", "enable_prefix_caching"):
+            if out.get(key) is None:
+                out[key] = settings[key]
+    if out.get("max_model_len") is None:
+        out["max_model_len"] = min(lengths)
+
+
 def dump_resolved(scenario: Scenario) -> str:
     """YAML of the checked scenario with every default filled: replica counts resolved,
     engine settings at the engine's defaults, the window's start hour, canonical GPU ids and
@@ -276,6 +301,9 @@ def dump_resolved(scenario: Scenario) -> str:
     profile = load_profile(scenario.simulation.profile) if scenario.simulation.profile else None
     for dep, out in zip(scenario.deployments, data["deployments"], strict=True):
         out["replicas"] = counts[dep.name]
+        if dep.disaggregated is not None:
+            _resolve_pools(dep, out, profile)
+            continue
         spec = replica_spec(dep)
         settings = resolved_settings(spec)
         config, _ = build_replica(spec, profile)

@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     field_validator,
+    model_serializer,
 )
 
 from capacitor.scenario.base import (  # noqa: F401 - re-exported
@@ -205,8 +206,50 @@ class Site(Strict):
 # ---- deployments -----------------------------------------------------------------------------
 
 
+class DisaggPool(Strict):
+    """One pool of a disaggregated deployment: its workers per unit, their parallelism and
+    their engine limits (every other engine setting is the deployment's)."""
+
+    workers: int = Field(ge=1, description="Workers (engine instances) of this pool in one "
+                         "unit of the deployment (Dynamo / SGLang PD: prefill or decode "
+                         "workers).")
+    tp: int = Field(default=1, ge=1, description="Tensor-parallel GPUs per worker (no "
+                    "pipeline parallelism in a disaggregated pool).")
+    ep: int | None = Field(default=None, ge=1, description="Expert-parallel size over the "
+                           "worker's GPUs (MoE only); None = 1.")
+    dp_attention: bool = Field(default=False, description="Attention data-parallel over the "
+                               "worker's tp GPUs, MoE layers expert-parallel (SGLang "
+                               "--enable-dp-attention, TensorRT-LLM enable_attention_dp).")
+    max_num_seqs: int | None = Field(
+        default=None, ge=1, description="Max running sequences per worker; None = the "
+        "deployment's max_num_seqs (None there = engine default).")
+    max_num_batched_tokens: int | None = Field(
+        default=None, ge=1, description="Token budget of one engine step of a worker; None "
+        "= the deployment's max_num_batched_tokens (None there = engine default).")
+    gpu_memory_utilization: float | None = Field(
+        default=None, gt=0, le=1, description="Fraction of GPU memory a worker may use (0-1]; "
+        "None = the deployment's gpu_memory_utilization (None there = engine default).")
+
+    @property
+    def gpus(self) -> int:
+        """GPUs of this pool in one unit (workers x tp)."""
+        return self.workers * self.tp
+
+
+class Disaggregated(Strict):
+    """Disaggregated prefill/decode serving (SGLang PD disaggregation, NVIDIA Dynamo): each
+    unit of the deployment is ``prefill.workers`` prefill workers and ``decode.workers`` decode
+    workers; a request's prompt is computed on a prefill worker, its KV moves to a decode
+    worker (NVLink when a routing cell's GPUs fit one NVLink domain, else the scale-out
+    NIC), which generates its output (:mod:`capacitor.engine.disaggregated`)."""
+
+    prefill: DisaggPool = Field(description="The prefill pool of one unit.")
+    decode: DisaggPool = Field(description="The decode pool of one unit.")
+
+
 class Deployment(Strict):
-    """A pool of identical replicas of one model on one GPU type at one site."""
+    """A pool of identical replicas of one model on one GPU type at one site (or, with
+    ``disaggregated``, of identical prefill + decode units)."""
 
     name: Name = Field(description="Unique deployment name, referenced by workloads.")
     model: str = Field(
@@ -275,14 +318,33 @@ class Deployment(Strict):
         "(given the ones before it were) with mtp; None = 0.85 (DeepSeek-V3 technical "
         "report: 85-90% for the second token)."
     )
-    replicas: Annotated[int | Literal["fill"], BeforeValidator(_replicas)] = Field(
-        description="Number of replicas, or 'fill': as many as the site's GPUs of this type "
-        "left over by the other deployments allow."
+    disaggregated: Disaggregated | None = Field(
+        default=None, description="Disaggregated prefill/decode: each replica is a unit of "
+        "prefill.workers prefill workers and decode.workers decode workers (tp, pp and ep are "
+        "then set per pool; max_num_seqs, max_num_batched_tokens and gpu_memory_utilization "
+        "are each pool's default); replicas counts units. None = aggregated replicas."
     )
+    replicas: Annotated[int | Literal["fill"], BeforeValidator(_replicas)] = Field(
+        description="Number of replicas (units of a disaggregated deployment), or 'fill': as "
+        "many as the site's GPUs of this type left over by the other deployments allow."
+    )
+
+    @model_serializer(mode="wrap")
+    def _aggregated_without_the_key(self, handler: Any) -> Any:
+        """An aggregated deployment dumps as before ``disaggregated`` existed (no key)."""
+        data = handler(self)
+        if self.disaggregated is None and isinstance(data, dict):
+            data.pop("disaggregated", None)
+        return data
 
     @property
     def gpus_per_replica(self) -> int:
-        """GPUs one replica occupies (tp x pp)."""
+        """GPUs one replica occupies: tp x pp, or for a disaggregated deployment one unit's
+        prefill.workers x prefill.tp + decode.workers x decode.tp. Every GPU count of a
+        deployment (inventory, power, cost) is replicas x this."""
+        d = self.disaggregated
+        if d is not None:
+            return d.prefill.gpus + d.decode.gpus
         return self.tp * self.pp
 
 
@@ -318,10 +380,12 @@ class Simulation(Strict):
     )
     sampled_replicas: int = Field(
         default=64, ge=1, description="Replicas simulated per deployment in sampled mode "
-        "(all of them when a deployment has fewer)."
+        "(all of them when a deployment has fewer; units of a disaggregated deployment)."
     )
     shard_replicas: int = Field(
-        default=64, ge=1, description="Routing cell size: a deployment of more replicas is "
+        default=64, ge=1, description="Routing cell size (units of a disaggregated "
+        "deployment, whose KV moves over NVLink when a cell's GPUs fit one NVLink domain): "
+        "a deployment of more replicas is "
         "simulated as ceil(replicas / shard_replicas) near-equal cells, each behind its own "
         "router with its share of the demand (a first-level load balancer spreads requests "
         "over the cells). exact simulates every cell; sampled one cell of sampled_replicas, "
@@ -392,6 +456,8 @@ __all__ = [
     "Contract",
     "Deployment",
     "DistributionLengths",
+    "DisaggPool",
+    "Disaggregated",
     "DiurnalArrival",
     "Economics",
     "Failures",

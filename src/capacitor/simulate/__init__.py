@@ -4,6 +4,7 @@ digests, then the summary, per-tier verdicts and the run directory's files.
 Modules, in the order a run flows through them:
 
 ``deployment``  one deployment's routing cell: demand, limits, failures, the pool kernel
+``disagg``      a disaggregated deployment's routing cell: its prefill and decode pools
 ``digest``      a simulated pool reduced to what the summary reads
 ``activity``    per minute, the HBM and tensor-core seconds of a pool's work (for power)
 ``shards``      one cell simulated and reduced (a pure function; backends run it)

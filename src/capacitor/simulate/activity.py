@@ -70,10 +70,13 @@ def _spread(start_s: np.ndarray, end_s: np.ndarray, amounts: list[np.ndarray], m
 
 
 def minute_work(pool, coeffs: np.ndarray, busy_s: np.ndarray, seq_s: np.ndarray,
-                m: int, bin_s: float) -> tuple[np.ndarray, np.ndarray]:
+                m: int, bin_s: float, *, prefill: bool = True,
+                decode: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """``(memory_s, compute_s)`` per bin of ``bin_s`` seconds (a minute) of ``pool`` (a
     :class:`~capacitor.simulate.records.PoolRun`) whose step-time coefficients are ``coeffs``;
-    ``busy_s`` and ``seq_s`` are its busy and sequence seconds per bin (all replicas)."""
+    ``busy_s`` and ``seq_s`` are its busy and sequence seconds per bin (all replicas).
+    ``prefill`` / ``decode`` False leaves that phase's work out (the other pool of a
+    disaggregated deployment does it)."""
     res = pool.result
     first = res.first_token_s
     started = np.isfinite(first)
@@ -86,15 +89,49 @@ def minute_work(pool, coeffs: np.ndarray, busy_s: np.ndarray, seq_s: np.ndarray,
     prefill_tokens = np.bincount(k, weights=q, minlength=m)[:m]
     prefill_pairs = np.bincount(k, weights=q * cached + q * (q + 1.0) / 2.0, minlength=m)[:m]
     prefills = np.bincount(k, minlength=m)[:m].astype(np.float64)
+    if not prefill:
+        prefill_tokens, prefill_pairs, prefills = np.zeros(m), np.zeros(m), np.zeros(m)
     finish = res.finish_s[started]
     done = (pool.status[started] == S_COMPLETED) & np.isfinite(finish)
     n = np.maximum(out_len[done] - 1.0, 0.0)
     ctx = n * prompt[done] + n * (n + 1.0) / 2.0
     decode_tokens, decode_ctx = _spread(t0[done], finish[done], [n, ctx], m, bin_s)
+    if not decode:
+        decode_tokens, decode_ctx = np.zeros(m), np.zeros(m)
     seq_steps = decode_tokens + prefills
     steps = np.divide(seq_steps * busy_s, seq_s, out=np.zeros(m), where=seq_s > 0)
     return roofline_seconds(coeffs, steps=steps, tokens=decode_tokens + prefill_tokens,
                             prefill_pairs=prefill_pairs, decode_ctx_tokens=decode_ctx)
 
 
-__all__ = ["minute_work", "spread_by_minute"]
+def disagg_minutes(pool, m: int, bin_s: float):
+    """A disaggregated cell's ``(busy_s, seq_s, memory_s, compute_s, busy_total_s)`` per bin
+    in unit-seconds: each pool's worker rows of the kernel's busy bins (prefill workers then
+    decode workers), its own work (prefill on the prefill pool, decode on the decode pool,
+    :func:`minute_work` with its coefficients) weighted by its GPUs per worker over the GPUs
+    of a unit, so that over the cell's units they are the GPU-weighted busy, HBM and
+    tensor-core shares the power model reads (exact while no GPU's stepping draw is clipped
+    at TDP or a power limit); ``seq_s`` is the running sequences of both pools, unweighted
+    (over the seats of a unit, ``max_num_seqs`` of the PoolRun)."""
+    cell, res = pool.disagg, pool.result
+    cols = min(m, res.busy_bins.shape[1])
+    busy, seq, memory, compute = np.zeros(m), np.zeros(m), np.zeros(m), np.zeros(m)
+    total, start = 0.0, 0
+    for i, (workers, tp, coeffs) in enumerate(zip(cell.workers, cell.tp, cell.coeffs,
+                                                  strict=True)):
+        rows = slice(start, start + workers)
+        start += workers
+        b, q = np.zeros(m), np.zeros(m)
+        b[:cols] = res.busy_bins[rows, :cols].sum(axis=0)
+        q[:cols] = res.seq_bins[rows, :cols].sum(axis=0)
+        mem, comp = minute_work(pool, coeffs, b, q, m, bin_s, prefill=i == 0, decode=i == 1)
+        weight = tp / pool.gpus_per_replica
+        busy += weight * b
+        seq += q
+        memory += weight * mem
+        compute += weight * comp
+        total += weight * float(res.busy_bins[rows].sum())
+    return busy, seq, memory, compute, total
+
+
+__all__ = ["disagg_minutes", "minute_work", "spread_by_minute"]

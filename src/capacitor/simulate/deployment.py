@@ -12,6 +12,10 @@ and replicas up are measured over the whole deployment, not a sample of 64 in wh
 down share is mostly 0 or 1 replica.
 Every random draw comes from ``numpy.random.default_rng`` streams seeded by the scenario's
 seed, the deployment's index and the cell's.
+
+A disaggregated deployment (``disaggregated:``) has units for replicas; its cell's demand is
+made the same way and served by its prefill and decode pools (:mod:`capacitor.simulate.
+disagg`), without failures or in-engine admission (the scenario checks refuse them).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from capacitor.catalog.hardware import get_gpu
+from capacitor.engine.disaggregated import disagg_max_model_len
 from capacitor.engine.replica import build_replica
 from capacitor.engine.simulator import simulate_pool
 from capacitor.engine.status import S_THROTTLED
@@ -57,7 +62,9 @@ from capacitor.scenario import (
     window_start_hour,
 )
 from capacitor.scenario import growth_factor as scenario_growth
+from capacitor.scenario.specs import POOLS
 from capacitor.simulate.digest import MINUTE_S
+from capacitor.simulate.disagg import simulate_cell
 from capacitor.simulate.records import PoolRun
 
 #: How a scenario's repairs are drawn: ``failures.repair_hours`` is their mean (the scenario
@@ -129,6 +136,43 @@ def tenant_shares(scenario, deployment: str) -> np.ndarray:
     return out
 
 
+def _demand(scenario, dep, shard: int, num_cells: int, share: float,
+            rng: np.random.Generator, max_model_len: int, base_dir: Path | None):
+    """The cell's demand: the merged requests of the workloads on ``dep`` at ``share`` of
+    their rates, those refused by their tenants' rate limits and token quotas marked
+    rejected (and returned as ``throttled``), and each tenant's share of its limits here."""
+    sim = scenario.simulation
+    window = sim.window
+    span = window.warmup_s + window.duration_s
+    start_of_day_s = window_start_hour(scenario) * 3600.0 - window.warmup_s
+    tenant_index = {t.name: k for k, t in enumerate(scenario.tenants)}
+    parts = []
+    for w_index, wl in enumerate(scenario.workloads):
+        if wl.deployment != dep.name:
+            continue
+        growth = scenario_growth(scenario, wl.arrival)
+        if wl.lengths.kind == "trace":
+            batch = trace_batch(wl, span, share, growth, max_model_len, base_dir, cell=shard,
+                                num_cells=num_cells)
+        elif wl.lengths.kind == "workflow":  # the arrivals start workflows
+            send = arrival_times(wl.arrival, start_of_day_s, span, share * growth, rng)
+            rows = workflow_rows(wl, send, max_model_len, rng)
+            parts.append((rows.batch, tenant_index[wl.tenant], w_index, rows))
+            continue
+        else:
+            send = arrival_times(wl.arrival, start_of_day_s, span, share * growth, rng)
+            batch = workload_batch(wl, send, max_model_len, sim.seed, rng, base_dir)
+        parts.append((batch, tenant_index[wl.tenant], w_index))
+    demand = merge(parts)
+    tenant_scale = share * tenant_shares(scenario, dep.name)
+    throttled = np.zeros(len(demand.batch), np.bool_)
+    if scenario.admission.policy != "none":
+        throttled = throttle(demand, list(scenario.tenants), scenario.admission.bucket_depth_s,
+                             tenant_scale, span, month_seconds(window.month))
+        demand.batch.rejected |= throttled  # answered at once, like a 429
+    return demand, throttled, tenant_scale
+
+
 def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
                         profile_path: str | None = None,
                         base_dir: Path | None = None,
@@ -142,7 +186,6 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
     sim = scenario.simulation
     window = sim.window
     span = window.warmup_s + window.duration_s
-    start_of_day_s = window_start_hour(scenario) * 3600.0 - window.warmup_s
     profile = load_profile(profile_path or (
         str((base_dir or Path(".")) / sim.profile) if sim.profile else None))
     dep = scenario.deployments[d_index]
@@ -155,37 +198,17 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
     total = resolve_replicas(scenario)[dep.name]
     k = sizes[shard]
     share = k / total
+    if dep.disaggregated is not None:
+        return _disaggregated(scenario, d_index, shard, sizes, rng, profile, base_dir,
+                              step_slowdown)
     config, coeffs = build_replica(replica_spec(dep), profile)
     if step_slowdown is not None:
         coeffs = capped_coefficients(coeffs, *step_slowdown)
     if scenario.admission.preempt_lower_tiers:  # vLLM --scheduling-policy priority, by tier
         config = dataclasses.replace(config, scheduling_policy="priority")
-    parts = []
-    for w_index, wl in enumerate(scenario.workloads):
-        if wl.deployment != dep.name:
-            continue
-        growth = scenario_growth(scenario, wl.arrival)
-        if wl.lengths.kind == "trace":
-            batch = trace_batch(wl, span, share, growth, config.effective_max_model_len,
-                                base_dir, cell=shard, num_cells=len(sizes))
-        elif wl.lengths.kind == "workflow":  # the arrivals start workflows
-            send = arrival_times(wl.arrival, start_of_day_s, span, share * growth, rng)
-            rows = workflow_rows(wl, send, config.effective_max_model_len, rng)
-            parts.append((rows.batch, tenant_index[wl.tenant], w_index, rows))
-            continue
-        else:
-            send = arrival_times(wl.arrival, start_of_day_s, span, share * growth, rng)
-            batch = workload_batch(wl, send, config.effective_max_model_len, sim.seed, rng,
-                                   base_dir)
-        parts.append((batch, tenant_index[wl.tenant], w_index))
-    demand = merge(parts)
-    tenant_scale = share * tenant_shares(scenario, dep.name)
-    throttled = np.zeros(len(demand.batch), np.bool_)
-    if scenario.admission.policy != "none":
-        throttled = throttle(demand, tenants, scenario.admission.bucket_depth_s, tenant_scale,
-                             span, month_seconds(window.month))
-        demand.batch.rejected |= throttled  # answered at once, like a 429
-    gpus = dep.tp * dep.pp
+    demand, throttled, tenant_scale = _demand(scenario, dep, shard, len(sizes), share, rng,
+                                              config.effective_max_model_len, base_dir)
+    gpus = dep.gpus_per_replica
     # sampled fidelity: failures of the whole deployment, the sample's replicas among them
     events, down_s, down_by_minute = _failures(sites[dep.site], dep.gpu, gpus, k,
                                                total if len(sizes) == 1 else k, span, rng)
@@ -224,6 +247,43 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
         status=status, result=result, measured=measured,
         downtime_s=down_s, down_s_by_minute=down_by_minute, max_num_seqs=config.max_num_seqs,
         replica_offset=sum(sizes[:shard]), coeffs=coeffs,
+    )
+
+
+def _disaggregated(scenario, d_index: int, shard: int, sizes: list[int],
+                   rng: np.random.Generator, profile, base_dir: Path | None,
+                   step_slowdown: tuple[float, float] | None) -> PoolRun:
+    """A routing cell of ``k`` units of disaggregated deployment ``d_index``
+    (:mod:`capacitor.simulate.disagg`); replicas are units. No failures (the scenario checks
+    refuse them at its site) and no admission inside the engine; its tenants' rate limits
+    and token quotas apply as for any deployment."""
+    dep = scenario.deployments[d_index]
+    total = resolve_replicas(scenario)[dep.name]
+    k = sizes[shard]
+    pools = []
+    for pool in POOLS:
+        config, coeffs = build_replica(replica_spec(dep, pool), profile)
+        if step_slowdown is not None:
+            coeffs = capped_coefficients(coeffs, *step_slowdown)
+        pools.append((config, coeffs))
+    max_model_len = disagg_max_model_len(pools[0][0], pools[1][0])
+    demand, throttled, _ = _demand(scenario, dep, shard, len(sizes), k / total, rng,
+                                   max_model_len, base_dir)
+    result, cell = simulate_cell(scenario, dep, k, pools, demand)
+    status = result.status.astype(np.int8)
+    status[throttled] = S_THROTTLED
+    d = dep.disaggregated
+    minutes = int(math.ceil((scenario.simulation.window.warmup_s
+                             + scenario.simulation.window.duration_s) / MINUTE_S))
+    return PoolRun(
+        name=dep.name, site=dep.site, gpu=dep.gpu, gpus_per_replica=dep.gpus_per_replica,
+        replicas=total if len(sizes) == 1 else k, simulated_replicas=k, demand=demand,
+        status=status, result=result,
+        measured=demand.batch.arrival_s >= scenario.simulation.window.warmup_s,
+        downtime_s=0.0, down_s_by_minute=np.zeros(minutes),
+        max_num_seqs=d.prefill.workers * pools[0][0].max_num_seqs
+        + d.decode.workers * pools[1][0].max_num_seqs,
+        replica_offset=sum(sizes[:shard]), disagg=cell,
     )
 
 

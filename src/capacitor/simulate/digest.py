@@ -20,7 +20,7 @@ import numpy as np
 
 from capacitor.engine.result import ITL_NUM_BINS, latency_bins
 from capacitor.engine.status import CAUSE_NUMBER, REFUSAL_CAUSES, REFUSED, S_COMPLETED, STATUS_NAMES
-from capacitor.simulate.activity import minute_work
+from capacitor.simulate.activity import disagg_minutes, minute_work
 from capacitor.simulate.workflows import concat, workflow_records
 
 MINUTE_S = 60.0
@@ -156,19 +156,25 @@ def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> Pool
         s_sorted = np.sort(s_sorted)
     f_sorted = np.sort(np.where(np.isfinite(res.finish_s), res.finish_s, np.inf))
     in_system = (np.searchsorted(s_sorted, edges) - np.searchsorted(f_sorted, edges))
-    busy_bins = np.zeros(m)
-    seq_bins = np.zeros(m)
-    cols = min(m, res.busy_bins.shape[1])
-    busy_bins[:cols] = res.busy_bins[:, :cols].sum(axis=0)
-    seq_bins[:cols] = res.seq_bins[:, :cols].sum(axis=0)
+    if pool.disagg is not None:  # unit-seconds, GPU-weighted over the two pools
+        busy_bins, seq_bins, memory_s, compute_s, busy_total_s = disagg_minutes(
+            pool, m, MINUTE_S)
+    else:
+        busy_bins = np.zeros(m)
+        seq_bins = np.zeros(m)
+        cols = min(m, res.busy_bins.shape[1])
+        busy_bins[:cols] = res.busy_bins[:, :cols].sum(axis=0)
+        seq_bins[:cols] = res.seq_bins[:, :cols].sum(axis=0)
+        memory_s, compute_s = minute_work(pool, pool.coeffs, busy_bins, seq_bins, m,
+                                          MINUTE_S) \
+            if pool.coeffs is not None else (np.zeros(m), np.zeros(m))
+        busy_total_s = float(res.busy_bins.sum())
     counted_done = measured & done_all
     refusals_min = np.bincount(cause * m + minute, minlength=n_causes * m)[:n_causes * m]
     refusals_min = refusals_min.reshape(n_causes, m)[1:].astype(np.float64)
     num_w = max(num_workloads, int(pool.demand.workload.max()) + 1 if len(status) else 0)
     wl = pool.demand.workload[counted_done].astype(np.int64)
     batch = pool.demand.batch
-    memory_s, compute_s = minute_work(pool, pool.coeffs, busy_bins, seq_bins, m, MINUTE_S) \
-        if pool.coeffs is not None else (np.zeros(m), np.zeros(m))
     return PoolDigest(
         name=pool.name, site=pool.site, gpu=pool.gpu, gpus_per_replica=pool.gpus_per_replica,
         replicas=pool.replicas, simulated_replicas=pool.simulated_replicas,
@@ -191,7 +197,7 @@ def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> Pool
         num_preemptions=float(res.num_preemptions[measured].sum()),
         prompt_tokens=float(batch.prompt_len[counted_done].sum(dtype=np.int64)),
         prefix_hit_tokens=float(res.num_cached_tokens[counted_done].sum(dtype=np.int64)),
-        busy_total_s=float(res.busy_bins.sum()), seq_total_s=float(res.seq_bins.sum()),
+        busy_total_s=busy_total_s, seq_total_s=float(res.seq_bins.sum()),
         num_simulated=int(status.shape[0]),
         workflows=workflow_records(pool),
     )

@@ -15,6 +15,16 @@ from capacitor.simulate.summary_model import RunSummary
 
 
 @dataclass(slots=True)
+class DisaggCell:
+    """The two pools of a disaggregated deployment's simulated cell, in the engine's order
+    (prefill, decode): workers simulated, GPUs per worker (tp), step-time coefficients."""
+
+    workers: tuple[int, int]
+    tp: tuple[int, int]
+    coeffs: tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(slots=True)
 class PoolRun:
     """One deployment's simulation."""
 
@@ -33,6 +43,8 @@ class PoolRun:
     max_num_seqs: int = 1
     replica_offset: int = 0  # first replica's index in the deployment (shards of exact runs)
     coeffs: np.ndarray | None = None  # the step-time coefficients it ran with
+    # a disaggregated deployment's cell: replicas are units, gpus_per_replica a unit's GPUs
+    disagg: DisaggCell | None = None
 
     @property
     def scale(self) -> float:
@@ -74,4 +86,4 @@ class ShardOutput:
     pool: PoolRun | None = None  # its full records, when asked for
 
 
-__all__ = ["PoolRun", "RunResult", "ShardOutput"]
+__all__ = ["DisaggCell", "PoolRun", "RunResult", "ShardOutput"]

@@ -1,0 +1,215 @@
+"""Disaggregated deployments in scenarios (``deployments[i].disaggregated``): a request on
+an idle pair of pools against hand-computed times, GPU counting of both pools (inventory,
+power), one-line refusals naming the field, determinism and the GB200 example."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from capacitor.engine import reference
+from capacitor.engine.replica import build_replica
+from capacitor.engine.requests import RequestBatch
+from capacitor.errors import ScenarioError
+from capacitor.scenario import (
+    dump_resolved,
+    load_scenario,
+    parse_scenario,
+    resolve_replicas,
+    scenario_json_schema,
+    summary_lines,
+)
+from capacitor.scenario.specs import replica_spec
+from capacitor.simulate import run_scenario
+from capacitor.simulate.site_power import pool_facility_w, site_draw_w
+from capacitor.simulate.summary import timeline
+from tests.factories import scenario_dict
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "dsr1_gb200_disagg.yaml"
+
+#: One unit (a prefill and a decode worker of one H100 each) serving one request of a
+#: 1000-token prompt and 4 output tokens, sent at t = 0.5 s (one constant-rate stage).
+ONE: dict = yaml.safe_load("""
+name: disagg-one
+sites:
+  - {name: s, power_cap_mw: 1.0, pue: 1.2, gpus: {H100: 8}}
+deployments:
+  - name: d
+    model: meta-llama/Llama-3.1-8B-Instruct
+    gpu: H100
+    site: s
+    precision: BF16
+    disaggregated:
+      prefill: {workers: 1, tp: 1}
+      decode: {workers: 1, tp: 1}
+    replicas: 1
+tenants:
+  - {name: t, tier: 0}
+workloads:
+  - name: w
+    tenant: t
+    deployment: d
+    arrival: {kind: stages, stages: "1@1", process: constant}
+    lengths: {kind: fixed, input_tokens: 1000, output_tokens: 4}
+simulation:
+  window: {duration_s: 120}
+  fidelity: exact
+""")
+
+
+def _parse(data: dict):
+    return parse_scenario(yaml.safe_dump(data), origin="<test>")
+
+
+def test_one_request_on_an_idle_unit_matches_hand_computed_times():
+    """TTFT = the prefill worker's time to its first token + the KV transfer.
+
+    The prefill worker's part is what one aggregated replica of the same settings takes for
+    the same request with one output token (ingress + one prefill step + egress), from the
+    reference twin (engine/reference.py): the decode worker admits the request the moment
+    its KV arrives (idle) and streams the prefill's token with the same egress.
+    KV transfer, by hand (perf.memory.kv_transfer_s's model): Llama-3.1-8B holds
+    2 (K, V) x 32 layers x 8 KV heads x 128 dims x 2 bytes (BF16) = 131,072 bytes per
+    token, all on the prefill worker's one GPU; the unit's 2 H100 share an NVLink domain
+    (8 GPUs), 450 GB/s per direction (catalogue interconnect_gb_s); plus 1 ms of
+    setup (KV_TRANSFER_LATENCY_S):
+        0.001 + 1000 x 131072 / 450e9 = 0.001 + 0.000291271 = 0.001291271 s
+    """
+    scenario = _parse(ONE)
+    run = run_scenario(scenario)
+    pool = run.pools[0]
+    res = pool.result
+    assert len(res.send_s) == 1 and pool.status[0] == 1  # one request, completed
+    transfer = 0.001 + 1000 * 131072 / 450e9
+    dep = scenario.deployments[0]
+    config_p, coeffs_p = build_replica(replica_spec(dep, "prefill"))
+    config_d, coeffs_d = build_replica(replica_spec(dep, "decode"))
+    one = RequestBatch.simple(np.zeros(1), np.array([1000], np.int32), np.array([1], np.int32))
+    single = reference.simulate(one, config_p, coeffs_p)
+    prefill_ttft = single.first_token_s[0] - single.send_s[0]
+    assert config_p.egress_s == config_d.egress_s
+    ttft = res.first_token_s[0] - res.send_s[0]
+    assert ttft == pytest.approx(prefill_ttft + transfer, rel=1e-9)
+    # and the whole request as the reference disaggregated twin runs it with that transfer
+    from capacitor.engine import reference_disagg
+
+    four = RequestBatch.simple(np.zeros(1), np.array([1000], np.int32),
+                               np.array([4], np.int32))
+    ref = reference_disagg.simulate_disaggregated(
+        four, (config_p, coeffs_p, 1), (config_d, coeffs_d, 1), np.array([transfer]))
+    assert res.finish_s[0] - res.send_s[0] == pytest.approx(ref.finish_s[0], rel=1e-9)
+    assert ref.finish_s[0] > ref.first_token_s[0] > transfer
+
+
+#: a unit of 1 prefill worker x tp 2 + 2 decode workers x tp 4 = 10 H100
+TEN = scenario_dict(ONE, **{
+    "sites.0.gpus.H100": 32,
+    "deployments.0.disaggregated": {"prefill": {"workers": 1, "tp": 2},
+                                    "decode": {"workers": 2, "tp": 4}},
+    "deployments.0.replicas": "fill",
+})
+
+
+def test_gpus_of_both_pools_count_in_inventory_and_power():
+    scenario = _parse(TEN)
+    dep = scenario.deployments[0]
+    assert dep.gpus_per_replica == 10  # 1 x 2 + 2 x 4
+    assert resolve_replicas(scenario) == {"d": 3}  # fill: 32 // 10 = 3 units, 30 GPUs
+    assert "3 x meta-llama/Llama-3.1-8B-Instruct on 10 H100" in "\n".join(
+        summary_lines(scenario))
+    with pytest.raises(ScenarioError) as err:  # 4 units need 40 of the 32
+        _parse(scenario_dict(TEN, **{"deployments.0.replicas": 4}))
+    assert "sites[0].gpus.H100 = 32: over-subscribed: deployments need 40" in str(err.value)
+    run = run_scenario(scenario)
+    digest = run.digests[0]
+    assert digest.replicas * digest.gpus_per_replica == 30
+    # minute 1 (60-120 s): the one request is long done, every GPU idles at 15% of its
+    # 700 W TDP (the Hopper power curve): the deployment's 30 GPUs draw
+    #   30 x 700 x 0.15 x 1.82 (server overhead) x 1.2 (PUE) = 6,879.6 W
+    # and the site's 32 (2 in no deployment) 32 x 105 x 1.82 x 1.2 = 7,338.24 W
+    site = scenario.sites[0]
+    assert pool_facility_w(site, digest)[1] == pytest.approx(6879.6, rel=1e-12)
+    assert site_draw_w(site, run.digests, 2)[1] == pytest.approx(7338.24, rel=1e-12)
+    # minute 0 has the request's steps: more than idle
+    assert pool_facility_w(site, digest)[0] > 6879.6 * 1.0001
+    assert run.summary.sites["s"].gpus == 32
+    # busy time counts per GPU: the cell's 3 prefill workers (2 GPUs each, busy_bins rows
+    # 0-2) and 6 decode workers (4 GPUs each, rows 3-8); the site's utilisation in minute
+    # 0 is their busy GPU-seconds over its 32 GPUs x 60 s
+    rows = run.pools[0].result.busy_bins
+    assert rows.shape[0] == 9
+    gpu_s = 2 * rows[:3, 0].sum() + 4 * rows[3:, 0].sum()
+    assert gpu_s > 0
+    util = timeline(run)["utilization"][0]
+    assert util == pytest.approx(gpu_s / (32 * 60), rel=1e-9)
+
+
+@pytest.mark.parametrize(("changes", "line"), [
+    # Llama-3.1-70B in BF16 (141 GB of weights) fits 4 H100, not one
+    ({"deployments.0.model": "meta-llama/Llama-3.1-70B-Instruct",
+      "deployments.0.disaggregated.prefill.tp": 4},
+     "deployments[0].disaggregated.decode.tp = 1 (d): the model does not fit a decode "
+     "worker: "),
+    ({"deployments.0.disaggregated.decode.tp": 3},
+     "deployments[0].disaggregated.decode.tp (d): tp=3: must divide num_attention_heads"),
+    ({"deployments.0.tp": 2},
+     "deployments[0].tp = 2 (d): a disaggregated deployment sets tp per pool"),
+    ({"deployments.0.cpu_offload": True},
+     "deployments[0].cpu_offload = true (d): disaggregated pools have no host KV tier"),
+    ({"sites.0.failures": {"node_mtbf_hours": 30000}},
+     "sites[0].failures.node_mtbf_hours = 30000.0: failures of the site's H100 are not "
+     "modelled for a disaggregated deployment deployments[0] (d)"),
+    ({"admission": {"policy": "queue_length", "max_queue": 4}},
+     "admission.policy = 'queue_length': sheds inside the engine"),
+    ({"admission": {"policy": "token_bucket", "preempt_lower_tiers": True}},
+     "admission.preempt_lower_tiers = true: priority scheduling"),
+    ({"admission": {"policy": "token_bucket"}, "tenants.0.rate_limits": {"max_concurrent": 8}},
+     "tenants[0].rate_limits.max_concurrent = 8: enforced by the engine's admission"),
+    ({"routing": {"policy": "session_affinity"}},
+     "routing.policy = 'session_affinity': not modelled with a disaggregated deployment"),
+    ({"deployments.0.disaggregated.decode.workers": 0},
+     "deployments[0].disaggregated.decode.workers = 0"),
+])
+def test_what_a_disaggregated_deployment_cannot_be_is_one_line_naming_the_field(changes,
+                                                                               line):
+    with pytest.raises(ScenarioError) as err:
+        _parse(scenario_dict(ONE, **changes))
+    text = str(err.value)
+    assert len(text.strip().splitlines()) == 1, text
+    assert line in text, text
+
+
+def test_schema_describes_the_pools_and_the_resolved_yaml_loads_again():
+    schema = scenario_json_schema()
+    defs = schema["$defs"]
+    assert "replicas counts units" in defs["Deployment"]["properties"]["disaggregated"][
+        "description"]
+    for name in ("Disaggregated", "DisaggPool"):
+        for key, prop in defs[name]["properties"].items():
+            assert prop.get("description"), (name, key)
+    scenario = _parse(TEN)
+    again = parse_scenario(dump_resolved(scenario), origin="<resolved>")
+    pools = again.deployments[0].disaggregated
+    assert (pools.prefill.tp, pools.decode.workers, pools.decode.tp) == (2, 2, 4)
+    assert pools.decode.max_num_seqs is not None and again.deployments[0].replicas == 3
+
+
+def test_the_gb200_example_runs_the_same_twice():
+    """examples/dsr1_gb200_disagg.yaml: six units of InferenceMAX imxp0550's 1 prefill +
+    2 decode workers of 4 GB200 fill the rack's 72 GPUs; same seed, same summary."""
+    scenario = load_scenario(EXAMPLE)
+    assert resolve_replicas(scenario) == {"dsr1": 6}
+    first = run_scenario(scenario, keep_pools=False)
+    again = run_scenario(load_scenario(EXAMPLE), keep_pools=False)
+    assert first.summary.to_json() == again.summary.to_json()
+    s = first.summary
+    dep = s.deployments["dsr1"]
+    assert dep.replicas == 6 and s.sites["rack"].gpus == 72
+    assert dep.completed == dep.requests > 1000  # 12 requests/s for 300 s, all served
+    # KV over NVLink (6 units x 12 = 72 GPUs, one NVL72 domain): at 1,024 tokens of
+    # 70,272 bytes (DeepSeek-R1's 576-wide latent x 61 layers x 2 bytes) over 900 GB/s,
+    # 0.08 ms + 1 ms: TTFT stays near the prefill's, far below the 2 s SLO
+    assert s.tenants["chat"].ttft_ms.p99 < 2000
