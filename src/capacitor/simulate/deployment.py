@@ -234,13 +234,7 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
         itl_class=itl_class, num_itl_classes=max(len(tenants), 1), busy_bin_s=MINUTE_S,
         num_busy_bins=int(math.ceil(span / MINUTE_S)),
     )
-    status = result.status.astype(np.int8)
-    measured = demand.batch.arrival_s >= window.warmup_s
-    if demand.workflow.shape[0]:  # a call never sent (its workflow failed) is not counted
-        sent = np.isfinite(result.send_s)
-        measured &= sent
-        throttled &= sent
-    status[throttled] = S_THROTTLED
+    status, measured = _status(demand, result, throttled, window.warmup_s)
     return PoolRun(
         name=dep.name, site=dep.site, gpu=dep.gpu, gpus_per_replica=gpus,
         replicas=total if len(sizes) == 1 else k, simulated_replicas=k, demand=demand,
@@ -248,6 +242,20 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
         downtime_s=down_s, down_s_by_minute=down_by_minute, max_num_seqs=config.max_num_seqs,
         replica_offset=sum(sizes[:shard]), coeffs=coeffs,
     )
+
+
+def _status(demand, result, throttled: np.ndarray, warmup_s: float):
+    """(status per request with the tenants' refusals marked throttled, which requests are
+    measured: sent after the warm-up; a workflow call never sent, its workflow failed, is
+    neither)."""
+    status = result.status.astype(np.int8)
+    measured = demand.batch.arrival_s >= warmup_s
+    if demand.workflow.shape[0]:
+        sent = np.isfinite(result.send_s)
+        measured &= sent
+        throttled = throttled & sent
+    status[throttled] = S_THROTTLED
+    return status, measured
 
 
 def _disaggregated(scenario, d_index: int, shard: int, sizes: list[int],
@@ -270,17 +278,15 @@ def _disaggregated(scenario, d_index: int, shard: int, sizes: list[int],
     demand, throttled, _ = _demand(scenario, dep, shard, len(sizes), k / total, rng,
                                    max_model_len, base_dir)
     result, cell = simulate_cell(scenario, dep, k, pools, demand)
-    status = result.status.astype(np.int8)
-    status[throttled] = S_THROTTLED
+    status, measured = _status(demand, result, throttled, scenario.simulation.window.warmup_s)
     d = dep.disaggregated
     minutes = int(math.ceil((scenario.simulation.window.warmup_s
                              + scenario.simulation.window.duration_s) / MINUTE_S))
     return PoolRun(
         name=dep.name, site=dep.site, gpu=dep.gpu, gpus_per_replica=dep.gpus_per_replica,
         replicas=total if len(sizes) == 1 else k, simulated_replicas=k, demand=demand,
-        status=status, result=result,
-        measured=demand.batch.arrival_s >= scenario.simulation.window.warmup_s,
-        downtime_s=0.0, down_s_by_minute=np.zeros(minutes),
+        status=status, result=result, measured=measured, downtime_s=0.0,
+        down_s_by_minute=np.zeros(minutes),
         max_num_seqs=d.prefill.workers * pools[0][0].max_num_seqs
         + d.decode.workers * pools[1][0].max_num_seqs,
         replica_offset=sum(sizes[:shard]), disagg=cell,
