@@ -10,7 +10,9 @@ turns them into a one-line message and exit code 2, never a traceback::
     │   └── MemoryFitError    the model does not fit in the replica's GPU memory
     ├── ValidationDataError   an experiments / measured CSV that cannot be read or used
     ├── ScenarioError         a scenario YAML that does not validate
-    └── CalibrationError      a calibration fit that cannot be made (too few rows, ...)
+    ├── CalibrationError      a calibration fit that cannot be made (too few rows, ...)
+    └── PlanError             a capacity plan that cannot be made (nothing fits the
+                               inventory, an SLO below what the hardware can do)
 
 Messages name the offending field and value and say what would be valid.
 """
@@ -55,12 +57,18 @@ class CalibrationError(CapacitorError):
     """A calibration fit that cannot be made."""
 
 
+class PlanError(CapacitorError):
+    """A capacity plan that cannot be made: no configuration fits the inventory or the power
+    cap, or an SLO is below what the hardware can do at any load (an answer, exit 1)."""
+
+
 __all__ = [
     "CalibrationError",
     "CapacitorError",
     "CatalogError",
     "ConfigError",
     "MemoryFitError",
+    "PlanError",
     "ScenarioError",
     "ValidationDataError",
 ]
