@@ -2,7 +2,8 @@
 its tenants' SLOs, found by a bracketing search over short simulations, cached on disk.
 
 **What is simulated.** One routing cell of ``cell_replicas`` replicas of the deployment
-(``fidelity: exact``, one cell), fed Poisson arrivals at ``rate x cell_replicas`` requests/s
+(``fidelity: exact``, one cell), fed Poisson arrivals (evenly spaced ones for a workload whose
+arrivals are ``constant``) at ``rate x cell_replicas`` requests/s
 split over the deployment's workloads in proportion to their peak rates in the window month
 (:func:`peak_rate_rps`): the tenant mix it serves at its peak. Tenants keep their SLOs,
 tiers and quotas; rate limits are dropped (capacity is what the replicas can serve, not what
@@ -135,7 +136,8 @@ def capacity_scenario_dict(scenario: Any, deployment: str, rate_rps: float, *,
     for w in data["workloads"]:
         if w["name"] not in mix:
             continue
-        w = {**w, "arrival": {"kind": "poisson",
+        kind = "constant" if (w["arrival"] or {}).get("kind") == "constant" else "poisson"
+        w = {**w, "arrival": {"kind": kind,
                               "rate_rps": rate_rps * cell_replicas * mix[w["name"]]}}
         if w["lengths"].get("kind") == "trace":
             w["lengths"] = {**w["lengths"], "target_rate_rps": None}
