@@ -250,7 +250,7 @@ def replica_capacity(scenario: Any, deployment: str, *, cell_replicas: int = 1,
     probe = capacity_scenario_dict(scenario, deployment, 1.0, cell_replicas=cell_replicas,
                                    duration_s=duration_s, warmup_s=warmup_s, mix=mix)
     key = cache_key(probe, rel_tol)
-    path = (cache_dir or default_cache_dir()) / f"{key}.json"
+    path = Path(cache_dir or default_cache_dir()) / f"{key}.json"
     if use_cache and path.is_file():
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))

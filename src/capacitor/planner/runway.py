@@ -117,7 +117,8 @@ def _at_month(scenario: Any, month: str) -> Any:
 
 def growth_curves(scenario: Any, months: list[str], growth: float | None
                   ) -> dict[str, list[float]]:
-    """Per workload, its demand multiplier over the window month, month by month."""
+    """Per workload, its demand multiplier over the window month, month by month (a
+    workload without ``base_month`` grows from the first month walked)."""
     from capacitor.scenario.io import growth_factor
 
     if growth is not None:
@@ -126,8 +127,11 @@ def growth_curves(scenario: Any, months: list[str], growth: float | None
     at = [_at_month(scenario, m) for m in months]
     out = {}
     for w in scenario.workloads:
-        g0 = growth_factor(scenario, w.arrival)
-        out[w.name] = [growth_factor(s, w.arrival) / g0 for s in at]
+        arrival = w.arrival
+        if arrival is not None and arrival.base_month is None:  # rates of the window month
+            arrival = arrival.model_copy(update={"base_month": months[0]})
+        g0 = growth_factor(scenario, arrival) if arrival is not None else 1.0
+        out[w.name] = [growth_factor(s, arrival) / g0 for s in at]
     return out
 
 
