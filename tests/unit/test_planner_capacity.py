@@ -118,3 +118,16 @@ def test_simulated_knee_is_the_reference_twins_service_rate(tmp_path):
     knee = 1.0 / service_s
     assert found.rate_rps <= knee * 1.0015
     assert found.miss_rps >= knee * 0.9985
+
+
+def test_down_share_of_the_default_scenario():
+    from capacitor.planner.capacity import down_share
+    from capacitor.scenario import load_scenario
+
+    spec = load_scenario(None)
+    # GB200 NVL72: a failure drains the rack of 72 GPUs (18 trays of 4):
+    # (72 / 81,000 + 18 / 30,000) per hour x 24 h = 0.035733; 1 - exp(-0.035733) = 0.035102
+    assert down_share(spec, "colossus1", "GB200", 4) == pytest.approx(0.035102, abs=1e-6)
+    # H100, 16 GPUs on 2 nodes: (16 / 81,000 + 2 / 30,000) x 24 = 0.0063407 -> 0.0063207
+    assert down_share(spec, "colossus1", "H100", 16) == pytest.approx(0.0063207, abs=1e-6)
+    assert down_share(tiny(), "s", "H100", 1) == 0.0  # no failures configured

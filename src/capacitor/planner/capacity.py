@@ -92,6 +92,22 @@ def peak_rate_rps(arrival: Any) -> float:
     return arrival.rate_rps
 
 
+def down_share(scenario: Any, site_name: str, gpu: str, gpus_per_replica: int) -> float:
+    """Long-run share of replicas down for repair (:func:`capacitor.fleet.failures.
+    stationary_down_share` with the rates the simulation draws failures at): capacity is
+    measured on healthy replicas, so the fleet's is ``replicas x (1 - share) x capacity``.
+    Scheduled whole-site outages are not counted (ASSUMPTION: planned for separately)."""
+    from capacitor.fleet.failures import stationary_down_share
+    from capacitor.simulate.deployment import failure_rates
+
+    site = scenario.site(site_name)
+    mtbf, node, per_node = failure_rates(site, gpu)
+    if math.isinf(mtbf) and math.isinf(node):
+        return 0.0
+    return stationary_down_share(gpus_per_replica, mtbf, node, site.failures.repair_hours,
+                                 gpus_per_node=per_node)
+
+
 def deployment_mix(scenario: Any, deployment: str) -> dict[str, float]:
     """Workload name -> share of the deployment's peak demand in the window month (sums to
     1); workloads replayed from a trace count at their ``target_rate_rps``."""
@@ -283,4 +299,4 @@ def replica_capacity(scenario: Any, deployment: str, *, cell_replicas: int = 1,
 
 
 __all__ = ["Capacity", "bracket_search", "capacity_scenario_dict", "default_cache_dir",
-           "deployment_mix", "meets_slos", "peak_rate_rps", "replica_capacity"]
+           "deployment_mix", "down_share", "meets_slos", "peak_rate_rps", "replica_capacity"]

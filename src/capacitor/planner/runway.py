@@ -9,7 +9,8 @@ contract's term (36 months when there is no contract; ASSUMPTION), per deploymen
   window month) grown to the month: by the workload's own ``monthly_growth_pct`` (growth
   scenario ``scenario``, through :func:`capacitor.scenario.io.growth_factor`), or by a
   factor per year ``f`` as ``f ** (months / 12)`` (compound, the same every month);
-- **capacity**, requests/s: replicas x the per-replica goodput capacity
+- **capacity**, requests/s: replicas up (less the long-run share down for repair,
+  :func:`capacitor.planner.capacity.down_share`) x the per-replica goodput capacity
   (:func:`capacitor.planner.capacity.replica_capacity`, found once per deployment shape in a
   routing cell of ``min(replicas, simulation.shard_replicas)`` replicas and reused for every
   month: the shape and the mix do not change, only the volume);
@@ -147,6 +148,12 @@ class Shape:
     capacity_rps: float  # per replica
     mw_per_gpu: float  # facility MW per GPU at TDP
     usd_per_gpu_month: float | None  # ASSUMPTION (module docstring); None = not priced
+    down_share: float = 0.0  # replicas down for repair, long-run share
+
+    @property
+    def up_capacity_rps(self) -> float:
+        """Per replica, counting the share down for repair."""
+        return self.capacity_rps * (1.0 - self.down_share)
 
 
 def runway(scenario: Any, shapes: Mapping[str, Shape],
@@ -172,8 +179,8 @@ def runway(scenario: Any, shapes: Mapping[str, Shape],
     fees = [sum(monthly_cost(c, m) for c in contracts) for m in months]
     out: dict[str, Any] = {"months": months, "growth": {}, "deployments": {
         n: {"replicas": s.replicas, "gpu": s.gpu, "gpus_per_replica": s.gpus_per_replica,
-            "capacity_rps_per_replica": s.capacity_rps,
-            "capacity_rps": s.replicas * s.capacity_rps} for n, s in shapes.items()}}
+            "capacity_rps_per_replica": s.capacity_rps, "down_share": s.down_share,
+            "capacity_rps": s.replicas * s.up_capacity_rps} for n, s in shapes.items()}}
     for gname, factor in growths.items():
         curves = growth_curves(scenario, months, factor)
         rows, first_fail = [], {}
@@ -181,10 +188,10 @@ def runway(scenario: Any, shapes: Mapping[str, Shape],
             ws = [w for w in workloads if w.deployment == name]
             demand = [sum(peak0[w.name] * curves[w.name][i] for w in ws)
                       for i in range(len(months))]
-            cap = s.replicas * s.capacity_rps
+            cap = s.replicas * s.up_capacity_rps
             first_fail[name] = first_over(demand, cap)
             for i, m in enumerate(months):
-                add = max(replicas_needed(demand[i], s.capacity_rps) - s.replicas, 0) \
+                add = max(replicas_needed(demand[i], s.up_capacity_rps) - s.replicas, 0) \
                     if demand[i] > 0 else 0
                 gpus = add * s.gpus_per_replica
                 rows.append({"month": m, "deployment": name, "demand_rps": demand[i],
@@ -232,6 +239,7 @@ def scenario_shapes(scenario: Any, capacity: Callable[[str, int], float]) -> dic
     """Every deployment's :class:`Shape`; ``capacity(deployment, cell_replicas)`` gives its
     per-replica capacity."""
     from capacitor.fleet.power import facility_power_mw
+    from capacitor.planner.capacity import down_share
     from capacitor.scenario.checks import resolve_replicas
 
     counts = resolve_replicas(scenario)
@@ -247,7 +255,8 @@ def scenario_shapes(scenario: Any, capacity: Callable[[str, int], float]) -> dic
         out[d.name] = Shape(name=d.name, site=d.site, gpu=d.gpu,
                             gpus_per_replica=d.gpus_per_replica, replicas=counts[d.name],
                             capacity_rps=capacity(d.name, cell), mw_per_gpu=mw,
-                            usd_per_gpu_month=gpu_month_usd(scenario, d.site, d.gpu))
+                            usd_per_gpu_month=gpu_month_usd(scenario, d.site, d.gpu),
+                            down_share=down_share(scenario, d.site, d.gpu, d.gpus_per_replica))
     return out
 
 

@@ -11,8 +11,9 @@ model does not divide) is pruned without simulating.
 
 **Sizing**, in two stages. (1) Every buildable candidate gets its per-replica goodput
 capacity as *one* replica alone (:func:`capacitor.planner.capacity.replica_capacity`,
-``cell_replicas=1``, cached on disk) and ``replicas = ceil(peak / capacity)`` for the
-deployment's peak demand in the window month; the choice below is made on these sizes.
+``cell_replicas=1``, cached on disk) and ``replicas = ceil(peak / (capacity x (1 - share
+down for repair)))`` for the deployment's peak demand in the window month
+(:func:`capacitor.planner.capacity.down_share`); the choice below is made on these sizes.
 Every estimate is scaled by the deployment's *cell gain*: the
 per-replica capacity of its current shape in a routing cell of ``simulation.shard_replicas``
 replicas over that shape's capacity alone (a single replica sees Poisson bursts that a
@@ -63,14 +64,14 @@ class Candidate:
     gpus: int = 0
     power_mw: float = 0.0
     cost_usd_per_month: float | None = None
-    margin_pct: float = 0.0  # replicas x capacity / peak - 1
+    margin_pct: float = 0.0  # replicas up x capacity / peak - 1
     cell_replicas: int = 0  # the cell the capacity was measured in (1: a stage-1 estimate)
 
     @property
     def label(self) -> str:
-        seqs = self.max_num_seqs if self.max_num_seqs is not None else "default"
-        return (f"{self.gpu}@{self.site} tp{self.tp} pp{self.pp}"
-                f"{f' ep{self.ep}' if self.ep else ''} seqs {seqs}")
+        seqs = f" seqs{self.max_num_seqs}" if self.max_num_seqs is not None else ""
+        return (f"{self.gpu}@{self.site} tp{self.tp}{f' pp{self.pp}' if self.pp > 1 else ''}"
+                f"{f' ep{self.ep}' if self.ep else ''}{seqs}")
 
     def objective(self, name: str) -> float:
         if name == "gpus":
@@ -135,12 +136,14 @@ def size(scenario: Any, cand: Candidate, peak_rps: float,
     from dataclasses import replace
 
     from capacitor.fleet.power import facility_power_mw
+    from capacitor.planner.capacity import down_share
     from capacitor.planner.runway import gpu_month_usd, replicas_needed
 
     shaped = with_shape(scenario, cand)
     hint = cand.capacity_rps if cand.capacity_rps > 0 else peak_rps / 1000.0
     cap = capacity(shaped, cand.deployment, cell, hint) * scale
-    n = replicas_needed(peak_rps, cap)
+    up = cap * (1.0 - down_share(scenario, cand.site, cand.gpu, cand.tp * cand.pp))
+    n = replicas_needed(peak_rps, up)
     site = scenario.site(cand.site)
     gpus = n * cand.tp * cand.pp
     mw = facility_power_mw({cand.gpu: gpus}, pue=site.pue,
@@ -148,7 +151,7 @@ def size(scenario: Any, cand: Candidate, peak_rps: float,
     usd = gpu_month_usd(scenario, cand.site, cand.gpu)
     return replace(cand, capacity_rps=cap, replicas=n, gpus=gpus, power_mw=mw,
                    cost_usd_per_month=None if usd is None else gpus * usd,
-                   margin_pct=100.0 * (n * cap / peak_rps - 1.0), cell_replicas=cell)
+                   margin_pct=100.0 * (n * up / peak_rps - 1.0), cell_replicas=cell)
 
 
 def choose(scenario: Any, sized: dict[str, list[Candidate]], objective: str

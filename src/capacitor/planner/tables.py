@@ -27,22 +27,23 @@ def runway_summary(result: dict[str, Any]) -> Table:
     """Per growth scenario and tier: the first failing month and the months of headroom;
     GPUs and MW to add by the last month; $/M tokens in the first and last month."""
     months = result["months"]
-    table = Table(title=f"runway {months[0]} .. {months[-1]} ({len(months)} months): first "
-                  "month peak demand exceeds capacity", box=box.SIMPLE_HEAD)
-    for col in ("growth", "x/year", "tier", "first failing", "months of headroom",
-                f"GPUs to add by {months[-1]}", "MW to add", "$/M tok first", "$/M tok last"):
-        table.add_column(col, justify="left" if col in ("growth", "tier") else "right")
+    table = Table(title=f"runway {months[0]} .. {months[-1]} ({len(months)} months): the "
+                  "first month a tier's peak demand exceeds capacity", box=box.SIMPLE_HEAD)
+    for col in ("growth", "tier", "first failing", "months ok",
+                f"+GPUs by {months[-1]}", "+MW", "$/M tok first", "last"):
+        table.add_column(col, justify="left" if col in ("growth", "tier") else "right",
+                         no_wrap=col == "growth")
     for name, g in result["growth"].items():
-        factor = "own" if g["factor_per_year"] is None else f"{g['factor_per_year']:g}"
+        factor = "own" if g["factor_per_year"] is None else f"{g['factor_per_year']:g}x/yr"
+        name = f"{name} ({factor})"
         last, first = g["monthly"][-1], g["monthly"][0]
         for i, (tier, t) in enumerate(g["tiers"].items()):
-            fail = t["first_failing_month"] or f"none (> {months[-1]})"
+            fail = t["first_failing_month"] or "none"
             per_m = [m["usd_per_million_tokens"] for m in (first, last)]
             extra = [f"{last['add_gpus']:,}", f"{last['add_mw']:.1f}",
                      *("-" if x is None else f"{x:.3f}" for x in per_m)] if i == 0 \
                 else ["", "", "", ""]
-            table.add_row(escape(name) if i == 0 else "", factor if i == 0 else "",
-                          f"{tier} ({', '.join(t['deployments'])})", fail,
+            table.add_row(escape(name) if i == 0 else "", tier, fail,
                           str(t["months_of_headroom"]), *extra)
     return table
 
@@ -52,10 +53,10 @@ def runway_months(result: dict[str, Any], growth: str) -> Table:
     add to stay within SLO, the cost and $/M tokens."""
     g = result["growth"][growth]
     table = Table(title=f"runway month by month, growth {escape(growth)}", box=box.SIMPLE_HEAD)
-    for col in ("month", "tightest deployment", "headroom %", "failing", "add GPUs",
-                "add MW", "cost", "$/M tok"):
-        table.add_column(col, justify="left" if col in ("month", "tightest deployment",
-                                                        "failing") else "right")
+    for col in ("month", "tightest", "headroom %", "failing", "+GPUs", "+MW", "cost",
+                "$/M tok"):
+        table.add_column(col, justify="left" if col in ("month", "tightest") else "right",
+                         no_wrap=True)
     for mon in g["monthly"]:
         rows = [r for r in g["rows"] if r["month"] == mon["month"]]
         tight = min(rows, key=lambda r: r["headroom_pct"] if r["headroom_pct"] is not None
@@ -74,7 +75,8 @@ def capacity_table(searches: list[dict[str, Any]]) -> Table:
     table = Table(title="goodput capacity per replica (requests/s meeting every SLO)",
                   box=box.SIMPLE_HEAD)
     for col in ("deployment", "cell", "meets", "misses", "runs", "seconds", "cached"):
-        table.add_column(col, justify="left" if col == "deployment" else "right")
+        table.add_column(col, justify="left" if col == "deployment" else "right",
+                         no_wrap=True)
     for c in searches:
         table.add_row(escape(c["deployment"]), str(c["cell_replicas"]), f"{c['rate_rps']:.3f}",
                       f"{c['miss_rps']:.3f}", str(c["runs"]), f"{c['seconds']:.1f}",
@@ -97,9 +99,10 @@ def plan_table(result: Any, objective: str) -> Table:
     """The chosen shape per deployment with its replicas, GPUs, power, cost and margin."""
     table = Table(title=f"plan: least {objective} serving the peak within every SLO",
                   box=box.SIMPLE_HEAD)
-    for col in ("deployment", "shape", "peak req/s", "req/s per replica", "replicas", "GPUs",
-                "MW", "cost / month", "margin %"):
-        table.add_column(col, justify="left" if col in ("deployment", "shape") else "right")
+    for col in ("deployment", "shape", "peak req/s", "per replica", "replicas", "GPUs",
+                "MW", "$/month", "margin %"):
+        table.add_column(col, justify="left" if col in ("deployment", "shape") else "right",
+                         no_wrap=col in ("deployment", "shape"))
     for name, c in result.chosen.items():
         table.add_row(escape(name), escape(c.label), f"{result.peaks[name]:,.0f}",
                       f"{c.capacity_rps:.3f}", f"{c.replicas:,}", f"{c.gpus:,}",
