@@ -69,9 +69,13 @@ def test_power_cap_binds():
 
 def test_nothing_fits_says_why():
     # a needs 60 H100 or 30 H200; b 50 H100 or 40 H200: 40 H100 and 50 H200 fit no pair
-    with pytest.raises(PlanError, match="no configuration serves the peak") as err:
+    with pytest.raises(PlanError, match="fits alone but not all together") as err:
         choose(scenario(h100=40, h200=50), sized(), "cost")
-    assert "H100@s: 40" in str(err.value) and "H200@s: 50" in str(err.value)
+    assert "40 H100 at s" in str(err.value) and "50 H200 at s" in str(err.value)
+    # with 20 H100 and 20 H200, a (60 H100 or 30 H200) fits nowhere: named
+    with pytest.raises(PlanError, match="deployment 'a': no shape") as err:
+        choose(scenario(h100=20, h200=20), sized(), "cost")
+    assert "deployment 'b'" in str(err.value)
 
 
 def test_candidates_cover_the_inventory():

@@ -196,14 +196,33 @@ def choose(scenario: Any, sized: dict[str, list[Candidate]], objective: str
 
     dfs(0, {}, {}, 0.0, [])
     if best[0] is None:
-        need = {n: min(sized[n], key=lambda c: c.gpus) for n in names}
-        parts = "; ".join(f"{n}: at least {c.gpus:,} {c.gpu} ({c.label}, {c.replicas:,} "
-                          f"replicas)" for n, c in need.items())
-        have = ", ".join(f"{g}@{s}: {c:,}" for (s, g), c in inventory.items())
-        raise PlanError("no configuration serves the peak within the SLOs inside the sites' "
-                        f"GPU inventory and power caps: {parts}; inventory {have}; power caps "
-                        + ", ".join(f"{s}: {c:g} MW" for s, c in caps.items()))
+        raise PlanError(*infeasible(sized, inventory, caps))
     return {c.deployment: c for c in best[0]}, visited
+
+
+def infeasible(sized: dict[str, list[Candidate]], inventory: dict[tuple[str, str], int],
+               caps: dict[str, float]) -> list[str]:
+    """Why no choice fits: each deployment none of whose shapes fits on its own (its least
+    need against the inventory), or else that they do not fit together."""
+    have = ", ".join(f"{c:,} {g} at {s}" for (s, g), c in inventory.items())
+    lines = []
+    for n, cands in sized.items():
+        alone = [c for c in cands if c.gpus <= inventory.get((c.site, c.gpu), 0)
+                 and c.power_mw <= caps[c.site] + 1e-9]
+        if not alone:
+            least = min(cands, key=lambda c: c.gpus / max(inventory.get((c.site, c.gpu), 0), 1))
+            lines.append(f"deployment {n!r}: no shape serves its peak within the SLOs on the "
+                         f"GPUs there are: the closest, {least.label}, needs "
+                         f"{least.replicas:,} replicas = {least.gpus:,} {least.gpu} and "
+                         f"{least.power_mw:.1f} MW (inventory {have}; power caps "
+                         + ", ".join(f"{s}: {c:g} MW" for s, c in caps.items()) + ")")
+    if not lines:
+        need = "; ".join(f"{n}: {min(v, key=lambda c: c.gpus).gpus:,} GPUs at least"
+                         for n, v in sized.items())
+        lines.append("no configuration serves the peak within the SLOs: each deployment fits "
+                     f"alone but not all together ({need}; inventory {have}; power caps "
+                     + ", ".join(f"{s}: {c:g} MW" for s, c in caps.items()) + ")")
+    return lines
 
 
 @dataclass
