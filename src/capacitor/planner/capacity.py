@@ -108,23 +108,28 @@ def down_share(scenario: Any, site_name: str, gpu: str, gpus_per_replica: int) -
                                  gpus_per_node=per_node)
 
 
+def workload_peak_rps(scenario: Any, workload: Any, *, mean: bool = False) -> float:
+    """A workload's peak (``mean``: daily mean) arrival rate in the window month,
+    requests/s, growth included; a trace replayed at ``target_rate_rps`` counts at that rate
+    (PlanError for a trace without one: nothing to plan for)."""
+    from capacitor.scenario.io import growth_factor
+
+    a = workload.arrival
+    if a is None:
+        rate = getattr(workload.lengths, "target_rate_rps", None)
+        if rate is None:
+            raise PlanError(f"workload {workload.name!r}: a trace without target_rate_rps has "
+                            "no rate to plan for; give lengths.target_rate_rps")
+        return float(rate)
+    base = a.mean_rate_rps if mean and a.kind in ("diurnal", "bursty") else peak_rate_rps(a)
+    return base * growth_factor(scenario, a)
+
+
 def deployment_mix(scenario: Any, deployment: str) -> dict[str, float]:
     """Workload name -> share of the deployment's peak demand in the window month (sums to
     1); workloads replayed from a trace count at their ``target_rate_rps``."""
-    from capacitor.scenario.io import growth_factor
-
-    rates = {}
-    for w in scenario.workloads:
-        if w.deployment != deployment:
-            continue
-        if w.arrival is None:
-            rate = getattr(w.lengths, "target_rate_rps", None)
-            if rate is None:
-                raise PlanError(f"workload {w.name!r}: a trace without target_rate_rps has no "
-                                "rate to plan for; give lengths.target_rate_rps")
-        else:
-            rate = peak_rate_rps(w.arrival) * growth_factor(scenario, w.arrival)
-        rates[w.name] = rate
+    rates = {w.name: workload_peak_rps(scenario, w) for w in scenario.workloads
+             if w.deployment == deployment}
     if not rates:
         raise PlanError(f"deployment {deployment!r} serves no workload: nothing to size it for")
     total = sum(rates.values())
@@ -299,4 +304,5 @@ def replica_capacity(scenario: Any, deployment: str, *, cell_replicas: int = 1,
 
 
 __all__ = ["Capacity", "bracket_search", "capacity_scenario_dict", "default_cache_dir",
-           "deployment_mix", "down_share", "meets_slos", "peak_rate_rps", "replica_capacity"]
+           "deployment_mix", "down_share", "meets_slos", "peak_rate_rps", "replica_capacity",
+           "workload_peak_rps"]

@@ -40,17 +40,16 @@ class CapacityLog:
 def scenario_runway(scenario: Any, growths: Mapping[str, float | None], log: CapacityLog,
                     ) -> dict[str, Any]:
     """The runway of ``scenario`` as it stands (its deployments and replica counts)."""
-    from capacitor.planner.capacity import peak_rate_rps
+    from capacitor.planner.capacity import workload_peak_rps
     from capacitor.planner.runway import runway, scenario_shapes
     from capacitor.scenario.checks import resolve_replicas
-    from capacitor.scenario.io import growth_factor
 
     started = time.perf_counter()
     counts = resolve_replicas(scenario)
 
     def capacity(name: str, cell: int) -> float:
-        peak = sum(peak_rate_rps(w.arrival) * growth_factor(scenario, w.arrival)
-                   for w in scenario.workloads if w.deployment == name)
+        peak = sum(workload_peak_rps(scenario, w) for w in scenario.workloads
+                   if w.deployment == name)
         return log(scenario, name, cell, peak / max(counts[name], 1))
 
     shapes = scenario_shapes(scenario, capacity)

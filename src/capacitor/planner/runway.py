@@ -160,17 +160,14 @@ def runway(scenario: Any, shapes: Mapping[str, Shape],
            growths: Mapping[str, float | None]) -> dict[str, Any]:
     """The runway of ``scenario`` (see the module docstring) for ``growths`` (name -> factor
     per year, None = the scenario's own growth) given each deployment's :class:`Shape`."""
-    from capacitor.planner.capacity import peak_rate_rps
-    from capacitor.scenario.io import growth_factor
+    from capacitor.planner.capacity import workload_peak_rps
 
     months = horizon(scenario)
     contracts = [c.terms() for c in scenario.economics.contracts]
     workloads = [w for w in scenario.workloads if w.deployment in shapes]
-    peak0 = {w.name: peak_rate_rps(w.arrival) * growth_factor(scenario, w.arrival)
-             for w in workloads}
-    mean0 = {w.name: (w.arrival.mean_rate_rps if w.arrival.kind in ("diurnal", "bursty")
-                      else peak0[w.name] / growth_factor(scenario, w.arrival))
-             * growth_factor(scenario, w.arrival) for w in workloads}
+    peak0 = {w.name: workload_peak_rps(scenario, w) for w in workloads}
+    # requests/s over the month (ASSUMPTION: stages and traces at their peak all month)
+    mean0 = {w.name: workload_peak_rps(scenario, w, mean=True) for w in workloads}
     tokens = {w.name: mean_tokens(w.lengths) for w in workloads}
     tenant_tier = {t.name: t.tier for t in scenario.tenants}
     tiers: dict[int, set[str]] = {}

@@ -241,15 +241,14 @@ def plan(scenario: Any, objective: str,
          progress: Callable[[str], None] | None = None) -> PlanResult:
     """Search the shapes of every served deployment of ``scenario`` and choose (see the
     module docstring)."""
-    from capacitor.planner.capacity import deployment_mix, peak_rate_rps
-    from capacitor.scenario.io import growth_factor
+    from capacitor.planner.capacity import deployment_mix, workload_peak_rps
 
     if objective not in OBJECTIVES:
         raise PlanError(f"--objective {objective!r}: valid values are {', '.join(OBJECTIVES)}")
     started = time.perf_counter()
     served = {w.deployment for w in scenario.workloads}
-    peaks = {d.name: sum(peak_rate_rps(w.arrival) * growth_factor(scenario, w.arrival)
-                         for w in scenario.workloads if w.deployment == d.name)
+    peaks = {d.name: sum(workload_peak_rps(scenario, w) for w in scenario.workloads
+                         if w.deployment == d.name)
              for d in scenario.deployments if d.name in served}
     considered = pruned = 0
     sized: dict[str, list[Candidate]] = {}
