@@ -399,13 +399,19 @@ def plan(
     from capacitor.planner import tables
     from capacitor.planner.run import CapacityLog, run_plan, scenario_runway
     from capacitor.planner.runway import parse_growth
+    from capacitor.planner.search import OBJECTIVES
     from capacitor.scenario import load_scenario
 
     if out is not None and out.exists() and not out.is_dir():
         fail(f"--out {out}: is a file; expected a directory")
-    spec = load_scenario(scenario)
+    if objective not in OBJECTIVES:
+        fail(f"--objective {objective!r}: valid values are {', '.join(OBJECTIVES)}")
     try:
         growths = parse_growth(growth or [])
+    except PlanError as err:
+        fail(str(err))
+    spec = load_scenario(scenario)
+    try:
         with err_console.status("planning...") as status:
             def note(msg: str) -> None:
                 status.update(escape(msg))

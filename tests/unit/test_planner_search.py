@@ -93,3 +93,11 @@ def test_plan_command_answers_an_slo_below_the_hardware_floor(tmp_path):
     assert result.exit_code == 1, (result.output, result.exception)
     assert "below what this hardware can do" in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [["--objective", "speed"], ["--growth", "base=x"]])
+def test_plan_command_bad_flags_are_one_line_exit_2(args):
+    result = CliRunner().invoke(app, ["plan", "--runway", *args])
+    assert result.exit_code == 2, (result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and args[1] in lines[0]
