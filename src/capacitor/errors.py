@@ -11,7 +11,9 @@ turns them into a one-line message and exit code 2, never a traceback::
     ├── ValidationDataError   an experiments / measured CSV that cannot be read or used
     ├── ScenarioError         a scenario YAML that does not validate
     ├── CalibrationError      a calibration fit that cannot be made (too few rows, ...)
-    └── RunDirError           a run directory the report cannot be built from
+    ├── RunDirError           a run directory the report cannot be built from
+    └── PlanError             a capacity plan that cannot be made (nothing fits the
+                               inventory, an SLO below what the hardware can do)
 
 Messages name the offending field and value and say what would be valid.
 """
@@ -58,6 +60,9 @@ class CalibrationError(CapacitorError):
 
 class RunDirError(CapacitorError):
     """A run directory that lacks a file the report needs, or holds one it cannot read."""
+class PlanError(CapacitorError):
+    """A capacity plan that cannot be made: no configuration fits the inventory or the power
+    cap, or an SLO is below what the hardware can do at any load (an answer, exit 1)."""
 
 
 __all__ = [
@@ -67,6 +72,7 @@ __all__ = [
     "ConfigError",
     "MemoryFitError",
     "RunDirError",
+    "PlanError",
     "ScenarioError",
     "ValidationDataError",
 ]

@@ -84,6 +84,20 @@ def shard_sizes(scenario, d_index: int) -> list[int]:
     return [total // m + (1 if s < total % m else 0) for s in range(m)]
 
 
+def failure_rates(site, gpu: str) -> tuple[float, float, int]:
+    """``(gpu_mtbf_hours, node_mtbf_hours, gpus_per_node)`` of ``gpu`` replicas at ``site``
+    as the failure draw uses them (inf = does not fail): the site's figures, or its NVLink
+    domain's when a failure takes the whole domain down."""
+    f = site.failures
+    mtbf = f.gpu_mtbf_hours.get(gpu, math.inf)
+    node = f.node_mtbf_hours if f.node_mtbf_hours else math.inf
+    per_node = f.gpus_per_node.get(gpu, DEFAULT_GPUS_PER_NODE)
+    domain = get_gpu(gpu).nvlink_domain_gpus
+    if f.nvlink_domain_blast_radius and math.isfinite(domain) and domain > per_node:
+        mtbf, node, per_node = domain_failures(mtbf, node, per_node, int(domain))
+    return mtbf, node, per_node
+
+
 def _failures(site, gpu: str, gpus_per_replica: int, replicas: int, drawn: int,
               span_s: float, rng: np.random.Generator):
     """Failures of ``drawn`` replicas (the whole deployment in sampled fidelity, the cell in
@@ -95,15 +109,10 @@ def _failures(site, gpu: str, gpus_per_replica: int, replicas: int, drawn: int,
     (:func:`~capacitor.fleet.failures.steady_state_history_s`)."""
     f = site.failures
     outages = [(o.start_s, o.duration_s) for o in f.outages]
-    mtbf = f.gpu_mtbf_hours.get(gpu, math.inf)
-    node = f.node_mtbf_hours if f.node_mtbf_hours else math.inf
+    mtbf, node, per_node = failure_rates(site, gpu)
     minutes = int(math.ceil(span_s / MINUTE_S))
     if math.isinf(mtbf) and math.isinf(node) and not outages:
         return None, 0.0, np.zeros(minutes)
-    per_node = f.gpus_per_node.get(gpu, DEFAULT_GPUS_PER_NODE)
-    domain = get_gpu(gpu).nvlink_domain_gpus
-    if f.nvlink_domain_blast_radius and math.isfinite(domain) and domain > per_node:
-        mtbf, node, per_node = domain_failures(mtbf, node, per_node, int(domain))
     down = replica_downtime(drawn, gpus_per_replica, mtbf, node, f.repair_hours, span_s, rng,
                             outages, gpus_per_node=per_node, repair=REPAIR,
                             history_s=steady_state_history_s(f.repair_hours, REPAIR))
@@ -306,4 +315,5 @@ def capped_coefficients(coeffs: np.ndarray, compute: float, memory: float) -> np
     return out
 
 
-__all__ = ["capped_coefficients", "shard_sizes", "simulate_deployment", "tenant_shares"]
+__all__ = ["capped_coefficients", "failure_rates", "shard_sizes", "simulate_deployment",
+           "tenant_shares"]
