@@ -5,9 +5,11 @@ machinery and priors), chosen to transfer to a GPU the fit has not seen:
 
 * per engine (sglang, trtllm): ``gemm_kernel_s`` (the fixed cost of one GEMM kernel: with
   the fixed attention / small-kernel costs it prices an MLA + MoE layer's kernels;
-  one model cannot tell the three apart, so the other two stay at their prior) and
+  one model cannot tell the three apart, so the other two stay at their prior),
   ``mla_per_seq_s`` (per sequence in the batch, MLA models only: a fitted engine-wide
-  ``per_seq_s`` would also move every other model's predictions on that engine);
+  ``per_seq_s`` would also move every other model's predictions on that engine) and
+  ``eager_kernel_s`` (host time per kernel of a step with prefill chunks, run without
+  CUDA graphs; MLA models only);
 * optionally (environment ``FRONTIER_GLOBAL=weight_bw,gemm_max_low_precision``) global
   multipliers of efficiencies, the same for every GPU family. Off by default: fitted to one
   GPU they trade bandwidth against compute (B200 alone: weight_bw x1.33, FP8/FP4 GEMM
@@ -26,12 +28,11 @@ from capacitor.calibrate import Observation, Param, fit
 from capacitor.catalog.hardware import get_gpu
 from capacitor.perf.profile import PerfProfile, load_profile
 
-#: Fitted metrics: throughput and TPOT. TTFT is reported, not fitted: its residuals are
-#: dominated by what the engine model lacks (SGLang's scheduler polls for new requests only
-#: every 10-30 steps, ``--scheduler-recv-interval`` in the launch scripts, and runs prefill
-#: batches that pause decoding), and a request-path constant fitted to them on one GPU
-#: (x165 on B200) makes the other's TTFT worse (+148% on H200).
-STEP_METRICS = ("output_tokens_per_s", "tpot_median_ms")
+#: Fitted metrics: throughput, median TPOT and median TTFT. TTFT joined the fit with the
+#: eager-prefill kernel cost (``eager_kernel_s``), the engine constant it mostly sees; before
+#: that its residuals were dominated by what the engine model lacked, and a request-path
+#: constant fitted to them on one GPU (x165 on B200) made the other's TTFT worse.
+STEP_METRICS = ("output_tokens_per_s", "tpot_median_ms", "ttft_median_ms")
 ENGINES = ("sglang", "trtllm")
 
 
@@ -41,6 +42,7 @@ def params() -> list[Param]:
         out += [
             Param("engine", eng, "overhead", "gemm_kernel_s", 0.7),
             Param("engine", eng, "overhead", "mla_per_seq_s", 2.0),
+            Param("engine", eng, "overhead", "eager_kernel_s", 1.0),
         ]
     import os
 

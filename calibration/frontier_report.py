@@ -49,6 +49,12 @@ TTFT, the 126 latest-date configurations):
 * leave one hardware out: 13.0 / 10.7 / 68.8 (H200 predicted from B200: 6.6 / 5.5; B200
   from H200: 14.0 / 13.1, its TensorRT-LLM FP4 rows 20.5 / 26.1: H200 has no FP4 rows).
 
+With the eager-launch cost of prefill steps (``overhead.eager_kernel_s``) and the MLA
+constants refitted with median TTFT in the objective (the shipped profile since): in sample
+11.3 / 11.6 / 19.8, leave one hardware out 11.5 / 11.2 / 30.2 (B200 from H200 13.4 / 11.4 /
+27.4, H200 from B200 8.8 / 9.5 / 43.2); MTP rows 24.8 / 20.3 / 18.2; disaggregated rows (102,
+the wide-EP ones now included) 18.4 / 17.7 / 71.7.
+
 The 68 MTP rows at the commit that modelled MTP: MTP ignored 27.7 / 39.0 / 66.0 (throughput
 under-predicted, median signed -26%); MTP modelled at the documented default acceptance 0.85
 29.7 / 25.9 / 56.3 (over-predicted, +30%). ``calibration/mtp_acceptance.py`` fits the

@@ -9,7 +9,7 @@ import pytest
 from capacitor.engine import EngineConfig, simulate
 from capacitor.engine.requests import RequestBatch
 from capacitor.errors import ConfigError
-from capacitor.perf.step_time import NUM_COEFFS
+from capacitor.perf.step_time import C_PREFILL_STEP_S, NUM_COEFFS
 from tests.engine_cases import coeffs_8b_like, config, make_requests
 
 
@@ -155,3 +155,23 @@ def test_requests_longer_than_max_model_len_are_rejected_not_lost():
     assert r.completed.tolist() == [True, False]
     assert r.finish_s[1] == r.send_s[1] == 0.1
     assert np.isnan(r.first_token_s[1])
+
+
+@pytest.mark.parametrize("twin", ["kernel", "reference"])
+def test_eager_prefill_step_cost_is_paid_by_prefill_steps_only(twin):
+    # _hand_coeffs plus 50 ms per step that computes prompt tokens (C_PREFILL_STEP_S).
+    # 100 prompt tokens in 64-token chunks: both prefill steps pay it, the decode step
+    # does not. By hand: chunk 1 = 6.10208 + 50 ms, chunk 2 = 6.10297 + 50 ms; then one
+    # decode at context 101: 2.1 + 4 + 0.101 = 6.201 ms.
+    from capacitor.engine import reference
+
+    c = _hand_coeffs()
+    c[C_PREFILL_STEP_S] = 0.05
+    batch = RequestBatch.simple(np.array([1.0]), np.array([100]), np.array([2]))
+    cfg = EngineConfig(max_num_seqs=4, max_num_batched_tokens=64, block_size=16,
+                       num_gpu_blocks=100, ingress_s=0.01, egress_s=0.005)
+    run = simulate if twin == "kernel" else reference.simulate
+    r = run(batch, cfg, c)
+    first = 1.0 + 0.010 + 0.05610208 + 0.05610297 + 0.005
+    assert r.first_token_s[0] == pytest.approx(first, abs=1e-12)
+    assert r.finish_s[0] == pytest.approx(first + 0.006201, abs=1e-12)

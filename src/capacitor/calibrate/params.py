@@ -58,6 +58,7 @@ MLA_ENGINE_KEYS: tuple[tuple[str, str, float], ...] = (
     ("overhead", "attention_kernel_s", 0.7),
     ("overhead", "small_kernel_s", 0.7),
     ("overhead", "mla_per_seq_s", 2.0),
+    ("overhead", "eager_kernel_s", 1.0),
 )
 MLA_FAMILY_KEYS: tuple[tuple[str, str, float], ...] = (
     ("efficiency", "mla_decode_attention", 0.3),
@@ -227,7 +228,7 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
     # An MLA model's layers are priced by per-kernel costs, not per_layer_s (perf.
     # coefficients.layers_fixed_s): an engine whose latency rows are all MLA models leaves
     # per_layer_s out, and an engine with MLA latency rows frees its GEMM kernel cost and
-    # its MLA per-sequence cost. Without MLA rows the set is unchanged.
+    # its MLA per-sequence and eager-kernel costs. Without MLA rows the set is unchanged.
     latency_rows = [(o.engine, _is_mla(o)) for o in observations if _has_latency(o)]
     mla_engines = {eng for eng, mla in latency_rows if mla}
     other_engines = {eng for eng, mla in latency_rows if not mla}
@@ -241,7 +242,7 @@ def free_params(observations: Sequence[Observation]) -> list[Param]:
                 continue
             params.append(Param("engine", eng, section, key, sigma))
     for section, key, sigma in MLA_ENGINE_KEYS:
-        if key in ("gemm_kernel_s", "mla_per_seq_s"):
+        if key in ("gemm_kernel_s", "mla_per_seq_s", "eager_kernel_s"):
             params += [Param("engine", eng, section, key, sigma) for eng in sorted(mla_engines)]
     return params
 

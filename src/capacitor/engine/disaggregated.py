@@ -35,6 +35,8 @@ control, tenants, the host KV tier on either pool.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from capacitor.engine._disagg import disagg_kernel
@@ -61,7 +63,7 @@ from capacitor.engine.result import ITL_EDGES_S, ITL_NUM_BINS, EngineResult
 from capacitor.engine.simulator import _engine_params, _itl_classes, prepare
 from capacitor.engine.status import S_COMPLETED
 from capacitor.errors import ConfigError
-from capacitor.perf.step_time import NUM_COEFFS
+from capacitor.perf.step_time import C_PREFILL_STEP_S, NUM_COEFFS
 
 #: routers of either pool, by name
 DISAGG_ROUTERS = {
@@ -92,6 +94,21 @@ def disagg_max_model_len(prefill: EngineConfig, decode: EngineConfig) -> int:
     """The longest prompt + output the deployment accepts: the decode pool holds the whole
     request, the prefill pool its prompt and first token."""
     return min(prefill.effective_max_model_len, decode.effective_max_model_len)
+
+
+def decode_worker(config: EngineConfig, coeffs: np.ndarray) -> tuple[EngineConfig, np.ndarray]:
+    """A decode worker's (config, coeffs) from a replica built for the same GPUs: without the
+    eager-prefill step cost (``C_PREFILL_STEP_S``, also in its MTP draft pass). A request
+    whose KV arrives from the prefill pool joins the running decode batch (SGLang's decode
+    worker adds it as a prebuilt batch, without a prefill forward pass; TensorRT-LLM's
+    generation-only workers skip the context phase), so its first step there is a
+    CUDA-graphed decode step, though the engine model counts it as a one-token chunk."""
+    out = np.array(coeffs, dtype=np.float64)
+    out[C_PREFILL_STEP_S] = 0.0
+    draft = list(config.draft_coeffs)
+    if draft:
+        draft[C_PREFILL_STEP_S] = 0.0
+    return dataclasses.replace(config, draft_coeffs=tuple(draft)), out
 
 
 def _coeffs(coeffs: np.ndarray) -> np.ndarray:
@@ -266,4 +283,5 @@ def simulate_disaggregated(
     )
 
 
-__all__ = ["DISAGG_ROUTERS", "check_pools", "disagg_max_model_len", "simulate_disaggregated"]
+__all__ = ["DISAGG_ROUTERS", "check_pools", "decode_worker", "disagg_max_model_len",
+           "simulate_disaggregated"]

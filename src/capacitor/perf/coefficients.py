@@ -40,6 +40,9 @@ per_prefill_seq_s        kernels, on each stage in turn); per_seq_s adds the LM-
                          filters_vocab), the sampler's filtering of its logits,
                          sampler_bytes_per_seq_vocab x vocab / HBM B/s (every tensor-parallel
                          rank samples the whole vocabulary)
+prefill_step_s           MLA models: overhead.eager_kernel_s x the step's kernels
+                         (layer_kernel_counts), paid by a step with prefill chunks (run
+                         eagerly, :class:`~capacitor.perf.profile.Overhead`); else 0
 ======================== =================================================================
 
 Pipeline parallelism is modelled as sequential stages: a step's batch passes every stage in
@@ -369,6 +372,8 @@ def build_coefficients(
         lm_head_s = lm_head_flops / head_rate
         coeffs[st.C_PER_SEQ_S] = lm_head_s + (coeffs[st.C_PER_SEQ_S] - lm_head_s) / tp
     coeffs[st.C_PER_PREFILL_SEQ_S] = c.overhead.per_prefill_seq_s
+    if model.is_mla:
+        coeffs[st.C_PREFILL_STEP_S] = c.overhead.eager_kernel_s * sum(layer_kernel_counts(model))
 
     # Body params a quantized checkpoint keeps at 16 bit (its ignore list): streamed at 2
     # bytes and multiplied at the 16-bit rate.

@@ -107,7 +107,15 @@ class Overhead:
     engines' per-request work in their Python schedulers, MoE routing metadata, ...); kept
     apart from ``per_seq_s`` so that it does not move other models' predictions.
 
-    All six are optional in a profile file (0 when no layer sets them, so profiles fitted
+    eager_kernel_s: MLA models only, the host time of one kernel launched eagerly, paid
+    by every kernel of a step that computes prompt tokens (:func:`capacitor.perf.
+    coefficients.layer_kernel_counts` of them). SGLang and TensorRT-LLM's PyTorch backend
+    replay CUDA graphs for decode-only batches but run batches with prefill chunks eagerly,
+    each kernel launched from Python (SGLang's ``cuda_graph_max_bs`` covers decode batches,
+    TensorRT-LLM's ``cuda_graph_config`` likewise); vLLM v1 captures piecewise graphs for
+    mixed batches too (its attention outside them is ``per_prefill_seq_s``), so it keeps 0.
+
+    All seven are optional in a profile file (0 when no layer sets them, so profiles fitted
     before they existed keep their meaning; the kernel costs are used only when
     ``gemm_kernel_s`` > 0).
     """
@@ -121,6 +129,7 @@ class Overhead:
     attention_kernel_s: float = 0.0
     small_kernel_s: float = 0.0
     mla_per_seq_s: float = 0.0
+    eager_kernel_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +178,7 @@ class ProfileConstants:
 #: Keys the root layer may leave unset: the resolved value is then the dataclass default.
 _OPTIONAL_KEYS = frozenset({
     "sampler_bytes_per_seq_vocab", "per_layer_s", "gemm_kernel_s", "attention_kernel_s",
-    "small_kernel_s", "mla_decode_attention", "mla_per_seq_s",
+    "small_kernel_s", "mla_decode_attention", "mla_per_seq_s", "eager_kernel_s",
 })
 
 _SECTIONS = {
@@ -216,6 +225,7 @@ class _OverheadIn(_Strict):
     attention_kernel_s: float | None = Field(None, ge=0.0, le=1e-3)
     small_kernel_s: float | None = Field(None, ge=0.0, le=1e-3)
     mla_per_seq_s: float | None = Field(None, ge=0.0, le=0.1)
+    eager_kernel_s: float | None = Field(None, ge=0.0, le=1e-3)
 
 
 class _RequestPathIn(_Strict):

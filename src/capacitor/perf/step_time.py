@@ -41,7 +41,8 @@ C_MOE_WEIGHT_S = 10  # stream all routed-expert weights of one GPU once
 C_MOE_TOPK_FRACTION = 11  # experts_per_token / num_experts (0 for dense models)
 C_MOE_GEMM_S_PER_TOKEN = 12  # routed-expert GEMM time per token at full efficiency
 C_MOE_HALF_TOKENS = 13  # gemm_half_tokens x E / k: the GEMM curve per expert (below)
-NUM_COEFFS = 14
+C_PREFILL_STEP_S = 14  # extra per step that has prefill chunks (run without CUDA graphs)
+NUM_COEFFS = 15
 
 COEFF_NAMES = (
     "fixed_s",
@@ -58,6 +59,7 @@ COEFF_NAMES = (
     "moe_topk_fraction",
     "moe_gemm_s_per_token",
     "moe_half_tokens",
+    "prefill_step_s",
 )
 
 
@@ -106,6 +108,8 @@ def step_time_head_touched_s(
         + coeffs[C_PER_SEQ_S] * num_seqs
         + coeffs[C_PER_PREFILL_SEQ_S] * num_prefill_seqs
     )
+    if num_prefill_seqs > 0.0:
+        overhead += coeffs[C_PREFILL_STEP_S]
     return overhead + dense + moe
 
 
