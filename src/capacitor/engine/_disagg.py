@@ -78,9 +78,10 @@ def _route_to_decode(r, arrive_s, first_d, fleet, router_d, requests_d, engine_d
 @numba.njit(cache=True, error_model="numpy", _nrt=False)
 def _run_disagg_replica(rep_id, is_prefill, fleet, kv, requests, output_len, quiet, respond,
                         outputs, engine, telemetry, send_s, ingress_s, kv_transfer_s):
-    """:func:`capacitor.engine._step._run_replica` for a replica of either pool, with the
-    hand-offs after each step: a prefill that finishes starts its KV transfer (a request of
-    one output token is answered instead); a decode that finishes answers its client.
+    """The replica loop of :func:`capacitor.engine._kernel.fleet_kernel` for a replica of
+    either pool, with the hand-offs after each step: a prefill that finishes starts its KV
+    transfer (a request of one output token is answered instead); a decode that finishes
+    answers its client.
     ``quiet`` is the release plan with no one waiting on an answer (the pools' own steps
     answer no one); ``respond`` the real one; ``output_len`` the requests' full outputs."""
     rep = _replica_view(fleet, rep_id)

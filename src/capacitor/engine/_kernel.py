@@ -24,7 +24,7 @@ The event loop (:func:`fleet_kernel`) takes, in time order, either the next *rel
 request sent: from the pre-sorted initial list or the heap of dynamic releases — session
 rounds, closed-loop clients) which the router assigns to a replica, or the next *replica
 event* (a replica whose clock is earliest runs scheduling iterations,
-:func:`capacitor.engine._step._run_replica`), or a replica *failure*. Releases at the same
+:func:`capacitor.engine._step._iterate`), or a replica *failure*. Releases at the same
 time go first, as a single engine pulls every arrival due before it schedules. When the
 router's candidates for every release are known in advance (lookahead,
 :mod:`capacitor.engine._lookahead`) there is no replica heap: before a release is routed,
@@ -71,7 +71,13 @@ from capacitor.engine._state import (
     STEP,
     WAIT_HEAD,
 )
-from capacitor.engine._step import _next_failure_s, _replica_view, _run_replica
+from capacitor.engine._step import (
+    _iterate,
+    _next_failure_s,
+    _replica_view,
+    _replica_yields,
+    _stop_s,
+)
 from capacitor.engine.codes import KERNEL_OK
 from capacitor.engine.status import S_REJECTED, S_SHED
 from capacitor.perf.step_time import C_MOE_TOPK_FRACTION, moe_touched_fraction
@@ -378,10 +384,20 @@ def fleet_kernel(requests, releases, prefix, engine, pool, outputs, telemetry, f
             if fleet.clock[rep_id, NOW_S] > popped_s:  # its clock moved on: requeue
                 _heap_push(events, fleet.clock[rep_id, NOW_S], rep_id)
                 continue
-        code = _run_replica(rep_id, fleet, kv, requests, releases, outputs, engine, pool,
-                            telemetry)
-        if code != KERNEL_OK:
-            return code
+        # scheduling iterations of the replica, for as long as it holds the earliest event.
+        # NOTE: for compile time, this loop is written here rather than in a function
+        # inlined here: numba copies an inlined function's IR at every level it is inlined
+        # through, in time quadratic in its size, and _iterate is most of the kernel.
+        rep = _replica_view(fleet, rep_id)
+        while True:
+            _flush_finished(rep_id, rep, fleet, requests)
+            until_s = _stop_s(rep_id, fleet, releases, outputs, engine, pool)
+            code = _iterate(rep_id, rep, until_s, fleet, kv, requests, releases, outputs,
+                            engine, telemetry)
+            if code != KERNEL_OK:
+                return code
+            if _replica_yields(rep_id, rep, fleet, releases, outputs, engine, pool):
+                break
 
     stats = telemetry.stats
     for rep_id in range(pool.num_replicas):

@@ -1,7 +1,8 @@
 """One replica's scheduling iterations in the fast kernel, phase by phase.
 
-:func:`_run_replica` runs iterations of one replica from its clock for as long as it holds
-the earliest event. An iteration (:func:`_iterate`) is:
+The event loop (:func:`capacitor.engine._kernel.fleet_kernel`) runs iterations of one replica
+from its clock for as long as it holds the earliest event (:func:`_stop_s`,
+:func:`_replica_yields`). An iteration (:func:`_iterate`) is:
 
 1. a decode-only stretch when it applies (:mod:`capacitor.engine._decode`);
 2. the scheduling decision: running requests, then waiting ones
@@ -28,7 +29,6 @@ import numba
 from capacitor.engine._decode import _decode_stretch
 from capacitor.engine._kernel_cache import _transfer
 from capacitor.engine._kernel_util import _add_decode_gaps, _heap_push, _itl_bin, _respond_once
-from capacitor.engine._pool import _flush_finished
 from capacitor.engine._records import Replica
 from capacitor.engine._schedule import (
     _admit_waiting,
@@ -335,46 +335,39 @@ def _iterate(rep_id, rep, until_s, fleet, kv, requests, releases, outputs, engin
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _run_replica(rep_id, fleet, kv, requests, releases, outputs, engine, pool, telemetry):
-    """Scheduling iterations of replica ``rep_id`` from its clock, for as long as it holds
-    the earliest event: in lockstep, until the next release anywhere or another replica's
-    earlier event (it then re-enters the replica heap); with lookahead, until the next
-    release that may reach it (run again before that release is routed)."""
-    rep = _replica_view(fleet, rep_id)
+def _stop_s(rep_id, fleet, releases, outputs, engine, pool):
+    """When replica ``rep_id``'s iterations stop: its next release or the next failure
+    (either may change what it runs)."""
+    return min(
+        _next_release_s(rep_id, fleet, releases, outputs.send_s, pool.lookahead,
+                        engine.ingress_s),
+        _next_failure_s(fleet, pool),
+    )
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _replica_yields(rep_id, rep, fleet, releases, outputs, engine, pool):
+    """After an iteration of replica ``rep_id``: True when it stops running, for as long as
+    it holds the earliest event. Idle, it leaves the event loop; in lockstep it stops at the
+    next release anywhere or another replica's earlier event (and re-enters the replica
+    heap); with lookahead, at the next release that may reach it (run again before that
+    release is routed)."""
     sched = rep.sched
-    clock = rep.clock
+    if sched[NUM_RUNNING] == 0 and sched[NUM_WAITING] == 0 and sched[NUM_PENDING_FINISH] == 0:
+        sched[ACTIVE] = 0
+        return True
+    now_s = rep.clock[NOW_S]
+    next_s = _stop_s(rep_id, fleet, releases, outputs, engine, pool)
+    if pool.lookahead:  # nothing else couples the replicas: stop only at its releases
+        return next_s <= now_s
     events = fleet.events
-    while True:
-        _flush_finished(rep_id, rep, fleet, requests)
-        # it stops at the next release or failure (either may change what it runs)
-        until_s = min(
-            _next_release_s(rep_id, fleet, releases, outputs.send_s, pool.lookahead,
-                            engine.ingress_s),
-            _next_failure_s(fleet, pool),
+    if next_s <= now_s or (
+        events.size[0] > 0
+        and (
+            events.time_s[0] < now_s
+            or (events.time_s[0] == now_s and events.index[0] < rep_id)
         )
-        code = _iterate(rep_id, rep, until_s, fleet, kv, requests, releases, outputs, engine,
-                        telemetry)
-        if code != KERNEL_OK:
-            return code
-        if sched[NUM_RUNNING] == 0 and sched[NUM_WAITING] == 0 and sched[NUM_PENDING_FINISH] == 0:
-            sched[ACTIVE] = 0
-            return KERNEL_OK
-        now_s = clock[NOW_S]
-        next_s = min(
-            _next_release_s(rep_id, fleet, releases, outputs.send_s, pool.lookahead,
-                            engine.ingress_s),
-            _next_failure_s(fleet, pool),
-        )
-        if pool.lookahead:  # nothing else couples the replicas: stop only at its releases
-            if next_s <= now_s:
-                return KERNEL_OK
-            continue
-        if next_s <= now_s or (
-            events.size[0] > 0
-            and (
-                events.time_s[0] < now_s
-                or (events.time_s[0] == now_s and events.index[0] < rep_id)
-            )
-        ):
-            _heap_push(events, now_s, rep_id)
-            return KERNEL_OK
+    ):
+        _heap_push(events, now_s, rep_id)
+        return True
+    return False
