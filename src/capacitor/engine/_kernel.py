@@ -107,11 +107,12 @@ def _new_fleet(requests, releases, engine, pool, num_itl_classes):
     clock = np.zeros((num_replicas, NUM_CLOCK), np.float64)
     clock[:, CUTOFF_S] = math.inf
     # indexed [rep, field, slot] but laid out slot by slot: a slot's fields share a cache line.
-    # NOTE: for compile time, at least two replica rows (the spare one unused): one replica's
-    # transposed block is Fortran-contiguous, and numba would compile fleet_kernel a second
-    # time for that layout; with two rows the layout is "A" for every pool size.
-    slots = np.zeros((max(num_replicas, 2), max_num_seqs, NUM_SLOT_FIELDS),
-                     np.int64).transpose(0, 2, 1)
+    # NOTE: for compile time, at least two replica rows and two slot columns (the spare ones
+    # unused, the columns sliced off): one replica's transposed block is Fortran-contiguous
+    # and one slot's C-contiguous, and numba would compile fleet_kernel again for either
+    # layout; this way the layout is "A" for every pool size and max_num_seqs.
+    slots = np.zeros((max(num_replicas, 2), max(max_num_seqs, 2), NUM_SLOT_FIELDS),
+                     np.int64)[:, :max_num_seqs, :].transpose(0, 2, 1)
     finish_ring = np.empty((num_replicas, engine.ring_size), np.int32)
     num_by_phase = np.empty((num_replicas, engine.block_size), np.int64)
     num_by_class = np.empty((num_replicas, num_itl_classes), np.int64)
