@@ -157,6 +157,9 @@ def test_gpus_of_both_pools_count_in_inventory_and_power():
      "deployments[0].disaggregated.decode.tp (d): tp=3: must divide num_attention_heads"),
     ({"deployments.0.tp": 2},
      "deployments[0].tp = 2 (d): a disaggregated deployment sets tp per pool"),
+    ({"deployments.0.dp_attention": True},
+     "deployments[0].dp_attention = True (d): a disaggregated deployment sets dp_attention "
+     "per pool"),
     ({"deployments.0.cpu_offload": True},
      "deployments[0].cpu_offload = true (d): disaggregated pools have no host KV tier"),
     ({"sites.0.failures": {"node_mtbf_hours": 30000}},

@@ -29,7 +29,8 @@ def check_pools_of(dep: Deployment, p: str, profile: PerfProfile | None,
                    problems: list[str]) -> None:
     """Deployment ``dep`` (at YAML path ``p``, disaggregated): its deployment-level tp / pp /
     ep are left out, no host KV tier, each pool's worker builds, the pools form one engine."""
-    for field, default in (("tp", (1,)), ("pp", (1,)), ("ep", (None, 1))):
+    for field, default in (("tp", (1,)), ("pp", (1,)), ("ep", (None, 1)),
+                           ("dp_attention", (False,))):
         value = getattr(dep, field)
         if value in default:
             continue

@@ -318,6 +318,27 @@ class Deployment(Strict):
         "(given the ones before it were) with mtp; None = 0.85 (DeepSeek-V3 technical "
         "report: 85-90% for the second token)."
     )
+    dp_attention: bool = Field(
+        default=False, description="Attention data-parallel over the replica's tp GPUs, MoE "
+        "layers expert-parallel (SGLang --enable-dp-attention, TensorRT-LLM "
+        "enable_attention_dp); a disaggregated deployment sets it per pool."
+    )
+    ep_num_redundant_experts: int | None = Field(
+        default=None, ge=0, description="Extra physical experts per MoE layer (SGLang "
+        "--ep-num-redundant-experts), in every replica or worker; None = the fewest that "
+        "make the experts divide over ep (0 when ep divides them)."
+    )
+    scheduler_recv_interval: int | None = Field(
+        default=None, ge=1, description="SGLang only (--scheduler-recv-interval): the "
+        "scheduler polls for new requests after a step with prompt tokens or after this many "
+        "decode-only steps; None = 1 (every step)."
+    )
+    attention_dp_timeout_iters: int | None = Field(
+        default=None, ge=1, description="TensorRT-LLM with dp_attention only "
+        "(attention_dp_config: enable_balance, timeout_iters): prompts wait until every "
+        "attention-DP rank has one or this many scheduler iterations pass; None = no "
+        "balancing."
+    )
     disaggregated: Disaggregated | None = Field(
         default=None, description="Disaggregated prefill/decode: each replica is a unit of "
         "prefill.workers prefill workers and decode.workers decode workers (tp, pp and ep are "

@@ -18,8 +18,9 @@ def replica_spec(deployment: Any, pool: str | None = None) -> ReplicaSpec:
     (``prefill`` or ``decode``), of one worker of that pool of a disaggregated deployment:
     the pool's tp, ep, dp_attention (pp 1), its max_num_seqs, max_num_batched_tokens and
     gpu_memory_utilization when set (else the deployment's), every other setting the
-    deployment's."""
-    tp, pp, ep, dp_attention = deployment.tp, deployment.pp, deployment.ep, False
+    deployment's (engine flags such as scheduler_recv_interval, ep_num_redundant_experts)."""
+    tp, pp, ep = deployment.tp, deployment.pp, deployment.ep
+    dp_attention = deployment.dp_attention
     seqs, tokens = deployment.max_num_seqs, deployment.max_num_batched_tokens
     util = deployment.gpu_memory_utilization
     if pool is not None:
@@ -34,6 +35,7 @@ def replica_spec(deployment: Any, pool: str | None = None) -> ReplicaSpec:
         tp=tp,
         pp=pp,
         ep=ep,
+        ep_num_redundant_experts=deployment.ep_num_redundant_experts,
         dp_attention=dp_attention,
         precision=deployment.precision,
         kv_cache_dtype=deployment.kv_cache_dtype,
@@ -45,6 +47,8 @@ def replica_spec(deployment: Any, pool: str | None = None) -> ReplicaSpec:
         enable_prefix_caching=deployment.enable_prefix_caching,
         cpu_offload=deployment.cpu_offload,
         max_model_len=deployment.max_model_len,
+        scheduler_recv_interval=deployment.scheduler_recv_interval,
+        attention_dp_timeout_iters=deployment.attention_dp_timeout_iters,
         speculative=deployment.speculative,
         num_speculative_tokens=deployment.num_speculative_tokens,
         mtp_acceptance_rate=deployment.mtp_acceptance_rate,
