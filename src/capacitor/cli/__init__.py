@@ -1,4 +1,6 @@
-"""The ``capacitor`` command line (typer): run, report, validate, catalogue listings, bench.
+"""The ``capacitor`` command line (typer): run, report, validate, calibrate, bench and scenario
+checks here; plan (:mod:`capacitor.cli.plan`) and the catalogue listings
+(:mod:`capacitor.cli.catalog`) in their own modules.
 
 Exit codes everywhere: 0 success, 1 some rows failed (or an SLO was missed), 2 bad input.
 Every :class:`~capacitor.errors.CapacitorError` becomes one red line on stderr and exit 2,
@@ -8,96 +10,31 @@ their full width rather than cut at 80 columns.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from capacitor.errors import CalibrationError, CapacitorError, ValidationDataError
+from capacitor.cli import catalog as _catalog  # noqa: F401  (registers gpus, models)
+from capacitor.cli import plan as _plan  # noqa: F401  (registers plan)
+from capacitor.cli.base import (  # noqa: F401  (EXIT_CODES, PIPE_WIDTH: the CLI's API)
+    EXIT_CODES,
+    PIPE_WIDTH,
+    app,
+    console,
+    err_console,
+    fail,
+    scenario_app,
+    user_errors,
+)
+from capacitor.errors import CalibrationError, ValidationDataError
 from capacitor.report.error_tables import ape_table, pct
 from capacitor.textio import check_output_file
-
-EXIT_CODES = ("Exit codes: 0 success; 1 an SLO was missed (run) or a row failed (validate); "
-              "2 bad input (one line on stderr names the field and the value).")
-#: Console width when stdout is not a terminal: wide enough that no table is cut or wrapped.
-PIPE_WIDTH = 1000
-
-app = typer.Typer(
-    name="capacitor",
-    help="Digital twin of an LLM inference fleet: can this fleet deliver this demand?",
-    epilog=EXIT_CODES,
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # plain help: flags without <bool>, whole in a pipe
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-models_app = typer.Typer(help="The bundled model catalogue.", invoke_without_command=True,
-                         rich_markup_mode=None)
-scenario_app = typer.Typer(help="Scenario files: schema and checks.", no_args_is_help=True,
-                           rich_markup_mode=None)
-app.add_typer(models_app, name="models")
-app.add_typer(scenario_app, name="scenario")
-
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _version(value: bool) -> None:
-    if value:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            print(f"capacitor {version('capacitor')}")
-        except PackageNotFoundError:
-            print("capacitor (not installed as a package)")
-        raise typer.Exit(0)
-
-
-@app.callback()
-def _main(
-    show_version: Annotated[
-        bool, typer.Option("--version", is_eager=True, callback=_version,
-                           help="Print the version and exit.")
-    ] = False,
-) -> None:
-    """Digital twin of an LLM inference fleet: can this fleet deliver this demand?"""
-    for out in (console, err_console):  # a pipe or a file: whole tables, never cut at 80
-        out.width = PIPE_WIDTH if not out.is_terminal else None  # type: ignore[assignment]
-
-
-
-def fail(message: str | tuple[str, ...], code: int = 2) -> NoReturn:
-    """One red line on stderr per problem (``message`` is one), then exit with ``code``."""
-    for problem in [message] if isinstance(message, str) else message:
-        err_console.print(f"[bold red]error:[/] {escape(' '.join(problem.split()))}",
-                          soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def user_errors(fn: F) -> F:
-    """Turn CapacitorError into one red line and exit 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except CapacitorError as exc:
-            fail(exc.problems or str(exc))
-
-    return wrapper  # type: ignore[return-value]
-
 
 # ---- validate ------------------------------------------------------------------------------
 
@@ -431,183 +368,6 @@ def report_cmd(
     info = write_run_report(run_dir, out)
     err_console.print(f"report {escape(str(info.path))} ({info.size_bytes / 1e6:.1f} MB, "
                       f"{info.seconds:.1f} s)", soft_wrap=True)
-# ---- plan ----------------------------------------------------------------------------------
-
-
-@app.command()
-@user_errors
-def plan(
-    scenario: Annotated[
-        Path | None, typer.Argument(help="Scenario YAML (default: the embedded Colossus one).")
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Directory for runway.json / runway.csv, "
-                                  "plan.json and scenario.yaml (default: none written).")
-    ] = None,
-    runway: Annotated[
-        bool, typer.Option("--runway", help="Only the runway of the scenario as it stands: "
-                           "month by month to the contracts' end, per growth scenario.")
-    ] = False,
-    growth: Annotated[
-        list[str] | None, typer.Option("--growth", help="NAME=FACTOR_PER_YEAR: add or "
-                                       "override a growth scenario (defaults: the scenario's "
-                                       "own, conservative=2, base=4, aggressive=7, "
-                                       "stress=10); repeatable.")
-    ] = None,
-    objective: Annotated[
-        str, typer.Option("--objective", help="What the plan minimises: cost, gpus or power.")
-    ] = "cost",
-    cache_dir: Annotated[
-        Path | None, typer.Option("--cache-dir", help="Capacity cache (default "
-                                  "$CAPACITOR_CACHE_DIR or ~/.cache/capacitor/capacity).")
-    ] = None,
-    verify: Annotated[
-        bool, typer.Option("--verify/--no-verify", help="Run the chosen configuration "
-                           "through the simulator (as capacitor run) and report its verdict.")
-    ] = True,
-) -> None:
-    """Plan capacity: the cheapest shapes and replica counts that serve the scenario's peak
-    within every SLO under its GPU inventory and power caps, then the runway of the
-    scenario as it stands (the first month each tier's peak demand exceeds capacity).
-
-    Exit 0 when a plan is found (and verified), 1 when no configuration can serve the
-    demand (the reason is printed) or the verification run misses an SLO, 2 on bad input.
-    """
-    from capacitor.errors import PlanError
-    from capacitor.planner import tables
-    from capacitor.planner.run import CapacityLog, run_plan, scenario_runway
-    from capacitor.planner.runway import parse_growth
-    from capacitor.planner.search import OBJECTIVES
-    from capacitor.scenario import load_scenario
-
-    if out is not None and out.exists() and not out.is_dir():
-        fail(f"--out {out}: is a file; expected a directory")
-    if objective not in OBJECTIVES:
-        fail(f"--objective {objective!r}: valid values are {', '.join(OBJECTIVES)}")
-    try:
-        growths = parse_growth(growth or [])
-    except PlanError as err:
-        fail(str(err))
-    spec = load_scenario(scenario)
-    try:
-        with err_console.status("planning...") as status:
-            def note(msg: str) -> None:
-                status.update(escape(msg))
-
-            planned = None if runway else run_plan(spec, objective, CapacityLog(
-                cache_dir, note), verify=verify)
-            way = scenario_runway(spec, growths, CapacityLog(cache_dir, note))
-    except PlanError as err:
-        fail(err.problems or str(err), code=1)
-    if planned is not None:
-        console.print(tables.plan_table(planned["result"], objective))
-        for line in planned["lines"]:
-            console.print(escape(line), soft_wrap=True)
-    console.print(tables.capacity_table(way["capacity"]))
-    console.print(tables.runway_summary(way))
-    console.print(tables.runway_months(way, "base" if "base" in way["growth"]
-                                       else next(iter(way["growth"]))))
-    stats = way["capacity_stats"]
-    err_console.print(f"runway: {len(way['months'])} months x {len(way['growth'])} growth "
-                      f"scenarios in {way['seconds']:.1f} s ({stats['searches']} capacity "
-                      f"searches, {stats['cache_hits']} from the cache, "
-                      f"{stats['simulations']} simulations)")
-    if out is not None:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            tables.write_runway(way, out)
-            if planned is not None:
-                (out / "plan.json").write_text(json.dumps(planned["json"], indent=1) + "\n",
-                                               encoding="utf-8")
-                (out / "scenario.yaml").write_text(planned["yaml"], encoding="utf-8")
-        except OSError as exc:
-            fail(f"--out {out}: cannot write ({exc})")
-        err_console.print(f"written to {escape(str(out))}")
-    raise typer.Exit(0 if planned is None or planned["ok"] else 1)
-
-
-# ---- catalogues ----------------------------------------------------------------------------
-
-
-@app.command()
-@user_errors
-def gpus() -> None:
-    """The GPU catalogue."""
-    from capacitor.catalog.hardware import list_gpus
-
-    headers = ("name", "family", "GiB", "TB/s", "BF16", "FP8", "FP4", "link GB/s", "TDP W")
-    rows = []
-    for g in list_gpus():
-        tf = [_num(g.dense_tflops.get(k), sep="") for k in ("bf16", "fp8", "fp4")]
-        link = f"{g.interconnect} {g.interconnect_gb_s:.0f}"
-        mem, bw = _num(g.memory_gib), _num(g.hbm_tb_s, 2)
-        rows.append((g.name, g.family, mem, bw, *tf, link, _num(g.tdp_w, sep="")))
-    table = Table(title="GPUs (dense TFLOPS per precision)", box=None, header_style="bold")
-    for i, col in enumerate(headers):
-        width = max(len(r[i]) for r in [headers, *rows])
-        table.add_column(col, justify="left" if i < 2 else "right", min_width=width)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-
-
-def _num(value: float | None, digits: int = 0, sep: str = ",") -> str:
-    return "-" if value is None else f"{value:{sep}.{digits}f}"
-
-
-@models_app.callback()
-@user_errors
-def models(ctx: typer.Context) -> None:
-    """The bundled model catalogue (``models show NAME``, ``models import CONFIG.json``)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    from capacitor.catalog.models import list_models
-
-    table = Table(title="models (capacitor models show NAME for one)")
-    table.add_column("name", overflow="fold")
-    for col in ("params B", "active B", "layers", "experts", "dtype"):
-        table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
-    for m in list_models():
-        experts = f"{m.num_experts_per_tok}/{m.num_experts}" if m.num_experts else "-"
-        params = (f"{n / 1e9:.1f}" for n in (m.param_count(), m.active_param_count()))
-        table.add_row(m.name, *params, str(m.num_layers), experts, m.weight_dtype)
-    console.print(table)
-
-
-def _print_spec(spec: Any) -> None:
-    table = Table(title=spec.name, show_header=False)
-    table.add_column("field")
-    table.add_column("value", overflow="fold")
-    for f in dataclasses.fields(spec):
-        value = getattr(spec, f.name)
-        table.add_row(f.name, ", ".join(value) if isinstance(value, tuple) else str(value))
-    table.add_row("[bold]parameters", f"{spec.param_count():,} ({spec.param_count() / 1e9:.2f} B)")
-    table.add_row("[bold]active parameters", f"{spec.active_param_count():,}")
-    table.add_row("[bold]KV bytes/token (16-bit)", f"{spec.kv_bytes_per_token(2):,.0f}")
-    console.print(table)
-
-
-@models_app.command("show")
-@user_errors
-def models_show(name: Annotated[str, typer.Argument(help="Bundled name or HF repo id.")]) -> None:
-    """A bundled model's architecture and parameter counts."""
-    from capacitor.catalog.models import resolve_model
-
-    _print_spec(resolve_model(name))
-
-
-@models_app.command("import")
-@user_errors
-def models_import(
-    config: Annotated[Path, typer.Argument(help="A Hugging Face config.json.")],
-) -> None:
-    """Parse a Hugging Face config.json (and the generation_config.json beside it, whose
-    top-p / top-k defaults decide the sampler's cost) and print the spec capacitor reads."""
-    from capacitor.catalog.models import load_config_file
-
-    _print_spec(load_config_file(config))
-
-
 # ---- bench and what arrives later ----------------------------------------------------------
 
 
@@ -687,3 +447,5 @@ def _given_value(args: list[str], opts: list[str]) -> str | None:
 
 if __name__ == "__main__":
     main()
+
+

@@ -1,0 +1,106 @@
+"""``capacitor plan``: capacity, runway and the cheapest fleet (:mod:`capacitor.planner`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from capacitor.cli.base import app, console, err_console, fail, user_errors
+
+# ---- plan ----------------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def plan(
+    scenario: Annotated[
+        Path | None, typer.Argument(help="Scenario YAML (default: the embedded Colossus one).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Directory for runway.json / runway.csv, "
+                                  "plan.json and scenario.yaml (default: none written).")
+    ] = None,
+    runway: Annotated[
+        bool, typer.Option("--runway", help="Only the runway of the scenario as it stands: "
+                           "month by month to the contracts' end, per growth scenario.")
+    ] = False,
+    growth: Annotated[
+        list[str] | None, typer.Option("--growth", help="NAME=FACTOR_PER_YEAR: add or "
+                                       "override a growth scenario (defaults: the scenario's "
+                                       "own, conservative=2, base=4, aggressive=7, "
+                                       "stress=10); repeatable.")
+    ] = None,
+    objective: Annotated[
+        str, typer.Option("--objective", help="What the plan minimises: cost, gpus or power.")
+    ] = "cost",
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", help="Capacity cache (default "
+                                  "$CAPACITOR_CACHE_DIR or ~/.cache/capacitor/capacity).")
+    ] = None,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Run the chosen configuration "
+                           "through the simulator (as capacitor run) and report its verdict.")
+    ] = True,
+) -> None:
+    """Plan capacity: the cheapest shapes and replica counts that serve the scenario's peak
+    within every SLO under its GPU inventory and power caps, then the runway of the
+    scenario as it stands (the first month each tier's peak demand exceeds capacity).
+
+    Exit 0 when a plan is found (and verified), 1 when no configuration can serve the
+    demand (the reason is printed) or the verification run misses an SLO, 2 on bad input.
+    """
+    from capacitor.errors import PlanError
+    from capacitor.planner import tables
+    from capacitor.planner.run import CapacityLog, run_plan, scenario_runway
+    from capacitor.planner.runway import parse_growth
+    from capacitor.planner.search import OBJECTIVES
+    from capacitor.scenario import load_scenario
+
+    if out is not None and out.exists() and not out.is_dir():
+        fail(f"--out {out}: is a file; expected a directory")
+    if objective not in OBJECTIVES:
+        fail(f"--objective {objective!r}: valid values are {', '.join(OBJECTIVES)}")
+    try:
+        growths = parse_growth(growth or [])
+    except PlanError as err:
+        fail(str(err))
+    spec = load_scenario(scenario)
+    try:
+        with err_console.status("planning...") as status:
+            def note(msg: str) -> None:
+                status.update(escape(msg))
+
+            planned = None if runway else run_plan(spec, objective, CapacityLog(
+                cache_dir, note), verify=verify)
+            way = scenario_runway(spec, growths, CapacityLog(cache_dir, note))
+    except PlanError as err:
+        fail(err.problems or str(err), code=1)
+    if planned is not None:
+        console.print(tables.plan_table(planned["result"], objective))
+        for line in planned["lines"]:
+            console.print(escape(line), soft_wrap=True)
+    console.print(tables.capacity_table(way["capacity"]))
+    console.print(tables.runway_summary(way))
+    console.print(tables.runway_months(way, "base" if "base" in way["growth"]
+                                       else next(iter(way["growth"]))))
+    stats = way["capacity_stats"]
+    err_console.print(f"runway: {len(way['months'])} months x {len(way['growth'])} growth "
+                      f"scenarios in {way['seconds']:.1f} s ({stats['searches']} capacity "
+                      f"searches, {stats['cache_hits']} from the cache, "
+                      f"{stats['simulations']} simulations)")
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            tables.write_runway(way, out)
+            if planned is not None:
+                (out / "plan.json").write_text(json.dumps(planned["json"], indent=1) + "\n",
+                                               encoding="utf-8")
+                (out / "scenario.yaml").write_text(planned["yaml"], encoding="utf-8")
+        except OSError as exc:
+            fail(f"--out {out}: cannot write ({exc})")
+        err_console.print(f"written to {escape(str(out))}")
+    raise typer.Exit(0 if planned is None or planned["ok"] else 1)
