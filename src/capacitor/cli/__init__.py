@@ -20,8 +20,6 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from capacitor.cli import catalog as _catalog  # noqa: F401  (registers gpus, models)
-from capacitor.cli import plan as _plan  # noqa: F401  (registers plan)
 from capacitor.cli.base import (  # noqa: F401  (EXIT_CODES, PIPE_WIDTH: the CLI's API)
     EXIT_CODES,
     PIPE_WIDTH,
@@ -368,6 +366,11 @@ def report_cmd(
     info = write_run_report(run_dir, out)
     err_console.print(f"report {escape(str(info.path))} ({info.size_bytes / 1e6:.1f} MB, "
                       f"{info.seconds:.1f} s)", soft_wrap=True)
+
+
+# plan registers on ``app`` here (and the catalogues after bench): --help lists them in order
+from capacitor.cli import plan as _plan  # noqa: E402,F401
+
 # ---- bench and what arrives later ----------------------------------------------------------
 
 
@@ -383,6 +386,9 @@ def bench() -> None:
         fail("capacitor bench is not available in this build (capacitor.bench is missing)")
     code = run_bench()
     raise typer.Exit(code if isinstance(code, int) else 0)
+
+
+from capacitor.cli import catalog as _catalog  # noqa: E402,F401
 
 
 @scenario_app.command("schema")
