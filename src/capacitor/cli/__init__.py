@@ -11,6 +11,7 @@ their full width rather than cut at 80 columns.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -319,17 +320,21 @@ def run(
         (out / "run.log").write_text(log, encoding="utf-8")
     except OSError as exc:
         fail(f"--out {out}: cannot write the run directory ({exc})")
-    if as_json:
-        print(result.summary.to_json(), end="")
-    elif not quiet:
-        print_run(console, result.summary)
-    if report:
+    if report:  # before stdout: a reader that stops early (`| head`) leaves a whole run dir
         from capacitor.report.run_report import write_run_report
 
         info = write_run_report(out)
         with (out / "run.log").open("a", encoding="utf-8") as fh:
             fh.write(f"wrote report.html ({info.size_bytes / 1e6:.1f} MB) in "
                      f"{info.seconds:.2f} s wall, {info.cpu_seconds:.2f} s CPU\n")
+    try:
+        if as_json:
+            print(result.summary.to_json(), end="")
+        elif not quiet:
+            print_run(console, result.summary)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped reading: the exit code is still the verdict
+        console.on_broken_pipe()
     if not quiet:
         made = (f"; report {escape(str(out / 'report.html'))} ({info.seconds:.1f} s)"
                 if report else "")
@@ -414,7 +419,6 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point. A usage error (a flag's value of the wrong type, an unknown
     flag, a missing argument) is one red line naming the flag and the value, exit 2, instead
     of click's usage panel."""
-    import sys
 
     args = sys.argv[1:] if argv is None else argv
     try:

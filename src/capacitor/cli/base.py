@@ -4,6 +4,7 @@ the one-line error handling (:func:`fail`, :func:`user_errors`)."""
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -35,8 +36,21 @@ scenario_app = typer.Typer(help="Scenario files: schema and checks.", no_args_is
 app.add_typer(models_app, name="models")
 app.add_typer(scenario_app, name="scenario")
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+class _Console(Console):
+    """A rich Console whose reader may stop reading (``capacitor run | head``): the rest of
+    its output is dropped and the command goes on to its own exit code (rich's default exits
+    1, which would say that an SLO was missed)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.file.fileno())
+        except (OSError, ValueError):  # not a file descriptor: nothing more is written anyway
+            pass
+
+
+console = _Console(highlight=False)
+err_console = _Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
