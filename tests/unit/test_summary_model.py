@@ -23,7 +23,8 @@ SUMMARY = {
         "ok": False,
         "text": "tier 1 b misses ttft_p99_ms (1200.0 vs 1000.0, +20.0%)",
         "misses": [{"tenant": "b", "tier": 1, "metric": "ttft_p99_ms", "target": 1000.0,
-                    "value": 1200.0, "over_pct": 20.0}],
+                    "value": 1200.0, "over_pct": 20.0, "cause": "capacity",
+                    "why": "too few or too slow replicas for the demand"}],
         "invalid_requests": 0.0, "failed_requests": 2.0,
     },
     "tenants": {

@@ -405,6 +405,17 @@ def scenario_schema() -> None:
     print(json.dumps(scenario_json_schema(), indent=2))
 
 
+@scenario_app.command("reference")
+@user_errors
+def scenario_reference_cmd() -> None:
+    """Print the scenario reference in Markdown (docs/scenario-reference.md), generated from
+    the JSON Schema."""
+    from capacitor.scenario import scenario_json_schema
+    from capacitor.scenario.reference import scenario_reference
+
+    print(scenario_reference(scenario_json_schema()), end="")
+
+
 @scenario_app.command("check")
 @user_errors
 def scenario_check(file: Annotated[Path, typer.Argument(help="Scenario YAML.")]) -> None:

@@ -180,7 +180,7 @@ def meets_slos(data: dict[str, Any]) -> bool:
     from capacitor.simulate import run_scenario
 
     spec = parse_scenario(yaml.safe_dump(data, sort_keys=False), origin="capacity search")
-    run = run_scenario(spec, keep_pools=False)
+    run = run_scenario(spec, keep_pools=False, explain_misses=False)
     return not run.summary.verdict.misses
 
 

@@ -68,6 +68,8 @@ class RunResult:
     power_limits: dict[str, float] = field(default_factory=dict)
     step_slowdowns: dict[str, tuple[float, float]] = field(default_factory=dict)
     uncapped_summary: RunSummary | None = None
+    # the same window without replica failures, when a verdict missed (simulate/causes.py)
+    failure_free_summary: RunSummary | None = None
 
     @property
     def num_simulated(self) -> int:

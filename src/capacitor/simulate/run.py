@@ -23,7 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from capacitor.scenario.models import Failures
 from capacitor.simulate.backends import run_local, run_ray
+from capacitor.simulate.causes import failures_possible
 from capacitor.simulate.deployment import shard_sizes
 from capacitor.simulate.digest import MINUTE_S, PoolDigest, add_digest
 from capacitor.simulate.power_cap import (
@@ -40,7 +42,8 @@ def run_scenario(scenario, *, profile_path: str | None = None, base_dir: Path | 
                  progress: Callable[[str, int, int], None] | None = None,
                  backend: str = "local", ray_address: str | None = None,
                  requests_sink: Callable[[Any], None] | None = None,
-                 keep_pools: bool = True, workers: int = 1) -> RunResult:
+                 keep_pools: bool = True, workers: int = 1,
+                 explain_misses: bool = True) -> RunResult:
     """Simulate ``scenario``; ``progress(deployment, done, total)`` after each pool (a
     deployment, or a shard of one in exact fidelity).
 
@@ -55,6 +58,11 @@ def run_scenario(scenario, *, profile_path: str | None = None, base_dir: Path | 
     power-capped (:mod:`capacitor.simulate.power_cap`): its deployments are simulated again
     with slower steps until its draw fits the cap. The requests of such a run are held until
     the last pass (the ones it keeps) and handed to ``requests_sink`` then.
+
+    When the verdict misses and a missing tenant's deployment sits at a site with failures,
+    ``explain_misses`` simulates the window once more without failures (digests only) so the
+    verdict can name the binding cause (:mod:`capacitor.simulate.causes`); the run's own
+    results are unchanged by it.
     """
     window = scenario.simulation.window
     span = window.warmup_s + window.duration_s
@@ -119,7 +127,24 @@ def run_scenario(scenario, *, profile_path: str | None = None, base_dir: Path | 
                 for table in tables[d]:
                     requests_sink(table)
     run.summary = summarize(run)
+    misses = run.summary.verdict.misses
+    if explain_misses and misses and failures_possible(scenario, misses):
+        def tagged(name: str, done: int, total: int) -> None:
+            progress(f"{name} (without failures)", done, total)
+
+        calm = run_scenario(without_failures(scenario), profile_path=profile_path,
+                            base_dir=base_dir, progress=tagged if progress else None,
+                            backend=backend, ray_address=ray_address, keep_pools=False,
+                            workers=workers, explain_misses=False)
+        run.failure_free_summary = calm.summary
+        run.summary = summarize(run)
     return run
 
 
-__all__ = ["run_scenario"]
+def without_failures(scenario):
+    """``scenario`` with no replica failures and no site outages at any site."""
+    sites = [s.model_copy(update={"failures": Failures()}) for s in scenario.sites]
+    return scenario.model_copy(update={"sites": sites})
+
+
+__all__ = ["run_scenario", "without_failures"]

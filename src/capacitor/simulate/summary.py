@@ -29,6 +29,7 @@ import numpy as np
 from capacitor.economics.costs import energy_mwh
 from capacitor.engine.result import itl_bin_value_s
 from capacitor.engine.status import FLEET_CAUSES, REFUSAL_CAUSES
+from capacitor.simulate.causes import attribute
 from capacitor.simulate.deployment import tenant_shares
 from capacitor.simulate.digest import MINUTE_S
 from capacitor.simulate.economics import economics_summary
@@ -353,12 +354,14 @@ def summarize(run) -> RunSummary:
         tenants[tenant.name] = stats = _tenant_stats(run, k, tenant)
         misses += _misses(tenant.name, tenant, stats)
     misses.sort(key=lambda x: (x.tier, x.tenant, x.metric))
+    misses = attribute(misses, scenario, tenants, uncapped=run.uncapped_summary,
+                       failure_free=run.failure_free_summary)
     deployments, out_tokens_total = _deployments(run)
     sites, energy = _sites(run)
     verdict_ok = not misses
     text = "serves the window within SLO for all tiers" if verdict_ok else "; ".join(
         f"tier {m.tier} {m.tenant} misses {m.metric} "
-        f"({m.value} vs {m.target}, +{m.over_pct}%)" for m in misses)
+        f"({m.value} vs {m.target}, +{m.over_pct}%) - {m.cause}: {m.why}" for m in misses)
     invalid = sum(t.refusals.invalid or 0.0 for t in tenants.values())
     failed = sum(t.refusals.failed or 0.0 for t in tenants.values())
     text += _not_judged(invalid, failed)

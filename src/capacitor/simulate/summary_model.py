@@ -133,6 +133,13 @@ class Miss(_Record):
                                 "when nothing completed (every latency target is missed).")
     over_pct: float | None = Field(description="How far over the target, % of the target "
                                    "(1 decimal); null when the value is null.")
+    cause: Literal["rate_limit", "quota", "rate_limit_or_quota", "power_cap", "failures",
+                   "capacity"] | None = Field(
+        default=None, description="The binding cause (capacitor.simulate.causes): the "
+        "tenant's rate_limit / quota (throttled refusals), power_cap (the uncapped pass met "
+        "the target), failures (a pass without replica failures met it), else capacity.")
+    why: str | None = Field(default=None, description="One phrase backing the cause: the "
+                            "throttled share, or the metric in the counterfactual pass.")
 
 
 class Verdict(_Record):
