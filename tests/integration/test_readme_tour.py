@@ -59,3 +59,6 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
     assert first_fail["scenario"] == "2029-01"
     assert first_fail["base"] == "2028-10"
     assert first_fail["stress"] == "2028-04"
+    # and its report: a chart per deployment, GPUs to add and monthly cost
+    page = (runs / "runway" / "report.html").read_text(encoding="utf-8")
+    assert page.count('id="chart-') == 3 and "2029-01" in page

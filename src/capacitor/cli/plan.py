@@ -22,7 +22,8 @@ def plan(
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Directory for runway.json / runway.csv, "
-                                  "plan.json and scenario.yaml (default: none written).")
+                                  "plan.json, scenario.yaml and report.html (default: none "
+                                  "written).")
     ] = None,
     runway: Annotated[
         bool, typer.Option("--runway", help="Only the runway of the scenario as it stands: "
@@ -45,6 +46,9 @@ def plan(
         bool, typer.Option("--verify/--no-verify", help="Run the chosen configuration "
                            "through the simulator (as capacitor run) and report its verdict.")
     ] = True,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="Do not write report.html into --out.")
+    ] = False,
 ) -> None:
     """Plan capacity: the cheapest shapes and replica counts that serve the scenario's peak
     within every SLO under its GPU inventory and power caps, then the runway of the
@@ -52,6 +56,9 @@ def plan(
 
     Exit 0 when a plan is found (and verified), 1 when no configuration can serve the
     demand (the reason is printed) or the verification run misses an SLO, 2 on bad input.
+    With --out, report.html charts the runway (demand against capacity per deployment and
+    growth scenario, first failing months, contract ramp months and notice periods, GPUs to
+    add, monthly cost) and the chosen configuration.
     """
     from capacitor.errors import PlanError
     from capacitor.planner import tables
@@ -100,6 +107,12 @@ def plan(
                 (out / "plan.json").write_text(json.dumps(planned["json"], indent=1) + "\n",
                                                encoding="utf-8")
                 (out / "scenario.yaml").write_text(planned["yaml"], encoding="utf-8")
+            if not no_report:
+                from capacitor.report.plan_report import PLAN_REPORT, plan_page
+
+                (out / PLAN_REPORT).write_text(plan_page(
+                    spec.name, runway=way, plan=planned["json"] if planned else None,
+                    scenario=spec), encoding="utf-8")
         except OSError as exc:
             fail(f"--out {out}: cannot write ({exc})")
         err_console.print(f"written to {escape(str(out))}")
