@@ -18,6 +18,8 @@ The hand arithmetic:
   (``gpu_power_limit_pct`` null, step slowdowns 1.0, ``power_cap`` null).
 * Economics: 1001 H100 at $3.00 per GPU-hour for 600 s (1/6 h): 1001 x 3 / 6 = $500.50;
   per GPU-hour effective $3.00; per million output tokens 500.5 / 0.006 = $83,416.667.
+* Validated: Llama-3.1-8B (dense, BF16) on one H100 with vLLM at tp 1 lies inside the
+  real-vLLM-servers class (vLLM, H100, dense, 16-bit, tp 1-4): ``validated`` true.
 * Prefix reuse: every prompt is 100 fresh tokens, nothing shared: ``prefix_hit_rate`` 0.0.
 * Refusals: none of any cause (nothing throttled, shed, invalid or failed); the verdict's
   text has nothing it did not judge.

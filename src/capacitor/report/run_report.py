@@ -213,10 +213,21 @@ def _assumptions(ctx: RunContext) -> Section:
     notes = ctx.files.summary.notes
     section.text("Caveats the run reported (summary.json notes): "
                  + (" | ".join(notes) if notes else "none."))
-    section.text("Which numbers lie beyond validated data: the run records no validated range "
-                 "for its numbers, so this report marks none as extrapolated. The simulator's "
-                 "errors on measured runs are in the README (Fidelity) and in the report of "
-                 "capacitor validate --measured.")
+    deps = ctx.files.summary.deployments
+    if any(d.validated is not None for d in deps.values()):
+        section.text("Which numbers lie beyond validated data: a deployment whose configuration "
+                     "(engine, GPU, architecture, precision, tp, disaggregation, speculative "
+                     "decoding) no measured run covers is an extrapolation, and so is every "
+                     "number built on it (its latencies, its tenants' verdicts, its power and "
+                     "costs). The simulator's errors inside the validated classes are in the "
+                     "README (Fidelity) and in the report of capacitor validate --measured.")
+        rows = [(name, "yes" if d.validated else "EXTRAPOLATED", d.validity or "")
+                for name, d in deps.items()]
+        section.raw(table_html(("deployment", "validated", "basis"), rows,
+                               text_columns=(0, 1, 2)))
+    else:
+        section.text("Which numbers lie beyond validated data: this run's summary predates the "
+                     "validated-envelope check, so nothing is marked.")
     origin = source_of(ctx.files.scenario_text)
     text = read_scenario_source(origin) if origin else None
     if text is None:

@@ -100,6 +100,7 @@ def print_run(console: Console, summary: RunSummary) -> None:
         "batch occupancy",
         "output tok/s",
         "availability",
+        "validated",
     ):
         deps.add_column(col, justify="left" if col in ("deployment", "GPU") else "right")
     for name, d in summary.deployments.items():
@@ -113,6 +114,7 @@ def print_run(console: Console, summary: RunSummary) -> None:
             f"{100 * (d.batch_occupancy or 0):.0f}%",
             _num(d.output_tokens_per_s),
             f"{100 * (d.availability or 0):.2f}%",
+            "-" if d.validated is None else "yes" if d.validated else "[yellow]extrapolated[/]",
         )
     console.print(deps)
     eco = summary.economics

@@ -29,6 +29,8 @@ import numpy as np
 from capacitor.economics.costs import energy_mwh
 from capacitor.engine.result import itl_bin_value_s
 from capacitor.engine.status import FLEET_CAUSES, REFUSAL_CAUSES
+from capacitor.perf.validity import Validity, validity
+from capacitor.scenario.specs import replica_spec
 from capacitor.simulate.causes import attribute
 from capacitor.simulate.deployment import tenant_shares
 from capacitor.simulate.digest import MINUTE_S
@@ -218,6 +220,29 @@ def timeline(run) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in cols.items()}
 
 
+def deployment_validity(scenario) -> dict[str, Validity]:
+    """Per deployment, whether its configuration is inside a validated envelope
+    (:func:`capacitor.perf.validity.validity`; a disaggregated one by its decode pool)."""
+    out = {}
+    for dep in scenario.deployments:
+        pool = "decode" if dep.disaggregated else None
+        spec = replica_spec(dep, pool)
+        out[dep.name] = validity(spec.model, gpu=dep.gpu, engine=spec.engine,
+                                 precision=spec.precision, tp=spec.tp,
+                                 disaggregated=pool is not None,
+                                 speculative=spec.speculative)
+    return out
+
+
+def _extrapolation_note(deployments: dict[str, DeploymentSummary]) -> list[str]:
+    out = [name for name, d in deployments.items() if d.validated is False]
+    if not out:
+        return []
+    return [f"extrapolated beyond validated data: {', '.join(out)} (a configuration no "
+            "measured run covers; deployments.<name>.validity says what differs from the "
+            "nearest measured class)"]
+
+
 def _deployments(run) -> tuple[dict[str, DeploymentSummary], float]:
     """Per deployment load over the span, and the fleet's output tokens."""
     deployments = {}
@@ -225,6 +250,7 @@ def _deployments(run) -> tuple[dict[str, DeploymentSummary], float]:
     span = run.window_s + run.warmup_s
     sites = {s.name: s for s in run.scenario.sites}
     warm = int(run.warmup_s // MINUTE_S)
+    checked = deployment_validity(run.scenario)
     for p in run.digests:
         tokens = float(p.output_tokens.sum()) * p.scale
         limit = run.power_limits.get(p.site, 1.0)
@@ -253,6 +279,7 @@ def _deployments(run) -> tuple[dict[str, DeploymentSummary], float]:
             energy_mwh=_r(mwh),
             joules_per_output_token=_r(mwh * 3.6e9 / tokens) if tokens else None,
             step_slowdown_compute=_r(compute_x, 4), step_slowdown_memory=_r(memory_x, 4),
+            validated=checked[p.name].validated, validity=checked[p.name].basis,
         )
     return deployments, out_tokens_total
 
@@ -372,7 +399,7 @@ def summarize(run) -> RunSummary:
     economics = economics_summary(scenario, run.window_s, out_tokens_total, energy,
                                   _workload_tokens(run))
     return RunSummary(
-        notes=_notes(run) + _over_share_notes(tenants),
+        notes=_notes(run) + _over_share_notes(tenants) + _extrapolation_note(deployments),
         scenario=scenario.name,
         seed=scenario.simulation.seed,
         fidelity=scenario.simulation.fidelity,

@@ -197,6 +197,14 @@ class DeploymentSummary(_Record):
     joules_per_output_token: float | None = Field(
         description="energy_mwh per output token of the window's completed requests, J "
         "(facility energy, prefill included); null with no tokens.")
+    validated: bool | None = Field(
+        default=None, description="True when the deployment's configuration (engine, GPU, "
+        "architecture, precision, tp, disaggregation, speculative decoding) lies inside a "
+        "class the model was checked against on measured runs "
+        "(capacitor.perf.validity); false: its numbers are an extrapolation.")
+    validity: str | None = Field(
+        default=None, description="The validated envelope it lies in, or what differs from "
+        "the nearest one (extrapolated: ...).")
     step_slowdown_compute: float | None = Field(
         description="Step-time multiplier of its compute-bound work under its site's power "
         "limit (1 when the site is not power-capped; 4 decimals).")
