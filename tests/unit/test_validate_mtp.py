@@ -112,3 +112,40 @@ def test_mtp_row_speeds_decode_at_full_acceptance_and_slows_it_at_none() -> None
     assert full["output_tokens_per_s"] > 2.0 * plain["output_tokens_per_s"]
     assert none["tpot_median_ms"] > plain["tpot_median_ms"]
     assert none["itl_median_ms"] == pytest.approx(none["tpot_median_ms"], rel=0.05)
+
+
+def test_draft_pass_pays_no_scheduler_overheads() -> None:
+    """The draft passes run inside the verifying iteration: the profile's per-iteration and
+    per-request scheduler costs (step_fixed_s, per_seq_s, mla_per_seq_s, per_prefill_seq_s)
+    are paid once, by the target step, not again by each draft pass."""
+    from capacitor.perf.coefficients import build_coefficients
+    from capacitor.perf.speculative import draft_model
+
+    constants = load_profile(None).constants("blackwell", "sglang")
+    o = constants.overhead
+    cfg, coeffs = _replica()
+    draft = cfg.draft_coeffs
+    # the target's per-sequence slot is the scheduler's per_seq_s + mla_per_seq_s + the LM
+    # head of one sequence; the draft keeps only the LM head (same tp, same head)
+    assert draft[st.C_PER_SEQ_S] == pytest.approx(
+        coeffs[st.C_PER_SEQ_S] - o.per_seq_s - o.mla_per_seq_s, rel=1e-12)
+    assert draft[st.C_PER_SEQ_S] > 0.0
+    assert draft[st.C_PER_PREFILL_SEQ_S] == 0.0
+    # fixed: a one-layer step of the same model with the full profile, less step_fixed_s
+    one_layer = build_coefficients(draft_model(cfg_model()), get_gpu(CELLS['hardware']), tp=8, ep=8,
+                                   precision="fp8", engine="sglang", profile=constants)
+    assert draft[st.C_FIXED_S] == pytest.approx(
+        one_layer[st.C_FIXED_S] - o.step_fixed_s, rel=1e-12)
+    assert 0.0 < draft[st.C_FIXED_S] < coeffs[st.C_FIXED_S] / 20
+
+
+def get_gpu(name):
+    from capacitor.catalog.hardware import get_gpu as lookup
+
+    return lookup(name)
+
+
+def cfg_model():
+    from capacitor.catalog.models import resolve_model
+
+    return resolve_model(CELLS["model"])

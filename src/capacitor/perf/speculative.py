@@ -51,6 +51,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from capacitor.errors import ConfigError
+from capacitor.perf.memory import resolve_constants
 from capacitor.perf.step_time import moe_touched_fraction, step_time_touched_s
 
 #: Speculative decoding methods by name (validate rows' ``speculative``, scenario deployments).
@@ -122,11 +123,30 @@ def draft_model(model: Any) -> Any:
     )
 
 
+def draft_overhead(overhead: Any) -> Any:
+    """The profile's :class:`~capacitor.perf.profile.Overhead` as one draft pass pays it:
+    the GPU's fixed kernel costs of the draft layers (``per_layer_s``, the kernel costs,
+    ``eager_kernel_s``) and the LM head stay; the scheduler's costs, paid once per engine
+    iteration and per request in it, go (``step_fixed_s``, ``per_seq_s``,
+    ``per_prefill_seq_s``, and ``mla_per_seq_s``, fitted per request per iteration). The
+    draft passes run inside the iteration that verifies: SGLang's EAGLE worker drafts and
+    TensorRT-LLM's MTP worker runs its MTP layers in the same forward step as the target,
+    from one batch the scheduler built once (SGLang ``eagle_worker.py``
+    ``forward_batch_speculative_generation``; TensorRT-LLM blog "DeepSeek R1 MTP
+    Implementation and Optimization", "MTP modules")."""
+    return dataclasses.replace(overhead, step_fixed_s=0.0, per_seq_s=0.0,
+                               per_prefill_seq_s=0.0, mla_per_seq_s=0.0)
+
+
 def draft_coefficients(model: Any, build: Any, **kwargs: Any) -> np.ndarray:
     """Step-time coefficients of one MTP draft pass: ``build`` (:func:`capacitor.perf.
     coefficients.build_coefficients`) for :func:`draft_model`, on one pipeline stage (the
-    MTP block sits after the last layer)."""
+    MTP block sits after the last layer), with the overheads of :func:`draft_overhead`."""
     kwargs["pp"] = 1
+    constants = resolve_constants(kwargs.pop("profile", None), kwargs["gpu"],
+                                  kwargs.get("engine", "vllm"))
+    kwargs["profile"] = dataclasses.replace(
+        constants, overhead=draft_overhead(constants.overhead))
     return build(draft_model(model), **kwargs)
 
 
@@ -176,6 +196,7 @@ __all__ = [
     "default_num_speculative_tokens",
     "draft_coefficients",
     "draft_model",
+    "draft_overhead",
     "expected_tokens_per_step",
     "spec_step_time_s",
     "tokens_per_step_fp",
