@@ -27,7 +27,8 @@ non-MTP, with :func:`disagg_flags`; nothing is fitted to them. At the commit tha
 (98 of 102 run; decode_tp 48 / 24 over 256 experts is refused): 20.2 / 24.7 / 90.4 median
 APE (H200 9.1 / 4.3, B200 12.5 / 18.9, H100 102 / 24, GB200 47.9 / 68.1: its wide-EP
 decode workers, decode_tp 32 with DP attention, step about 8x too slowly, e.g. 175 ms for
-2048 sequences against a measured 21 ms TPOT; TTFT too low everywhere).
+2048 sequences against a measured 21 ms TPOT; TTFT too low everywhere). The disaggregated
+MTP rows follow as a table of their own (:func:`disagg_rows` with ``speculative="mtp"``).
 
 Each row gets the server flags the InferenceMAX launch scripts set
 (SemiAnalysisAI/InferenceX ``benchmarks/dsr1_*``; :func:`server_flags`) as validate
@@ -59,6 +60,13 @@ The 68 MTP rows at the commit that modelled MTP: MTP ignored 27.7 / 39.0 / 66.0 
 under-predicted, median signed -26%); MTP modelled at the documented default acceptance 0.85
 29.7 / 25.9 / 56.3 (over-predicted, +30%). ``calibration/mtp_acceptance.py`` fits the
 acceptance rate leave one hardware out (0.60-0.65; H200 14.9 / 15.0, B200 18.6 / 22.0).
+
+With the MTP launch scripts' flags (:func:`_sglang_mtp_flags`, :func:`_trtllm_mtp_flags`),
+draft passes that no longer pay the scheduler's overheads again and the default acceptance
+0.69 (InferenceX's measured acceptance length ~2.50 on chat-templated random prompts): MTP
+rows 24.8 / 20.3 / 18.2 -> 15.3 / 15.7 / 20.9 (H200 16.0 / 15.7 / 14.1, B200 15.2 / 15.0 /
+28.0; B200 SGLang FP8 still 47 / 27 / 36), nothing fitted; the 75 disaggregated MTP rows (a
+table of their own) 37.7 / 29.2 / 53.4 -> 30.6 / 30.6 / 53.5.
 """
 
 from __future__ import annotations

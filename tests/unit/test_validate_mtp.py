@@ -22,14 +22,23 @@ def _replica(**over):
 
 def test_mtp_row_runs_with_the_documented_defaults() -> None:
     cfg, coeffs = _replica()
-    assert cfg.num_speculative_tokens == 3
-    assert cfg.mtp_acceptance_rate == 0.85
+    # SGLang: InferenceX's --speculative-num-steps 2; speculative decoding v1 without the
+    # overlap scheduler
+    assert cfg.num_speculative_tokens == 2 and cfg.async_scheduling is False
+    assert cfg.mtp_acceptance_rate == 0.69
+    cfg_trt, _ = _replica(engine="trtllm")
+    assert cfg_trt.num_speculative_tokens == 3
+    cfg_trt_dp, _ = _replica(engine="trtllm", dp_attention="true")
+    assert cfg_trt_dp.num_speculative_tokens == 1
+    cfg_async, _ = _replica(async_scheduling="true")
+    assert cfg_async.async_scheduling is True
+    assert _replica(speculative="none")[0].async_scheduling is True
     # the draft pass is one layer of 61 (plus the shared LM head): far cheaper to stream
     draft = cfg.draft_coeffs
     assert 0 < draft[st.C_WEIGHT_S] < coeffs[st.C_WEIGHT_S] / 5
     assert 0 < draft[st.C_MOE_WEIGHT_S] < coeffs[st.C_MOE_WEIGHT_S] / 40
     cfg_dp, _ = _replica(dp_attention="true")
-    assert cfg_dp.num_speculative_tokens == 1
+    assert cfg_dp.num_speculative_tokens == 2
     cfg_none, _ = _replica(speculative="none")
     assert cfg_none.num_speculative_tokens == 0 and cfg_none.draft_coeffs == ()
     cfg_blank, _ = _replica(speculative="")
@@ -105,8 +114,9 @@ def test_mtp_row_speeds_decode_at_full_acceptance_and_slows_it_at_none() -> None
     def run(**over):
         return predict_row(Row({**cells, **over}, "."), load_profile(None))
 
-    plain, full, none = (run(speculative="none"), run(mtp_acceptance_rate="1.0"),
-                         run(mtp_acceptance_rate="0.0"))
+    plain, full, none = (run(speculative="none"),
+                         run(mtp_acceptance_rate="1.0", num_speculative_tokens="3"),
+                         run(mtp_acceptance_rate="0.0", num_speculative_tokens="3"))
     assert full["tpot_median_ms"] < 0.5 * plain["tpot_median_ms"]
     assert full["itl_median_ms"] > 2.0 * full["tpot_median_ms"]
     assert full["output_tokens_per_s"] > 2.0 * plain["output_tokens_per_s"]
