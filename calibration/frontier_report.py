@@ -27,7 +27,8 @@ non-MTP, with :func:`disagg_flags`; nothing is fitted to them. At the commit tha
 (98 of 102 run; decode_tp 48 / 24 over 256 experts is refused): 20.2 / 24.7 / 90.4 median
 APE (H200 9.1 / 4.3, B200 12.5 / 18.9, H100 102 / 24, GB200 47.9 / 68.1: its wide-EP
 decode workers, decode_tp 32 with DP attention, step about 8x too slowly, e.g. 175 ms for
-2048 sequences against a measured 21 ms TPOT; TTFT too low everywhere).
+2048 sequences against a measured 21 ms TPOT; TTFT too low everywhere). The disaggregated
+MTP rows follow as a table of their own (:func:`disagg_rows` with ``speculative="mtp"``).
 
 Each row gets the server flags the InferenceMAX launch scripts set
 (SemiAnalysisAI/InferenceX ``benchmarks/dsr1_*``; :func:`server_flags`) as validate
@@ -59,6 +60,13 @@ The 68 MTP rows at the commit that modelled MTP: MTP ignored 27.7 / 39.0 / 66.0 
 under-predicted, median signed -26%); MTP modelled at the documented default acceptance 0.85
 29.7 / 25.9 / 56.3 (over-predicted, +30%). ``calibration/mtp_acceptance.py`` fits the
 acceptance rate leave one hardware out (0.60-0.65; H200 14.9 / 15.0, B200 18.6 / 22.0).
+
+With the MTP launch scripts' flags (:func:`_sglang_mtp_flags`, :func:`_trtllm_mtp_flags`),
+draft passes that no longer pay the scheduler's overheads again and the default acceptance
+0.69 (InferenceX's measured acceptance length ~2.50 on chat-templated random prompts): MTP
+rows 24.8 / 20.3 / 18.2 -> 15.3 / 15.7 / 20.9 (H200 16.0 / 15.7 / 14.1, B200 15.2 / 15.0 /
+28.0; B200 SGLang FP8 still 47 / 27 / 36), nothing fitted; the 75 disaggregated MTP rows (a
+table of their own) 37.7 / 29.2 / 53.4 -> 30.6 / 30.6 / 53.5.
 """
 
 from __future__ import annotations
@@ -121,27 +129,53 @@ def server_flags(row: dict[str, str]) -> dict[str, str]:
             mem, chunk, seqs = 0.82, 32768, 512 if (isl, osl) == (1024, 1024) else 256
         out.update(gpu_memory_utilization=str(mem), max_num_batched_tokens=str(chunk),
                    max_num_seqs=str(max(seqs, conc)), async_scheduling="true")
+        if row.get("speculative") == "mtp":
+            out.update(_sglang_mtp_flags())
     else:
         frac = 0.75 if hw == "H200" else 0.8
         if hw == "B200" and conc >= 256:
             frac = 0.7
         if hw == "B200" and prec == "FP8" and (isl, osl) == (8192, 1024) and tp == 4:
             frac = 0.75
-        # with MTP the token budget holds each sequence's 1 + k verify tokens
-        # (dsr1_fp8_h200_trt_mtp.sh: (4 x max_batch_size + ISL + 64) rounded up to 64)
-        width = 1 + _num_drafts(row) if row.get("speculative") == "mtp" else 1
-        tokens = max(8192, math.ceil((width * conc + isl + 64) / 64) * 64)
+        tokens = max(8192, math.ceil((conc + isl + 64) / 64) * 64)
         out.update(kv_cache_dtype="fp8", gpu_memory_utilization=str(frac),
                    max_num_batched_tokens=str(tokens), async_scheduling="true")
+        if row.get("speculative") == "mtp":
+            out.update(_trtllm_mtp_flags(row))
         if row["dp_attention"] == "true":  # attention_dp_config in the same scripts
             out["attention_dp_timeout_iters"] = "60"
     return out
 
 
-def _num_drafts(row: dict[str, str]) -> int:
-    from capacitor.perf.speculative import default_num_speculative_tokens  # noqa: PLC0415
+def _sglang_mtp_flags() -> dict[str, str]:
+    """SGLang's MTP launch scripts (SemiAnalysisAI/InferenceX ``dsr1_fp8_b200_mtp.sh``,
+    ``dsr1_fp4_b200_mtp.sh``, later ``benchmarks/single_node/``): ``--speculative-algorithm
+    EAGLE --speculative-num-steps 2 --speculative-eagle-topk 1 --speculative-num-draft-tokens
+    3``: a chain of 2 drafts. The scripts write ``SGLANG_ENABLE_SPEC_V2=1`` as a shell
+    variable without ``export``, so the server runs speculative decoding v1, with which SGLang
+    turns its overlap scheduler off ("Overlap scheduler is disabled when spec v2 is off",
+    sglang ``server_args.py``): synchronous scheduling."""
+    return {"num_speculative_tokens": "2", "async_scheduling": "false"}
 
-    return default_num_speculative_tokens(row.get("dp_attention", "").lower() == "true")
+
+def _trtllm_mtp_flags(row: dict[str, str]) -> dict[str, str]:
+    """TensorRT-LLM's MTP launch scripts (SemiAnalysisAI/InferenceX ``dsr1_fp4_b200_trt_mtp.sh``,
+    ``dsr1_fp8_b200_trt_mtp.sh``, ``dsr1_fp8_h200_trt_mtp.sh``): ``num_nextn_predict_layers``
+    3, or 1 with attention DP; ``max_batch_size`` = CONC, or CONC / TP per attention-DP rank;
+    ``max_num_tokens`` = ``((MTP + 1) x max_batch_size + ISL + 64)`` rounded up to 64 (no
+    8192 floor, unlike the non-MTP scripts), per rank; ``free_gpu_memory_fraction`` 0.8
+    (B200) / 0.75 (H200) at every concurrency. The replica is one scheduler over the ranks
+    (:class:`capacitor.engine.replica.ReplicaSpec`), so it gets the ranks' sums."""
+    tp, conc, isl = int(row["tp"]), int(row["concurrency"]), int(row["isl"])
+    dp = row.get("dp_attention", "").lower() == "true"
+    drafts = 1 if dp else 3
+    ranks = tp if dp else 1
+    per_rank = max(1, conc // ranks)
+    tokens = math.ceil(((drafts + 1) * per_rank + isl + 64) / 64) * 64
+    return {"num_speculative_tokens": str(drafts),
+            "max_num_seqs": str(per_rank * ranks),
+            "max_num_batched_tokens": str(tokens * ranks),
+            "gpu_memory_utilization": "0.75" if row["hardware"] == "H200" else "0.8"}
 
 
 def primary_rows(all_dates: bool = False, speculative: str = "none") -> list[dict[str, str]]:
@@ -167,11 +201,12 @@ DISAGG_KEY = CONFIG_KEY + ("prefill_workers", "prefill_tp", "prefill_ep",
                            "decode_dp_attention")
 
 
-def disagg_rows() -> list[dict[str, str]]:
-    """Disaggregated (Dynamo) non-MTP rows, the latest date of each configuration."""
+def disagg_rows(speculative: str = "none") -> list[dict[str, str]]:
+    """Disaggregated (Dynamo) rows with this ``speculative`` (none: the non-MTP rows), the
+    latest date of each configuration."""
     with open(DATA / "experiments.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f)
-                if r["prefill_workers"] and r["speculative"] == "none"]
+                if r["prefill_workers"] and r["speculative"] == speculative]
     latest: dict[tuple, dict[str, str]] = {}
     for r in rows:
         key = tuple(r[k] for k in DISAGG_KEY)
@@ -191,6 +226,11 @@ def disagg_flags(row: dict[str, str]) -> dict[str, str]:
            "async_scheduling": "true", "max_num_seqs": row["concurrency"]}
     if fw != "sglang" or row["hardware"] in ("B200", "GB200"):
         out["kv_cache_dtype"] = "fp8"
+    if row.get("speculative") == "mtp" and fw == "sglang":
+        # the Dynamo SGLang MTP recipes (InferenceX benchmarks/multi_node/srt-slurm-recipes/
+        # sglang/dsr1/*/mtp/*.yaml): speculative-num-steps 2, eagle-topk 1, 3 draft tokens,
+        # with SGLANG_ENABLE_SPEC_V2 (overlap kept)
+        out["num_speculative_tokens"] = "2"
     return out
 
 
@@ -298,6 +338,11 @@ def main(argv=None) -> int:
         table(f"disaggregated prefill/decode (Dynamo), {len(drows)} latest non-MTP "
               "configurations, shipped profile (nothing fitted to them)",
               drows, predict(exp_d, args.profile), meas)
+        dmtp = disagg_rows(speculative="mtp")
+        exp_dm = Path(tmp) / "experiments_disaggregated_mtp.csv"
+        write_experiments(dmtp, exp_dm)
+        table(f"disaggregated MTP rows ({len(dmtp)} latest configurations), MTP modelled",
+              dmtp, predict(exp_dm, args.profile), meas)
         if args.fit:
             from frontier_fit import fit_and_report  # noqa: PLC0415
 

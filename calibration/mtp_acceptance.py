@@ -7,8 +7,9 @@ The aggregated MTP rows (latest date each, the server flags of
 grid (``mtp_acceptance_rate``, :mod:`capacitor.perf.speculative`); nothing else moves. For
 each hardware, the rate is chosen on the *other* hardware's rows (the lowest sum of the
 median APE of output tokens/s and of median TPOT) and that hardware's error at the chosen rate
-is reported beside its error at the documented default (0.85) and its own best rate (in
-sample, for reference only). About 5 s per grid point.
+is reported beside its error at the documented default
+(:data:`capacitor.perf.speculative.DEFAULT_MTP_ACCEPTANCE_RATE`) and its own best rate (in
+sample, for reference only). About 10 s per grid point.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from frontier_report import (  # noqa: E402
     write_experiments,
 )
 
-DEFAULT = 0.85
+from capacitor.perf.speculative import DEFAULT_MTP_ACCEPTANCE_RATE as DEFAULT  # noqa: E402
 
 
 def _errors(rows, pred, meas):

@@ -18,8 +18,9 @@ and the predictions columns. Timed separately:
   fleet with its replicas kept in lockstep (a non-binding tenant concurrency cap turns off
   running ahead, :mod:`capacitor.engine._lookahead`), the baseline for that optimisation;
 * ``MTP``: the numba kernel on DeepSeek-R1 (B200 TP8, SGLang) with MTP speculative decoding
-  (3 drafts), a closed loop of 64 clients (1024 in / 1024 out), beside the same row with
-  speculative decoding off and the reference on a smaller run.
+  (3 drafts, acceptance 0.85, overlap scheduling on), a closed loop of 64 clients (1024 in /
+  1024 out), beside the same row with speculative decoding off and the reference on a
+  smaller run.
 * ``disaggregated``: ``capacitor validate``'s path end to end for a disaggregated deployment
   (:data:`DISAGG_ROW`: one prefill and two decode H100s serving Llama-3.1-8B, 64 closed-loop
   clients, 1024 / 256 tokens).
@@ -70,6 +71,8 @@ MTP_ROW: dict[str, str] = {
     "tp": "8", "ep": "8", "precision": "FP8", "engine": "sglang", "workload": "closed_loop",
     "concurrency": "64", "isl": "1024", "osl": "1024", "min_length_fraction": "0.8",
     "speculative": "mtp", "seed": "1",
+    # pinned (not the defaults) so that timings stay comparable across releases
+    "num_speculative_tokens": "3", "mtp_acceptance_rate": "0.85", "async_scheduling": "true",
 }
 
 DISAGG_ROW: dict[str, str] = {

@@ -316,6 +316,9 @@ MTP_CASES = {
     "mtp_tiny_blocks": (dict(), _mtp(block_size=2, num_gpu_blocks=1500)),
     "mtp_accept_none": (dict(num_segments=2), _mtp(k=1, acceptance=0.0, num_gpu_blocks=200)),
     "mtp_accept_all": (dict(num_segments=2), _mtp(k=2, acceptance=1.0, num_gpu_blocks=200)),
+    # SGLang's MTP rows: 2 drafts, new requests taken in every 10 decode-only steps
+    "mtp_recv_interval": (dict(), _mtp(k=2, acceptance=0.69, num_gpu_blocks=400,
+                                       max_num_seqs=32, scheduler_recv_interval=10)),
 }
 
 

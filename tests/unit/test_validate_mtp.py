@@ -22,14 +22,23 @@ def _replica(**over):
 
 def test_mtp_row_runs_with_the_documented_defaults() -> None:
     cfg, coeffs = _replica()
-    assert cfg.num_speculative_tokens == 3
-    assert cfg.mtp_acceptance_rate == 0.85
+    # SGLang: InferenceX's --speculative-num-steps 2; speculative decoding v1 without the
+    # overlap scheduler
+    assert cfg.num_speculative_tokens == 2 and cfg.async_scheduling is False
+    assert cfg.mtp_acceptance_rate == 0.69
+    cfg_trt, _ = _replica(engine="trtllm")
+    assert cfg_trt.num_speculative_tokens == 3
+    cfg_trt_dp, _ = _replica(engine="trtllm", dp_attention="true")
+    assert cfg_trt_dp.num_speculative_tokens == 1
+    cfg_async, _ = _replica(async_scheduling="true")
+    assert cfg_async.async_scheduling is True
+    assert _replica(speculative="none")[0].async_scheduling is True
     # the draft pass is one layer of 61 (plus the shared LM head): far cheaper to stream
     draft = cfg.draft_coeffs
     assert 0 < draft[st.C_WEIGHT_S] < coeffs[st.C_WEIGHT_S] / 5
     assert 0 < draft[st.C_MOE_WEIGHT_S] < coeffs[st.C_MOE_WEIGHT_S] / 40
     cfg_dp, _ = _replica(dp_attention="true")
-    assert cfg_dp.num_speculative_tokens == 1
+    assert cfg_dp.num_speculative_tokens == 2
     cfg_none, _ = _replica(speculative="none")
     assert cfg_none.num_speculative_tokens == 0 and cfg_none.draft_coeffs == ()
     cfg_blank, _ = _replica(speculative="")
@@ -105,10 +114,48 @@ def test_mtp_row_speeds_decode_at_full_acceptance_and_slows_it_at_none() -> None
     def run(**over):
         return predict_row(Row({**cells, **over}, "."), load_profile(None))
 
-    plain, full, none = (run(speculative="none"), run(mtp_acceptance_rate="1.0"),
-                         run(mtp_acceptance_rate="0.0"))
+    plain, full, none = (run(speculative="none"),
+                         run(mtp_acceptance_rate="1.0", num_speculative_tokens="3"),
+                         run(mtp_acceptance_rate="0.0", num_speculative_tokens="3"))
     assert full["tpot_median_ms"] < 0.5 * plain["tpot_median_ms"]
     assert full["itl_median_ms"] > 2.0 * full["tpot_median_ms"]
     assert full["output_tokens_per_s"] > 2.0 * plain["output_tokens_per_s"]
     assert none["tpot_median_ms"] > plain["tpot_median_ms"]
     assert none["itl_median_ms"] == pytest.approx(none["tpot_median_ms"], rel=0.05)
+
+
+def test_draft_pass_pays_no_scheduler_overheads() -> None:
+    """The draft passes run inside the verifying iteration: the profile's per-iteration and
+    per-request scheduler costs (step_fixed_s, per_seq_s, mla_per_seq_s, per_prefill_seq_s)
+    are paid once, by the target step, not again by each draft pass."""
+    from capacitor.perf.coefficients import build_coefficients
+    from capacitor.perf.speculative import draft_model
+
+    constants = load_profile(None).constants("blackwell", "sglang")
+    o = constants.overhead
+    cfg, coeffs = _replica()
+    draft = cfg.draft_coeffs
+    # the target's per-sequence slot is the scheduler's per_seq_s + mla_per_seq_s + the LM
+    # head of one sequence; the draft keeps only the LM head (same tp, same head)
+    assert draft[st.C_PER_SEQ_S] == pytest.approx(
+        coeffs[st.C_PER_SEQ_S] - o.per_seq_s - o.mla_per_seq_s, rel=1e-12)
+    assert draft[st.C_PER_SEQ_S] > 0.0
+    assert draft[st.C_PER_PREFILL_SEQ_S] == 0.0
+    # fixed: a one-layer step of the same model with the full profile, less step_fixed_s
+    one_layer = build_coefficients(draft_model(cfg_model()), get_gpu(CELLS['hardware']), tp=8, ep=8,
+                                   precision="fp8", engine="sglang", profile=constants)
+    assert draft[st.C_FIXED_S] == pytest.approx(
+        one_layer[st.C_FIXED_S] - o.step_fixed_s, rel=1e-12)
+    assert 0.0 < draft[st.C_FIXED_S] < coeffs[st.C_FIXED_S] / 20
+
+
+def get_gpu(name):
+    from capacitor.catalog.hardware import get_gpu as lookup
+
+    return lookup(name)
+
+
+def cfg_model():
+    from capacitor.catalog.models import resolve_model
+
+    return resolve_model(CELLS["model"])

@@ -84,13 +84,15 @@ class ReplicaSpec:
             until every attention-DP rank has one, or this many scheduler iterations; None =
             no balancing.
         async_scheduling: schedule step N+1 while step N runs (None = the engine's default,
-            :data:`ASYNC_SCHEDULING_BY_ENGINE`; vLLM with pp > 1 runs synchronously).
+            :data:`ASYNC_SCHEDULING_BY_ENGINE`; vLLM with pp > 1 and SGLang with speculative
+            decoding run synchronously).
         speculative: ``none`` or ``mtp`` (MTP speculative decoding with the model's
             multi-token-prediction layers; :mod:`capacitor.perf.speculative`).
-        num_speculative_tokens: draft tokens per step with ``mtp`` (None = 3, or 1 with
-            dp_attention: :func:`capacitor.perf.speculative.default_num_speculative_tokens`).
+        num_speculative_tokens: draft tokens per step with ``mtp`` (None = 2 with sglang,
+            else 3, or 1 with dp_attention:
+            :func:`capacitor.perf.speculative.default_num_speculative_tokens`).
         mtp_acceptance_rate: per-position draft acceptance with ``mtp`` (None =
-            :data:`capacitor.perf.speculative.DEFAULT_MTP_ACCEPTANCE_RATE`, 0.85).
+            :data:`capacitor.perf.speculative.DEFAULT_MTP_ACCEPTANCE_RATE`, 0.69).
     """
 
     model: Any
@@ -193,6 +195,11 @@ def _async_scheduling(spec: ReplicaSpec, engine: str, pp: int) -> bool:
         return bool(spec.async_scheduling)
     if engine == "vllm" and pp > 1:
         return False  # vLLM v0.14 disables it with pipeline parallelism
+    if engine == "sglang" and (spec.speculative or "none") != "none":
+        # SGLang runs speculative decoding without its overlap scheduler unless the
+        # experimental spec v2 is enabled (SGLANG_ENABLE_SPEC_V2): "Overlap scheduler is
+        # disabled when spec v2 is off" (server_args.py; SGLang docs, "Speculative Decoding")
+        return False
     return ASYNC_SCHEDULING_BY_ENGINE[engine]
 
 
@@ -207,7 +214,8 @@ def _speculative_settings(
         return 0, 0.0, ()
     num_drafts = spec.num_speculative_tokens
     if num_drafts is None:
-        num_drafts = default_num_speculative_tokens(bool(spec.dp_attention))
+        num_drafts = default_num_speculative_tokens(check_engine(spec.engine),
+                                                    bool(spec.dp_attention))
     acceptance = spec.mtp_acceptance_rate
     if acceptance is None:
         acceptance = DEFAULT_MTP_ACCEPTANCE_RATE

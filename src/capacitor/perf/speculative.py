@@ -23,15 +23,30 @@ of one layer; the shared LM head is streamed and run once per sequence per pass,
 position needs its logits). The MTP block's input projection (``2h x h``, ~0.1B parameters) and
 its own KV (one layer in 62) are left out (under 1% of a pass and of the KV).
 
+Scheduler overheads: the draft passes run inside the engine iteration that verifies, from the
+batch its scheduler built once, so they pay the GPU's fixed kernel costs of their layers but
+not the profile's per-iteration and per-request scheduler costs (:func:`draft_overhead`).
+
 Acceptance (ASSUMPTION, stated so it can be overridden): each draft position is accepted with
 the same probability ``p`` given that the ones before it were (a geometric chain), so the
-expected tokens per step are ``1 + p + p^2 + ... + p^k``. Default ``p`` =
-:data:`DEFAULT_MTP_ACCEPTANCE_RATE` = 0.85, the low end of "the acceptance rate of the second
-token prediction ranges between 85% and 90%" (DeepSeek-V3 Technical Report, arXiv 2412.19437,
-section 5.4.3). A deeper chain reuses the single MTP block autoregressively, so its later
-positions are likely accepted less often than the chain assumes (measured per-position rates
-fall: e.g. an MTP-depth study on GLM-5.2, JustVugg/colibri PR #569, 88% at depth 1 against
-55% per position at depth 2) -- set ``mtp_acceptance_rate`` from a measured accepted length.
+expected tokens per step (the acceptance length) are ``1 + p + p^2 + ... + p^k``. Default
+``p`` = :data:`DEFAULT_MTP_ACCEPTANCE_RATE` = 0.69, the rate at which three drafts give the
+acceptance length SemiAnalysis measured for DeepSeek-R1 on the InferenceMAX benchmark's own
+data, random-token prompts sent through the chat template: "~2.50", the same as on MT-Bench
+(InferenceX PR #649; ``1 + 0.69 + 0.69^2 + 0.69^3`` = 2.49). The draft count of that
+measurement is not stated; it is at least 3, since without the chat template the same
+prompts gave 3.55, more than two drafts can emit, and 3 is the DeepSeek MTP recipes' count
+(SGLang ``--speculative-num-steps 3``, TensorRT-LLM ``num_nextn_predict_layers: 3``).
+InferenceMAX's MTP scripts pass ``--use-chat-template``; raw random prompts (no template)
+would be accepted far more often (3.55: ``p`` about 0.93 at three drafts), real text in
+between: DeepSeek-V3's own "acceptance rate of the second token prediction ranges between
+85% and 90%" (technical report, arXiv 2412.19437, s. 5.4.3) is the first position on its
+generation topics. A deeper chain reuses the single MTP block autoregressively, so its later
+positions may be accepted less often than the chain assumes (an MTP-depth study on GLM-5.2,
+JustVugg/colibri PR #569: 88% at depth 1, 55% per position at depth 2); the InferenceMAX
+DeepSeek-R1 rows do not show it: their 3-draft TensorRT-LLM rows match ``p`` 0.65-0.67, and
+the 1- and 2-draft rows a lower ``p``, not a higher one (README, "DeepSeek-R1 with MTP"). Set
+``mtp_acceptance_rate`` from a measured acceptance length for other data.
 
 The expected tokens per step ``L`` are applied deterministically (no random draw): every
 decoder of a replica emits ``pos(G + 1) - pos(G)`` tokens in the replica's step ``G``, with
@@ -51,25 +66,28 @@ import numpy as np
 from numba.extending import register_jitable
 
 from capacitor.errors import ConfigError
+from capacitor.perf.memory import resolve_constants
 from capacitor.perf.step_time import moe_touched_fraction, step_time_touched_s
 
 #: Speculative decoding methods by name (validate rows' ``speculative``, scenario deployments).
 SPECULATIVE_METHODS = ("none", "mtp")
-#: Per-position draft acceptance of DeepSeek-V3/R1's MTP module: the low end of the 85-90%
-#: second-token acceptance of the DeepSeek-V3 Technical Report (arXiv 2412.19437, s. 5.4.3).
-DEFAULT_MTP_ACCEPTANCE_RATE = 0.85
+#: Per-position draft acceptance of DeepSeek-R1's MTP module on chat-templated random-token
+#: prompts: acceptance length 2.49 at 3 drafts against the ~2.50 SemiAnalysis measured
+#: (InferenceX PR #649; module docstring).
+DEFAULT_MTP_ACCEPTANCE_RATE = 0.69
 #: Fraction bits of the fixed-point tokens per step (``pos(G) = (G * L_fp) >> SPEC_FP_BITS``).
 SPEC_FP_BITS = 16
 
 
-def default_num_speculative_tokens(dp_attention: bool) -> int:
-    """Draft tokens per step when a deployment sets none: 3, or 1 with DP-attention.
-
-    SemiAnalysis InferenceX's DeepSeek-R1 MTP launch scripts (as ported in public copies of
-    ``dsr1_fp8_h200_trt_mtp.sh``) run TensorRT-LLM with ``num_nextn_predict_layers: 3`` for
-    low latency and ``1`` with attention DP; SGLang's DeepSeek MTP recipe runs
-    ``--speculative-num-steps 3 --speculative-eagle-topk 1 --speculative-num-draft-tokens 4``
-    (3 drafts). ASSUMPTION: the same choice for both engines."""
+def default_num_speculative_tokens(engine: str, dp_attention: bool) -> int:
+    """Draft tokens per step when a deployment sets none: SemiAnalysis InferenceX's
+    DeepSeek-R1 MTP launch scripts. SGLang (``dsr1_fp8_b200_mtp.sh``, ``dsr1_fp4_b200_mtp.sh``,
+    the Dynamo SGLang MTP recipes): ``--speculative-num-steps 2 --speculative-eagle-topk 1
+    --speculative-num-draft-tokens 3``, a chain of 2. TensorRT-LLM (``dsr1_fp8_h200_trt_mtp.sh``
+    and the B200 ones): ``num_nextn_predict_layers`` 3, or 1 with attention DP.
+    ASSUMPTION: vLLM as TensorRT-LLM."""
+    if engine == "sglang":
+        return 2
     return 1 if dp_attention else 3
 
 
@@ -122,11 +140,30 @@ def draft_model(model: Any) -> Any:
     )
 
 
+def draft_overhead(overhead: Any) -> Any:
+    """The profile's :class:`~capacitor.perf.profile.Overhead` as one draft pass pays it:
+    the GPU's fixed kernel costs of the draft layers (``per_layer_s``, the kernel costs,
+    ``eager_kernel_s``) and the LM head stay; the scheduler's costs, paid once per engine
+    iteration and per request in it, go (``step_fixed_s``, ``per_seq_s``,
+    ``per_prefill_seq_s``, and ``mla_per_seq_s``, fitted per request per iteration). The
+    draft passes run inside the iteration that verifies: SGLang's EAGLE worker drafts and
+    TensorRT-LLM's MTP worker runs its MTP layers in the same forward step as the target,
+    from one batch the scheduler built once (SGLang ``eagle_worker.py``
+    ``forward_batch_speculative_generation``; TensorRT-LLM blog "DeepSeek R1 MTP
+    Implementation and Optimization", "MTP modules")."""
+    return dataclasses.replace(overhead, step_fixed_s=0.0, per_seq_s=0.0,
+                               per_prefill_seq_s=0.0, mla_per_seq_s=0.0)
+
+
 def draft_coefficients(model: Any, build: Any, **kwargs: Any) -> np.ndarray:
     """Step-time coefficients of one MTP draft pass: ``build`` (:func:`capacitor.perf.
     coefficients.build_coefficients`) for :func:`draft_model`, on one pipeline stage (the
-    MTP block sits after the last layer)."""
+    MTP block sits after the last layer), with the overheads of :func:`draft_overhead`."""
     kwargs["pp"] = 1
+    constants = resolve_constants(kwargs.pop("profile", None), kwargs["gpu"],
+                                  kwargs.get("engine", "vllm"))
+    kwargs["profile"] = dataclasses.replace(
+        constants, overhead=draft_overhead(constants.overhead))
     return build(draft_model(model), **kwargs)
 
 
@@ -176,6 +213,7 @@ __all__ = [
     "default_num_speculative_tokens",
     "draft_coefficients",
     "draft_model",
+    "draft_overhead",
     "expected_tokens_per_step",
     "spec_step_time_s",
     "tokens_per_step_fp",

@@ -21,8 +21,9 @@ does not fit, ``num_requests`` disagreeing with ``stages`` ...) fills that row's
 with one line naming the column and value, and the other rows still run (CLI exit 1).
 
 ``speculative`` = mtp runs MTP speculative decoding (:mod:`capacitor.perf.speculative`) with
-``num_speculative_tokens`` drafts per step (blank: 3, or 1 with ``dp_attention``) and an
-optional ``mtp_acceptance_rate`` (blank: 0.85, DeepSeek-V3 technical report).
+``num_speculative_tokens`` drafts per step (blank: 2 with sglang, else 3, or 1 with
+``dp_attention``) and an
+optional ``mtp_acceptance_rate`` (blank: 0.69, :mod:`capacitor.perf.speculative`).
 ``ep_num_redundant_experts`` (``prefill_`` / ``decode_`` on a disaggregated row's pools)
 adds physical experts per MoE layer (blank: the fewest that divide over ``ep``,
 :func:`capacitor.perf.memory.redundant_experts`).
