@@ -1,6 +1,7 @@
 """Disaggregated deployments in scenarios (``deployments[i].disaggregated``): a request on
 an idle pair of pools against hand-computed times, GPU counting of both pools (inventory,
-power), one-line refusals naming the field, determinism and the GB200 example."""
+power), worker failures at its site, one-line refusals naming the field, determinism and
+the GB200 example."""
 
 from __future__ import annotations
 
@@ -147,6 +148,39 @@ def test_gpus_of_both_pools_count_in_inventory_and_power():
     assert util == pytest.approx(gpu_s / (32 * 60), rel=1e-9)
 
 
+def test_failures_at_its_site_take_workers_down_and_availability_below_100():
+    # TEN (3 units of 1 prefill x 2 H100 + 2 decode x 4 H100) for 20 minutes at 1 req/s,
+    # at a site whose GPUs fail every 2 hours with a 6-minute mean repair: 30 GPUs x 1200 s
+    # / 7,200 s = 5 failures expected in the window, plus repairs left from before it.
+    # A down worker's share of its unit's GPUs counts down.
+    data = scenario_dict(TEN, **{
+        "sites.0.failures": {"gpu_mtbf_hours": {"H100": 2}, "repair_hours": 0.1},
+        "workloads.0.arrival": {"kind": "stages", "stages": "1@1200", "process": "poisson"},
+        "workloads.0.lengths": {"kind": "fixed", "input_tokens": 500, "output_tokens": 400},
+        "simulation.window": {"duration_s": 1200},
+        "simulation.seed": 3,
+    })
+    run = run_scenario(_parse(data))
+    pool = run.pools[0]
+    assert pool.downtime_s > 0
+    avail = run.summary.deployments["d"].availability
+    assert 0.0 < avail < 1.0
+    assert avail == pytest.approx(1.0 - pool.downtime_s / (3 * 1200), abs=1e-6)
+    # requests were lost on the failed workers, and the deployment's up units dip
+    assert (pool.status == 4).sum() > 0
+    up = timeline(run)["replicas_up"]  # the site's one deployment
+    assert min(up) < max(up) <= 3
+    # a worker down a whole minute counts its share of its unit's 10 GPUs: a prefill worker
+    # 2 / 10 = 0.2 of a unit, a decode worker 4 / 10 = 0.4; such minutes are 3 - 0.2 a - 0.4 b,
+    # some of them not a whole number of units
+    tenths = 10 * (3 - up)
+    whole = np.abs(tenths - np.round(tenths)) < 1e-9
+    assert (whole & (np.round(tenths) % 10 != 0)).any()
+    # without failures, nothing is lost and every unit is up
+    quiet = run_scenario(_parse(scenario_dict(data, **{"sites.0.failures": {}})))
+    assert quiet.pools[0].downtime_s == 0 and (quiet.pools[0].status == 4).sum() == 0
+
+
 @pytest.mark.parametrize(("changes", "line"), [
     # Llama-3.1-70B in BF16 (141 GB of weights) fits 4 H100, not one
     ({"deployments.0.model": "meta-llama/Llama-3.1-70B-Instruct",
@@ -162,9 +196,6 @@ def test_gpus_of_both_pools_count_in_inventory_and_power():
      "per pool"),
     ({"deployments.0.cpu_offload": True},
      "deployments[0].cpu_offload = true (d): disaggregated pools have no host KV tier"),
-    ({"sites.0.failures": {"node_mtbf_hours": 30000}},
-     "sites[0].failures.node_mtbf_hours = 30000.0: failures of the site's H100 are not "
-     "modelled for a disaggregated deployment deployments[0] (d)"),
     ({"admission": {"policy": "queue_length", "max_queue": 4}},
      "admission.policy = 'queue_length': sheds inside the engine"),
     ({"admission": {"policy": "token_bucket", "preempt_lower_tiers": True}},
@@ -216,3 +247,41 @@ def test_the_gb200_example_runs_the_same_twice():
     # 70,272 bytes (DeepSeek-R1's 576-wide latent x 61 layers x 2 bytes) over 900 GB/s,
     # 0.08 ms + 1 ms: TTFT stays near the prefill's, far below the 2 s SLO
     assert s.tenants["chat"].ttft_ms.p99 < 2000
+
+
+def test_a_rack_failure_takes_every_worker_of_its_nvlink_domain():
+    # GB200 units of 1 prefill x 4 + 2 decode x 4 GPUs = 12 (imxp0550): an NVL72 rack holds
+    # units 0-5 (GPUs 0-71) and the next rack units 6-11. With the blast radius every
+    # failure drains a whole rack: each of a rack's 18 workers has the same down intervals,
+    # the two racks' differ. Engine ids in a cell of 6 simulated units (of 12 drawn): prefill
+    # worker of unit u = u, decode workers 6 + 2 u and 7 + 2 u.
+    from capacitor.simulate.deployment import _worker_failures
+
+    scenario = _parse(scenario_dict(ONE, **{
+        "sites.0.gpus": {"GB200": 144},
+        "sites.0.failures": {"gpu_mtbf_hours": {"GB200": 50}, "repair_hours": 0.2,
+                             "nvlink_domain_blast_radius": True},
+        "deployments.0.gpu": "GB200",
+        "deployments.0.disaggregated": {"prefill": {"workers": 1, "tp": 1},
+                                        "decode": {"workers": 2, "tp": 1}},
+        "deployments.0.replicas": 12,
+    }))
+    dep = scenario.deployments[0]
+    dep = dep.model_copy(update={"disaggregated": dep.disaggregated.model_copy(update={
+        "prefill": dep.disaggregated.prefill.model_copy(update={"tp": 4}),
+        "decode": dep.disaggregated.decode.model_copy(update={"tp": 4})})})
+    assert dep.gpus_per_replica == 12
+    events, down_s, by_minute = _worker_failures(scenario.sites[0], dep, 6, 12, 36000.0,
+                                                 np.random.default_rng(0))
+    start, worker, repair = events
+    assert start.size > 0
+    per_worker = {w: sorted(zip(start[worker == w], repair[worker == w], strict=True))
+                  for w in range(18)}
+    assert all(per_worker[w] == per_worker[0] for w in range(18))  # one rack, one history
+    # down time, in units: a unit's three workers hold 4/12 of its GPUs each, so a rack down
+    # for x seconds counts 6 units x x; over both drawn racks, x the cell's share 6 / 12:
+    #   down_s = (6 x ours + 6 x theirs) x 6 / 12  ->  theirs = down_s / 3 - ours
+    ours = sum(r for _, r in per_worker[0])
+    theirs = down_s / 3 - ours
+    assert theirs > 0 and abs(theirs - ours) > 1.0  # the other rack fails on its own
+    assert by_minute.sum() == pytest.approx(down_s, rel=1e-9)

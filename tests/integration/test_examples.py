@@ -49,3 +49,21 @@ def test_the_coding_agent_example_grows_and_completes_workflows() -> None:
     stats = run_scenario(scenario, keep_pools=False).summary.workflows["agent"]["developers"]
     assert stats.completed > 0
     assert stats.prefix_hit_rate > 0.5  # each call's prompt extends the previous call's
+
+
+def test_the_colossus_gb200_slice_is_one_rack_per_unit() -> None:
+    from capacitor.catalog.hardware import get_gpu
+    from capacitor.errors import CapacitorError
+    from capacitor.simulate.disagg import cell_link_gb_s
+
+    scenario = load_scenario(EXAMPLES / "colossus_gb200_disagg.yaml")
+    dep = scenario.deployments[0]
+    # 6 x 4 + 1 x 48 = 72 GB200 = one NVL72 domain; 20,000 // 72 = 277 units
+    assert dep.gpus_per_replica == 72 == get_gpu("GB200").nvlink_domain_gpus
+    assert resolve_replicas(scenario) == {"large_gb200": 277}
+    # the sampled cell of one unit moves KV over NVLink; 64 units (the default's cells)
+    # would need the scale-out network, which the catalogue does not give for GB200
+    assert scenario.simulation.sampled_replicas == 1
+    assert cell_link_gb_s(dep, 1) == get_gpu("GB200").kv_link_gb_s(72)
+    with pytest.raises(CapacitorError, match="scaleout"):
+        cell_link_gb_s(dep, 64)

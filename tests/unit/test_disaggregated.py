@@ -9,7 +9,7 @@ import pytest
 from capacitor.engine import reference_disagg
 from capacitor.engine.disaggregated import simulate_disaggregated
 from capacitor.engine.requests import RequestBatch
-from capacitor.engine.status import S_COMPLETED, S_REJECTED
+from capacitor.engine.status import S_COMPLETED, S_LOST, S_REJECTED, S_SHED
 from capacitor.errors import ConfigError
 from capacitor.perf.step_time import (
     C_ATTN_DECODE_S_PER_TOKEN,
@@ -32,10 +32,11 @@ from tests.engine_cases import (
 SYNC_ASYNC = pytest.mark.parametrize("async_scheduling", [False, True], ids=["sync", "async"])
 
 
-def _compare(batch, prefill, decode, transfer):
+def _compare(batch, prefill, decode, transfer, failures=None):
     """Run both; every per-request field and every counter must be identical."""
-    ref = reference_disagg.simulate_disaggregated(batch, prefill, decode, transfer)
-    fast = simulate_disaggregated(batch, prefill, decode, transfer)
+    ref = reference_disagg.simulate_disaggregated(batch, prefill, decode, transfer,
+                                                  failures=failures)
+    fast = simulate_disaggregated(batch, prefill, decode, transfer, failures=failures)
     assert_same_results(fast, ref, (
         "status", "replica", "decode_replica", "send_s", "first_token_s", "finish_s",
         "kv_arrival_s", "num_preemptions", "num_cached_tokens"))
@@ -146,3 +147,87 @@ def test_pools_one_engine_cannot_form_are_refused():
     with pytest.raises(ConfigError, match="kv_transfer_s"):
         simulate_disaggregated(batch, (cfg, coeffs_8b_like(), 1),
                                (cfg, coeffs_8b_like(), 1), np.full(4, -1.0))
+
+
+@SYNC_ASYNC
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_worker_failures_match_the_reference(seed, async_scheduling):
+    # random failures of prefill and decode workers (2 prefill, 3 decode: global ids 0-1
+    # prefill, 2-4 decode), some overlapping, some while every worker of a pool is down;
+    # closed-loop clients in one case (a lost request's client sends its next one then)
+    rng = np.random.default_rng(seed)
+    n = 250
+    batch = make_requests(n, rate_rps=70.0, seed=seed)
+    if seed == 3:
+        batch.concurrency = 12
+    cfg_p = config(max_num_seqs=8, max_num_batched_tokens=512, num_gpu_blocks=400,
+                   async_scheduling=async_scheduling, ingress_s=0.001, egress_s=0.002)
+    cfg_d = config(max_num_seqs=16, max_num_batched_tokens=64, num_gpu_blocks=150,
+                   async_scheduling=async_scheduling, egress_s=0.002)
+    k = 8
+    failures = (rng.uniform(0.2, 3.0, k), rng.integers(0, 5, k), rng.uniform(0.05, 0.6, k))
+    if seed == 2:  # the single decode-pool outage: every decode worker at once
+        failures = (np.r_[failures[0], 1.0, 1.0, 1.0], np.r_[failures[1], 2, 3, 4],
+                    np.r_[failures[2], 0.3, 0.3, 0.3])
+    transfer = 0.004 + batch.prompt_len * 1e-6
+    ref = _compare(batch, (cfg_p, coeffs_8b_like(), 2), (cfg_d, coeffs_moe_like(), 3),
+                   transfer, failures)
+    lost = ref.status == S_LOST
+    assert lost.sum() > 3
+    assert np.all(ref.finish_s[lost] >= np.min(failures[0]))
+    # lost on both sides: before the decode pool (no decode replica) and on it
+    assert (lost & (ref.decode_replica >= 0)).any()
+
+
+def test_a_failure_with_no_worker_up_sheds_at_the_prefill_router():
+    # one prefill worker, down from the end of its step in progress at 0.5 s for 1 s: the
+    # requests sent then are shed, and so are those waiting there at 0.5 s (re-routed to
+    # a pool with no worker up)
+    n = 200
+    batch = make_requests(n, rate_rps=100.0)
+    cfg = config(num_gpu_blocks=800)
+    failures = (np.array([0.5]), np.array([0]), np.array([1.0]))
+    ref = _compare(batch, (cfg, coeffs_8b_like(), 1), (cfg, coeffs_8b_like(), 2),
+                   np.full(n, 0.003), failures)
+    shed = ref.status == S_SHED
+    assert shed.sum() > 50
+    assert np.all(ref.send_s[shed] < 1.6)
+    assert np.all(shed[(ref.send_s > 0.6) & (ref.send_s < 1.4)])
+    assert (shed & (ref.send_s < 0.5)).any()
+
+
+def test_a_decode_worker_failing_mid_request_loses_it_and_the_next_waits_for_repair():
+    """One prefill and one decode worker; request 0 (prompt 1000, output 100) decodes, the
+    decode worker fails at 0.2 s and is repaired 0.5 s later; request 1 (prompt 1000,
+    output 4) is sent at 0.3 s.
+
+    Step times as in the test above (0.002 + 1e-4 S + max(0.01, 1e-5 T) + 1e-9 P + 1e-7 C).
+    Request 0: prefill step 0.0126005 s, KV arrives at 0.0126005 + 0.05 = 0.0626005; its
+    first decode step (a 1-token chunk against 1000 computed) 0.012101001 -> 0.074701501;
+    then decode steps of 0.0121 + 1e-7 C s, C = 1002, 1003, ... (about 0.0122 s each): the
+    step in progress at 0.2 s starts at 0.074701501 + sum_{C=1002..1011} (0.0121 + 1e-7 C)
+    = 0.074701501 + 0.121 + 1e-7 * 10065 = 0.196708001 and ends
+    0.0121 + 1e-7 * 1012 = 0.0122012 later, at 0.208909201: request 0 is lost then, the
+    worker down until 0.208909201 + 0.5 = 0.708909201.
+    Request 1: prefill 0.3 -> 0.3126005 (same step as request 0's), KV arrives at
+    0.3626005 with the decode worker down: with no decode worker up it is lost then.
+    Request 2 (prompt 1000, output 4), sent at 0.7: KV arrives at 0.7626005, after the
+    repair; the decode worker takes it at once: steps 0.012101001, 0.0122002, 0.0122003
+    (as the test above): finish 0.7626005 + 0.036501501 = 0.799102001.
+    """
+    batch = RequestBatch.simple(np.array([0.0, 0.3, 0.7]), np.array([1000, 1000, 1000],
+                                                                      np.int32),
+                                np.array([100, 4, 4], np.int32))
+    cfg = config(max_num_batched_tokens=2048, num_gpu_blocks=200)
+    c = _oracle_coeffs()
+    failures = (np.array([0.2]), np.array([1]), np.array([0.5]))
+    res = simulate_disaggregated(batch, (cfg, c, 1), (cfg, c, 1), np.full(3, 0.05),
+                                 failures=failures)
+    assert list(res.status) == [S_LOST, S_LOST, S_COMPLETED]
+    assert res.finish_s[0] == pytest.approx(0.208909201, rel=1e-9)
+    assert res.finish_s[1] == pytest.approx(0.3626005, rel=1e-9)
+    assert res.finish_s[2] == pytest.approx(0.799102001, rel=1e-9)
+    ref = reference_disagg.simulate_disaggregated(batch, (cfg, c, 1), (cfg, c, 1),
+                                                  np.full(3, 0.05), failures=failures)
+    np.testing.assert_array_equal(ref.status, res.status)
+    np.testing.assert_array_equal(ref.finish_s, res.finish_s)

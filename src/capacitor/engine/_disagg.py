@@ -18,6 +18,10 @@ token's KV and emits the second token. Its client (closed loop, session gates) i
 when the decode replica emits its last token. A decode replica that preempts it recomputes
 it from scratch, as any preempted request.
 
+Worker failures (global ids, carried by the prefill pool's ``PoolParams``) are taken in
+the event loop as the aggregated kernel takes replica failures
+(:mod:`capacitor.engine._disagg_fail`).
+
 Each pool runs the replica steps of :mod:`capacitor.engine._step` unchanged; this module
 adds only the hand-offs, done after each step from the step's finished requests
 (``rep.pending_finish``, before the router is told).
@@ -30,6 +34,7 @@ import math
 import numba
 import numpy as np
 
+from capacitor.engine._disagg_fail import _kv_lost, _worker_fails
 from capacitor.engine._kernel import _next_release, _route_release, _take_release
 from capacitor.engine._kernel_util import _heap_pop, _heap_push, _respond
 from capacitor.engine._pool import _flush_finished, _route
@@ -38,13 +43,14 @@ from capacitor.engine._state import (
     ACTIVE,
     BUSY_S,
     MAX_USED_BLOCKS,
+    NEXT_FAILURE,
     NOW_S,
     NUM_PENDING_FINISH,
     NUM_RUNNING,
     NUM_WAITING,
     STEP,
 )
-from capacitor.engine._step import _iterate, _next_release_s, _replica_view
+from capacitor.engine._step import _iterate, _next_failure_s, _next_release_s, _replica_view
 from capacitor.engine.codes import KERNEL_OK
 
 
@@ -52,9 +58,12 @@ from capacitor.engine.codes import KERNEL_OK
 def _route_to_decode(r, arrive_s, first_d, fleet, router_d, requests_d, engine_d, pool_d,
                      outputs_d):
     """The KV of request ``r`` reaches the decode router at ``arrive_s``: it waits at the
-    decode replica the router picks (local index; global ``first_d + index``)."""
+    decode replica the router picks (local index; global ``first_d + index``). False when
+    no decode replica is up (the caller loses it)."""
     rep = _route(r, pool_d, router_d, fleet.outstanding_tokens[first_d:],
                  fleet.down_until_s[first_d:], arrive_s)
+    if rep < 0:
+        return False
     gid = first_d + rep
     outputs_d.replica[r] = rep
     outputs_d.send_s[r] = arrive_s  # its arrival at the decode engine (ingress 0 there)
@@ -73,17 +82,20 @@ def _route_to_decode(r, arrive_s, first_d, fleet, router_d, requests_d, engine_d
         if arrive_s > clock[NOW_S]:
             clock[NOW_S] = arrive_s
         _heap_push(fleet.events, clock[NOW_S], gid)
+    return True
 
 
 @numba.njit(cache=True, error_model="numpy", _nrt=False)
 def _run_disagg_replica(rep_id, is_prefill, fleet, kv, requests, output_len, quiet, respond,
-                        outputs, engine, telemetry, send_s, ingress_s, kv_transfer_s):
+                        outputs, engine, telemetry, send_s, ingress_s, kv_transfer_s, pool_f):
     """The replica loop of :func:`capacitor.engine._kernel.fleet_kernel` for a replica of
     either pool, with the hand-offs after each step: a prefill that finishes starts its KV
     transfer (a request of one output token is answered instead); a decode that finishes
     answers its client.
     ``quiet`` is the release plan with no one waiting on an answer (the pools' own steps
-    answer no one); ``respond`` the real one; ``output_len`` the requests' full outputs."""
+    answer no one); ``respond`` the real one; ``output_len`` the requests' full outputs;
+    ``pool_f`` carries the worker failures (it stops at the next one, as it may change what
+    the replica runs)."""
     rep = _replica_view(fleet, rep_id)
     sched = rep.sched
     clock = rep.clock
@@ -92,7 +104,8 @@ def _run_disagg_replica(rep_id, is_prefill, fleet, kv, requests, output_len, qui
     answers = respond.concurrency > 0 or respond.child_gate.shape[0] > 0
     while True:
         _flush_finished(rep_id, rep, fleet, requests)
-        until_s = _next_release_s(rep_id, fleet, quiet, send_s, False, ingress_s)
+        until_s = min(_next_release_s(rep_id, fleet, quiet, send_s, False, ingress_s),
+                      _next_failure_s(fleet, pool_f))
         if events.size[0] > 0:
             # a decode-only stretch stops at the next replica's event too: the step after
             # it may answer a client, which must come in time order across the pools
@@ -115,7 +128,8 @@ def _run_disagg_replica(rep_id, is_prefill, fleet, kv, requests, output_len, qui
             sched[ACTIVE] = 0
             return KERNEL_OK
         now_s = clock[NOW_S]
-        next_s = _next_release_s(rep_id, fleet, quiet, send_s, False, ingress_s)
+        next_s = min(_next_release_s(rep_id, fleet, quiet, send_s, False, ingress_s),
+                     _next_failure_s(fleet, pool_f))
         if next_s <= now_s or (
             events.size[0] > 0
             and (
@@ -144,14 +158,21 @@ def disagg_kernel(requests_p, requests_d, quiet, respond, prefix, engine_p, engi
     while True:
         release_s, i, from_heap = _next_release(fleet_p, quiet, send_s, ingress_s)
         event_s = events.time_s[0] if events.size[0] > 0 else math.inf
+        failure_s = _next_failure_s(fleet_p, pool_p)
+        if failure_s < release_s and failure_s <= event_s:  # as the aggregated pool's
+            k = fleet_p.router[NEXT_FAILURE]
+            fleet_p.router[NEXT_FAILURE] = k + 1
+            _worker_fails(k, first_d, fleet_p, fleet_d, kv_p, kv_d, requests_p, requests_d,
+                          respond, outputs_p, engine_p, engine_d, pool_p)
+            continue
         if i >= 0 and release_s <= event_s:
             _take_release(from_heap, fleet_p, quiet, pool_p)
             if i < n:
                 _route_release(i, release_s, fleet_p, requests_p, respond, prefix, engine_p,
                                pool_p, outputs_p)
-            else:
-                _route_to_decode(i - n, release_s, first_d, fleet_d, router_d, requests_d,
-                                 engine_d, pool_d, outputs_d)
+            elif not _route_to_decode(i - n, release_s, first_d, fleet_d, router_d,
+                                      requests_d, engine_d, pool_d, outputs_d):
+                _kv_lost(i - n, release_s, fleet_d, requests_d, respond, outputs_p, ingress_s)
             continue
         if events.size[0] == 0:
             break
@@ -163,11 +184,11 @@ def disagg_kernel(requests_p, requests_d, quiet, respond, prefix, engine_p, engi
         if rep_id < first_d:
             code = _run_disagg_replica(rep_id, True, fleet_p, kv_p, requests_p, output_len,
                                        quiet, respond, outputs_p, engine_p, telemetry, send_s,
-                                       ingress_s, kv_transfer_s)
+                                       ingress_s, kv_transfer_s, pool_p)
         else:
             code = _run_disagg_replica(rep_id, False, fleet_d, kv_d, requests_d, output_len,
                                        quiet, respond, outputs_d, engine_d, telemetry, send_s,
-                                       ingress_s, kv_transfer_s)
+                                       ingress_s, kv_transfer_s, pool_p)
         if code != KERNEL_OK:
             return code
 

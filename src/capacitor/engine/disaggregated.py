@@ -27,10 +27,17 @@ serving):
 4. Its client is answered at its last token (closed-loop clients send their next request
    then; a request of one output token is answered by the prefill pool).
 
+Failures (:mod:`capacitor.engine._disagg_fail`), as the aggregated pool's: at a worker's
+failure the step in progress completes, then its running requests are lost (status LOST,
+their clients see the error then) and it takes nothing until repaired (the routers skip it).
+A prefill worker's waiting requests go back to the prefill router; a decode worker's
+waiting requests are lost too (their KV was in its memory). KV in flight is routed on
+arrival, to a decode worker that is up; with none up, it is lost.
+
 Each pool has its own :class:`~capacitor.engine.config.EngineConfig` (seats, token budget,
 KV blocks) and step-time coefficients. Both pools must share ``block_size`` and
-``async_scheduling`` (one engine build). Out of scope (ConfigError): failures, admission
-control, tenants, the host KV tier on either pool.
+``async_scheduling`` (one engine build). Out of scope (ConfigError): admission control,
+tenants, the host KV tier on either pool.
 """
 
 from __future__ import annotations
@@ -60,7 +67,7 @@ from capacitor.engine.codes import (
 from capacitor.engine.config import EngineConfig
 from capacitor.engine.requests import RequestBatch
 from capacitor.engine.result import ITL_EDGES_S, ITL_NUM_BINS, EngineResult
-from capacitor.engine.simulator import _engine_params, _itl_classes, prepare
+from capacitor.engine.simulator import _engine_params, _failure_arrays, _itl_classes, prepare
 from capacitor.engine.status import S_COMPLETED
 from capacitor.errors import ConfigError
 from capacitor.perf.step_time import C_PREFILL_STEP_S, NUM_COEFFS
@@ -118,7 +125,12 @@ def _coeffs(coeffs: np.ndarray) -> np.ndarray:
     return c
 
 
-def _pool(num_replicas: int, routing: str, n: int, rng: np.random.Generator) -> PoolParams:
+def _pool(num_replicas: int, routing: str, n: int, rng: np.random.Generator,
+          failures: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> PoolParams:
+    """A pool's router parameters; ``failures`` (checked, sorted) rides on the prefill pool's
+    for the workers of both."""
+    if failures is None:
+        failures = _failure_arrays(None, num_replicas)
     if routing not in DISAGG_ROUTERS:
         raise ConfigError(f"routing={routing!r} unknown; valid: {', '.join(DISAGG_ROUTERS)}")
     policy = DISAGG_ROUTERS[routing]
@@ -128,8 +140,8 @@ def _pool(num_replicas: int, routing: str, n: int, rng: np.random.Generator) -> 
         pick2 = np.zeros((1, 2), np.int32)
     return PoolParams(
         num_replicas=num_replicas, policy=policy, route_key=np.zeros(1, np.int64),
-        pick2=pick2, max_queue=0, fail_at_s=np.zeros(0), fail_replica=np.zeros(0, np.int64),
-        fail_repair_s=np.zeros(0), max_concurrent=np.zeros(1, np.int64),
+        pick2=pick2, max_queue=0, fail_at_s=failures[0], fail_replica=failures[1],
+        fail_repair_s=failures[2], max_concurrent=np.zeros(1, np.int64),
         max_predicted_ttft_s=0.0, prefill_tokens_per_s=1.0, lookahead=False,
         look_cand=np.zeros((1, 2), np.int32), look_next=np.zeros((1, 2), np.int32),
         look_first=np.zeros(num_replicas, np.int64),
@@ -148,6 +160,7 @@ def simulate_disaggregated(
     num_itl_classes: int = 1,
     busy_bin_s: float = 0.0,
     num_busy_bins: int = 1,
+    failures: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> EngineResult:
     """Simulate a disaggregated deployment serving ``batch`` (see the module docstring).
 
@@ -156,6 +169,9 @@ def simulate_disaggregated(
         kv_transfer_s: per request, seconds from the end of its prefill step to its KV's
             arrival at the decode pool.
         routing: the router of both pools (each its own cursor / draws, from ``seed``).
+        failures: ``(time_s, worker, repair_s)`` arrays, one entry per worker failure;
+            ``worker`` in ``[0, P)`` is a prefill worker, ``P + j`` decode worker ``j``
+            (module docstring, "Failures").
         Others as :func:`capacitor.engine.simulator.simulate_pool`.
 
     Returns:
@@ -227,7 +243,7 @@ def simulate_disaggregated(
                               kv_from_prefill=True)
     engine_d = engine_d._replace(ingress_s=0.0, enable_prefix_caching=False, num_cpu_blocks=0)
     rng = np.random.default_rng(seed)
-    pool_p = _pool(num_p, routing, n, rng)
+    pool_p = _pool(num_p, routing, n, rng, _failure_arrays(failures, num_p + num_d))
     pool_d = _pool(num_d, routing, n, rng)
     # one state for both pools: sized for the larger seat count, each replica's KV its pool's
     both = pool_p._replace(num_replicas=num_p + num_d,

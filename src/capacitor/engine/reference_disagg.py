@@ -8,11 +8,19 @@ This module imports nothing from the fast kernel. A prefill pool and a decode po
 coefficients and per-request progress; the prefill pool's requests have one output token).
 One event loop takes, in time order:
 
+* **Failures** (after releases at the same time, before replica steps): at ``time_s``
+  worker ``worker`` (``[0, P)`` prefill, ``P + j`` decode worker ``j``) fails: the step it
+  has in progress completes, then its running requests are lost (status ``LOST``, their
+  clients see the error then) and its KV is gone. A prefill worker's waiting requests go
+  back to the prefill router at once; a decode worker's are lost too (their KV was
+  there). It takes nothing until ``repair_s`` later: the routers pass over it.
 * **Releases** (before replica steps at the same time): a client's request reaching the
   prefill router (ordered by (time, request)), or the KV of request ``i`` reaching the decode
   router (ordered as ``n + i``: after client releases at the same time). A request too long
   for either pool is rejected at once. Each router picks round robin over its pool (its own
-  counter); an idle replica wakes at the arrival.
+  counter), or the next worker up after it (wrapping); an idle replica wakes at the arrival.
+  With no prefill worker up the request is shed (status ``SHED``, answered at its send
+  time); with no decode worker up, a KV that arrives is lost (status ``LOST``).
 * **Replica iterations**: the replica with the earliest clock (ties: prefill replicas first,
   then by index) runs one scheduling iteration. A prefill replica's finished request starts
   its KV transfer at the step's end (arrival ``kv_transfer_s[i]`` later) and hands the
@@ -39,7 +47,7 @@ from capacitor.engine.reference_clients import Clients
 from capacitor.engine.reference_pool import _Replica
 from capacitor.engine.requests import RequestBatch
 from capacitor.engine.result import EngineResult
-from capacitor.engine.status import S_COMPLETED, S_REJECTED
+from capacitor.engine.status import S_COMPLETED, S_LOST, S_REJECTED, S_SHED
 from capacitor.errors import ConfigError
 
 
@@ -51,6 +59,7 @@ def simulate_disaggregated(
     *,
     itl_class: np.ndarray | None = None,
     num_itl_classes: int = 1,
+    failures: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> EngineResult:
     """The reference of :func:`capacitor.engine.disaggregated.simulate_disaggregated`
     (round-robin routing; see the module docstring).
@@ -89,11 +98,23 @@ def simulate_disaggregated(
     # (time, i): client release; (time, n + i): KV handed to the decode pool
     releases, on_response = clients.releases, clients.on_response
 
+    fail_events = [] if failures is None else sorted(
+        zip(*(np.asarray(a).tolist() for a in failures), strict=True), key=lambda f: f[0]
+    )
+    down_until = [-math.inf] * (num_p + num_d)  # per worker, global ids
     cursor = [0, 0]  # round robin: prefill, decode
 
     def enqueue(pool: list[_Replica], which: int, i: int, now: float) -> int:
-        k = cursor[which] % len(pool)
-        cursor[which] += 1
+        base = 0 if which == 0 else num_p
+        if len(pool) == 1:
+            k = 0 if down_until[base] <= now else -1
+        else:
+            first = cursor[which] % len(pool)
+            cursor[which] += 1
+            k = next((c % len(pool) for c in range(first, first + len(pool))
+                      if down_until[base + c % len(pool)] <= now), -1)
+        if k < 0:
+            return -1
         rep = pool[k]
         if not rep.running and not rep.waiting:
             rep.t = max(rep.t, now)  # an idle replica wakes at the arrival
@@ -106,12 +127,37 @@ def simulate_disaggregated(
         t_rel = releases[0][0] if releases else math.inf
         busy = [(rep.t, k) for k, rep in enumerate(replicas) if rep.awake]
         t_rep, k_rep = min(busy) if busy else (math.inf, -1)
+        t_fail = fail_events[0][0] if fail_events else math.inf
+        if t_fail < t_rel and t_fail <= t_rep:
+            _, g, repair_s = fail_events.pop(0)
+            g = int(g)
+            rep = replicas[g]
+            now = max(t_fail, rep.t) if rep.awake else t_fail
+            state = sp if g < num_p else sd
+            running = list(rep.running)
+            back = rep.fail(now)
+            for r in running:
+                if state.status[r] == S_LOST:
+                    on_response(r, now, ok=False)
+            for r in back:
+                if g < num_p:  # back to the prefill router
+                    heapq.heappush(releases, (now, r))
+                else:  # its KV was here
+                    sd.status[r] = S_LOST
+                    sd.finish[r] = now
+                    on_response(r, now, ok=False)
+            down_until[g] = now + repair_s
+            continue
         if releases and t_rel <= t_rep:
             now, j = heapq.heappop(releases)
             if j >= n:  # KV of request j - n reaches the decode router
                 r = j - n
                 sd.send[r] = now
                 decode_replica[r] = enqueue(pool_d, 1, r, now)
+                if decode_replica[r] < 0:  # no decode worker up: lost
+                    sd.status[r] = S_LOST
+                    sd.finish[r] = now
+                    on_response(r, now, ok=False)
                 continue
             if batch.rejected[j] or sp.prompt[j] + output[j] > max_model_len:
                 sp.status[j] = S_REJECTED
@@ -119,6 +165,10 @@ def simulate_disaggregated(
                 on_response(j, sp.send[j], ok=False)
                 continue
             sp.replica[j] = enqueue(pool_p, 0, j, now)
+            if sp.replica[j] < 0:  # no prefill worker up: shed
+                sp.status[j] = S_SHED
+                sp.finish[j] = sp.send[j]
+                on_response(j, sp.send[j], ok=False)
             continue
         if k_rep < 0:
             break
@@ -139,7 +189,9 @@ def simulate_disaggregated(
     status = np.asarray(sp.status, np.int8)
     finish = np.asarray(sp.finish, np.float64)
     on_decode = np.asarray([sd.status[i] == S_COMPLETED for i in range(n)])
-    status[on_decode] = S_COMPLETED
+    lost_d = np.asarray([sd.status[i] == S_LOST for i in range(n)], np.bool_)
+    on_decode |= lost_d
+    status[on_decode] = np.asarray(sd.status, np.int8)[on_decode]
     finish[on_decode] = np.asarray(sd.finish, np.float64)[on_decode]
     first = np.asarray(sp.first, np.float64)
     taken = ~np.isnan(np.asarray(sd.first, np.float64))  # streamed by the decode replica

@@ -277,6 +277,24 @@ def replica_downtime(num_replicas: int, gpus_per_replica: int, gpu_mtbf_hours: f
                     int((gpu_t >= 0).sum()), int((node_t >= 0).sum()))
 
 
+def group_downtime(downtime: Downtime, group: np.ndarray, num_groups: int) -> Downtime:
+    """Down intervals of groups of replicas (e.g. the GPUs of one worker): a group is down
+    while any of its members is (their intervals' union). ``group[r]`` is replica ``r``'s
+    group. ``failures`` sums its members' (a node failure that hits several members counts
+    once per member)."""
+    group = np.asarray(group, np.int64)
+    if group.shape != (downtime.num_replicas,) or (
+        group.size and (group.min() < 0 or group.max() >= num_groups)
+    ):
+        raise ConfigError(f"group_downtime: group must give each of the "
+                          f"{downtime.num_replicas} replicas a group in [0, {num_groups})")
+    rep = np.repeat(np.arange(downtime.num_replicas), np.diff(downtime.offsets))
+    offsets, starts, ends = _merge(group[rep], downtime.start_s, downtime.end_s, num_groups)
+    failures = np.bincount(group, downtime.failures, minlength=num_groups).astype(np.int64)
+    return Downtime(num_groups, downtime.duration_s, offsets, starts, ends, failures,
+                    downtime.gpu_failures, downtime.node_failures)
+
+
 def replicas_up(downtime: Downtime, t: float | np.ndarray) -> int | np.ndarray:
     """How many replicas are up at time(s) ``t`` (vectorised over ``t``).
 
@@ -290,15 +308,21 @@ def replicas_up(downtime: Downtime, t: float | np.ndarray) -> int | np.ndarray:
     return int(up) if up.ndim == 0 else up.astype(np.int64)
 
 
-def down_s_per_bin(downtime: Downtime, bin_s: float, num_bins: int) -> np.ndarray:
+def down_s_per_bin(downtime: Downtime, bin_s: float, num_bins: int,
+                   weight: np.ndarray | None = None) -> np.ndarray:
     """Replica-seconds down in each bin ``[k bin_s, (k + 1) bin_s)`` of the window, summed over
     replicas (float64, ``num_bins``): ``bin_s x replicas - down`` is replica-seconds up, e.g.
-    per minute for the timeline and for power (a down replica draws no GPU power)."""
+    per minute for the timeline and for power (a down replica draws no GPU power).
+    ``weight`` (per replica) scales each replica's seconds, e.g. a worker's share of a
+    unit's GPUs."""
     edges = np.arange(num_bins + 1) * float(bin_s)
     # seconds of [start, end) before each edge, summed over intervals, differenced per bin
-    before = np.clip(edges[:, None] - downtime.start_s[None, :], 0.0,
-                     (downtime.end_s - downtime.start_s)[None, :]).sum(axis=1)
-    return np.diff(before)
+    seconds = np.clip(edges[:, None] - downtime.start_s[None, :], 0.0,
+                      (downtime.end_s - downtime.start_s)[None, :])
+    if weight is not None:
+        rep = np.repeat(np.arange(downtime.num_replicas), np.diff(downtime.offsets))
+        seconds = seconds * np.asarray(weight, np.float64)[rep][None, :]
+    return np.diff(seconds.sum(axis=1))
 
 
 def up_mask(downtime: Downtime, t: float) -> np.ndarray:
@@ -319,6 +343,7 @@ __all__ = [
     "Downtime",
     "domain_failures",
     "down_s_per_bin",
+    "group_downtime",
     "replica_downtime",
     "replicas_up",
     "stationary_down_share",

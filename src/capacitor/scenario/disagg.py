@@ -2,11 +2,12 @@
 workers build (the model fits, tp / ep / dp_attention are valid), the two pools form one
 engine, and nothing the disaggregated engine does not model is asked of them.
 
-:mod:`capacitor.engine.disaggregated` models neither replica failures, nor admission
+:mod:`capacitor.engine.disaggregated` models worker failures (its site's, drawn per
+worker: :func:`capacitor.simulate.deployment._worker_failures`) but not admission
 control inside the engine (per-replica queue limits, predicted-TTFT shedding, tenants'
 concurrency caps and guaranteed shares), nor priority preemption, nor a host KV tier, nor
-session / prefix affinity routing. A scenario that asks for one of them on (or at the site
-of) a disaggregated deployment is refused, one line naming the field; tenants' rate limits
+session / prefix affinity routing. A scenario that asks for one of them on a
+disaggregated deployment is refused, one line naming the field; tenants' rate limits
 and token quotas apply, before the engine, as for any deployment.
 """
 
@@ -73,8 +74,8 @@ def check_pools_of(dep: Deployment, p: str, profile: PerfProfile | None,
 
 
 def check_disaggregated(scenario: Scenario, problems: list[str]) -> None:
-    """Scenario-wide settings a disaggregated deployment cannot honour: failures at its site,
-    admission control inside the engine, priority preemption, affinity routing (one line
+    """Scenario-wide settings a disaggregated deployment cannot honour: admission control
+    inside the engine, priority preemption, affinity routing (one line
     each, naming the field)."""
     disagg = [(i, d) for i, d in enumerate(scenario.deployments) if d.disaggregated]
     if not disagg:
@@ -95,27 +96,10 @@ def check_disaggregated(scenario: Scenario, problems: list[str]) -> None:
     if adm.preempt_lower_tiers:
         problems.append(f"admission.preempt_lower_tiers = true: priority scheduling, "
                         f"{_UNMODELLED} ({who}); remove it")
-    sites = {s.name: k for k, s in enumerate(scenario.sites)}
     for i, dep in disagg:
         who = f"disaggregated deployment deployments[{i}] ({dep.name})"
-        if dep.site in sites:
-            _site_failures(scenario, sites[dep.site], dep.gpu, who, problems)
         if adm.policy != "none":
             _tenant_caps(scenario, dep.name, who, problems)
-
-
-def _site_failures(scenario: Scenario, k: int, gpu: str, who: str,
-                   problems: list[str]) -> None:
-    f = scenario.sites[k].failures
-    p = f"sites[{k}].failures"
-    found = [(f"{p}.gpu_mtbf_hours.{gpu}", f.gpu_mtbf_hours.get(gpu)),
-             (f"{p}.node_mtbf_hours", f.node_mtbf_hours),
-             (f"{p}.outages", f"{len(f.outages)} outage(s)" if f.outages else None)]
-    for path, value in found:
-        if value is not None:
-            problems.append(f"{path} = {value}: failures of the site's {gpu} are not modelled "
-                            f"for a {who}; remove them, or run it at a site without failures")
-            return
 
 
 def _tenant_caps(scenario: Scenario, name: str, who: str, problems: list[str]) -> None:

@@ -15,7 +15,8 @@ seed, the deployment's index and the cell's.
 
 A disaggregated deployment (``disaggregated:``) has units for replicas; its cell's demand is
 made the same way and served by its prefill and decode pools (:mod:`capacitor.simulate.
-disagg`), without failures or in-engine admission (the scenario checks refuse them).
+disagg`), its workers failing as replicas do (:func:`_worker_failures`), without in-engine
+admission (the scenario checks refuse it).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from capacitor.fleet.failures import (
     DEFAULT_GPUS_PER_NODE,
     domain_failures,
     down_s_per_bin,
+    group_downtime,
     replica_downtime,
     steady_state_history_s,
 )
@@ -122,6 +124,52 @@ def _failures(site, gpu: str, gpus_per_replica: int, replicas: int, drawn: int,
     units = replicas / drawn
     return (events, float(down.down_s().sum()) * units,
             down_s_per_bin(down, MINUTE_S, minutes) * units)
+
+
+def _worker_failures(site, dep, units: int, drawn: int, span_s: float,
+                     rng: np.random.Generator):
+    """Failures of the workers of ``drawn`` units of disaggregated deployment ``dep`` (the
+    whole deployment in sampled fidelity, the cell in exact), the first ``units`` of which
+    are simulated, as :func:`_failures` draws a replica's.
+
+    GPUs to workers: unit ``u`` holds GPUs ``[u G, (u + 1) G)`` (``G`` its GPUs), its prefill
+    workers' first (``prefill.tp`` consecutive GPUs each), then its decode workers'
+    (``decode.tp`` each), as :func:`~capacitor.fleet.failures.replica_downtime` packs
+    replicas. The GPUs fail, and their nodes (or NVLink domains, with the blast radius: every
+    worker with a GPU in the domain) fail, as replicas of one GPU; a worker is down while any
+    of its GPUs is. Returns the engine's events (worker ids of :func:`capacitor.engine.
+    disaggregated.simulate_disaggregated`: prefill worker ``u x prefill.workers + j``, decode
+    worker ``units x prefill.workers + u x decode.workers + j``), and the down time in
+    units: a worker's down seconds times its share of its unit's GPUs (a unit with one worker
+    down serves with the rest), in total and per minute, x ``units / drawn``."""
+    f = site.failures
+    outages = [(o.start_s, o.duration_s) for o in f.outages]
+    mtbf, node, per_node = failure_rates(site, dep.gpu)
+    minutes = int(math.ceil(span_s / MINUTE_S))
+    if math.isinf(mtbf) and math.isinf(node) and not outages:
+        return None, 0.0, np.zeros(minutes)
+    d = dep.disaggregated
+    wp, wd = d.prefill.workers, d.decode.workers
+    per_unit = wp + wd
+    g = dep.gpus_per_replica
+    # the worker (in its unit) of each GPU of a unit, and each worker's share of its GPUs
+    slot_of_gpu = np.concatenate([np.repeat(np.arange(wp), d.prefill.tp),
+                                  wp + np.repeat(np.arange(wd), d.decode.tp)])
+    share = np.where(np.arange(per_unit) < wp, d.prefill.tp, d.decode.tp) / g
+    gpus = replica_downtime(drawn * g, 1, mtbf, node, f.repair_hours, span_s, rng, outages,
+                            gpus_per_node=per_node, repair=REPAIR,
+                            history_s=steady_state_history_s(f.repair_hours, REPAIR))
+    group = np.repeat(np.arange(drawn) * per_unit, g) + np.tile(slot_of_gpu, drawn)
+    down = group_downtime(gpus, group, drawn * per_unit)
+    worker = np.repeat(np.arange(drawn * per_unit), np.diff(down.offsets))
+    unit, slot = np.divmod(worker, per_unit)
+    mine = unit < units
+    engine_id = np.where(slot < wp, unit * wp + slot, units * wp + unit * wd + slot - wp)
+    events = (down.start_s[mine], engine_id[mine], (down.end_s - down.start_s)[mine])
+    weight = np.tile(share, drawn)
+    scale = units / drawn
+    return (events, float((down.down_s() * weight).sum()) * scale,
+            down_s_per_bin(down, MINUTE_S, minutes, weight) * scale)
 
 
 def tenant_shares(scenario, deployment: str) -> np.ndarray:
@@ -271,8 +319,8 @@ def _disaggregated(scenario, d_index: int, shard: int, sizes: list[int],
                    rng: np.random.Generator, profile, base_dir: Path | None,
                    step_slowdown: tuple[float, float] | None) -> PoolRun:
     """A routing cell of ``k`` units of disaggregated deployment ``d_index``
-    (:mod:`capacitor.simulate.disagg`); replicas are units. No failures (the scenario checks
-    refuse them at its site) and no admission inside the engine; its tenants' rate limits
+    (:mod:`capacitor.simulate.disagg`); replicas are units. Its workers fail as
+    :func:`_worker_failures` draws; no admission inside the engine; its tenants' rate limits
     and token quotas apply as for any deployment."""
     dep = scenario.deployments[d_index]
     total = resolve_replicas(scenario)[dep.name]
@@ -288,16 +336,18 @@ def _disaggregated(scenario, d_index: int, shard: int, sizes: list[int],
     max_model_len = disagg_max_model_len(pools[0][0], pools[1][0])
     demand, throttled, _ = _demand(scenario, dep, shard, len(sizes), k / total, rng,
                                    max_model_len, base_dir)
-    result, cell = simulate_cell(scenario, dep, k, pools, demand)
+    span = scenario.simulation.window.warmup_s + scenario.simulation.window.duration_s
+    sites = {s.name: s for s in scenario.sites}
+    events, down_s, down_by_minute = _worker_failures(
+        sites[dep.site], dep, k, total if len(sizes) == 1 else k, span, rng)
+    result, cell = simulate_cell(scenario, dep, k, pools, demand, failures=events)
     status, measured = _status(demand, result, throttled, scenario.simulation.window.warmup_s)
     d = dep.disaggregated
-    minutes = int(math.ceil((scenario.simulation.window.warmup_s
-                             + scenario.simulation.window.duration_s) / MINUTE_S))
     return PoolRun(
         name=dep.name, site=dep.site, gpu=dep.gpu, gpus_per_replica=dep.gpus_per_replica,
         replicas=total if len(sizes) == 1 else k, simulated_replicas=k, demand=demand,
-        status=status, result=result, measured=measured, downtime_s=0.0,
-        down_s_by_minute=np.zeros(minutes),
+        status=status, result=result, measured=measured, downtime_s=down_s,
+        down_s_by_minute=down_by_minute,
         max_num_seqs=d.prefill.workers * pools[0][0].max_num_seqs
         + d.decode.workers * pools[1][0].max_num_seqs,
         replica_offset=sum(sizes[:shard]), disagg=cell,

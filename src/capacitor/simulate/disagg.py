@@ -30,10 +30,12 @@ def cell_link_gb_s(dep, units: int) -> float:
     return get_gpu(dep.gpu).kv_link_gb_s(units * dep.gpus_per_replica)
 
 
-def simulate_cell(scenario, dep, units: int, pools, demand):
+def simulate_cell(scenario, dep, units: int, pools, demand, failures=None):
     """Simulate ``units`` units of disaggregated deployment ``dep`` serving ``demand``;
-    ``pools`` is ``[(config, coeffs)]`` of a prefill and a decode worker. Returns the engine's
-    result (``replica``: the unit, in the cell) and the cell's :class:`DisaggCell`."""
+    ``pools`` is ``[(config, coeffs)]`` of a prefill and a decode worker; ``failures`` the
+    workers' (:func:`capacitor.engine.disaggregated.simulate_disaggregated`). Returns the
+    engine's result (``replica``: the unit, in the cell) and the cell's
+    :class:`DisaggCell`."""
     sim = scenario.simulation
     window = sim.window
     d = dep.disaggregated
@@ -48,6 +50,7 @@ def simulate_cell(scenario, dep, units: int, pools, demand):
         transfer, routing=scenario.routing.policy, seed=sim.seed, itl_class=itl_class,
         num_itl_classes=max(len(scenario.tenants), 1), busy_bin_s=MINUTE_S,
         num_busy_bins=int(math.ceil((window.warmup_s + window.duration_s) / MINUTE_S)),
+        failures=failures,
     )
     result.replica = np.where(result.replica >= 0, result.replica // d.prefill.workers,
                               -1).astype(np.int32)
