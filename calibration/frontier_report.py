@@ -53,7 +53,21 @@ With the eager-launch cost of prefill steps (``overhead.eager_kernel_s``) and th
 constants refitted with median TTFT in the objective (the shipped profile since): in sample
 11.3 / 11.6 / 19.8, leave one hardware out 11.5 / 11.2 / 30.2 (B200 from H200 13.4 / 11.4 /
 27.4, H200 from B200 8.8 / 9.5 / 43.2); MTP rows 24.8 / 20.3 / 18.2; disaggregated rows (102,
-the wide-EP ones now included) 18.4 / 17.7 / 71.7.
+the wide-EP ones now included) 18.4 / 17.7 / 71.7 (68.0 at the commit below, median signed
+TTFT -36%).
+
+With a transferred request's first decode-pool step costed as a decode (not a prefill
+chunk) and its first token streamed with the second at that step's end: disaggregated
+18.4 / 17.9 / 65.7 (signed TTFT -32%; B200 19.0 / 16.0 / 80.0, GB200 18.8 / 19.9 / 70.5,
+H100 104 / 27.1 / 96.0, H200 9.4 / 10.0 / 44.2). What remains is not in the hand-off: at
+concurrency <= 16 the 8k-prompt FP8 rows' TTFT is 135-210 ms above the model (FP4 rows,
+with the same KV bytes to move, 0-40 ms: prefill compute, not transfer); several H100 /
+GB200 TensorRT-LLM rows at concurrency 3-11 wait about one whole request before their
+first token (measured decoding streams about half the clients: decode seats below the
+concurrency in the Dynamo recipes, which the data does not carry); and rows with an
+attention-DP TensorRT-LLM prefill pool are predicted prefill-bound (TTFT +200% to
++2000%) where the measurement is not (each attention-DP rank has its own token budget;
+the model gives the replica one).
 
 The 68 MTP rows at the commit that modelled MTP: MTP ignored 27.7 / 39.0 / 66.0 (throughput
 under-predicted, median signed -26%); MTP modelled at the documented default acceptance 0.85
