@@ -1,6 +1,7 @@
 """Frontier report: DeepSeek-R1 on H200 / B200 (InferenceMAX, aggregated; MTP on its own).
 
     python calibration/frontier_report.py [--fit] [--max-evaluations N] [--out DIR]
+    python calibration/frontier_report.py --disaggregated-only
 
 Prints the median absolute percentage error (and the median signed error) of output
 tokens/s, median TPOT and median TTFT per hardware x engine x precision:
@@ -269,6 +270,16 @@ def predict(path: Path, profile: str | None = None) -> dict[str, dict]:
     return {str(p["id"]): p for p in rep.predictions}
 
 
+def _disagg_table(profile: str | None, meas: dict[str, dict[str, float]]) -> None:
+    drows = disagg_rows()
+    with tempfile.TemporaryDirectory() as tmp:
+        exp_d = Path(tmp) / "experiments_disaggregated.csv"
+        write_experiments(drows, exp_d)
+        table(f"disaggregated prefill/decode (Dynamo), {len(drows)} latest non-MTP "
+              "configurations, shipped profile (nothing fitted to them)",
+              drows, predict(exp_d, profile), meas)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fit", action="store_true",
@@ -279,10 +290,16 @@ def main(argv=None) -> int:
                          "configuration (earlier engine versions)")
     ap.add_argument("--profile", default=None, help="profile YAML (default: the shipped one)")
     ap.add_argument("--out", default=None, help="directory for the in-sample fitted profile")
+    ap.add_argument("--disaggregated-only", action="store_true",
+                    help="print only the disaggregated table (under a minute once compiled)")
     args = ap.parse_args(argv)
     start = time.perf_counter()
     rows = primary_rows()
     meas = measured()
+    if args.disaggregated_only:
+        _disagg_table(args.profile, meas)
+        print(f"\ntook {time.perf_counter() - start:.0f} s")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         exp = Path(tmp) / "experiments.csv"
         write_experiments(rows, exp)
@@ -306,12 +323,7 @@ def main(argv=None) -> int:
             write_experiments(ignored, exp_ign)
             table("the same MTP rows, MTP ignored (speculative=none)", ignored,
                   predict(exp_ign, args.profile), meas)
-        drows = disagg_rows()
-        exp_d = Path(tmp) / "experiments_disaggregated.csv"
-        write_experiments(drows, exp_d)
-        table(f"disaggregated prefill/decode (Dynamo), {len(drows)} latest non-MTP "
-              "configurations, shipped profile (nothing fitted to them)",
-              drows, predict(exp_d, args.profile), meas)
+        _disagg_table(args.profile, meas)
         if args.fit:
             from frontier_fit import fit_and_report  # noqa: PLC0415
 
