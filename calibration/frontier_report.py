@@ -1,6 +1,7 @@
 """Frontier report: DeepSeek-R1 on H200 / B200 (InferenceMAX, aggregated; MTP on its own).
 
     python calibration/frontier_report.py [--fit] [--max-evaluations N] [--out DIR]
+    python calibration/frontier_report.py --disaggregated-only
 
 Prints the median absolute percentage error (and the median signed error) of output
 tokens/s, median TPOT and median TTFT per hardware x engine x precision:
@@ -54,7 +55,21 @@ With the eager-launch cost of prefill steps (``overhead.eager_kernel_s``) and th
 constants refitted with median TTFT in the objective (the shipped profile since): in sample
 11.3 / 11.6 / 19.8, leave one hardware out 11.5 / 11.2 / 30.2 (B200 from H200 13.4 / 11.4 /
 27.4, H200 from B200 8.8 / 9.5 / 43.2); MTP rows 24.8 / 20.3 / 18.2; disaggregated rows (102,
-the wide-EP ones now included) 18.4 / 17.7 / 71.7.
+the wide-EP ones now included) 18.4 / 17.7 / 71.7 (68.0 at the commit below, median signed
+TTFT -36%).
+
+With a transferred request's first decode-pool step costed as a decode (not a prefill
+chunk) and its first token streamed with the second at that step's end: disaggregated
+18.4 / 17.9 / 65.7 (signed TTFT -32%; B200 19.0 / 16.0 / 80.0, GB200 18.8 / 19.9 / 70.5,
+H100 104 / 27.1 / 96.0, H200 9.4 / 10.0 / 44.2). What remains is not in the hand-off: at
+concurrency <= 16 the 8k-prompt FP8 rows' TTFT is 135-210 ms above the model (FP4 rows,
+with the same KV bytes to move, 0-40 ms: prefill compute, not transfer); several H100 /
+GB200 TensorRT-LLM rows at concurrency 3-11 wait about one whole request before their
+first token (measured decoding streams about half the clients: decode seats below the
+concurrency in the Dynamo recipes, which the data does not carry); and rows with an
+attention-DP TensorRT-LLM prefill pool are predicted prefill-bound (TTFT +200% to
++2000%) where the measurement is not (each attention-DP rank has its own token budget;
+the model gives the replica one).
 
 The 68 MTP rows at the commit that modelled MTP: MTP ignored 27.7 / 39.0 / 66.0 (throughput
 under-predicted, median signed -26%); MTP modelled at the documented default acceptance 0.85
@@ -295,6 +310,22 @@ def predict(path: Path, profile: str | None = None) -> dict[str, dict]:
     return {str(p["id"]): p for p in rep.predictions}
 
 
+def _disagg_table(profile: str | None, meas: dict[str, dict[str, float]]) -> None:
+    """The disaggregated rows' tables: the latest non-MTP configurations, then the MTP ones."""
+    drows = disagg_rows()
+    dmtp = disagg_rows(speculative="mtp")
+    with tempfile.TemporaryDirectory() as tmp:
+        exp_d = Path(tmp) / "experiments_disaggregated.csv"
+        write_experiments(drows, exp_d)
+        table(f"disaggregated prefill/decode (Dynamo), {len(drows)} latest non-MTP "
+              "configurations, shipped profile (nothing fitted to them)",
+              drows, predict(exp_d, profile), meas)
+        exp_dm = Path(tmp) / "experiments_disaggregated_mtp.csv"
+        write_experiments(dmtp, exp_dm)
+        table(f"disaggregated MTP rows ({len(dmtp)} latest configurations), MTP modelled",
+              dmtp, predict(exp_dm, profile), meas)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--fit", action="store_true",
@@ -305,10 +336,16 @@ def main(argv=None) -> int:
                          "configuration (earlier engine versions)")
     ap.add_argument("--profile", default=None, help="profile YAML (default: the shipped one)")
     ap.add_argument("--out", default=None, help="directory for the in-sample fitted profile")
+    ap.add_argument("--disaggregated-only", action="store_true",
+                    help="print only the disaggregated table (under a minute once compiled)")
     args = ap.parse_args(argv)
     start = time.perf_counter()
     rows = primary_rows()
     meas = measured()
+    if args.disaggregated_only:
+        _disagg_table(args.profile, meas)
+        print(f"\ntook {time.perf_counter() - start:.0f} s")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         exp = Path(tmp) / "experiments.csv"
         write_experiments(rows, exp)
@@ -332,17 +369,7 @@ def main(argv=None) -> int:
             write_experiments(ignored, exp_ign)
             table("the same MTP rows, MTP ignored (speculative=none)", ignored,
                   predict(exp_ign, args.profile), meas)
-        drows = disagg_rows()
-        exp_d = Path(tmp) / "experiments_disaggregated.csv"
-        write_experiments(drows, exp_d)
-        table(f"disaggregated prefill/decode (Dynamo), {len(drows)} latest non-MTP "
-              "configurations, shipped profile (nothing fitted to them)",
-              drows, predict(exp_d, args.profile), meas)
-        dmtp = disagg_rows(speculative="mtp")
-        exp_dm = Path(tmp) / "experiments_disaggregated_mtp.csv"
-        write_experiments(dmtp, exp_dm)
-        table(f"disaggregated MTP rows ({len(dmtp)} latest configurations), MTP modelled",
-              dmtp, predict(exp_dm, args.profile), meas)
+        _disagg_table(args.profile, meas)
         if args.fit:
             from frontier_fit import fit_and_report  # noqa: PLC0415
 

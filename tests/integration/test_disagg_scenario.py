@@ -15,6 +15,7 @@ from capacitor.engine import reference
 from capacitor.engine.replica import build_replica
 from capacitor.engine.requests import RequestBatch
 from capacitor.errors import ScenarioError
+from capacitor.perf.step_time import step_time_s
 from capacitor.scenario import (
     dump_resolved,
     load_scenario,
@@ -66,12 +67,15 @@ def _parse(data: dict):
 
 
 def test_one_request_on_an_idle_unit_matches_hand_computed_times():
-    """TTFT = the prefill worker's time to its first token + the KV transfer.
+    """TTFT = the prefill worker's time to its first token + the KV transfer + the decode
+    worker's first decode step.
 
     The prefill worker's part is what one aggregated replica of the same settings takes for
     the same request with one output token (ingress + one prefill step + egress), from the
     reference twin (engine/reference.py): the decode worker admits the request the moment
-    its KV arrives (idle) and streams the prefill's token with the same egress.
+    its KV arrives (idle), runs one decode step for it (one sequence, one token, no prefill
+    chunk, attending to the 1000 prompt tokens + the first token: context 1001; priced by
+    perf.step_time) and streams the prefill's token with the second, with the same egress.
     KV transfer, by hand (perf.memory.kv_transfer_s's model): Llama-3.1-8B holds
     2 (K, V) x 32 layers x 8 KV heads x 128 dims x 2 bytes (BF16) = 131,072 bytes per
     token, all on the prefill worker's one GPU; the unit's 2 H100 share an NVLink domain
@@ -93,7 +97,9 @@ def test_one_request_on_an_idle_unit_matches_hand_computed_times():
     prefill_ttft = single.first_token_s[0] - single.send_s[0]
     assert config_p.egress_s == config_d.egress_s
     ttft = res.first_token_s[0] - res.send_s[0]
-    assert ttft == pytest.approx(prefill_ttft + transfer, rel=1e-9)
+    first_decode = step_time_s(coeffs_d, 1.0, 1.0, 0.0, 0.0, 1001.0)
+    assert first_decode > 0
+    assert ttft == pytest.approx(prefill_ttft + transfer + first_decode, rel=1e-9)
     # and the whole request as the reference disaggregated twin runs it with that transfer
     from capacitor.engine import reference_disagg
 

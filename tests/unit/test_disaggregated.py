@@ -17,7 +17,9 @@ from capacitor.perf.step_time import (
     C_FIXED_S,
     C_GEMM_HALF_TOKENS,
     C_GEMM_S_PER_TOKEN,
+    C_PER_PREFILL_SEQ_S,
     C_PER_SEQ_S,
+    C_PREFILL_STEP_S,
     C_WEIGHT_S,
     NUM_COEFFS,
 )
@@ -62,9 +64,9 @@ def test_pools_match_the_reference_with_prefix_hits_and_decode_preemption(async_
     many = batch.output_len > 1
     np.testing.assert_array_equal(ref.decode_replica[~many], -1)
     assert set(ref.decode_replica[many]) == {0, 1, 2}
-    # the first token reaches the client once the KV has arrived and a decode replica took
-    # the request
-    assert np.all(ref.first_token_s[many] >= ref.kv_arrival_s[many] + 0.002)
+    # the first token reaches the client once the KV has arrived and a decode replica ran
+    # a step for the request
+    assert np.all(ref.first_token_s[many] > ref.kv_arrival_s[many] + 0.002)
 
 
 @SYNC_ASYNC
@@ -87,6 +89,22 @@ def test_closed_loop_clients_and_rejections_match(async_scheduling):
     assert max(np.cumsum([e[1] for e in events])) <= 6
 
 
+@SYNC_ASYNC
+def test_mtp_pools_match_the_reference(async_scheduling):
+    # MTP speculative decoding on both pools: a transferred request's first step on the
+    # decode pool is a one-token decode (its drafts from the next step), in both twins
+    n = 150
+    batch = make_requests(n, rate_rps=60.0)
+    draft = tuple(float(x) for x in coeffs_moe_like() / 20.0)
+    mtp = dict(num_speculative_tokens=2, mtp_acceptance_rate=0.7, draft_coeffs=draft,
+               async_scheduling=async_scheduling)
+    cfg_p = config(max_num_seqs=8, max_num_batched_tokens=512, num_gpu_blocks=800, **mtp)
+    cfg_d = config(max_num_seqs=32, max_num_batched_tokens=128, num_gpu_blocks=200, **mtp)
+    ref = _compare(batch, (cfg_p, coeffs_8b_like(), 1), (cfg_d, coeffs_moe_like(), 2),
+                   np.full(n, 0.003))
+    assert np.all(ref.status == S_COMPLETED)
+
+
 def _oracle_coeffs():
     c = np.zeros(NUM_COEFFS)
     c[C_FIXED_S] = 0.002
@@ -103,39 +121,46 @@ def test_one_request_on_idle_pools_matches_hand_computed_times():
     """One request (prompt 1000, output 4) on an idle pair of pools.
 
     Step time (capacitor.perf.step_time, these coefficients) for a step of T tokens, S
-    sequences, P prefill pairs, C decode context:
-        0.002 + 1e-4 S + max(0.01 weights, 1e-5 T) + 1e-9 P + 1e-7 C
+    sequences, N prefill chunks, P prefill pairs, C decode context:
+        0.002 + 1e-4 S + 0.003 N + (0.005 if N > 0) + max(0.01 weights, 1e-5 T)
+        + 1e-9 P + 1e-7 C
     (T <= 1000 here, so the dense term is the weights' 0.01 every step).
 
-    Prefill pool (budget 2048): one step of the whole prompt, T = 1000, S = 1,
+    Prefill pool (budget 2048): one step of the whole prompt, T = 1000, S = N = 1,
     P = 1000 * 1001 / 2 = 500500 pairs:
-        0.002 + 0.0001 + 0.01 + 0.0005005 = 0.0126005 s
+        0.002 + 0.0001 + 0.003 + 0.005 + 0.01 + 0.0005005 = 0.0206005 s
     The prefill worker samples the first token then; its KV transfer takes 0.05 s: the KV
-    reaches the decode pool at 0.0626005, which takes the request at once and streams the
-    first token (no egress): TTFT = 0.0126005 + 0.05 = 0.0626005 s.
-    Decode pool, first step: the first token's KV (a chunk of 1 token against 1000
-    computed: P = 1 * 1000 + 1 = 1001 pairs), S = 1:
-        0.002 + 0.0001 + 0.01 + 0.000001001 = 0.012101001 s -> token 2
+    reaches the decode pool at 0.0706005, which takes the request at once.
+    Decode pool, first step: a decode for it (N = 0: no per-chunk 0.003, no eager 0.005,
+    no prefill pairs), S = 1, T = 1, context C = 1000 + 1 (the first token's position):
+        0.002 + 0.0001 + 0.01 + 1e-7 * 1001 = 0.0122001 s -> tokens 1 and 2 reach the
+    client together: TTFT = 0.0706005 + 0.0122001 = 0.0828006 s (prefill + transfer +
+    first decode step).
     Then two decode steps, S = 1, C = 1002 and 1003 (context including the new token):
         0.0121 + 1e-7 * 1002 = 0.0122002
         0.0121 + 1e-7 * 1003 = 0.0122003
-    E2E = 0.0626005 + 0.012101001 + 0.0122002 + 0.0122003 = 0.099102001 s
+    E2E = 0.0828006 + 0.0122002 + 0.0122003 = 0.1072011 s
     """
     batch = RequestBatch.simple(np.zeros(1), np.array([1000], np.int32),
                                 np.array([4], np.int32))
     cfg = config(max_num_batched_tokens=2048, num_gpu_blocks=200)
     c = _oracle_coeffs()
+    c[C_PER_PREFILL_SEQ_S] = 0.003
+    c[C_PREFILL_STEP_S] = 0.005
     res = simulate_disaggregated(batch, (cfg, c, 1), (cfg, c, 1), np.array([0.05]))
-    assert res.first_token_s[0] == pytest.approx(0.0626005, rel=1e-12)
-    assert res.kv_arrival_s[0] == pytest.approx(0.0626005, rel=1e-12)
-    assert res.finish_s[0] == pytest.approx(0.099102001, rel=1e-12)
+    assert res.kv_arrival_s[0] == pytest.approx(0.0706005, rel=1e-12)
+    assert res.first_token_s[0] == pytest.approx(0.0828006, rel=1e-12)
+    assert res.finish_s[0] == pytest.approx(0.1072011, rel=1e-12)
     assert res.num_steps == 4
-    # ITL gaps: the three decode steps, 0.012101001 + 0.0122002 + 0.0122003 = 0.036501501
-    assert res.itl_count[0] == 3
-    assert res.itl_sum_s[0] == pytest.approx(0.036501501, rel=1e-12)
+    # ITL gaps: tokens 1 and 2 come together (no gap), then the two decode steps,
+    # 0.0122002 + 0.0122003 = 0.0244005
+    assert res.itl_count[0] == 2
+    assert res.itl_sum_s[0] == pytest.approx(0.0244005, rel=1e-12)
     ref = reference_disagg.simulate_disaggregated(batch, (cfg, c, 1), (cfg, c, 1),
                                                   np.array([0.05]))
+    assert ref.first_token_s[0] == res.first_token_s[0]
     assert ref.finish_s[0] == res.finish_s[0]
+    assert ref.itl_count[0] == 2 and ref.itl_sum_s[0] == res.itl_sum_s[0]
 
 
 def test_pools_one_engine_cannot_form_are_refused():

@@ -257,22 +257,3 @@ def test_eager_prefill_step_cost_by_hand() -> None:
     assert llama[st.C_PREFILL_STEP_S] == 0.0
     vllm = build_coefficients(DSR1, B200, tp=8, precision="fp8", engine="vllm")
     assert vllm[st.C_PREFILL_STEP_S] == 0.0
-
-
-def test_a_decode_worker_pays_no_eager_prefill() -> None:
-    """Disaggregated: the prefill workers pay the eager step cost, the decode workers (whose
-    requests join a CUDA-graphed decode batch) do not, in the MTP draft pass neither."""
-    from capacitor.validate.experiments import Row, build_row
-
-    row = {"id": "d1", "model": "deepseek-ai/DeepSeek-R1-0528", "hardware": "GB200",
-           "num_gpus": "12", "precision": "FP4", "engine": "sglang",
-           "workload": "closed_loop", "concurrency": "8", "isl": "512", "osl": "64",
-           "num_requests": "40", "speculative": "mtp", "prefill_workers": "1",
-           "prefill_tp": "4", "decode_workers": "2", "decode_tp": "4"}
-    plan = build_row(Row(row, "."), load_profile(None)).disagg
-    eager = load_profile(None).constants("blackwell", "sglang").overhead.eager_kernel_s
-    assert eager > 0
-    assert plan.prefill[1][st.C_PREFILL_STEP_S] == pytest.approx(1141 * eager, rel=1e-12)
-    assert plan.decode[1][st.C_PREFILL_STEP_S] == 0.0
-    assert plan.decode[0].draft_coeffs[st.C_PREFILL_STEP_S] == 0.0
-    assert plan.prefill[0].draft_coeffs[st.C_PREFILL_STEP_S] > 0.0

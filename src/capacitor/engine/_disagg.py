@@ -13,8 +13,9 @@ A request runs its prompt on a prefill replica as a request of one output token.
 step ends its KV transfer starts; it reaches the decode router ``kv_transfer_s[i]`` later
 and waits at its decode replica like any arrival. Admitted there, its prompt counts as
 computed (``EngineParams.kv_from_prefill``: its blocks are allocated, nothing is
-recomputed), its first token reaches the client then, and its first step computes the first
-token's KV and emits the second token. Its client (closed loop, session gates) is answered
+recomputed) and its first step is a decode step for it (not a prefill chunk): it computes
+the first token's KV and emits the second token, and the first token reaches the client
+with the second, at that step's end. Its client (closed loop, session gates) is answered
 when the decode replica emits its last token. A decode replica that preempts it recomputes
 it from scratch, as any preempted request.
 

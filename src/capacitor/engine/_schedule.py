@@ -52,7 +52,6 @@ from capacitor.engine._state import (
     FREE_UNCACHED,
     LAST_TOKEN_S,
     NEXT_SEQ,
-    NOW_S,
     NUM_DECODING,
     NUM_RUNNING,
     NUM_UNRELEASED,
@@ -324,7 +323,8 @@ def _admit_waiting(rep, token_budget, num_prefill, fleet, kv, requests, outputs,
         if from_prefill:
             # disaggregated decode pool: the prompt's KV came from the prefill pool (the
             # first token was sampled there); its blocks are allocated here, and the step
-            # computes the first token's KV (capacitor.engine._disagg)
+            # (a decode for it) computes the first token's KV and emits the second; both
+            # reach the client at its end (capacitor.engine._disagg)
             computed = prompt_len[r]
         chunk = min(num_tokens - computed, token_budget)
         # (speculative decoding: k draft slots beyond the tokens; 0 when off)
@@ -353,9 +353,6 @@ def _admit_waiting(rep, token_budget, num_prefill, fleet, kv, requests, outputs,
             slots[F_HIT_BLOCKS, s] += moved
         if outputs.num_cached_tokens[r] < 0:
             outputs.num_cached_tokens[r] = total * block_size
-        if from_prefill:  # the decode worker streams the prefill's token as it takes it
-            outputs.first_token_s[r] = rep.clock[NOW_S] + engine.egress_s
-            outputs.finish_s[r] = outputs.first_token_s[r]
         fleet.prefill_slot[num_prefill] = s
         fleet.prefill_tokens[num_prefill] = chunk
         num_prefill += 1

@@ -21,7 +21,13 @@ from __future__ import annotations
 import numba
 
 from capacitor.engine._kernel_util import _cdiv
-from capacitor.engine._state import F_NUM_COMPUTED, NUM_DECODING, STEP, SUM_CTX0_MINUS_STEP0
+from capacitor.engine._state import (
+    F_NUM_COMPUTED,
+    F_REQ,
+    NUM_DECODING,
+    STEP,
+    SUM_CTX0_MINUS_STEP0,
+)
 from capacitor.perf.speculative import SPEC_FP_BITS, spec_step_time_s
 
 
@@ -75,14 +81,24 @@ def _spec_step_duration_s(rep, num_prefill, loaded_blocks, fleet, engine):
     num_decoding = sched[NUM_DECODING]
     num_tokens = num_decoding * (1 + k)
     pairs = 0
+    first_ctx = 0
+    num_first = 0
     for i in range(num_prefill):
         q = fleet.prefill_tokens[i]
         num_tokens += q
-        pairs += q * slots[F_NUM_COMPUTED, fleet.prefill_slot[i]] + q * (q + 1) // 2
+        c = slots[F_NUM_COMPUTED, fleet.prefill_slot[i]]
+        if engine.kv_from_prefill and fleet.generated[slots[F_REQ, fleet.prefill_slot[i]]] == 1:
+            # a transferred request's first step: a decode of its one token, its drafts
+            # from the next step (see capacitor.engine._step._is_kv_first_step)
+            num_first += 1
+            first_ctx += c + 1
+        else:
+            pairs += q * c + q * (q + 1) // 2
     pos = _decode_pos(sched[STEP], engine.spec_fp)
-    decode_ctx = sched[SUM_CTX0_MINUS_STEP0] + num_decoding * (pos + 1 + k)
+    decode_ctx = sched[SUM_CTX0_MINUS_STEP0] + num_decoding * (pos + 1 + k) + first_ctx
     duration_s = spec_step_time_s(
         engine.coeffs, engine.draft_coeffs, k, float(num_tokens), float(num_decoding),
-        float(num_decoding + num_prefill), float(num_prefill), float(pairs), float(decode_ctx),
+        float(num_decoding + num_prefill),
+        float(num_prefill - num_first), float(pairs), float(decode_ctx),
     )
     return duration_s + loaded_blocks * engine.cpu_load_s_per_block

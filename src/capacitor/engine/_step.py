@@ -125,6 +125,17 @@ def _next_failure_s(fleet, pool):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
+def _is_kv_first_step(s, slots, fleet, engine):
+    """Whether slot ``s`` runs the first step of a request whose prompt's KV came from the
+    prefill pool (disaggregated decode pool, :mod:`capacitor.engine._disagg`): its one new
+    token is the first token's, over the transferred prompt. The step is a decode step for
+    it (SGLang's decode worker merges the transferred request into its running decode batch
+    as a "prebuilt" batch, without a prefill forward; TensorRT-LLM's generation-only
+    workers skip the context phase): it is costed as a decoder, not as a prefill chunk."""
+    return engine.kv_from_prefill and fleet.generated[slots[F_REQ, s]] == 1
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _step_duration_s(rep, num_prefill, loaded_blocks, fleet, engine):
     """The step's duration from its shape: tokens, sequences, prefill attention pairs
     (each chunk's ``q`` new tokens against its ``c`` computed ones: ``q c + q (q + 1) / 2``)
@@ -134,18 +145,25 @@ def _step_duration_s(rep, num_prefill, loaded_blocks, fleet, engine):
     num_decoding = sched[NUM_DECODING]
     num_tokens = num_decoding
     pairs = 0
+    first_ctx = 0
+    num_first = 0
     for k in range(num_prefill):
         q = fleet.prefill_tokens[k]
         num_tokens += q
-        pairs += q * slots[F_NUM_COMPUTED, fleet.prefill_slot[k]] + q * (q + 1) // 2
-    decode_ctx = sched[SUM_CTX0_MINUS_STEP0] + num_decoding * (sched[STEP] + 1)
+        c = slots[F_NUM_COMPUTED, fleet.prefill_slot[k]]
+        if _is_kv_first_step(fleet.prefill_slot[k], slots, fleet, engine):
+            num_first += 1  # a decode of its first token over the transferred prompt
+            first_ctx += c + 1
+        else:
+            pairs += q * c + q * (q + 1) // 2
+    decode_ctx = sched[SUM_CTX0_MINUS_STEP0] + num_decoding * (sched[STEP] + 1) + first_ctx
     coeffs = engine.coeffs
     touched = moe_touched_lookup(fleet.touched, coeffs, num_tokens)
     duration_s = step_time_touched_s(
         coeffs,
         float(num_tokens),
         float(num_decoding + num_prefill),
-        float(num_prefill),
+        float(num_prefill - num_first),
         float(pairs),
         float(decode_ctx),
         touched,
@@ -190,8 +208,11 @@ def _emit_tokens(rep, client_s, num_prefill, fleet, kv, requests, outputs, engin
             slots[F_HIT_BLOCKS, s] += moved
         if new < requests.prompt_len[r] + generated[r]:
             continue
+        kv_first = engine.kv_from_prefill and generated[r] == 1
         generated[r] += 1
-        if generated[r] == 1:
+        if generated[r] == 1 or kv_first:
+            # (a transferred request's first token, sampled by the prefill pool, reaches
+            # the client with its second, at the end of its first decode step)
             outputs.first_token_s[r] = client_s
         elif itl_class[r] >= 0:
             gap = client_s - outputs.finish_s[r]

@@ -14,16 +14,20 @@ serving):
 3. The decode router picks a decode replica (round robin by default, its own cursor); the
    request waits there like any arrival and is admitted when seats and blocks allow, with
    its prompt's KV counted as computed (its blocks are allocated, nothing is recomputed:
-   like a full prefix hit that still needs its blocks). The first token reaches the client
-   as the decode replica admits it (the start of that step, plus ``egress_s``): SGLang's
-   decode worker streams the token the prefill sampled from a "prebuilt" batch, without a
-   forward pass, when the transferred request joins its running batch, and under NVIDIA
-   Dynamo the client's stream comes from the decode worker ("Decode forward pass ->
-   Stream output token", Dynamo's SGLang disaggregation guide). So TTFT = prefill (with its
-   queue) + KV transfer + the wait for a decode seat and blocks. ASSUMPTION: the same for
-   TensorRT-LLM under Dynamo (its standalone disaggregated server instead returns the
-   context server's token at once). Its first step there computes the first token's KV
-   and emits the second token; it then decodes as usual.
+   like a full prefix hit that still needs its blocks). Its first step there is a decode
+   step for it (costed as a decoder over the prompt plus one token, not as a prefill
+   chunk: SGLang's decode worker merges the transferred request into its running batch as
+   a "prebuilt" batch, without a prefill forward pass; TensorRT-LLM's generation-only
+   workers skip the context phase): it computes the first token's KV and emits the second
+   token. The first token, sampled by the prefill pool, reaches the client with the
+   second, at the end of that step (plus ``egress_s``): SGLang's decode scheduler streams
+   a request's new output ids when a decode batch's results are processed
+   (``process_prebuilt`` only appends the transferred token), and under NVIDIA Dynamo the
+   client's stream comes from the decode worker ("Decode forward pass -> Stream output
+   token", Dynamo's SGLang disaggregation guide). So TTFT = prefill (with its queue) + KV
+   transfer + the wait for a decode seat and blocks + the first decode step. ASSUMPTION:
+   the same for TensorRT-LLM under Dynamo (its standalone disaggregated server instead
+   returns the context server's token at once).
 4. Its client is answered at its last token (closed-loop clients send their next request
    then; a request of one output token is answered by the prefill pool).
 
@@ -41,8 +45,6 @@ tenants, the host KV tier on either pool.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 
@@ -70,7 +72,7 @@ from capacitor.engine.result import ITL_EDGES_S, ITL_NUM_BINS, EngineResult
 from capacitor.engine.simulator import _engine_params, _failure_arrays, _itl_classes, prepare
 from capacitor.engine.status import S_COMPLETED
 from capacitor.errors import ConfigError
-from capacitor.perf.step_time import C_PREFILL_STEP_S, NUM_COEFFS
+from capacitor.perf.step_time import NUM_COEFFS
 
 #: routers of either pool, by name
 DISAGG_ROUTERS = {
@@ -101,21 +103,6 @@ def disagg_max_model_len(prefill: EngineConfig, decode: EngineConfig) -> int:
     """The longest prompt + output the deployment accepts: the decode pool holds the whole
     request, the prefill pool its prompt and first token."""
     return min(prefill.effective_max_model_len, decode.effective_max_model_len)
-
-
-def decode_worker(config: EngineConfig, coeffs: np.ndarray) -> tuple[EngineConfig, np.ndarray]:
-    """A decode worker's (config, coeffs) from a replica built for the same GPUs: without the
-    eager-prefill step cost (``C_PREFILL_STEP_S``, also in its MTP draft pass). A request
-    whose KV arrives from the prefill pool joins the running decode batch (SGLang's decode
-    worker adds it as a prebuilt batch, without a prefill forward pass; TensorRT-LLM's
-    generation-only workers skip the context phase), so its first step there is a
-    CUDA-graphed decode step, though the engine model counts it as a one-token chunk."""
-    out = np.array(coeffs, dtype=np.float64)
-    out[C_PREFILL_STEP_S] = 0.0
-    draft = list(config.draft_coeffs)
-    if draft:
-        draft[C_PREFILL_STEP_S] = 0.0
-    return dataclasses.replace(config, draft_coeffs=tuple(draft)), out
 
 
 def _coeffs(coeffs: np.ndarray) -> np.ndarray:
@@ -299,5 +286,5 @@ def simulate_disaggregated(
     )
 
 
-__all__ = ["DISAGG_ROUTERS", "check_pools", "decode_worker", "disagg_max_model_len",
+__all__ = ["DISAGG_ROUTERS", "check_pools", "disagg_max_model_len",
            "simulate_disaggregated"]

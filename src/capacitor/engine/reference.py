@@ -360,30 +360,38 @@ class ReplicaEngine:
                 self.transfer(r, hit * bs, total * bs)
             if s.cached_tokens[r] < 0:
                 s.cached_tokens[r] = total * bs
-            if from_prefill:  # its first token reaches the client as the decode takes it
-                s.first[r] = s.last_token[r] = self.t + cfg.egress_s
             self.running.append(r)
             scheduled.append((r, num_new))
             budget -= num_new
         return loaded_blocks
 
+    def _kv_first_step(self, r: int) -> bool:
+        """Whether ``r``, not yet decoding, runs its first step on a disaggregated decode
+        replica (its prompt's KV transferred, its first token sampled by the prefill pool):
+        a decode step for it (the transferred request joins the running decode batch
+        without a prefill forward), its first token streamed with its second."""
+        return self.kv_from_prefill and self.state.generated[r] == 1
+
     def _step_time_s(self, scheduled: list[tuple[int, int]], loaded_blocks: int) -> float:
         """The step's duration from its batch composition (:mod:`capacitor.perf.step_time`)
         plus loading host blocks back."""
         s = self.state
-        num_tokens = num_prefill = pairs = decode_ctx_tokens = 0
+        num_tokens = num_prefill = pairs = decode_ctx_tokens = num_first = 0
         for r, q in scheduled:
             num_tokens += q
             if s.decoding[r]:
                 decode_ctx_tokens += s.computed[r] + 1 + self.spec_k
+            elif self._kv_first_step(r):  # a decode of the first token's KV, drafts later
+                num_first += 1
+                decode_ctx_tokens += s.computed[r] + 1
             else:
                 num_prefill += 1
                 pairs += prefill_pairs(q, s.computed[r])
         if self.spec_k:
             d = spec_step_time_s(
                 s.coeffs, self.draft_coeffs, self.spec_k, float(num_tokens),
-                float(len(scheduled) - num_prefill), float(len(scheduled)), float(num_prefill),
-                float(pairs), float(decode_ctx_tokens),
+                float(len(scheduled) - num_prefill - num_first), float(len(scheduled)),
+                float(num_prefill), float(pairs), float(decode_ctx_tokens),
             )
             return d + loaded_blocks * s.config.cpu_load_s_per_block
         d = step_time_s(
@@ -415,10 +423,12 @@ class ReplicaEngine:
                 self.transfer(r, old, s.computed[r])
             if s.computed[r] < s.num_tokens(r):
                 continue  # partial prefill: no token this step
+            kv_first = self._kv_first_step(r)
             s.decoding[r] = True
             s.generated[r] += 1
             cls = s.itl_class[r]
-            if s.generated[r] == 1:
+            if s.generated[r] == 1 or kv_first:
+                # a transferred request's first token comes with its second
                 s.first[r] = client_t
             elif cls >= 0:
                 gap = client_t - s.last_token[r]

@@ -24,8 +24,9 @@ One event loop takes, in time order:
 * **Replica iterations**: the replica with the earliest clock (ties: prefill replicas first,
   then by index) runs one scheduling iteration. A prefill replica's finished request starts
   its KV transfer at the step's end (arrival ``kv_transfer_s[i]`` later) and hands the
-  decode pool its first token (one generated); the decode replica that admits it streams
-  that token to the client then (``ReplicaEngine.kv_from_prefill``); a decode replica's
+  decode pool its first token (one generated); the decode replica that admits it runs its
+  first step as a decode for it and streams that token with the second at the step's end
+  (``ReplicaEngine.kv_from_prefill``); a decode replica's
   finished request answers its client (closed loop, session gates). A request of one
   output token is answered by the prefill pool.
 

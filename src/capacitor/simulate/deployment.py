@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from capacitor.catalog.hardware import get_gpu
-from capacitor.engine.disaggregated import decode_worker, disagg_max_model_len
+from capacitor.engine.disaggregated import disagg_max_model_len
 from capacitor.engine.replica import build_replica
 from capacitor.engine.simulator import simulate_pool
 from capacitor.engine.status import S_THROTTLED
@@ -328,8 +328,6 @@ def _disaggregated(scenario, d_index: int, shard: int, sizes: list[int],
     pools = []
     for pool in POOLS:
         config, coeffs = build_replica(replica_spec(dep, pool), profile)
-        if pool == "decode":  # its requests join a graphed decode batch: no eager prefill
-            config, coeffs = decode_worker(config, coeffs)
         if step_slowdown is not None:
             coeffs = capped_coefficients(coeffs, *step_slowdown)
         pools.append((config, coeffs))

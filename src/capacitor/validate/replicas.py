@@ -11,7 +11,7 @@ import numpy as np
 
 from capacitor.catalog.hardware import get_gpu
 from capacitor.catalog.models import resolve_model
-from capacitor.engine.disaggregated import check_pools, decode_worker
+from capacitor.engine.disaggregated import check_pools
 from capacitor.engine.replica import ReplicaSpec, build_replica
 from capacitor.errors import CapacitorError, CatalogError, ConfigError, MemoryFitError
 from capacitor.perf.speculative import SPECULATIVE_METHODS
@@ -155,8 +155,6 @@ def build_disaggregated(row: Row, profile: object) -> DisaggPlan:
                     col = f"{pool}_{name}"
                     break
             raise RowError(col, row.text(col), str(exc)) from None
-        if pool == "decode":
-            config, coeffs = decode_worker(config, coeffs)
         pools[pool] = (config, coeffs, workers, tp)
     total = sum(w * tp for (_, _, w, tp) in pools.values())
     num_gpus = row.get("num_gpus", COUNT)
