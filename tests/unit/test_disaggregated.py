@@ -228,17 +228,17 @@ def test_a_decode_worker_failing_mid_request_loses_it_and_the_next_waits_for_rep
 
     Step times as in the test above (0.002 + 1e-4 S + max(0.01, 1e-5 T) + 1e-9 P + 1e-7 C).
     Request 0: prefill step 0.0126005 s, KV arrives at 0.0126005 + 0.05 = 0.0626005; its
-    first decode step (a 1-token chunk against 1000 computed) 0.012101001 -> 0.074701501;
-    then decode steps of 0.0121 + 1e-7 C s, C = 1002, 1003, ... (about 0.0122 s each): the
-    step in progress at 0.2 s starts at 0.074701501 + sum_{C=1002..1011} (0.0121 + 1e-7 C)
-    = 0.074701501 + 0.121 + 1e-7 * 10065 = 0.196708001 and ends
-    0.0121 + 1e-7 * 1012 = 0.0122012 later, at 0.208909201: request 0 is lost then, the
-    worker down until 0.208909201 + 0.5 = 0.708909201.
+    first decode step (a decoder at context 1000 + 1: no prefill pairs) 0.0121 + 1e-7 * 1001
+    = 0.0122001 -> 0.0748006; then decode steps of 0.0121 + 1e-7 C s, C = 1002, 1003, ...
+    (about 0.0122 s each): the step in progress at 0.2 s starts at
+    0.0748006 + sum_{C=1002..1011} (0.0121 + 1e-7 C) = 0.0748006 + 0.121 + 1e-7 * 10065
+    = 0.1968071 and ends 0.0121 + 1e-7 * 1012 = 0.0122012 later, at 0.2090083: request 0
+    is lost then, the worker down until 0.2090083 + 0.5 = 0.7090083.
     Request 1: prefill 0.3 -> 0.3126005 (same step as request 0's), KV arrives at
     0.3626005 with the decode worker down: with no decode worker up it is lost then.
     Request 2 (prompt 1000, output 4), sent at 0.7: KV arrives at 0.7626005, after the
-    repair; the decode worker takes it at once: steps 0.012101001, 0.0122002, 0.0122003
-    (as the test above): finish 0.7626005 + 0.036501501 = 0.799102001.
+    repair; the decode worker takes it at once: steps 0.0122001, 0.0122002, 0.0122003
+    (as the test above): finish 0.7626005 + 0.0366006 = 0.7992011.
     """
     batch = RequestBatch.simple(np.array([0.0, 0.3, 0.7]), np.array([1000, 1000, 1000],
                                                                       np.int32),
@@ -249,9 +249,9 @@ def test_a_decode_worker_failing_mid_request_loses_it_and_the_next_waits_for_rep
     res = simulate_disaggregated(batch, (cfg, c, 1), (cfg, c, 1), np.full(3, 0.05),
                                  failures=failures)
     assert list(res.status) == [S_LOST, S_LOST, S_COMPLETED]
-    assert res.finish_s[0] == pytest.approx(0.208909201, rel=1e-9)
+    assert res.finish_s[0] == pytest.approx(0.2090083, rel=1e-9)
     assert res.finish_s[1] == pytest.approx(0.3626005, rel=1e-9)
-    assert res.finish_s[2] == pytest.approx(0.799102001, rel=1e-9)
+    assert res.finish_s[2] == pytest.approx(0.7992011, rel=1e-9)
     ref = reference_disagg.simulate_disaggregated(batch, (cfg, c, 1), (cfg, c, 1),
                                                   np.full(3, 0.05), failures=failures)
     np.testing.assert_array_equal(ref.status, res.status)
