@@ -5,6 +5,7 @@ carry their workflow; the run directory gains workflows.parquet."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -12,9 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from capacitor.engine.status import S_COMPLETED, S_PENDING, S_THROTTLED
+from capacitor.errors import ScenarioError
 from capacitor.scenario import scenario_json_schema
 from capacitor.simulate import run_scenario
 from capacitor.simulate.outputs import write_run_dir
+from capacitor.simulate.summary import summarize
 from capacitor.workload.agentic_presets import PRESETS
 from tests.factories import SMALL, make_scenario
 
@@ -113,3 +116,56 @@ def test_the_schema_describes_workflow_workloads():
 
 def test_a_run_without_workflows_has_no_workflows_key():
     assert '"workflows"' not in run_scenario(make_scenario()).summary.to_json()
+
+
+def _workflow_e2e_by_hand(run) -> np.ndarray:
+    """Per counted workflow of the run, its end-to-end time from the requests: the last
+    answer of its main chain (not a subagent's call) minus its first call's arrival."""
+    pool = run.pools[0]
+    d, res = pool.demand, pool.result
+    out = []
+    for wid in np.unique(d.workflow[d.workflow >= 0]):
+        mine = np.flatnonzero(d.workflow == wid)
+        if not pool.measured[mine[0]] or np.any(pool.status[mine] != S_COMPLETED):
+            continue
+        main = mine[~d.subagent[mine]]
+        out.append(res.finish_s[main].max() - d.batch.arrival_s[mine[0]])
+    return np.asarray(out)
+
+
+def test_workflow_slo_flips_the_verdict_at_the_measured_p90(run):
+    e2e = _workflow_e2e_by_hand(run)
+    assert e2e.size > 10
+    p90 = float(np.percentile(e2e, 90))  # exact fidelity: every workflow weighs 1
+    flows = run.summary.tenants["gold"].workflows
+    assert flows.e2e_p90_s == pytest.approx(p90, abs=1e-3)
+    assert flows.failed_pct == 0.0 and flows.workflows == e2e.size
+    assert "workflows" not in run.summary.tenants["bronze"].model_dump(exclude_none=True)
+
+    def verdict(target_s: float):
+        # the same run judged against other targets (the targets do not change the run);
+        # no request targets, so only the workflow target can miss
+        scenario = _scenario(**{"economics": {"gpu_hour_usd": {"H100": 2.0}},
+                                "tenants.0.slo": {"workflow": {"e2e_p90_s": target_s}},
+                                "tenants.1.slo": {"max_throttled_pct": 100}})
+        return summarize(dataclasses.replace(run, scenario=scenario)).verdict
+    below, above = verdict(p90 - 0.01), verdict(p90 + 0.01)
+    assert not below.ok and [m.metric for m in below.misses] == ["workflow_e2e_p90_s"]
+    assert below.misses[0].value == pytest.approx(p90, abs=1e-3)
+    assert "tier 0 gold misses workflow_e2e_p90_s" in below.text
+    assert above.ok, above.text
+
+
+def test_workflow_slo_of_a_tenant_without_workflows_is_one_error_line():
+    with pytest.raises(ScenarioError) as err:
+        _scenario(**{"tenants.1.slo": {"workflow": {"e2e_p90_s": 60}}})
+    text = str(err.value)
+    assert "tenants[1].slo.workflow" in text and "'bronze'" in text and "\n" not in text
+
+
+def test_workflow_slo_in_the_schema_and_absent_from_dumps_when_unset():
+    text = json.dumps(scenario_json_schema())
+    assert "WorkflowSLO" in text and "max_failed_pct" in text and "e2e_p90_s" in text
+    assert "workflow" not in make_scenario().tenants[0].slo.model_dump()
+    with_target = _scenario(**{"tenants.0.slo": {"workflow": {"max_failed_pct": 2}}})
+    assert with_target.tenants[0].slo.model_dump()["workflow"]["max_failed_pct"] == 2

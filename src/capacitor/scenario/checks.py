@@ -305,6 +305,12 @@ def _check_tenants_and_workloads(scenario: Scenario, base_dir: Path | None,
         if w.arrival is not None and w.arrival.base_month and window.month is None:
             problems.append(f"{p}.arrival.base_month = {w.arrival.base_month!r}: needs "
                             "simulation.window.month to apply growth from it")
+    flows = {w.tenant for w in scenario.workloads if w.lengths.kind == "workflow"}
+    for i, t in enumerate(scenario.tenants):
+        if t.slo.workflow is not None and t.name not in flows:
+            problems.append(f"tenants[{i}].slo.workflow: tenant {t.name!r} sends no workflow "
+                            "workload (lengths.kind: workflow) to judge; remove slo.workflow "
+                            "or give it one")
     shares = [(i, t.quotas.guaranteed_share_pct) for i, t in enumerate(scenario.tenants)
               if t.quotas.guaranteed_share_pct]
     if sum(s for _, s in shares) > 100:

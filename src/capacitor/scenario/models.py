@@ -69,6 +69,7 @@ from capacitor.scenario.policies import (  # noqa: F401 - re-exported
     RateLimits,
     Routing,
     Tenant,
+    WorkflowSLO,
 )
 
 # ---- sites -----------------------------------------------------------------------------------
@@ -500,6 +501,7 @@ __all__ = [
     "TokenDist",
     "TraceLengths",
     "WorkflowLengths",
+    "WorkflowSLO",
     "UniformTokens",
     "Window",
     "Workload",

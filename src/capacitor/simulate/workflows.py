@@ -32,7 +32,7 @@ import numpy as np
 
 from capacitor.engine.status import CAUSE_NUMBER, REFUSAL_CAUSES, REFUSED, S_COMPLETED
 from capacitor.simulate.percentiles import weighted_percentiles
-from capacitor.simulate.summary_model import WorkflowStats
+from capacitor.simulate.summary_model import TenantWorkflows, WorkflowStats
 from capacitor.workload.agentic import DELAY_THINK, DELAY_TOOL
 
 #: Per workflow id: the routing cell's first replica x CELL_ID + the workflow's number in it
@@ -175,6 +175,41 @@ def _stats(r: dict, sel: np.ndarray, window_s: float,
     )
 
 
+def _run_records(run) -> dict[str, np.ndarray]:
+    """Every deployment's workflow records of ``run``, as one."""
+    records = None
+    for d in run.digests:
+        records = concat(records, d.workflows)
+    return _empty_records() if records is None else records
+
+
+def tenant_workflow_figures(run) -> dict[str, TenantWorkflows]:
+    """Per tenant that sends a workflow workload, what its ``slo.workflow`` is judged on:
+    all its counted workflows together (every workflow workload and deployment), each
+    weighted by its pool's scale; the failed share is of the workflows started."""
+    scenario = run.scenario
+    names = [t.name for t in scenario.tenants]
+    senders = sorted({names.index(w.tenant) for w in scenario.workloads
+                      if w.lengths.kind == "workflow"})
+    if not senders:
+        return {}
+    r = _run_records(run)
+    flows = np.isin(r["workload"], [k for k, w in enumerate(scenario.workloads)
+                                    if w.lengths.kind == "workflow"])
+    out = {}
+    for t in senders:
+        sel = flows & (r["tenant"] == t) & r["counted"]
+        started = float(r["weight"][sel].sum())
+        done = sel & r["completed"]
+        failed = started - float(r["weight"][done].sum())
+        _, p90, p99 = weighted_percentiles(r["e2e_s"][done], r["weight"][done])
+        out[names[t]] = TenantWorkflows(
+            workflows=_round(started, 1),
+            failed_pct=_round(100.0 * failed / started) if started > 0 else 0.0,
+            e2e_p90_s=_round(p90), e2e_p99_s=_round(p99))
+    return out
+
+
 def workflow_summaries(run, economics) -> dict[str, dict[str, WorkflowStats]] | None:
     """``summary.json``'s ``workflows``: per workflow workload, per tenant that sends it, its
     counted workflows' figures (``economics``: the summary's, for the deployments' unit
@@ -182,16 +217,12 @@ def workflow_summaries(run, economics) -> dict[str, dict[str, WorkflowStats]] | 
     scenario = run.scenario
     if not has_workflows(scenario):
         return None
-    records = None
-    for d in run.digests:
-        records = concat(records, d.workflows)
+    records = _run_records(run)
     out: dict[str, dict[str, WorkflowStats]] = {}
     for k, wl in enumerate(scenario.workloads):
         if wl.lengths.kind != "workflow":
             continue
         t = [x.name for x in scenario.tenants].index(wl.tenant)
-        if records is None:
-            records = _empty_records()
         sel = (records["workload"] == k) & (records["tenant"] == t) & records["counted"]
         basis = economics.deployments.get(wl.deployment)
         price = basis.window.usd_per_million_total_tokens if basis is not None else None
@@ -227,4 +258,5 @@ def workflows_table(digests, scenario):
 
 
 __all__ = ["CELL_ID", "COLUMNS", "NOT_FAILED", "concat", "failure_names", "has_workflows",
-           "request_workflow_ids", "workflow_records", "workflow_summaries", "workflows_table"]
+           "request_workflow_ids", "tenant_workflow_figures", "workflow_records",
+           "workflow_summaries", "workflows_table"]
