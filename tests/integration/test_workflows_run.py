@@ -49,6 +49,17 @@ def test_every_workflow_ends_once_and_its_time_splits_exactly(run):
     parts = rec["model_s"] + rec["tool_s"] + rec["think_s"] + rec["wait_s"]
     np.testing.assert_allclose(parts[done], rec["e2e_s"][done], rtol=1e-9)
     assert np.all(rec["wait_s"][done] > -1e-6) and np.all(rec["model_s"][done] > 0)
+    # model time = time to first token (queueing + prefill) + decode, each summed by hand
+    # over a workflow's main-chain calls from the requests
+    res = pool.result
+    for i in np.flatnonzero(done)[:10]:
+        mine = np.flatnonzero(d.workflow == rec["workflow"][i])
+        main = mine[~d.subagent[mine]]
+        ttft = sum(res.first_token_s[j] - res.send_s[j] for j in main)
+        decode = sum(res.finish_s[j] - res.first_token_s[j] for j in main)
+        assert rec["ttft_s"][i] == pytest.approx(ttft, rel=1e-9)
+        assert rec["decode_s"][i] == pytest.approx(decode, rel=1e-9)
+    assert np.all(rec["ttft_s"][done] > 0) and np.all(rec["decode_s"][done] > 0)
     # without subagents a call is sent exactly when the previous answered plus its tool or
     # think time, so nothing is left to wait for
     with_sub = np.isin(rec["workflow"], d.workflow[d.subagent])
@@ -63,6 +74,7 @@ def test_every_workflow_ends_once_and_its_time_splits_exactly(run):
     assert s.completed + sum(s.failed.values()) == pytest.approx(s.workflows, abs=0.15)
     assert s.e2e_p50_s <= s.e2e_p90_s <= s.e2e_p99_s
     assert s.calls == pytest.approx(rec["calls"][done & counted].mean(), rel=1e-3)
+    assert s.ttft_s + s.decode_s == pytest.approx(s.model_s, abs=2e-3)
     assert 0 < s.prefix_hit_rate < 1
     # $ per workflow: its mean tokens at the deployment's window price per million tokens
     price = run.summary.economics.deployments["d"].window.usd_per_million_total_tokens

@@ -390,7 +390,14 @@ class WorkflowStats(_Record):
     e2e_p90_s: float | None = Field(description="90th percentile end-to-end time, s.")
     e2e_p99_s: float | None = Field(description="99th percentile end-to-end time, s.")
     model_s: float | None = Field(description="Mean time the main chain's calls spent at "
-                                  "the server (queueing, prefill, decode), s.")
+                                  "the server (queueing, prefill, decode), s "
+                                  "(= ttft_s + decode_s).")
+    ttft_s: float | None = Field(description="Mean of the main chain's times to first "
+                                 "token summed over its calls: queueing, then prefill, s "
+                                 "(the engine does not record first scheduling, so "
+                                 "queueing is not separated from prefill).")
+    decode_s: float | None = Field(description="Mean of the main chain's first-to-last-token "
+                                   "times summed over its calls, s.")
     tool_s: float | None = Field(description="Mean time in tool rounds, s.")
     think_s: float | None = Field(description="Mean human think time between turns, s.")
     wait_s: float | None = Field(description="Mean time waiting on subagents beyond the tool "

@@ -12,8 +12,12 @@ Its end-to-end time (arrival of the workflow to the last answer of its main chai
 comes after every subagent has joined) splits exactly into four parts along the main
 chain, whose calls follow one another:
 
-* ``model_s``: the main chain's calls at the server, send to last token (queueing, prefill
-  and decode; the engine does not record admission, so queueing is not split out);
+* ``model_s``: the main chain's calls at the server, send to last token; it splits into
+  ``ttft_s`` (send to first token: queueing for a batch slot and KV blocks, then prefill,
+  chunked among other requests' steps) and ``decode_s`` (first to last token). The engine
+  does not record when a request is first scheduled, so queueing is not separated from
+  prefill: ``ttft_s`` bounds it from above, and the part a loaded fleet adds shows as
+  ``ttft_s`` growing against an idle one;
 * ``tool_s`` and ``think_s``: the tool rounds and the human think time before its calls;
 * ``wait_s``: the rest, waiting on subagents that took longer than the tool round.
 
@@ -42,7 +46,7 @@ CELL_ID = 1_000_000_000
 NOT_FAILED = "none"
 #: The columns of one record per workflow.
 COLUMNS = ("workflow", "workload", "tenant", "arrival_s", "completed", "failure", "e2e_s",
-           "model_s", "tool_s", "think_s", "wait_s", "calls", "input_tokens",
+           "model_s", "ttft_s", "decode_s", "tool_s", "think_s", "wait_s", "calls", "input_tokens",
            "cached_tokens", "output_tokens", "counted", "weight")
 
 
@@ -97,6 +101,7 @@ def workflow_records(pool) -> dict[str, np.ndarray] | None:
     np.maximum.at(end, inv, np.where(main & np.isfinite(finish), finish, -np.inf))
     e2e = np.where(done, end - arrival, np.nan)
     model = per(finish - send, main & (status == S_COMPLETED))
+    ttft = per(res.first_token_s[rows] - send, main & (status == S_COMPLETED))
     tool = per(delay, main & (kind == DELAY_TOOL))
     think = per(delay, main & (kind == DELAY_THINK))
     cached = np.maximum(res.num_cached_tokens[rows], 0)
@@ -109,6 +114,8 @@ def workflow_records(pool) -> dict[str, np.ndarray] | None:
         "failure": failure,
         "e2e_s": e2e,
         "model_s": np.where(done, model, np.nan),
+        "ttft_s": np.where(done, ttft, np.nan),
+        "decode_s": np.where(done, model - ttft, np.nan),
         "tool_s": np.where(done, tool, np.nan),
         "think_s": np.where(done, think, np.nan),
         "wait_s": np.where(done, e2e - model - tool - think, np.nan),
@@ -166,7 +173,8 @@ def _stats(r: dict, sel: np.ndarray, window_s: float,
         workflows=_round(float(w[sel].sum()), 1), completed=_round(total, 1),
         completed_per_hour=_round(total / window_s * 3600.0, 1) if window_s > 0 else 0.0,
         failed=failed, e2e_p50_s=_round(p50), e2e_p90_s=_round(p90), e2e_p99_s=_round(p99),
-        model_s=mean("model_s"), tool_s=mean("tool_s"), think_s=mean("think_s"),
+        model_s=mean("model_s"), ttft_s=mean("ttft_s"), decode_s=mean("decode_s"),
+        tool_s=mean("tool_s"), think_s=mean("think_s"),
         wait_s=mean("wait_s"), calls=mean("calls"), input_tokens=mean("input_tokens"),
         cached_tokens=mean("cached_tokens"), output_tokens=mean("output_tokens"),
         prefix_hit_rate=_round(float((r["cached_tokens"][done] * wd).sum()) / inp, 4)
