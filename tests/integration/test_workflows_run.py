@@ -123,7 +123,9 @@ def test_run_directory_has_workflows_parquet_and_request_columns(run, tmp_path):
 def test_the_schema_describes_workflow_workloads():
     text = json.dumps(scenario_json_schema())
     assert "WorkflowLengths" in text and "coding-agent" in text
-    assert set(PRESETS) == {"coding-agent"}  # the schema's Literal lists every preset
+    # the schema's Literal lists every preset
+    assert set(PRESETS) == {"coding-agent", "support-agent", "deep-research", "rag-answer"}
+    assert all(name in text for name in PRESETS)
 
 
 def test_a_run_without_workflows_has_no_workflows_key():

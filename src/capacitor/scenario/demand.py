@@ -286,11 +286,15 @@ class WorkflowLengths(Strict):
     nothing after it is sent."""
 
     kind: Literal["workflow"] = Field(description="Length model kind.")
-    preset: Literal["coding-agent"] = Field(
-        description="Workflow type: coding-agent (a coding assistant session fitted to "
-        "TraceLab's 4,265 Claude Code / Codex sessions: ~84 calls, ~154 k input and ~523 "
-        "output tokens per call, 96% of input tokens shared with earlier calls; "
-        "capacitor/workload/agentic_presets.py has the sources)."
+    preset: Literal["coding-agent", "support-agent", "deep-research", "rag-answer"] = Field(
+        description="Workflow type (capacitor/workload/agentic_presets.py has the sources): "
+        "coding-agent (a coding assistant session fitted to TraceLab's 4,265 Claude Code / "
+        "Codex sessions: ~84 calls, ~154 k input and ~523 output tokens per call, 96% of "
+        "input tokens shared with earlier calls); support-agent (25-57 user turns, one tool "
+        "call per turn, ~130 k tokens of context by the end); deep-research (one question, "
+        "~6 lead steps fanning out ~3.5 parallel web searches a round and search subagents, "
+        "a ~3 k-token report); rag-answer (query rewrite, retrieve + rerank, an answer "
+        "reading 4-10 k tokens)."
     )
 
 
