@@ -183,3 +183,57 @@ def test_workflow_slo_in_the_schema_and_absent_from_dumps_when_unset():
     assert "workflow" not in make_scenario().tenants[0].slo.model_dump()
     with_target = _scenario(**{"tenants.0.slo": {"workflow": {"max_failed_pct": 2}}})
     assert with_target.tenants[0].slo.model_dump()["workflow"]["max_failed_pct"] == 2
+
+
+def _trace_scenario(tmp_path, arrival=None, **lengths):
+    from tests.unit.test_session_trace import ROWS
+    path = tmp_path / "sessions.jsonl"
+    path.write_text("".join(json.dumps({"timestamp": t, "input_length": i, "output_length": o,
+                                        "hash_ids": h}) + "\n" for t, i, o, h in ROWS))
+    g = copy.deepcopy(SMALL["workloads"][0])
+    g["name"] = "replay"
+    g["arrival"] = arrival
+    g["lengths"] = {"kind": "workflow", "trace": str(path), **lengths}
+    return make_scenario(workloads=[g, SMALL["workloads"][1]])
+
+
+def test_a_session_trace_replays_as_workflows_with_its_gaps(tmp_path):
+    # the six-call trace of tests/unit/test_session_trace.py (two sessions, 15.6 s long:
+    # 13 s + one mean gap) tiled over the 70 s span: copies at 0, 15.6, ..., 62.4 s; the
+    # last keeps its calls at 62.4, 63.4 and 67.4 s (< 70): 4 x 6 + 3 = 27 calls, 10 sessions
+    run = run_scenario(_trace_scenario(tmp_path))
+    pool = run.pools[0]
+    d, res = pool.demand, pool.result
+    mine = np.flatnonzero(d.workflow >= 0)
+    assert mine.size == 27
+    gated = mine[d.batch.gate[mine] >= 0]
+    done = gated[pool.status[gated] == S_COMPLETED]
+    assert done.size > 10
+    # each continuing call is sent when the call it continues answered plus the gap
+    parent = d.batch.gate[done]
+    np.testing.assert_allclose(res.send_s[done],
+                               res.finish_s[parent] + d.batch.gate_delay_s[done], atol=1e-9)
+    assert set(np.round(d.batch.gate_delay_s[gated], 6)) <= {4.0, 5.0, 7.0, 12.0}
+    rec = run.digests[0].workflows
+    assert rec["workflow"].shape[0] == 10
+    s = run.summary.workflows["replay"]["gold"]
+    # think time of session A: 5 + 4 s on its main chain (call 4, 7 s after call 2, is a
+    # side branch), of B: 12 s; the cut copy has A's first two calls (5 s) and B's first (0)
+    assert rec["completed"].all()
+    assert sorted(np.round(rec["think_s"], 6)) == [0.0, 5.0] + [9.0] * 4 + [12.0] * 4
+    assert s.workflows == 8.0  # sessions starting after the 10 s warm-up: copies 1-4
+
+
+def test_workflow_lengths_take_a_preset_or_a_trace(tmp_path):
+    with pytest.raises(ScenarioError, match="exactly one"):
+        _scenario(**{"workloads.0.lengths": {"kind": "workflow"}})
+    with pytest.raises(ScenarioError, match="only with trace"):
+        _scenario(**{"workloads.0.lengths": {"kind": "workflow", "preset": "coding-agent",
+                                             "time_scale": 2}})
+    scenario = _trace_scenario(tmp_path, time_scale=2.0)
+    assert scenario.workloads[0].lengths.time_scale == 2.0
+    with pytest.raises(ScenarioError, match="arrival"):
+        _trace_scenario(tmp_path, arrival={"kind": "poisson", "rate_rps": 1})
+    # a preset workload dumps as before (no trace keys)
+    dumped = _scenario().workloads[0].lengths.model_dump()
+    assert dumped == {"kind": "workflow", "preset": "coding-agent"}
