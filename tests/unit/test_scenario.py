@@ -420,8 +420,8 @@ def test_trace_path_is_relative_to_the_scenario_file(tmp_path):
 def test_workload_without_arrival_needs_a_trace():
     data = scenario_dict(BASE)
     del data["workloads"][1]["arrival"]
-    assert "workloads[1].arrival: missing (required unless lengths.kind is trace)" in error_of(
-        data)
+    assert ("workloads[1].arrival: missing (required unless lengths.kind is trace, or "
+            "workflow with a trace)") in error_of(data)
 
 
 def test_profile_path_is_checked(tmp_path):

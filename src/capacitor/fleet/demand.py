@@ -17,7 +17,7 @@ import numpy as np
 
 from capacitor.engine.requests import RequestBatch
 from capacitor.errors import ScenarioError
-from capacitor.workload import agentic, shared_prefix, traces
+from capacitor.workload import agentic, session_trace, shared_prefix, traces
 from capacitor.workload import arrivals as arr
 from capacitor.workload import lengths as lens
 from capacitor.workload.agentic_presets import preset
@@ -124,6 +124,30 @@ def workflow_rows(workload, send_s: np.ndarray, max_model_len: int,
     """The calls of a workflow workload whose workflows start at ``send_s``."""
     rows = agentic.generate(preset(workload.lengths.preset), send_s, rng,
                             max_model_len=max_model_len)
+    b = rows.batch
+    b.rejected |= (b.prompt_len.astype(np.int64) + b.output_len) > max_model_len
+    return rows
+
+
+def workflow_trace_rows(workload, span_s: float, share: float, growth: float,
+                        max_model_len: int, base_dir, cell: int = 0,
+                        num_cells: int = 1) -> agentic.WorkflowRows:
+    """A workflow workload's recorded sessions over ``[0, span_s)``
+    (:mod:`capacitor.workload.session_trace`): the file (relative to the scenario),
+    time-scaled as the scenario says and by monthly ``growth``, tiled when ``loop``, and of
+    it the whole sessions one routing cell receives (as :func:`trace_batch` deals rows)."""
+    lengths = workload.lengths
+    path = Path(lengths.trace)
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    trace = traces.read_trace(path)
+    if lengths.time_scale is not None:
+        trace = traces.time_scale(trace, lengths.time_scale)
+    if growth != 1.0:
+        trace = traces.time_scale(trace, 1.0 / growth)
+    rows = session_trace.generate(trace, min_shared_blocks=lengths.min_shared_blocks,
+                                  duration_s=span_s, repeat=lengths.loop, share=share,
+                                  cell=cell, num_cells=num_cells)
     b = rows.batch
     b.rejected |= (b.prompt_len.astype(np.int64) + b.output_len) > max_model_len
     return rows

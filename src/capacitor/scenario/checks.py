@@ -19,7 +19,7 @@ from capacitor.errors import CapacitorError, ConfigError, MemoryFitError, Scenar
 from capacitor.fleet.power import facility_power_mw as fleet_facility_power_mw
 from capacitor.perf.profile import PerfProfile, load_profile
 from capacitor.scenario.disagg import check_disaggregated, check_pools_of
-from capacitor.scenario.models import Deployment, Scenario, TraceLengths
+from capacitor.scenario.models import Deployment, Scenario, TraceLengths, WorkflowLengths
 from capacitor.scenario.specs import replica_spec
 from capacitor.textio import read_text
 
@@ -283,28 +283,38 @@ def _check_tenants_and_workloads(scenario: Scenario, base_dir: Path | None,
         if w.deployment not in deps:
             problems.append(f"{p}.deployment = {w.deployment!r}: no such deployment; "
                             f"deployments: {', '.join(deps)}")
-        if isinstance(w.lengths, TraceLengths):
+        session_trace = isinstance(w.lengths, WorkflowLengths) and w.lengths.trace is not None
+        if isinstance(w.lengths, TraceLengths) or session_trace:
+            key = "trace" if session_trace else "path"
             if w.arrival is not None:
                 problems.append(f"{p}.arrival: a trace workload takes its arrivals from the "
-                                "trace; remove arrival (use lengths.time_scale or "
-                                "target_rate_rps)")
-            path = _resolve_path(w.lengths.path, base_dir)
+                                "trace; remove arrival (use lengths.time_scale"
+                                f"{'' if session_trace else ' or target_rate_rps'})")
+            given = getattr(w.lengths, key)
+            path = _resolve_path(given, base_dir)
             if not path.exists():
-                problems.append(f"{p}.lengths.path = {w.lengths.path!r}: no such file "
-                                f"({path})")
+                problems.append(f"{p}.lengths.{key} = {given!r}: no such file ({path})")
             else:
                 try:  # a trace that is not text fails here, not in the middle of a run
-                    read_text(path, f"{p}.lengths.path = {w.lengths.path!r}", ScenarioError,
-                              expected="a UTF-8 trace (.csv Azure 2023 or .jsonl Mooncake)")
+                    read_text(path, f"{p}.lengths.{key} = {given!r}", ScenarioError,
+                              expected="a UTF-8 trace (.jsonl Mooncake" + (
+                                  ")" if session_trace else " or .csv Azure 2023)"))
                 except ScenarioError as err:
                     problems.append(str(err))
-                w.lengths.path = str(path)
+                setattr(w.lengths, key, str(path))
         elif w.arrival is None:
-            problems.append(f"{p}.arrival: missing (required unless lengths.kind is trace)")
+            problems.append(f"{p}.arrival: missing (required unless lengths.kind is trace, "
+                            "or workflow with a trace)")
         window = scenario.simulation.window
         if w.arrival is not None and w.arrival.base_month and window.month is None:
             problems.append(f"{p}.arrival.base_month = {w.arrival.base_month!r}: needs "
                             "simulation.window.month to apply growth from it")
+    flows = {w.tenant for w in scenario.workloads if w.lengths.kind == "workflow"}
+    for i, t in enumerate(scenario.tenants):
+        if t.slo.workflow is not None and t.name not in flows:
+            problems.append(f"tenants[{i}].slo.workflow: tenant {t.name!r} sends no workflow "
+                            "workload (lengths.kind: workflow) to judge; remove slo.workflow "
+                            "or give it one")
     shares = [(i, t.quotas.guaranteed_share_pct) for i, t in enumerate(scenario.tenants)
               if t.quotas.guaranteed_share_pct]
     if sum(s for _, s in shares) > 100:

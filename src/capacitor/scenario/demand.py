@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import (
     Field,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -283,15 +284,69 @@ class WorkflowLengths(Strict):
     subagents, a context that grows and is compacted), so the arrival rate counts
     workflows per second, not requests. A call is sent when the calls it waits for have
     answered plus the tool or think time; a refused or lost call fails its workflow and
-    nothing after it is sent."""
+    nothing after it is sent.
+
+    Give ``preset`` (a generated workflow type; the workload needs an ``arrival``) or
+    ``trace`` (recorded sessions replayed as workflows, :mod:`capacitor.workload.session_trace`;
+    the trace's timestamps are the arrivals, so no ``arrival``)."""
 
     kind: Literal["workflow"] = Field(description="Length model kind.")
-    preset: Literal["coding-agent"] = Field(
-        description="Workflow type: coding-agent (a coding assistant session fitted to "
-        "TraceLab's 4,265 Claude Code / Codex sessions: ~84 calls, ~154 k input and ~523 "
-        "output tokens per call, 96% of input tokens shared with earlier calls; "
-        "capacitor/workload/agentic_presets.py has the sources)."
+    preset: Literal["coding-agent", "support-agent", "deep-research", "rag-answer"] | None = \
+        Field(
+        default=None,
+        description="Workflow type (capacitor/workload/agentic_presets.py has the sources): "
+        "coding-agent (a coding assistant session fitted to TraceLab's 4,265 Claude Code / "
+        "Codex sessions: ~84 calls, ~154 k input and ~523 output tokens per call, 96% of "
+        "input tokens shared with earlier calls); support-agent (25-57 user turns, one tool "
+        "call per turn, ~130 k tokens of context by the end); deep-research (one question, "
+        "~6 lead steps fanning out ~3.5 parallel web searches a round and search subagents, "
+        "a ~3 k-token report); rag-answer (query rewrite, retrieve + rerank, an answer "
+        "reading 4-10 k tokens). Exclusive with trace."
     )
+    trace: str | None = Field(
+        default=None, min_length=1,
+        description="Session trace to replay as workflows, relative to the scenario file: "
+        "Mooncake FAST'25 JSONL (one call per line: timestamp in ms, input_length, "
+        "output_length, hash_ids of its 512-token prefix blocks). Calls are grouped into "
+        "sessions by the prefix blocks they reuse (a call sharing at least "
+        "min_shared_blocks leading blocks with its prefix source continues that call), each "
+        "continuing call sent after the call it continues is answered plus the recorded gap "
+        "between their timestamps (think time). Exclusive with preset."
+    )
+    time_scale: float | None = Field(
+        default=None, gt=0, description="Trace only: multiply the trace's timestamps (and so "
+        "its gaps) by this (2 = half the rate); None = as recorded."
+    )
+    loop: bool = Field(
+        default=True, description="Trace only: replay the trace again, back to back (fresh "
+        "sessions), when the window is longer than the (scaled) trace."
+    )
+    min_shared_blocks: int = Field(
+        default=2, ge=1, description="Trace only: leading prefix blocks a call must share with "
+        "its prefix source to continue its session. 2 = more than the one block every prompt "
+        "of the Mooncake conversation trace starts with (a common system prompt)."
+    )
+
+    @model_validator(mode="after")
+    def _preset_or_trace(self) -> WorkflowLengths:
+        if (self.preset is None) == (self.trace is None):
+            raise ValueError("give preset (a generated workflow type) or trace (a session "
+                             "trace to replay), exactly one")
+        trace_only = {"time_scale", "loop", "min_shared_blocks"} & self.model_fields_set
+        if self.preset is not None and trace_only:
+            raise ValueError(f"{', '.join(sorted(trace_only))}: only with trace, not preset")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _drop_other_source(self, handler):
+        # NOTE: a preset workload dumps as it did before traces could be replayed
+        data = handler(self)
+        if isinstance(data, dict) and self.trace is None:
+            for key in ("trace", "time_scale", "loop", "min_shared_blocks"):
+                data.pop(key, None)
+        elif isinstance(data, dict):
+            data.pop("preset", None)
+        return data
 
 
 Lengths = Annotated[

@@ -69,6 +69,7 @@ from capacitor.scenario.policies import (  # noqa: F401 - re-exported
     RateLimits,
     Routing,
     Tenant,
+    WorkflowSLO,
 )
 
 # ---- sites -----------------------------------------------------------------------------------
@@ -501,6 +502,7 @@ __all__ = [
     "TokenDist",
     "TraceLengths",
     "WorkflowLengths",
+    "WorkflowSLO",
     "UniformTokens",
     "Window",
     "Workload",

@@ -8,13 +8,34 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from capacitor.economics.contracts import Contract as EconomicsContract
 from capacitor.errors import ConfigError
 from capacitor.scenario.base import Month, Name, Strict, _month
 
 # ---- tenants ---------------------------------------------------------------------------------
+
+
+class WorkflowSLO(Strict):
+    """Targets for a tenant's agentic workflows (workloads with ``lengths.kind: workflow``),
+    judged over all of the tenant's counted workflows together, as its request targets are
+    over all its requests; a None target is not judged. A tenant with workflow targets must
+    send a workflow workload."""
+
+    e2e_p90_s: float | None = Field(
+        default=None, gt=0, description="90th-percentile end-to-end time of the tenant's "
+        "completed workflows (arrival to the last answer), s."
+    )
+    e2e_p99_s: float | None = Field(
+        default=None, gt=0, description="99th-percentile end-to-end time of the tenant's "
+        "completed workflows, s."
+    )
+    max_failed_pct: float | None = Field(
+        default=None, ge=0, le=100, description="Share of the tenant's workflows that may "
+        "fail (a call throttled, shed, invalid or lost to a failed replica, so the workflow "
+        "never completes), % of the workflows started; more counts as an SLO miss."
+    )
 
 
 class SLO(Strict):
@@ -36,6 +57,20 @@ class SLO(Strict):
         description="Share of the tenant's arrivals that may be throttled or rejected, %; "
         "more counts as an SLO miss (a verdict cannot be bought by shedding load).",
     )
+    workflow: WorkflowSLO | None = Field(
+        default=None, description="Targets for the tenant's agentic workflows (end-to-end "
+        "percentiles, failed share); None = workflows are judged only through their calls' "
+        "request targets above."
+    )
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_workflow(self, handler):
+        # NOTE: without workflow targets the dump is what it was before they existed, so
+        # resolved scenarios and summary.json stay byte-identical
+        data = handler(self)
+        if isinstance(data, dict) and data.get("workflow") is None:
+            data.pop("workflow", None)
+        return data
 
 
 class RateLimits(Strict):
@@ -214,4 +249,4 @@ class Economics(Strict):
 
 
 __all__ = ["SLO", "Admission", "Contract", "Economics", "Quotas", "RateLimits", "Routing",
-           "Tenant"]
+           "Tenant", "WorkflowSLO"]

@@ -38,6 +38,7 @@ from capacitor.fleet.demand import (
     merge,
     trace_batch,
     workflow_rows,
+    workflow_trace_rows,
     workload_batch,
 )
 from capacitor.fleet.failures import (
@@ -211,6 +212,11 @@ def _demand(scenario, dep, shard: int, num_cells: int, share: float,
         if wl.lengths.kind == "trace":
             batch = trace_batch(wl, span, share, growth, max_model_len, base_dir, cell=shard,
                                 num_cells=num_cells)
+        elif wl.lengths.kind == "workflow" and wl.lengths.trace is not None:  # sessions
+            rows = workflow_trace_rows(wl, span, share, growth, max_model_len, base_dir,
+                                       cell=shard, num_cells=num_cells)
+            parts.append((rows.batch, tenant_index[wl.tenant], w_index, rows))
+            continue
         elif wl.lengths.kind == "workflow":  # the arrivals start workflows
             send = arrival_times(wl.arrival, start_of_day_s, span, share * growth, rng)
             rows = workflow_rows(wl, send, max_model_len, rng)

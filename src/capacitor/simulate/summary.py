@@ -9,7 +9,11 @@ vLLM's benchmarks compute them. Counts from a
 sampled pool are scaled by replicas / simulated replicas; latency percentiles weight each pool's
 requests the same way. A tier misses when a latency percentile exceeds its SLO or when more of
 its traffic is refused by the fleet's choice (throttled by its limits or shed by admission
-control) than ``max_throttled_pct`` allows, so shedding cannot buy a verdict. Invalid requests
+control) than ``max_throttled_pct`` allows, so shedding cannot buy a verdict. A tenant with
+workflow targets (``slo.workflow``) also misses when its workflows' end-to-end p90 or p99 (all
+its counted workflows together, ``tenants.<t>.workflows``) exceeds them, or when more of them
+fail than ``max_failed_pct`` allows (every cause counts: a failed workflow never ends for its
+user); a target with no completed workflow to judge is missed. Invalid requests
 (over ``max_model_len``: the client's error) and requests lost to replica failures are counted
 by cause (:data:`~capacitor.engine.status.REFUSAL_CAUSES`) and named in the verdict's text, but
 not judged as refusals. Everything here is a pure
@@ -52,7 +56,7 @@ from capacitor.simulate.summary_model import (
     Verdict,
     Window,
 )
-from capacitor.simulate.workflows import workflow_summaries
+from capacitor.simulate.workflows import tenant_workflow_figures, workflow_summaries
 
 
 def _r(x: float, digits: int = 3) -> float | None:
@@ -158,6 +162,11 @@ def _misses(name: str, tenant, stats: TenantSummary) -> list[Miss]:
               ("itl_p99_ms", slo.itl_p99_ms, stats.itl_ms.p99),
               ("e2e_p99_ms", slo.e2e_p99_ms, stats.e2e_ms.p99),
               ("refused_pct", slo.max_throttled_pct, stats.refused_pct)]
+    if slo.workflow is not None:  # the scenario checks guarantee the tenant's workflows
+        flows = stats.workflows
+        checks += [("workflow_e2e_p90_s", slo.workflow.e2e_p90_s, flows.e2e_p90_s),
+                   ("workflow_e2e_p99_s", slo.workflow.e2e_p99_s, flows.e2e_p99_s),
+                   ("workflow_failed_pct", slo.workflow.max_failed_pct, flows.failed_pct)]
     for metric, target, value in checks:
         if target is None:
             continue
@@ -377,8 +386,12 @@ def summarize(run) -> RunSummary:
     scenario = run.scenario
     tenants = {}
     misses: list[Miss] = []
+    flows = tenant_workflow_figures(run)
     for k, tenant in enumerate(scenario.tenants):
-        tenants[tenant.name] = stats = _tenant_stats(run, k, tenant)
+        stats = _tenant_stats(run, k, tenant)
+        if tenant.name in flows:
+            stats = stats.model_copy(update={"workflows": flows[tenant.name]})
+        tenants[tenant.name] = stats
         misses += _misses(tenant.name, tenant, stats)
     misses.sort(key=lambda x: (x.tier, x.tenant, x.metric))
     misses = attribute(misses, scenario, tenants, uncapped=run.uncapped_summary,

@@ -90,6 +90,21 @@ class LimitShare(_Record):
                                     "deployment (1 decimal).")
 
 
+class TenantWorkflows(_Record):
+    """What a tenant's ``slo.workflow`` targets are judged on: all its counted workflows
+    (every workflow workload and deployment), scaled to the fleet."""
+
+    workflows: float | None = Field(description="Workflows started in the window (1 "
+                                    "decimal).")
+    failed_pct: float | None = Field(description="Workflows that failed (a call got no "
+                                     "answer), % of those started; what "
+                                     "slo.workflow.max_failed_pct is checked against.")
+    e2e_p90_s: float | None = Field(description="90th-percentile end-to-end time of the "
+                                    "completed workflows, s; null when none completed.")
+    e2e_p99_s: float | None = Field(description="99th-percentile end-to-end time of the "
+                                    "completed workflows, s; null when none completed.")
+
+
 class TenantSummary(_Record):
     """One tenant over the measured window (after warm-up), scaled to the whole fleet."""
 
@@ -119,6 +134,9 @@ class TenantSummary(_Record):
         "fleet-wide limits (split by expected demand, not shared buckets) and the traffic "
         "that arrived there; null when the tenant has no fleet-wide limit, uses one "
         "deployment, or admission is off.")
+    workflows: TenantWorkflows | None = Field(
+        default=None, description="The tenant's workflows as its slo.workflow judges them; "
+        "absent when it sends no workflow workload.")
 
 
 class Miss(_Record):
@@ -126,8 +144,11 @@ class Miss(_Record):
 
     tenant: str = Field(description="Tenant name.")
     tier: int = Field(description="The tenant's tier.")
-    metric: Literal["ttft_p99_ms", "itl_p99_ms", "e2e_p99_ms", "refused_pct"] = Field(
-        description="The target missed (a p99 latency in ms, or the refused share in %).")
+    metric: Literal["ttft_p99_ms", "itl_p99_ms", "e2e_p99_ms", "refused_pct",
+                    "workflow_e2e_p90_s", "workflow_e2e_p99_s", "workflow_failed_pct"] = Field(
+        description="The target missed: a request p99 latency in ms, the refused share in %, "
+        "or a workflow target (slo.workflow: an end-to-end percentile in s, the failed "
+        "share in %).")
     target: float = Field(description="The target, in the metric's unit.")
     value: float | None = Field(description="What the run gave, in the metric's unit; null "
                                 "when nothing completed (every latency target is missed).")
@@ -384,7 +405,14 @@ class WorkflowStats(_Record):
     e2e_p90_s: float | None = Field(description="90th percentile end-to-end time, s.")
     e2e_p99_s: float | None = Field(description="99th percentile end-to-end time, s.")
     model_s: float | None = Field(description="Mean time the main chain's calls spent at "
-                                  "the server (queueing, prefill, decode), s.")
+                                  "the server (queueing, prefill, decode), s "
+                                  "(= ttft_s + decode_s).")
+    ttft_s: float | None = Field(description="Mean of the main chain's times to first "
+                                 "token summed over its calls: queueing, then prefill, s "
+                                 "(the engine does not record first scheduling, so "
+                                 "queueing is not separated from prefill).")
+    decode_s: float | None = Field(description="Mean of the main chain's first-to-last-token "
+                                   "times summed over its calls, s.")
     tool_s: float | None = Field(description="Mean time in tool rounds, s.")
     think_s: float | None = Field(description="Mean human think time between turns, s.")
     wait_s: float | None = Field(description="Mean time waiting on subagents beyond the tool "
@@ -427,10 +455,13 @@ class RunSummary(_Record):
 
     def to_json(self) -> str:
         """``summary.json`` as written: sorted keys, 2-space indent, a final newline (no
-        ``workflows`` key when there are none)."""
+        ``workflows`` key, run-wide or per tenant, when there are none)."""
         data = self.model_dump(mode="json")
         if data["workflows"] is None:
             del data["workflows"]
+        for tenant in data["tenants"].values():
+            if tenant["workflows"] is None:
+                del tenant["workflows"]
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
@@ -441,5 +472,5 @@ def summary_json_schema() -> dict[str, Any]:
 
 __all__ = ["CapCost", "ContractCost", "CostBasis", "DeploymentSummary", "EconomicsSummary",
            "Miss", "Percentiles", "PowerCapSummary", "Refusals", "RunSummary", "SiteSummary",
-           "TenantSummary", "Totals", "UnitCosts", "Verdict", "Window", "WorkflowStats",
-           "summary_json_schema"]
+           "TenantSummary", "TenantWorkflows", "Totals", "UnitCosts", "Verdict", "Window",
+           "WorkflowStats", "summary_json_schema"]

@@ -12,8 +12,12 @@ Its end-to-end time (arrival of the workflow to the last answer of its main chai
 comes after every subagent has joined) splits exactly into four parts along the main
 chain, whose calls follow one another:
 
-* ``model_s``: the main chain's calls at the server, send to last token (queueing, prefill
-  and decode; the engine does not record admission, so queueing is not split out);
+* ``model_s``: the main chain's calls at the server, send to last token; it splits into
+  ``ttft_s`` (send to first token: queueing for a batch slot and KV blocks, then prefill,
+  chunked among other requests' steps) and ``decode_s`` (first to last token). The engine
+  does not record when a request is first scheduled, so queueing is not separated from
+  prefill: ``ttft_s`` bounds it from above, and the part a loaded fleet adds shows as
+  ``ttft_s`` growing against an idle one;
 * ``tool_s`` and ``think_s``: the tool rounds and the human think time before its calls;
 * ``wait_s``: the rest, waiting on subagents that took longer than the tool round.
 
@@ -32,7 +36,7 @@ import numpy as np
 
 from capacitor.engine.status import CAUSE_NUMBER, REFUSAL_CAUSES, REFUSED, S_COMPLETED
 from capacitor.simulate.percentiles import weighted_percentiles
-from capacitor.simulate.summary_model import WorkflowStats
+from capacitor.simulate.summary_model import TenantWorkflows, WorkflowStats
 from capacitor.workload.agentic import DELAY_THINK, DELAY_TOOL
 
 #: Per workflow id: the routing cell's first replica x CELL_ID + the workflow's number in it
@@ -42,7 +46,7 @@ CELL_ID = 1_000_000_000
 NOT_FAILED = "none"
 #: The columns of one record per workflow.
 COLUMNS = ("workflow", "workload", "tenant", "arrival_s", "completed", "failure", "e2e_s",
-           "model_s", "tool_s", "think_s", "wait_s", "calls", "input_tokens",
+           "model_s", "ttft_s", "decode_s", "tool_s", "think_s", "wait_s", "calls", "input_tokens",
            "cached_tokens", "output_tokens", "counted", "weight")
 
 
@@ -97,6 +101,7 @@ def workflow_records(pool) -> dict[str, np.ndarray] | None:
     np.maximum.at(end, inv, np.where(main & np.isfinite(finish), finish, -np.inf))
     e2e = np.where(done, end - arrival, np.nan)
     model = per(finish - send, main & (status == S_COMPLETED))
+    ttft = per(res.first_token_s[rows] - send, main & (status == S_COMPLETED))
     tool = per(delay, main & (kind == DELAY_TOOL))
     think = per(delay, main & (kind == DELAY_THINK))
     cached = np.maximum(res.num_cached_tokens[rows], 0)
@@ -109,6 +114,8 @@ def workflow_records(pool) -> dict[str, np.ndarray] | None:
         "failure": failure,
         "e2e_s": e2e,
         "model_s": np.where(done, model, np.nan),
+        "ttft_s": np.where(done, ttft, np.nan),
+        "decode_s": np.where(done, model - ttft, np.nan),
         "tool_s": np.where(done, tool, np.nan),
         "think_s": np.where(done, think, np.nan),
         "wait_s": np.where(done, e2e - model - tool - think, np.nan),
@@ -166,13 +173,49 @@ def _stats(r: dict, sel: np.ndarray, window_s: float,
         workflows=_round(float(w[sel].sum()), 1), completed=_round(total, 1),
         completed_per_hour=_round(total / window_s * 3600.0, 1) if window_s > 0 else 0.0,
         failed=failed, e2e_p50_s=_round(p50), e2e_p90_s=_round(p90), e2e_p99_s=_round(p99),
-        model_s=mean("model_s"), tool_s=mean("tool_s"), think_s=mean("think_s"),
+        model_s=mean("model_s"), ttft_s=mean("ttft_s"), decode_s=mean("decode_s"),
+        tool_s=mean("tool_s"), think_s=mean("think_s"),
         wait_s=mean("wait_s"), calls=mean("calls"), input_tokens=mean("input_tokens"),
         cached_tokens=mean("cached_tokens"), output_tokens=mean("output_tokens"),
         prefix_hit_rate=_round(float((r["cached_tokens"][done] * wd).sum()) / inp, 4)
         if inp > 0 else None,
         usd_per_workflow=usd,
     )
+
+
+def _run_records(run) -> dict[str, np.ndarray]:
+    """Every deployment's workflow records of ``run``, as one."""
+    records = None
+    for d in run.digests:
+        records = concat(records, d.workflows)
+    return _empty_records() if records is None else records
+
+
+def tenant_workflow_figures(run) -> dict[str, TenantWorkflows]:
+    """Per tenant that sends a workflow workload, what its ``slo.workflow`` is judged on:
+    all its counted workflows together (every workflow workload and deployment), each
+    weighted by its pool's scale; the failed share is of the workflows started."""
+    scenario = run.scenario
+    names = [t.name for t in scenario.tenants]
+    senders = sorted({names.index(w.tenant) for w in scenario.workloads
+                      if w.lengths.kind == "workflow"})
+    if not senders:
+        return {}
+    r = _run_records(run)
+    flows = np.isin(r["workload"], [k for k, w in enumerate(scenario.workloads)
+                                    if w.lengths.kind == "workflow"])
+    out = {}
+    for t in senders:
+        sel = flows & (r["tenant"] == t) & r["counted"]
+        started = float(r["weight"][sel].sum())
+        done = sel & r["completed"]
+        failed = started - float(r["weight"][done].sum())
+        _, p90, p99 = weighted_percentiles(r["e2e_s"][done], r["weight"][done])
+        out[names[t]] = TenantWorkflows(
+            workflows=_round(started, 1),
+            failed_pct=_round(100.0 * failed / started) if started > 0 else 0.0,
+            e2e_p90_s=_round(p90), e2e_p99_s=_round(p99))
+    return out
 
 
 def workflow_summaries(run, economics) -> dict[str, dict[str, WorkflowStats]] | None:
@@ -182,16 +225,12 @@ def workflow_summaries(run, economics) -> dict[str, dict[str, WorkflowStats]] | 
     scenario = run.scenario
     if not has_workflows(scenario):
         return None
-    records = None
-    for d in run.digests:
-        records = concat(records, d.workflows)
+    records = _run_records(run)
     out: dict[str, dict[str, WorkflowStats]] = {}
     for k, wl in enumerate(scenario.workloads):
         if wl.lengths.kind != "workflow":
             continue
         t = [x.name for x in scenario.tenants].index(wl.tenant)
-        if records is None:
-            records = _empty_records()
         sel = (records["workload"] == k) & (records["tenant"] == t) & records["counted"]
         basis = economics.deployments.get(wl.deployment)
         price = basis.window.usd_per_million_total_tokens if basis is not None else None
@@ -227,4 +266,5 @@ def workflows_table(digests, scenario):
 
 
 __all__ = ["CELL_ID", "COLUMNS", "NOT_FAILED", "concat", "failure_names", "has_workflows",
-           "request_workflow_ids", "workflow_records", "workflow_summaries", "workflows_table"]
+           "request_workflow_ids", "tenant_workflow_figures", "workflow_records",
+           "workflow_summaries", "workflows_table"]

@@ -5,13 +5,17 @@ A workflow is a DAG of model calls (the rows of a :class:`RequestBatch`), shaped
 :class:`WorkflowShape`:
 
 * **User turns.** A workflow has a geometric number of user turns (mean
-  ``user_turns_mean``); each turn after the first starts after a human *think time*
-  (``think_s``) and adds ``user_tokens`` of new input.
+  ``user_turns_mean``), or a uniform one in ``user_turns_range`` when given; each turn
+  after the first starts after a human *think time* (``think_s``) and adds ``user_tokens``
+  of new input.
 * **The agent loop.** Within a turn the model is called again and again: after each call
   the turn ends with probability ``1 / calls_per_turn_mean`` (the final answer), else the
   call asked for tools: ``1 + Poisson(tools_per_round_mean - 1)`` of them run in parallel,
   each taking ``tool_latency_s`` and returning ``tool_tokens``; the next call is sent when
-  the slowest returns (its delay) with every result appended to its input.
+  the slowest returns (its delay) with every result appended to its input. With
+  ``calls_per_turn_fixed`` every turn has exactly ``calls_per_turn_mean`` calls (a fixed
+  pipeline, e.g. rewrite -> retrieve -> answer). A turn's last call (its answer to the
+  user) writes ``final_output_tokens`` when given, every other call ``output_tokens``.
 * **Context.** Call ``j``'s prompt is the context it carries (the previous call's prompt and
   output) plus its new tokens, and it names the previous call as its prefix source, so a
   prefix cache serves the carried part if it is still resident. Every workflow of a type
@@ -85,13 +89,25 @@ class WorkflowShape:
     summary_tokens: int
     subagent_prob: float
     subagent_calls_mean: float
+    user_turns_range: tuple[int, int] | None = None
+    calls_per_turn_fixed: bool = False
+    final_output_tokens: Lognormal | None = None
+
+    @property
+    def mean_turns(self) -> float:
+        """Expected user turns per workflow."""
+        if self.user_turns_range is not None:
+            return (self.user_turns_range[0] + self.user_turns_range[1]) / 2.0
+        return self.user_turns_mean
 
     @property
     def mean_calls(self) -> float:
         """Expected model calls per workflow: turns x calls per turn on the main chain, plus
         per tool round (every call of a turn but its first) ``subagent_prob`` x 2 subagents
         (1-3, uniform) x ``subagent_calls_mean`` calls."""
-        turns, per_turn = self.user_turns_mean, self.calls_per_turn_mean
+        turns = self.mean_turns
+        per_turn = float(round(self.calls_per_turn_mean)) if self.calls_per_turn_fixed \
+            else self.calls_per_turn_mean
         rounds = turns * (per_turn - 1.0)
         return turns * per_turn + rounds * self.subagent_prob * 2.0 * self.subagent_calls_mean
 
@@ -100,6 +116,10 @@ class WorkflowShape:
                 or self.tools_per_round_mean < 1 or self.subagent_calls_mean < 1:
             raise ConfigError(f"workflow {self.name}: turns, calls per turn, tools per round "
                               "and subagent calls must have means >= 1")
+        if self.user_turns_range is not None and not \
+                1 <= self.user_turns_range[0] <= self.user_turns_range[1]:
+            raise ConfigError(f"workflow {self.name}: user_turns_range="
+                              f"{self.user_turns_range} must be (lo, hi) with 1 <= lo <= hi")
         if not 0 <= self.subagent_prob <= 1:
             raise ConfigError(f"workflow {self.name}: subagent_prob={self.subagent_prob} must "
                               "be in [0, 1]")
@@ -156,9 +176,15 @@ def _main_chains(shape: WorkflowShape, num: int, rng: np.random.Generator):
     """The main chain of each workflow, flat and workflow by workflow: per call its
     workflow, new input tokens, output, delay and its kind, whether a tool round precedes it
     and whether it starts its workflow."""
-    turns = rng.geometric(1.0 / shape.user_turns_mean, num)
+    if shape.user_turns_range is None:
+        turns = rng.geometric(1.0 / shape.user_turns_mean, num)
+    else:
+        turns = rng.integers(shape.user_turns_range[0], shape.user_turns_range[1] + 1, num)
     turn_wf = np.repeat(np.arange(num), turns)
-    calls = rng.geometric(1.0 / shape.calls_per_turn_mean, turn_wf.shape[0])
+    if shape.calls_per_turn_fixed:
+        calls = np.full(turn_wf.shape[0], round(shape.calls_per_turn_mean), np.int64)
+    else:
+        calls = rng.geometric(1.0 / shape.calls_per_turn_mean, turn_wf.shape[0])
     wf = np.repeat(turn_wf, calls)
     n = wf.shape[0]
     first_in_turn = np.zeros(n, np.bool_)
@@ -171,6 +197,9 @@ def _main_chains(shape: WorkflowShape, num: int, rng: np.random.Generator):
     delay[think] = shape.think_s.draw(int(think.sum()), rng)
     kind = np.where(think, DELAY_THINK, np.where(tool_round, DELAY_TOOL, DELAY_NONE))
     output = shape.output_tokens.tokens(n, rng)
+    if shape.final_output_tokens is not None:  # each turn's answer to the user
+        last_in_turn = np.cumsum(calls) - 1
+        output[last_in_turn] = shape.final_output_tokens.tokens(last_in_turn.shape[0], rng)
     return wf, new, output, delay, kind, tool_round, first_in_wf
 
 
@@ -213,11 +242,14 @@ def generate(shape: WorkflowShape, arrival_s: np.ndarray, rng: np.random.Generat
              max_model_len: int) -> WorkflowRows:
     """Workflows of ``shape`` starting at ``arrival_s`` (sorted), as rows of one batch.
     Compaction happens at ``limit = min(compact_at_tokens, max_model_len - 2 * output p90)``
-    and outputs are capped at ``max_model_len - limit``, so no call overflows the window."""
+    (the larger p90 of ``output_tokens`` and ``final_output_tokens``) and outputs are capped
+    at ``max_model_len - limit``, so no call overflows the window."""
     shape.check()
     arrival_s = np.asarray(arrival_s, np.float64)
     num = arrival_s.shape[0]
-    room = int(max_model_len - 2 * shape.output_tokens.p90)
+    out_p90 = shape.output_tokens.p90 if shape.final_output_tokens is None else \
+        max(shape.output_tokens.p90, shape.final_output_tokens.p90)
+    room = int(max_model_len - 2 * out_p90)
     limit = min(shape.compact_at_tokens, room)
     if limit <= shape.system_tokens + shape.summary_tokens:
         raise ConfigError(f"workflow {shape.name}: max_model_len={max_model_len} leaves no "
