@@ -35,6 +35,9 @@ def _metric_value(summary: RunSummary | None, miss: Miss) -> float | None:
     t = summary.tenants[miss.tenant]
     if miss.metric == "refused_pct":
         return t.refused_pct
+    if miss.metric.startswith("workflow_"):  # tenants.<t>.workflows: e2e_p90_s, failed_pct...
+        flows = t.workflows
+        return None if flows is None else getattr(flows, miss.metric.removeprefix("workflow_"))
     return getattr(t, miss.metric.removesuffix("_p99_ms") + "_ms").p99
 
 
@@ -62,7 +65,8 @@ def miss_cause(miss: Miss, scenario, refusals, *, uncapped: RunSummary | None,
     """``(cause, why)`` of one miss (see the module docstring); ``refusals`` is the tenant's
     :class:`~capacitor.simulate.summary_model.Refusals` in the run."""
     tenant = next(t for t in scenario.tenants if t.name == miss.tenant)
-    unit = "%" if miss.metric == "refused_pct" else " ms"
+    unit = {"refused_pct": "%", "workflow_failed_pct": "%", "workflow_e2e_p90_s": " s",
+            "workflow_e2e_p99_s": " s"}.get(miss.metric, " ms")
     if miss.metric == "refused_pct" and (refusals.throttled or 0.0) >= (refusals.shed or 0.0):
         cause = _throttle_cause(tenant)
         return cause, (f"{refusals.throttled_pct}% of its requests throttled by its "
