@@ -101,3 +101,52 @@ def test_plan_command_bad_flags_are_one_line_exit_2(args):
     assert result.exit_code == 2, (result.output, result.exception)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and args[1] in lines[0]
+
+
+ONE = """
+name: at-limit
+sites:
+  - {name: s, power_cap_mw: 10, pue: 1.2, gpus: {H100: 10}}
+deployments:
+  - {name: a, model: meta-llama/Llama-3.1-8B-Instruct, gpu: H100, site: s, replicas: 1}
+tenants:
+  - {name: t, tier: 0, slo: {ttft_p99_ms: 1000}}
+workloads:
+  - {name: wa, tenant: t, deployment: a, arrival: {kind: poisson, rate_rps: 10},
+     lengths: {kind: fixed, input_tokens: 100, output_tokens: 10}}
+simulation:
+  window: {duration_s: 60}
+"""
+
+
+class Bracket:
+    """A capacity of ``low`` req/s per replica seen to meet and ``high`` seen to miss, for
+    every shape and cell."""
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = low, high
+
+    def __call__(self, scenario, deployment, cell, hint):
+        return self.low
+
+    def find(self, scenario, deployment, cell, hint):
+        from capacitor.planner.capacity import Capacity
+
+        return Capacity(deployment, cell, self.low, self.high, 0, 0.0, True, "")
+
+
+def test_a_plan_inside_the_band_is_at_the_limit():
+    from capacitor.planner.search import plan
+
+    spec = parse_scenario(ONE, origin="at-limit")
+    # meeting rate 0.96: ceil(10 / 0.96) = 11 one-GPU replicas > 10 H100: none for sure;
+    # the band's top 1.0 (no failures: nothing in repair): ceil(10 / 1.0) = 10 fit
+    result = plan(spec, "gpus", Bracket(0.96, 1.0))
+    assert result.at_limit
+    assert (result.chosen["a"].tp, result.chosen["a"].replicas) == (1, 10)
+    # with the meeting rate at 1.0 the same plan is certain
+    sure = plan(spec, "gpus", Bracket(1.0, 1.05))
+    assert not sure.at_limit and sure.chosen["a"].replicas == 10
+    # the band's top 0.99: ceil(10 / 0.99) = 11 > 10 even at the limit: infeasible
+    with pytest.raises(PlanError, match="no shape serves its peak"):
+        plan(spec, "gpus", Bracket(0.96, 0.99))

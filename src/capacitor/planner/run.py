@@ -136,7 +136,8 @@ def run_plan(scenario: Any, objective: str, log: CapacityLog, *, verify: bool = 
              ) -> dict[str, Any]:
     """Search the plan, write its scenario, and (``verify``) simulate the chosen
     configuration as ``capacitor run`` would: the result, plan.json's content, the
-    scenario YAML, report lines and whether every SLO held."""
+    scenario YAML, report lines and whether every SLO held. A plan at the limit
+    (:attr:`capacitor.planner.search.PlanResult.at_limit`) is ok only when verified."""
     from capacitor.planner import tables
     from capacitor.planner.search import plan
     from capacitor.scenario import parse_scenario
@@ -153,6 +154,15 @@ def run_plan(scenario: Any, objective: str, log: CapacityLog, *, verify: bool = 
              f"{result.seconds:.1f} s ({result.considered / max(result.seconds, 1e-9):.1f} "
              "candidates/s)"]
     ok = True
+    data["at_limit"] = result.at_limit
+    if result.at_limit:
+        lines.append("AT THE LIMIT (within tolerance): no configuration serves the peak with "
+                     "the capacity seen to meet every SLO less the expected share of replicas "
+                     "in repair; this one may, sized on the top of the capacity's band (the "
+                     "rate seen to miss, two standard deviations fewer replicas in repair): "
+                     "the verification run decides" + ("" if verify else
+                                                       " (not run: --no-verify, exit 1)"))
+        ok = False
     if verify:
         from capacitor.simulate import run_scenario
 

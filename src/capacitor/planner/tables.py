@@ -141,8 +141,10 @@ def write_runway(result: dict[str, Any], out: Path) -> None:
 
 def plan_table(result: Any, objective: str) -> Table:
     """The chosen shape per deployment with its replicas, GPUs, power, cost and margin."""
-    table = Table(title=f"plan: least {objective} serving the peak within every SLO",
-                  box=box.SIMPLE_HEAD)
+    title = f"plan: least {objective} serving the peak within every SLO"
+    if result.at_limit:
+        title += " (AT THE LIMIT: sized on the top of the capacity's band; margin of it)"
+    table = Table(title=title, box=box.SIMPLE_HEAD)
     for col in ("deployment", "shape", "peak req/s", "per replica", "replicas", "GPUs",
                 "MW", "$/month", "margin %"):
         table.add_column(col, justify="left" if col in ("deployment", "shape") else "right",
@@ -170,7 +172,7 @@ def chosen_scenario_yaml(scenario: Any, result: Any) -> str:
 def plan_json(result: Any, objective: str) -> dict[str, Any]:
     from dataclasses import asdict
 
-    return {"objective": objective, "seconds": result.seconds,
+    return {"objective": objective, "seconds": result.seconds, "at_limit": result.at_limit,
             "candidates": {"considered": result.considered, "pruned_unbuildable": result.pruned,
                            "sized": sum(len(v) for v in result.sized.values()),
                            "combinations_visited": result.combinations},
