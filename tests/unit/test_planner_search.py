@@ -150,3 +150,34 @@ def test_a_plan_inside_the_band_is_at_the_limit():
     # the band's top 0.99: ceil(10 / 0.99) = 11 > 10 even at the limit: infeasible
     with pytest.raises(PlanError, match="no shape serves its peak"):
         plan(spec, "gpus", Bracket(0.96, 0.99))
+
+
+def test_pareto_front_of_cost_against_ttft():
+    from dataclasses import replace
+
+    from capacitor.planner.search import pareto
+
+    base = cand("a", "H100", 10, 0.0)
+    cs = [replace(base, tp=1, cost_usd_per_month=100.0, ttft_p99_ms=900.0),
+          replace(base, tp=2, cost_usd_per_month=120.0, ttft_p99_ms=950.0),  # dominated
+          replace(base, tp=4, cost_usd_per_month=150.0, ttft_p99_ms=400.0),
+          replace(base, tp=8, cost_usd_per_month=300.0, ttft_p99_ms=400.0),  # ties, dearer
+          replace(base, pp=2, cost_usd_per_month=90.0, ttft_p99_ms=None)]  # not recorded
+    # by cost: 100/900, then 150/400 (faster); 120/950 is beaten by 100/900, 300/400 by 150/400
+    assert [c.tp for c in pareto(cs, "cost")] == [1, 4]
+
+
+def test_capacity_search_records_the_ttft_at_its_meeting_end(tmp_path):
+    from capacitor.planner.capacity import Met, replica_capacity
+
+    spec = parse_scenario(ONE, origin="at-limit")
+    # meets below 3.7 req/s; the TTFT reported is 100 x the rate: at the meeting end
+    # 2**(60/32) = 3.668 it is 366.8 ms
+    out = replica_capacity(spec, "a", cache_dir=tmp_path, hint_rps=1.0,
+                           meets=lambda d: Met(d["workloads"][0]["arrival"]["rate_rps"] <= 3.7,
+                                               100.0 * d["workloads"][0]["arrival"]["rate_rps"]))
+    assert out.rate_rps == pytest.approx(2 ** (60 / 32))
+    assert out.ttft_p99_ms == pytest.approx(100.0 * 2 ** (60 / 32))
+    again = replica_capacity(spec, "a", cache_dir=tmp_path, hint_rps=1.0,
+                             meets=lambda d: Met(False))
+    assert again.cached and again.ttft_p99_ms == pytest.approx(out.ttft_p99_ms)

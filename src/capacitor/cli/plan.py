@@ -101,6 +101,7 @@ def plan(
         fail(err.problems or str(err), code=1)
     if planned is not None:
         console.print(tables.plan_table(planned["result"], objective))
+        console.print(tables.pareto_table(planned["result"], objective))
         for line in planned["lines"]:
             console.print(escape(line), soft_wrap=True)
     console.print(tables.capacity_table(way["capacity"]))

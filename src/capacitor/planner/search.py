@@ -31,6 +31,12 @@ powered down). Exhaustive depth-first search with a lower bound (the sum of each
 deployment's cheapest candidate); ties break on candidate order, so the plan is
 deterministic.
 
+**Pareto front** per deployment (:func:`pareto`): the sized shapes no other beats on both
+the objective and the worst tenant's TTFT p99 at the shape's capacity rate (recorded by the
+capacity search; the sized replicas run at or below it, so it bounds their TTFT p99). Cost
+against $/M tokens is no separate front: one deployment's tokens are the same whatever its
+shape, so its $/M tokens is its cost over a constant.
+
 **At the limit.** When no choice is feasible with every shape sized on the capacity seen to
 meet every SLO less the expected share in repair, the shapes are sized again on the top of
 the capacity's band (the rate the search saw miss, less two standard deviations of an
@@ -74,6 +80,8 @@ class Candidate:
     cost_usd_per_month: float | None = None
     margin_pct: float = 0.0  # replicas up x capacity / peak - 1
     cell_replicas: int = 0  # the cell the capacity was measured in (1: a stage-1 estimate)
+    ttft_p99_ms: float | None = None  # worst tenant's TTFT p99 at the capacity rate (a bound
+    # on the sized fleet's: its replicas run at or below that rate); None = not recorded
 
     @property
     def label(self) -> str:
@@ -154,8 +162,11 @@ def size(scenario: Any, cand: Candidate, peak_rps: float,
     shaped = with_shape(scenario, cand)
     hint = cand.capacity_rps if cand.capacity_rps > 0 else peak_rps / 1000.0
     find = getattr(capacity, "find", None)
-    if at_limit and find is not None:
-        cap = find(shaped, cand.deployment, cell, hint).miss_rps * scale
+    ttft = None
+    if find is not None:
+        found = find(shaped, cand.deployment, cell, hint)
+        cap = (found.miss_rps if at_limit else found.rate_rps) * scale
+        ttft = found.ttft_p99_ms
     else:
         cap = capacity(shaped, cand.deployment, cell, hint) * scale
     share = down_share(scenario, cand.site, cand.gpu, cand.tp * cand.pp)
@@ -172,7 +183,8 @@ def size(scenario: Any, cand: Candidate, peak_rps: float,
     usd = gpu_month_usd(scenario, cand.site, cand.gpu)
     return replace(cand, capacity_rps=cap, replicas=n, gpus=gpus, power_mw=mw,
                    cost_usd_per_month=None if usd is None else gpus * usd,
-                   margin_pct=100.0 * (n * up / peak_rps - 1.0), cell_replicas=cell)
+                   margin_pct=100.0 * (n * up / peak_rps - 1.0), cell_replicas=cell,
+                   ttft_p99_ms=ttft)
 
 
 def choose(scenario: Any, sized: dict[str, list[Candidate]], objective: str
@@ -309,6 +321,18 @@ def plan(scenario: Any, objective: str,
                       peaks=peaks, at_limit=at_limit)
 
 
+def pareto(cands: list[Candidate], objective: str) -> list[Candidate]:
+    """The candidates no other beats on both the objective and the TTFT p99 at their
+    capacity rate (lower is better on both; ties on both keep the first), by objective;
+    those without a TTFT are left out."""
+    known = [c for c in cands if c.ttft_p99_ms is not None]
+    front = []
+    for c in sorted(known, key=lambda c: (c.objective(objective), c.ttft_p99_ms)):
+        if not front or c.ttft_p99_ms < front[-1].ttft_p99_ms:
+            front.append(c)
+    return front
+
+
 def settle(scenario: Any, sized: dict[str, list[Candidate]], peaks: dict[str, float],
            objective: str, capacity: Callable[[Any, str, int, float], float],
            progress: Callable[[str], None] | None = None, at_limit: bool = False,
@@ -362,4 +386,5 @@ def cell_gain(scenario: Any, deployment: str, shapes: list[Candidate], peak_rps:
 
 
 __all__ = ["MAX_NUM_SEQS_CHOICES", "OBJECTIVES", "PP_CHOICES", "TP_CHOICES", "Candidate",
-           "PlanResult", "buildable", "candidates", "choose", "plan", "size", "with_shape"]
+           "PlanResult", "buildable", "candidates", "choose", "pareto", "plan", "size",
+           "with_shape"]

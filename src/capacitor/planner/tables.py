@@ -156,6 +156,26 @@ def plan_table(result: Any, objective: str) -> Table:
     return table
 
 
+def pareto_table(result: Any, objective: str) -> Table:
+    """Per deployment, the Pareto front of the objective against TTFT p99 (the chosen
+    shape marked)."""
+    from capacitor.planner.search import pareto
+
+    table = Table(title=f"Pareto front: {objective} against the worst tenant's TTFT p99 at "
+                  "the shape's capacity rate (* chosen)", box=box.SIMPLE_HEAD)
+    for col in ("deployment", "shape", "replicas", "GPUs", "MW", "$/month", "TTFT p99 ms"):
+        table.add_column(col, justify="left" if col in ("deployment", "shape") else "right",
+                         no_wrap=True)
+    for name, cands in result.sized.items():
+        chosen = result.chosen.get(name)
+        for c in pareto(cands, objective):
+            mark = "*" if chosen is not None and c.label == chosen.label else ""
+            table.add_row(escape(name), escape(c.label) + mark, f"{c.replicas:,}",
+                          f"{c.gpus:,}", f"{c.power_mw:.1f}", _usd(c.cost_usd_per_month),
+                          f"{c.ttft_p99_ms:,.0f}")
+    return table
+
+
 def chosen_scenario_yaml(scenario: Any, result: Any) -> str:
     """The scenario with every planned deployment reshaped and sized as chosen."""
     data = scenario.model_dump(mode="json")
@@ -170,7 +190,16 @@ def chosen_scenario_yaml(scenario: Any, result: Any) -> str:
 
 
 def plan_json(result: Any, objective: str) -> dict[str, Any]:
+    """plan.json: ``objective``, ``seconds``, ``at_limit``, ``candidates`` (``considered``,
+    ``pruned_unbuildable``, ``sized``, ``combinations_visited``), ``peaks_rps``
+    (deployment -> req/s), ``chosen`` (deployment -> candidate), ``pareto`` (deployment ->
+    its Pareto front of the objective against TTFT p99, candidates by objective) and
+    ``sized`` (deployment -> every sized candidate); a candidate's keys are
+    :class:`capacitor.planner.search.Candidate`'s fields. :func:`capacitor.planner.run.
+    run_plan` adds ``capacity_stats`` and ``verify``."""
     from dataclasses import asdict
+
+    from capacitor.planner.search import pareto
 
     return {"objective": objective, "seconds": result.seconds, "at_limit": result.at_limit,
             "candidates": {"considered": result.considered, "pruned_unbuildable": result.pruned,
@@ -178,8 +207,10 @@ def plan_json(result: Any, objective: str) -> dict[str, Any]:
                            "combinations_visited": result.combinations},
             "peaks_rps": result.peaks,
             "chosen": {n: asdict(c) for n, c in result.chosen.items()},
+            "pareto": {n: [asdict(c) for c in pareto(v, objective)]
+                       for n, v in result.sized.items()},
             "sized": {n: [asdict(c) for c in v] for n, v in result.sized.items()}}
 
 
-__all__ = ["capacity_table", "chosen_scenario_yaml", "plan_json", "plan_table",
+__all__ = ["capacity_table", "chosen_scenario_yaml", "pareto_table", "plan_json", "plan_table",
            "runway_months", "runway_summary", "whatif_table", "write_runway"]
