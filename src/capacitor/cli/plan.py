@@ -63,10 +63,13 @@ def plan(
     peak demand is above the capacity seen to meet every SLO (less the expected share of
     replicas in repair) but within the top of the capacity search's bracket (less two
     standard deviations of an hour's share in repair): a run of that hour may meet or
-    miss; "failing" above the band.
+    miss; "failing" above the band. A plan that fits only within that band is printed
+    AT THE LIMIT and the verification run decides. The plan also prints, per deployment,
+    the Pareto front of the objective against TTFT p99.
 
     Exit 0 when a plan is found (and verified), 1 when no configuration can serve the
-    demand (the reason is printed) or the verification run misses an SLO, 2 on bad input.
+    demand (the reason is printed), the verification run misses an SLO or a plan at the
+    limit is not verified, 2 on bad input.
     """
     from capacitor.errors import PlanError
     from capacitor.planner import tables
