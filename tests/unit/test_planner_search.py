@@ -95,7 +95,9 @@ def test_plan_command_answers_an_slo_below_the_hardware_floor(tmp_path):
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("args", [["--objective", "speed"], ["--growth", "base=x"]])
+@pytest.mark.parametrize("args", [["--objective", "speed"], ["--growth", "base=x"],
+                                  ["--what-if", "sunny_day"],
+                                  ["--what-if", "site_outage:site=mars,start=2026-09"]])
 def test_plan_command_bad_flags_are_one_line_exit_2(args):
     result = CliRunner().invoke(app, ["plan", "--runway", *args])
     assert result.exit_code == 2, (result.output, result.exception)
