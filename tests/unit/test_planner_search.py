@@ -183,3 +183,12 @@ def test_capacity_search_records_the_ttft_at_its_meeting_end(tmp_path):
     again = replica_capacity(spec, "a", cache_dir=tmp_path, hint_rps=1.0,
                              meets=lambda d: Met(False))
     assert again.cached and again.ttft_p99_ms == pytest.approx(out.ttft_p99_ms)
+
+
+def test_a_plan_at_the_limit_keeps_why_none_serves_for_sure():
+    from capacitor.planner.search import plan
+
+    result = plan(parse_scenario(ONE, origin="at-limit"), "gpus", Bracket(0.96, 1.0))
+    assert result.at_limit and len(result.reasons) == 1
+    # the closest shape for sure: 11 one-H100 replicas of 0.96 req/s for 10 req/s
+    assert "needs 11 replicas = 11 H100" in result.reasons[0]

@@ -162,6 +162,7 @@ def run_plan(scenario: Any, objective: str, log: CapacityLog, *, verify: bool = 
                      "rate seen to miss, two standard deviations fewer replicas in repair): "
                      "the verification run decides" + ("" if verify else
                                                        " (not run: --no-verify, exit 1)"))
+        lines.extend(f"  for sure: {r}" for r in result.reasons)
         ok = False
     if verify:
         from capacitor.simulate import run_scenario

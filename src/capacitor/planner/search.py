@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from capacitor.errors import CapacitorError, PlanError
@@ -269,6 +269,7 @@ class PlanResult:
     peaks: dict[str, float]
     at_limit: bool = False  # no choice serves the peak for sure; this one may, within
     # tolerance (sized on the top of the capacity's band): the verification run decides
+    reasons: list[str] = field(default_factory=list)  # at_limit: why none serves for sure
 
 
 def plan(scenario: Any, objective: str,
@@ -302,7 +303,7 @@ def plan(scenario: Any, objective: str,
             shapes.append(size(scenario, cand, peak, capacity, 1))
         gain[name] = cell_gain(scenario, name, shapes, peak, capacity)
         sized[name] = [size(scenario, c, peak, capacity, 1, gain[name]) for c in shapes]
-    at_limit = False
+    at_limit, reasons = False, []
     try:
         chosen, visited = settle(scenario, sized, peaks, objective, capacity, progress)
     except PlanError as err:  # none serves the peak for sure: one that may, within tolerance?
@@ -315,10 +316,10 @@ def plan(scenario: Any, objective: str,
                                      at_limit=True)
         except PlanError:
             raise err from None
-        sized, at_limit = banded, True
+        sized, at_limit, reasons = banded, True, list(err.problems)
     return PlanResult(chosen=chosen, sized=sized, considered=considered, pruned=pruned,
                       combinations=visited, seconds=time.perf_counter() - started,
-                      peaks=peaks, at_limit=at_limit)
+                      peaks=peaks, at_limit=at_limit, reasons=reasons)
 
 
 def pareto(cands: list[Candidate], objective: str) -> list[Candidate]:

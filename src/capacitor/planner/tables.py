@@ -190,7 +190,8 @@ def chosen_scenario_yaml(scenario: Any, result: Any) -> str:
 
 
 def plan_json(result: Any, objective: str) -> dict[str, Any]:
-    """plan.json: ``objective``, ``seconds``, ``at_limit``, ``candidates`` (``considered``,
+    """plan.json: ``objective``, ``seconds``, ``at_limit`` (and ``at_limit_reasons``: why
+    no plan serves the peak for sure), ``candidates`` (``considered``,
     ``pruned_unbuildable``, ``sized``, ``combinations_visited``), ``peaks_rps``
     (deployment -> req/s), ``chosen`` (deployment -> candidate), ``pareto`` (deployment ->
     its Pareto front of the objective against TTFT p99, candidates by objective) and
@@ -202,6 +203,7 @@ def plan_json(result: Any, objective: str) -> dict[str, Any]:
     from capacitor.planner.search import pareto
 
     return {"objective": objective, "seconds": result.seconds, "at_limit": result.at_limit,
+            "at_limit_reasons": result.reasons,
             "candidates": {"considered": result.considered, "pruned_unbuildable": result.pruned,
                            "sized": sum(len(v) for v in result.sized.values()),
                            "combinations_visited": result.combinations},
