@@ -149,3 +149,45 @@ def test_first_failing_month_matches_direct_runs(tmp_path):
 
     assert verdict(before)
     assert not verdict(first)
+
+
+def test_a_month_inside_the_bracket_is_at_the_limit_not_failing():
+    """Capacity 10 req/s per replica seen to meet, 10.5 seen to miss (the search's bracket),
+    no failures: 10 replicas serve 100 req/s for sure and maybe 105."""
+    from capacitor.planner.capacity import Capacity
+    from capacitor.planner.runway import scenario_shapes, status
+
+    assert status(100.0, 100.0, 105.0) == "ok"
+    assert status(100.1, 100.0, 105.0) == "at_limit"
+    assert status(105.1, 100.0, 105.0) == "fails"
+    spec = parse_scenario(SCENARIO, origin="runway")
+
+    def capacity(name: str, cell: int) -> Capacity:
+        return Capacity(deployment=name, cell_replicas=cell, rate_rps=10.0, miss_rps=10.5,
+                        runs=0, seconds=0.0, cached=True, key="")
+
+    shapes = scenario_shapes(spec, capacity)
+    assert shapes["d"].down_share == 0.0  # the site has no failures
+    out = runway(spec, shapes, {"base": 4.0})
+    tier = out["growth"]["base"]["tiers"]["0"]
+    # 4x a year from 80 req/s: 2026-02 89.8 (ok), 2026-03 80 x 4**(2/12) = 100.8 (inside
+    # 100 .. 105: at the limit), 2026-04 80 x 4**(3/12) = 113.1 > 105 (fails)
+    assert tier["first_at_limit_month"] == "2026-03"
+    assert tier["first_failing_month"] == "2026-04"
+    assert tier["months_of_headroom"] == 3
+    mar = [r for r in out["growth"]["base"]["rows"] if r["month"] == "2026-03"][0]
+    assert mar["status"] == "at_limit"
+    assert mar["capacity_high_rps"] == pytest.approx(105.0)
+    assert mar["add_replicas"] == 1  # sized on the rate seen to meet: ceil(100.8 / 10) - 10
+
+
+def test_down_share_low_is_two_sigmas_below_the_expectation():
+    from capacitor.planner.capacity import down_share_low
+
+    # 5,000 GB200 replicas of 4 GPUs in NVL72 racks: 20,000 / 72 = 277.8 racks;
+    # sigma = sqrt(0.035 x 0.965 / 277.8) = 0.011027; 0.035 - 2 x 0.011027 = 0.012946
+    assert down_share_low(0.035, 5000, 4, 72) == pytest.approx(0.012946, abs=1e-6)
+    # a failure per replica (a server holds one replica of 8 GPUs): 100 units;
+    # sigma = sqrt(0.1 x 0.9 / 100) = 0.03; 0.1 - 0.06 = 0.04
+    assert down_share_low(0.1, 100, 8, 8) == pytest.approx(0.04)
+    assert down_share_low(0.01, 4, 1, 8) == 0.0  # never below zero

@@ -95,9 +95,100 @@ def test_plan_command_answers_an_slo_below_the_hardware_floor(tmp_path):
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("args", [["--objective", "speed"], ["--growth", "base=x"]])
+@pytest.mark.parametrize("args", [["--objective", "speed"], ["--growth", "base=x"],
+                                  ["--what-if", "sunny_day"],
+                                  ["--what-if", "site_outage:site=mars,start=2026-09"]])
 def test_plan_command_bad_flags_are_one_line_exit_2(args):
     result = CliRunner().invoke(app, ["plan", "--runway", *args])
     assert result.exit_code == 2, (result.output, result.exception)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and args[1] in lines[0]
+
+
+ONE = """
+name: at-limit
+sites:
+  - {name: s, power_cap_mw: 10, pue: 1.2, gpus: {H100: 10}}
+deployments:
+  - {name: a, model: meta-llama/Llama-3.1-8B-Instruct, gpu: H100, site: s, replicas: 1}
+tenants:
+  - {name: t, tier: 0, slo: {ttft_p99_ms: 1000}}
+workloads:
+  - {name: wa, tenant: t, deployment: a, arrival: {kind: poisson, rate_rps: 10},
+     lengths: {kind: fixed, input_tokens: 100, output_tokens: 10}}
+simulation:
+  window: {duration_s: 60}
+"""
+
+
+class Bracket:
+    """A capacity of ``low`` req/s per replica seen to meet and ``high`` seen to miss, for
+    every shape and cell."""
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = low, high
+
+    def __call__(self, scenario, deployment, cell, hint):
+        return self.low
+
+    def find(self, scenario, deployment, cell, hint):
+        from capacitor.planner.capacity import Capacity
+
+        return Capacity(deployment, cell, self.low, self.high, 0, 0.0, True, "")
+
+
+def test_a_plan_inside_the_band_is_at_the_limit():
+    from capacitor.planner.search import plan
+
+    spec = parse_scenario(ONE, origin="at-limit")
+    # meeting rate 0.96: ceil(10 / 0.96) = 11 one-GPU replicas > 10 H100: none for sure;
+    # the band's top 1.0 (no failures: nothing in repair): ceil(10 / 1.0) = 10 fit
+    result = plan(spec, "gpus", Bracket(0.96, 1.0))
+    assert result.at_limit
+    assert (result.chosen["a"].tp, result.chosen["a"].replicas) == (1, 10)
+    # with the meeting rate at 1.0 the same plan is certain
+    sure = plan(spec, "gpus", Bracket(1.0, 1.05))
+    assert not sure.at_limit and sure.chosen["a"].replicas == 10
+    # the band's top 0.99: ceil(10 / 0.99) = 11 > 10 even at the limit: infeasible
+    with pytest.raises(PlanError, match="no shape serves its peak"):
+        plan(spec, "gpus", Bracket(0.96, 0.99))
+
+
+def test_pareto_front_of_cost_against_ttft():
+    from dataclasses import replace
+
+    from capacitor.planner.search import pareto
+
+    base = cand("a", "H100", 10, 0.0)
+    cs = [replace(base, tp=1, cost_usd_per_month=100.0, ttft_p99_ms=900.0),
+          replace(base, tp=2, cost_usd_per_month=120.0, ttft_p99_ms=950.0),  # dominated
+          replace(base, tp=4, cost_usd_per_month=150.0, ttft_p99_ms=400.0),
+          replace(base, tp=8, cost_usd_per_month=300.0, ttft_p99_ms=400.0),  # ties, dearer
+          replace(base, pp=2, cost_usd_per_month=90.0, ttft_p99_ms=None)]  # not recorded
+    # by cost: 100/900, then 150/400 (faster); 120/950 is beaten by 100/900, 300/400 by 150/400
+    assert [c.tp for c in pareto(cs, "cost")] == [1, 4]
+
+
+def test_capacity_search_records_the_ttft_at_its_meeting_end(tmp_path):
+    from capacitor.planner.capacity import Met, replica_capacity
+
+    spec = parse_scenario(ONE, origin="at-limit")
+    # meets below 3.7 req/s; the TTFT reported is 100 x the rate: at the meeting end
+    # 2**(60/32) = 3.668 it is 366.8 ms
+    out = replica_capacity(spec, "a", cache_dir=tmp_path, hint_rps=1.0,
+                           meets=lambda d: Met(d["workloads"][0]["arrival"]["rate_rps"] <= 3.7,
+                                               100.0 * d["workloads"][0]["arrival"]["rate_rps"]))
+    assert out.rate_rps == pytest.approx(2 ** (60 / 32))
+    assert out.ttft_p99_ms == pytest.approx(100.0 * 2 ** (60 / 32))
+    again = replica_capacity(spec, "a", cache_dir=tmp_path, hint_rps=1.0,
+                             meets=lambda d: Met(False))
+    assert again.cached and again.ttft_p99_ms == pytest.approx(out.ttft_p99_ms)
+
+
+def test_a_plan_at_the_limit_keeps_why_none_serves_for_sure():
+    from capacitor.planner.search import plan
+
+    result = plan(parse_scenario(ONE, origin="at-limit"), "gpus", Bracket(0.96, 1.0))
+    assert result.at_limit and len(result.reasons) == 1
+    # the closest shape for sure: 11 one-H100 replicas of 0.96 req/s for 10 req/s
+    assert "needs 11 replicas = 11 H100" in result.reasons[0]

@@ -35,6 +35,15 @@ def plan(
                                        "own, conservative=2, base=4, aggressive=7, "
                                        "stress=10); repeatable.")
     ] = None,
+    what_if: Annotated[
+        list[str] | None, typer.Option("--what-if", help="NAME of an entry of the scenario's "
+                                       "what_if: list, or KIND:FIELD=VALUE,... inline (KIND: "
+                                       "contract_exit, site_outage, power_cap, agentic_shift, "
+                                       "gpu_swap; fields as in the scenario schema), e.g. "
+                                       "site_outage:site=colossus1,start=2026-09,months=2; "
+                                       "repeatable. Each is walked alone beside the base "
+                                       "case. Default: every what_if of the scenario.")
+    ] = None,
     objective: Annotated[
         str, typer.Option("--objective", help="What the plan minimises: cost, gpus or power.")
     ] = "cost",
@@ -52,19 +61,28 @@ def plan(
 ) -> None:
     """Plan capacity: the cheapest shapes and replica counts that serve the scenario's peak
     within every SLO under its GPU inventory and power caps, then the runway of the
-    scenario as it stands (the first month each tier's peak demand exceeds capacity).
+    scenario as it stands, and under each what-if.
+
+    Runway verdicts per month use the capacity's uncertainty band: "at limit" when the
+    peak demand is above the capacity seen to meet every SLO (less the expected share of
+    replicas in repair) but within the top of the capacity search's bracket (less two
+    standard deviations of an hour's share in repair): a run of that hour may meet or
+    miss; "failing" above the band. A plan that fits only within that band is printed
+    AT THE LIMIT and the verification run decides. The plan also prints, per deployment,
+    the Pareto front of the objective against TTFT p99.
 
     Exit 0 when a plan is found (and verified), 1 when no configuration can serve the
-    demand (the reason is printed) or the verification run misses an SLO, 2 on bad input.
-    With --out, report.html charts the runway (demand against capacity per deployment and
-    growth scenario, first failing months, contract ramp months and notice periods, GPUs to
-    add, monthly cost) and the chosen configuration.
+    demand (the reason is printed), the verification run misses an SLO or a plan at the
+    limit is not verified, 2 on bad input. With --out, report.html charts the runway (demand
+    against capacity per deployment and growth scenario, first failing months, contract ramp
+    months and notice periods, GPUs to add, monthly cost) and the chosen configuration.
     """
     from capacitor.errors import PlanError
     from capacitor.planner import tables
     from capacitor.planner.run import CapacityLog, run_plan, scenario_runway
     from capacitor.planner.runway import parse_growth
     from capacitor.planner.search import OBJECTIVES
+    from capacitor.planner.whatif import select
     from capacitor.scenario import load_scenario
 
     if out is not None and out.exists() and not out.is_dir():
@@ -77,23 +95,30 @@ def plan(
         fail(str(err))
     spec = load_scenario(scenario)
     try:
+        what_ifs = select(spec, what_if or [])
+    except PlanError as err:
+        fail(err.problems or str(err))
+    try:
         with err_console.status("planning...") as status:
             def note(msg: str) -> None:
                 status.update(escape(msg))
 
             planned = None if runway else run_plan(spec, objective, CapacityLog(
                 cache_dir, note), verify=verify)
-            way = scenario_runway(spec, growths, CapacityLog(cache_dir, note))
+            way = scenario_runway(spec, growths, CapacityLog(cache_dir, note), what_ifs)
     except PlanError as err:
         fail(err.problems or str(err), code=1)
     if planned is not None:
         console.print(tables.plan_table(planned["result"], objective))
+        console.print(tables.pareto_table(planned["result"], objective))
         for line in planned["lines"]:
             console.print(escape(line), soft_wrap=True)
     console.print(tables.capacity_table(way["capacity"]))
     console.print(tables.runway_summary(way))
-    console.print(tables.runway_months(way, "base" if "base" in way["growth"]
-                                       else next(iter(way["growth"]))))
+    shown = "base" if "base" in way["growth"] else next(iter(way["growth"]))
+    console.print(tables.runway_months(way, shown))
+    if what_ifs:
+        console.print(tables.whatif_table(way, shown))
     stats = way["capacity_stats"]
     err_console.print(f"runway: {len(way['months'])} months x {len(way['growth'])} growth "
                       f"scenarios in {way['seconds']:.1f} s ({stats['searches']} capacity "

@@ -14,14 +14,28 @@ contract's term (36 months when there is no contract; ASSUMPTION), per deploymen
   (:func:`capacitor.planner.capacity.replica_capacity`, found once per deployment shape in a
   routing cell of ``min(replicas, simulation.shard_replicas)`` replicas and reused for every
   month: the shape and the mix do not change, only the volume);
-- **headroom** = capacity / demand - 1; the deployment *fails* in the first month its demand
-  exceeds its capacity (an SLO is missed, or demand must be throttled to keep it);
-- **to add**: replicas ``ceil(demand / per-replica capacity) - replicas`` (when positive),
+- **status**, by the uncertainty band of the capacity: ``capacity_rps`` = replicas x the
+  per-replica rate seen to meet every SLO x (1 - the expected share down), and
+  ``capacity_high_rps`` = replicas x the rate seen to miss one (the top of the search's
+  bracket, 2.2 % above by default) x (1 - the low end of an hour's share down,
+  :func:`capacitor.planner.capacity.down_share_low`: two standard deviations fewer
+  replicas down than expected). ``ok`` when demand <= capacity; ``at_limit`` (within
+  tolerance: a run of that hour may meet or miss, by the search's resolution and the
+  hour's failure draw) when capacity < demand <= the high end; ``fails`` above it (an SLO
+  is missed, or demand must be throttled to keep it, whatever the hour's draw). The first
+  failing month is the first ``fails``; the first ``at_limit`` one is reported beside it.
+  A sampled ``capacitor run`` sees the same load per replica up as the fleet: its sample
+  gets the deployment's demand per replica up in the hour's failure draw
+  (:func:`capacitor.simulate.deployment.sample_share`);
+- **headroom** = capacity / demand - 1 (``headroom_high_pct``: of the bracket's high end);
+- **to add**: replicas ``ceil(demand / per-replica capacity) - replicas`` (when positive;
+  the capacity seen to meet, so an ``at_limit`` month already asks for replicas),
   their GPUs and facility MW at TDP (:func:`capacitor.fleet.power.facility_power_mw` with
   the site's PUE and server overhead factor).
 
 Per tier (the tenants of that tier, the deployments their workloads use): the first failing
-month and the months of headroom before it. Per month: the contracts' fee
+month, the months of headroom before it, the first month at the limit, and the most GPUs
+to add in any month (and which). Per month: the contracts' fee
 (:func:`capacitor.economics.contracts.monthly_cost`), the cost of the added GPUs, and $/M
 tokens of the month's demand. ASSUMPTION: an added GPU costs
 ``economics.gpu_hour_usd[gpu]`` x hours in the month when the scenario prices that GPU,
@@ -145,21 +159,45 @@ class Shape:
     gpu: str
     gpus_per_replica: int
     replicas: int
-    capacity_rps: float  # per replica
+    capacity_rps: float  # per replica: the bracket's low end (seen to meet every SLO)
     mw_per_gpu: float  # facility MW per GPU at TDP
     usd_per_gpu_month: float | None  # ASSUMPTION (module docstring); None = not priced
     down_share: float = 0.0  # replicas down for repair, long-run share
+    capacity_miss_rps: float | None = None  # per replica: the bracket's high end (seen to
+    # miss an SLO); None = no bracket (the capacity is exact)
+    down_share_low: float | None = None  # the low end of an hour's share down
+    # (capacity.down_share_low); None = down_share
 
     @property
     def up_capacity_rps(self) -> float:
         """Per replica, counting the share down for repair."""
         return self.capacity_rps * (1.0 - self.down_share)
 
+    @property
+    def up_capacity_high_rps(self) -> float:
+        """Per replica, the bracket's high end, counting the low end of an hour's share down
+        for repair."""
+        high = self.capacity_miss_rps if self.capacity_miss_rps is not None \
+            else self.capacity_rps
+        low = self.down_share_low if self.down_share_low is not None else self.down_share
+        return high * (1.0 - low)
+
+
+def status(demand_rps: float, capacity_rps: float, capacity_high_rps: float) -> str:
+    """``ok`` when ``demand_rps`` is within the capacity seen to meet every SLO, ``at_limit``
+    when it lies inside the search's bracket (up to the rate seen to miss one: within its
+    tolerance, the simulations cannot tell), ``fails`` above the bracket."""
+    if demand_rps <= capacity_rps:
+        return "ok"
+    return "at_limit" if demand_rps <= capacity_high_rps else "fails"
+
 
 def runway(scenario: Any, shapes: Mapping[str, Shape],
-           growths: Mapping[str, float | None]) -> dict[str, Any]:
+           growths: Mapping[str, float | None], effects: Any = None) -> dict[str, Any]:
     """The runway of ``scenario`` (see the module docstring) for ``growths`` (name -> factor
-    per year, None = the scenario's own growth) given each deployment's :class:`Shape`."""
+    per year, None = the scenario's own growth) given each deployment's :class:`Shape`;
+    ``effects`` (:class:`capacitor.planner.whatif.Effects`) change the shapes, demand and
+    fees month by month (a what-if)."""
     from capacitor.planner.capacity import workload_peak_rps
 
     months = horizon(scenario)
@@ -173,28 +211,49 @@ def runway(scenario: Any, shapes: Mapping[str, Shape],
     tiers: dict[int, set[str]] = {}
     for w in workloads:
         tiers.setdefault(tenant_tier[w.tenant], set()).add(w.deployment)
-    fees = [sum(monthly_cost(c, m) for c in contracts) for m in months]
+    fees = [sum(monthly_cost(c, m) for c in contracts) for m in months] if effects is None \
+        else effects.fees(months)
+    by_month = {n: [s] * len(months) for n, s in shapes.items()} if effects is None \
+        else effects.shapes(months)
     out: dict[str, Any] = {"months": months, "growth": {}, "deployments": {
         n: {"replicas": s.replicas, "gpu": s.gpu, "gpus_per_replica": s.gpus_per_replica,
-            "capacity_rps_per_replica": s.capacity_rps, "down_share": s.down_share,
-            "capacity_rps": s.replicas * s.up_capacity_rps} for n, s in shapes.items()}}
+            "capacity_rps_per_replica": s.capacity_rps,
+            "capacity_miss_rps_per_replica": s.capacity_miss_rps, "down_share": s.down_share,
+            "down_share_low": s.down_share_low,
+            "capacity_rps": s.replicas * s.up_capacity_rps,
+            "capacity_high_rps": s.replicas * s.up_capacity_high_rps}
+        for n, s in shapes.items()}}
     for gname, factor in growths.items():
         curves = growth_curves(scenario, months, factor)
-        rows, first_fail = [], {}
-        for name, s in shapes.items():
+        peak = {w.name: [peak0[w.name] * curves[w.name][i] for i in range(len(months))]
+                for w in workloads}
+        mean = {w.name: [mean0[w.name] * curves[w.name][i] for i in range(len(months))]
+                for w in workloads}
+        if effects is not None:
+            peak, mean = effects.demand(months, peak), effects.demand(months, mean)
+        rows, first_fail, first_limit = [], {}, {}
+        for name in shapes:
             ws = [w for w in workloads if w.deployment == name]
-            demand = [sum(peak0[w.name] * curves[w.name][i] for w in ws)
-                      for i in range(len(months))]
-            cap = s.replicas * s.up_capacity_rps
-            first_fail[name] = first_over(demand, cap)
+            demand = [sum(peak[w.name][i] for w in ws) for i in range(len(months))]
+            first_fail[name] = first_limit[name] = None
             for i, m in enumerate(months):
+                s = by_month[name][i]
+                cap, high = s.replicas * s.up_capacity_rps, s.replicas * s.up_capacity_high_rps
+                state = status(demand[i], cap, high)
+                if state != "ok" and first_limit[name] is None:
+                    first_limit[name] = i
+                if state == "fails" and first_fail[name] is None:
+                    first_fail[name] = i
                 add = max(replicas_needed(demand[i], s.up_capacity_rps) - s.replicas, 0) \
                     if demand[i] > 0 else 0
                 gpus = add * s.gpus_per_replica
                 rows.append({"month": m, "deployment": name, "demand_rps": demand[i],
-                             "capacity_rps": cap,
+                             "replicas": s.replicas, "gpu": s.gpu,
+                             "capacity_rps": cap, "capacity_high_rps": high, "status": state,
                              "headroom_pct": 100.0 * (cap / demand[i] - 1.0) if demand[i]
                              else None,
+                             "headroom_high_pct": 100.0 * (high / demand[i] - 1.0)
+                             if demand[i] else None,
                              "add_replicas": add, "add_gpus": gpus,
                              "add_mw": gpus * s.mw_per_gpu,
                              "add_usd": gpus * s.usd_per_gpu_month
@@ -206,7 +265,7 @@ def runway(scenario: Any, shapes: Mapping[str, Shape],
             cost = fees[i] + add_usd
             month_s = days_in_month(m) * 86400.0
             if all(tokens[w.name] is not None for w in workloads):
-                mtok = sum(mean0[w.name] * curves[w.name][i] * month_s * tokens[w.name]
+                mtok = sum(mean[w.name][i] * month_s * tokens[w.name]
                            for w in workloads) / 1e6
                 per_m = cost / mtok if mtok > 0 and cost > 0 else None
             else:
@@ -218,25 +277,35 @@ def runway(scenario: Any, shapes: Mapping[str, Shape],
         tier_out = {}
         for tier, deps in sorted(tiers.items()):
             fails = [first_fail[d] for d in deps if first_fail[d] is not None]
+            limits = [first_limit[d] for d in deps if first_limit[d] is not None]
             k = min(fails) if fails else None
+            j = min(limits) if limits else None
+            need = [(sum(r["add_gpus"] for r in rows if r["month"] == m
+                         and r["deployment"] in deps), m) for m in months]
+            most = max(need, key=lambda x: x[0])
             tier_out[str(tier)] = {
                 "deployments": sorted(deps),
                 "first_failing_month": months[k] if k is not None else None,
+                "first_at_limit_month": months[j] if j is not None else None,
                 "months_of_headroom": k if k is not None else len(months),
-                "lasts_the_term": k is None}
+                "lasts_the_term": k is None,
+                "max_add_gpus": most[0], "max_add_gpus_month": most[1] if most[0] else None}
         out["growth"][gname] = {
             "factor_per_year": factor, "tiers": tier_out,
             "first_failing_month": {d: months[k] if k is not None else None
                                     for d, k in first_fail.items()},
+            "first_at_limit_month": {d: months[k] if k is not None else None
+                                     for d, k in first_limit.items()},
             "monthly": monthly, "rows": rows}
     return out
 
 
-def scenario_shapes(scenario: Any, capacity: Callable[[str, int], float]) -> dict[str, Shape]:
+def scenario_shapes(scenario: Any, capacity: Callable[[str, int], Any]) -> dict[str, Shape]:
     """Every deployment's :class:`Shape`; ``capacity(deployment, cell_replicas)`` gives its
-    per-replica capacity."""
+    per-replica capacity: a :class:`capacitor.planner.capacity.Capacity` (its bracket) or
+    a number (exact)."""
     from capacitor.fleet.power import facility_power_mw
-    from capacitor.planner.capacity import down_share
+    from capacitor.planner.capacity import down_share, down_share_low, failure_unit_gpus
     from capacitor.scenario.checks import resolve_replicas
 
     counts = resolve_replicas(scenario)
@@ -249,11 +318,17 @@ def scenario_shapes(scenario: Any, capacity: Callable[[str, int], float]) -> dic
         mw = facility_power_mw({d.gpu: 1}, pue=site.pue,
                                server_overhead_factor={d.gpu: site.overhead_factor(d.gpu)})
         cell = min(counts[d.name], scenario.simulation.shard_replicas)
+        share = down_share(scenario, d.site, d.gpu, d.gpus_per_replica)
+        found = capacity(d.name, cell)
+        low, high = (found.rate_rps, found.miss_rps) if hasattr(found, "miss_rps") \
+            else (float(found), None)
         out[d.name] = Shape(name=d.name, site=d.site, gpu=d.gpu,
                             gpus_per_replica=d.gpus_per_replica, replicas=counts[d.name],
-                            capacity_rps=capacity(d.name, cell), mw_per_gpu=mw,
+                            capacity_rps=low, capacity_miss_rps=high, mw_per_gpu=mw,
                             usd_per_gpu_month=gpu_month_usd(scenario, d.site, d.gpu),
-                            down_share=down_share(scenario, d.site, d.gpu, d.gpus_per_replica))
+                            down_share=share, down_share_low=down_share_low(
+                                share, counts[d.name], d.gpus_per_replica,
+                                failure_unit_gpus(scenario, d.site, d.gpu)))
     return out
 
 
@@ -287,4 +362,5 @@ def parse_growth(items: list[str]) -> dict[str, float | None]:
 
 
 __all__ = ["DEFAULT_GROWTH", "SCENARIO_GROWTH", "Shape", "first_over", "grown", "horizon",
-           "mean_tokens", "parse_growth", "replicas_needed", "runway", "scenario_shapes"]
+           "mean_tokens", "parse_growth", "replicas_needed", "runway", "scenario_shapes",
+           "status"]

@@ -30,13 +30,27 @@ and each site's used GPUs at TDP fit its ``power_cap_mw`` (ASSUMPTION: GPUs left
 powered down). Exhaustive depth-first search with a lower bound (the sum of each remaining
 deployment's cheapest candidate); ties break on candidate order, so the plan is
 deterministic.
+
+**Pareto front** per deployment (:func:`pareto`): the sized shapes no other beats on both
+the objective and the worst tenant's TTFT p99 at the shape's capacity rate (recorded by the
+capacity search; the sized replicas run at or below it, so it bounds their TTFT p99). Cost
+against $/M tokens is no separate front: one deployment's tokens are the same whatever its
+shape, so its $/M tokens is its cost over a constant.
+
+**At the limit.** When no choice is feasible with every shape sized on the capacity seen to
+meet every SLO less the expected share in repair, the shapes are sized again on the top of
+the capacity's band (the rate the search saw miss, less two standard deviations of an
+hour's share in repair, as the runway's ``at_limit``) and chosen again: a plan that may
+serve the peak within tolerance, flagged ``at_limit``, which the verification run decides
+(``capacitor plan`` exits 0 only when it meets every SLO). Infeasible at the band's top too:
+the first answer's reasons.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from capacitor.errors import CapacitorError, PlanError
@@ -66,6 +80,8 @@ class Candidate:
     cost_usd_per_month: float | None = None
     margin_pct: float = 0.0  # replicas up x capacity / peak - 1
     cell_replicas: int = 0  # the cell the capacity was measured in (1: a stage-1 estimate)
+    ttft_p99_ms: float | None = None  # worst tenant's TTFT p99 at the capacity rate (a bound
+    # on the sized fleet's: its replicas run at or below that rate); None = not recorded
 
     @property
     def label(self) -> str:
@@ -129,20 +145,36 @@ def candidates(scenario: Any, deployment: str) -> list[Candidate]:
 
 def size(scenario: Any, cand: Candidate, peak_rps: float,
          capacity: Callable[[Any, str, int, float], float], cell: int,
-         scale: float = 1.0) -> Candidate:
+         scale: float = 1.0, at_limit: bool = False) -> Candidate:
     """``cand`` with its per-replica capacity in a cell of ``cell`` replicas, replica count,
     GPUs, power, cost and margin at ``peak_rps``; ``capacity(scenario, deployment,
-    cell_replicas, hint)`` is per replica; ``scale`` multiplies it (stage 1's cell gain)."""
+    cell_replicas, hint)`` is per replica; ``scale`` multiplies it (stage 1's cell gain).
+    ``at_limit``: sized on the top of the capacity's band instead (the search's rate seen
+    to miss, with ``capacity.find`` giving the bracket, and the low end of an hour's share
+    down, :func:`capacitor.planner.capacity.down_share_low`): the fewest replicas that may
+    serve the peak, within tolerance."""
     from dataclasses import replace
 
     from capacitor.fleet.power import facility_power_mw
-    from capacitor.planner.capacity import down_share
+    from capacitor.planner.capacity import down_share, down_share_low, failure_unit_gpus
     from capacitor.planner.runway import gpu_month_usd, replicas_needed
 
     shaped = with_shape(scenario, cand)
     hint = cand.capacity_rps if cand.capacity_rps > 0 else peak_rps / 1000.0
-    cap = capacity(shaped, cand.deployment, cell, hint) * scale
-    up = cap * (1.0 - down_share(scenario, cand.site, cand.gpu, cand.tp * cand.pp))
+    find = getattr(capacity, "find", None)
+    ttft = None
+    if find is not None:
+        found = find(shaped, cand.deployment, cell, hint)
+        cap = (found.miss_rps if at_limit else found.rate_rps) * scale
+        ttft = found.ttft_p99_ms
+    else:
+        cap = capacity(shaped, cand.deployment, cell, hint) * scale
+    share = down_share(scenario, cand.site, cand.gpu, cand.tp * cand.pp)
+    if at_limit:
+        share = down_share_low(share, replicas_needed(peak_rps, cap * (1.0 - share)),
+                               cand.tp * cand.pp,
+                               failure_unit_gpus(scenario, cand.site, cand.gpu))
+    up = cap * (1.0 - share)
     n = replicas_needed(peak_rps, up)
     site = scenario.site(cand.site)
     gpus = n * cand.tp * cand.pp
@@ -151,7 +183,8 @@ def size(scenario: Any, cand: Candidate, peak_rps: float,
     usd = gpu_month_usd(scenario, cand.site, cand.gpu)
     return replace(cand, capacity_rps=cap, replicas=n, gpus=gpus, power_mw=mw,
                    cost_usd_per_month=None if usd is None else gpus * usd,
-                   margin_pct=100.0 * (n * up / peak_rps - 1.0), cell_replicas=cell)
+                   margin_pct=100.0 * (n * up / peak_rps - 1.0), cell_replicas=cell,
+                   ttft_p99_ms=ttft)
 
 
 def choose(scenario: Any, sized: dict[str, list[Candidate]], objective: str
@@ -234,6 +267,9 @@ class PlanResult:
     combinations: int  # partial choices the depth-first search visited
     seconds: float
     peaks: dict[str, float]
+    at_limit: bool = False  # no choice serves the peak for sure; this one may, within
+    # tolerance (sized on the top of the capacity's band): the verification run decides
+    reasons: list[str] = field(default_factory=list)  # at_limit: why none serves for sure
 
 
 def plan(scenario: Any, objective: str,
@@ -252,6 +288,7 @@ def plan(scenario: Any, objective: str,
              for d in scenario.deployments if d.name in served}
     considered = pruned = 0
     sized: dict[str, list[Candidate]] = {}
+    gain: dict[str, float] = {}
     shard = scenario.simulation.shard_replicas
     for name, peak in peaks.items():
         deployment_mix(scenario, name)  # a deployment the planner cannot size fails here
@@ -264,8 +301,47 @@ def plan(scenario: Any, objective: str,
             if progress is not None:
                 progress(f"{name}: {cand.label}")
             shapes.append(size(scenario, cand, peak, capacity, 1))
-        sized[name] = [size(scenario, c, peak, capacity, 1, cell_gain(
-            scenario, name, shapes, peak, capacity)) for c in shapes]
+        gain[name] = cell_gain(scenario, name, shapes, peak, capacity)
+        sized[name] = [size(scenario, c, peak, capacity, 1, gain[name]) for c in shapes]
+    at_limit, reasons = False, []
+    try:
+        chosen, visited = settle(scenario, sized, peaks, objective, capacity, progress)
+    except PlanError as err:  # none serves the peak for sure: one that may, within tolerance?
+        banded = {name: [size(scenario, c, peaks[name], capacity, c.cell_replicas,
+                              gain.get(name, 1.0) if c.cell_replicas == 1 < shard else 1.0,
+                              at_limit=True) for c in cands]
+                  for name, cands in sized.items()}
+        try:
+            chosen, visited = settle(scenario, banded, peaks, objective, capacity, progress,
+                                     at_limit=True)
+        except PlanError:
+            raise err from None
+        sized, at_limit, reasons = banded, True, list(err.problems)
+    return PlanResult(chosen=chosen, sized=sized, considered=considered, pruned=pruned,
+                      combinations=visited, seconds=time.perf_counter() - started,
+                      peaks=peaks, at_limit=at_limit, reasons=reasons)
+
+
+def pareto(cands: list[Candidate], objective: str) -> list[Candidate]:
+    """The candidates no other beats on both the objective and the TTFT p99 at their
+    capacity rate (lower is better on both; ties on both keep the first), by objective;
+    those without a TTFT are left out."""
+    known = [c for c in cands if c.ttft_p99_ms is not None]
+    front = []
+    for c in sorted(known, key=lambda c: (c.objective(objective), c.ttft_p99_ms)):
+        if not front or c.ttft_p99_ms < front[-1].ttft_p99_ms:
+            front.append(c)
+    return front
+
+
+def settle(scenario: Any, sized: dict[str, list[Candidate]], peaks: dict[str, float],
+           objective: str, capacity: Callable[[Any, str, int, float], float],
+           progress: Callable[[str], None] | None = None, at_limit: bool = False,
+           ) -> tuple[dict[str, Candidate], int]:
+    """Choose, measure the chosen stage-1 estimates in their own cell, choose again (at most
+    :data:`MAX_ROUNDS` rounds; ``sized`` updated in place): the choice and the partial
+    choices visited."""
+    shard = scenario.simulation.shard_replicas
     visited = 0
     for _ in range(MAX_ROUNDS):
         chosen, n = choose(scenario, {k: list(v) for k, v in sized.items()}, objective)
@@ -274,16 +350,16 @@ def plan(scenario: Any, objective: str,
         if not estimates:
             break
         for c in estimates:  # measure the chosen shapes in their cell, then choose again
-            exact = sized_in_cell(scenario, c, peaks[c.deployment], capacity, progress)
+            exact = sized_in_cell(scenario, c, peaks[c.deployment], capacity, progress,
+                                  at_limit=at_limit)
             sized[c.deployment] = [exact if x == c else x for x in sized[c.deployment]]
-    return PlanResult(chosen=chosen, sized=sized, considered=considered, pruned=pruned,
-                      combinations=visited, seconds=time.perf_counter() - started,
-                      peaks=peaks)
+    return chosen, visited
 
 
 def sized_in_cell(scenario: Any, cand: Candidate, peak_rps: float,
                   capacity: Callable[[Any, str, int, float], float],
-                  progress: Callable[[str], None] | None = None) -> Candidate:
+                  progress: Callable[[str], None] | None = None,
+                  at_limit: bool = False) -> Candidate:
     """``cand`` sized by its capacity in a routing cell of ``simulation.shard_replicas``
     replicas, or of its replica count when that is fewer (settled in up to three rounds)."""
     shard = scenario.simulation.shard_replicas
@@ -291,7 +367,7 @@ def sized_in_cell(scenario: Any, cand: Candidate, peak_rps: float,
     for _ in range(3):
         if progress is not None:
             progress(f"{cand.deployment}: {cand.label} in a cell of {cell}")
-        out = size(scenario, cand, peak_rps, capacity, cell)
+        out = size(scenario, cand, peak_rps, capacity, cell, at_limit=at_limit)
         if min(shard, out.replicas) == cell:
             break
         cell = min(shard, out.replicas)
@@ -311,4 +387,5 @@ def cell_gain(scenario: Any, deployment: str, shapes: list[Candidate], peak_rps:
 
 
 __all__ = ["MAX_NUM_SEQS_CHOICES", "OBJECTIVES", "PP_CHOICES", "TP_CHOICES", "Candidate",
-           "PlanResult", "buildable", "candidates", "choose", "plan", "size", "with_shape"]
+           "PlanResult", "buildable", "candidates", "choose", "pareto", "plan", "size",
+           "with_shape"]

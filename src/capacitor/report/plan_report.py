@@ -101,6 +101,12 @@ def _demand_figure(name: str, runway: dict[str, Any], scenario: Any) -> Any:
                                  y=[r["capacity_rps"] for r in capacity], mode="lines",
                                  name="capacity (replicas as they stand)",
                                  line={"color": "#1f2328", "dash": "dash", "shape": "hv"}))
+        if all("capacity_high_rps" in r for r in capacity):  # the band's top: at the limit
+            fig.add_trace(go.Scatter(x=[r["month"] for r in capacity],
+                                     y=[r["capacity_high_rps"] for r in capacity],
+                                     mode="lines", name="capacity, top of the band (at the "
+                                     "limit below it)", line={"color": "#59636e",
+                                                             "dash": "dot", "shape": "hv"}))
     _contract_marks(fig, scenario, months)
     fig.update_layout(title=f"{name}: peak demand against capacity", xaxis_title="month",
                       yaxis_title="requests/s at the peak", yaxis_type="log", height=420,
@@ -127,11 +133,13 @@ def _tier_table(runway: dict[str, Any]) -> str:
     for gname, growth in runway["growth"].items():
         for tier, t in sorted(growth.get("tiers", {}).items()):
             rows.append([_growth_label(gname, growth), tier, ", ".join(t.get("deployments", [])),
+                         t.get("first_at_limit_month") or "-",
                          t.get("first_failing_month") or "-",
                          t.get("months_of_headroom", "-"),
                          "yes" if t.get("lasts_the_term") else "no"])
-    return table_html(["growth", "tier", "deployments", "first failing month",
-                       "months of headroom", "lasts the term"], rows, text_columns=(0, 2, 3))
+    return table_html(["growth", "tier", "deployments", "first month at the limit",
+                       "first failing month", "months of headroom", "lasts the term"], rows,
+                      text_columns=(0, 2, 3, 4))
 
 
 def runway_sections(runway: dict[str, Any], scenario: Any = None) -> list[Section]:
@@ -141,8 +149,9 @@ def runway_sections(runway: dict[str, Any], scenario: Any = None) -> list[Sectio
     summary = Section("Runway").text(
         f"{len(months)} months, {months[0] if months else '-'} to "
         f"{months[-1] if months else '-'}: per growth scenario and tier, the first month "
-        "peak demand exceeds the capacity of the fleet as it stands (an SLO missed, or "
-        "demand throttled to keep it).").raw(_tier_table(runway))
+        "peak demand is at the limit (inside the capacity's uncertainty band: a run of that "
+        "hour may meet or miss) and the first it exceeds the band (an SLO missed, or demand "
+        "throttled to keep it), for the fleet as it stands.").raw(_tier_table(runway))
     charts = Section("Demand against capacity").text(
         "Peak requests/s per growth scenario against the deployment's capacity (replicas up "
         "x goodput capacity per replica); an x marks each scenario's first failing month. "

@@ -21,6 +21,7 @@ from capacitor.perf.profile import PerfProfile, load_profile
 from capacitor.scenario.disagg import check_disaggregated, check_pools_of
 from capacitor.scenario.models import Deployment, Scenario, TraceLengths, WorkflowLengths
 from capacitor.scenario.specs import replica_spec
+from capacitor.scenario.whatif import check_what_ifs
 from capacitor.textio import read_text
 
 
@@ -38,6 +39,7 @@ def check_scenario(scenario: Scenario, *, base_dir: Path | None = None) -> list[
     _check_tenants_and_workloads(scenario, base_dir, problems)
     _check_policies_and_economics(scenario, problems)
     check_disaggregated(scenario, problems)
+    problems.extend(check_what_ifs(scenario))
     return problems
 
 

@@ -71,6 +71,7 @@ from capacitor.scenario.policies import (  # noqa: F401 - re-exported
     Tenant,
     WorkflowSLO,
 )
+from capacitor.scenario.whatif import WhatIf
 
 # ---- sites -----------------------------------------------------------------------------------
 
@@ -437,6 +438,18 @@ class Scenario(Strict):
     economics: Economics = Field(default_factory=Economics, description="Prices.")
     simulation: Simulation = Field(default_factory=Simulation, description="Simulation "
                                    "settings.")
+    what_if: list[WhatIf] = Field(
+        default_factory=list, description="What-ifs whose runway capacitor plan walks beside "
+        "the base case (contract exit, site outage, power cap change, agentic demand shift, "
+        "GPU swap); capacitor run ignores them: a run is the scenario as it stands.")
+
+    @model_serializer(mode="wrap")
+    def _no_empty_what_if(self, handler: Any) -> Any:
+        """A scenario without what-ifs dumps as before ``what_if`` existed (no key)."""
+        data = handler(self)
+        if not self.what_if and isinstance(data, dict):
+            data.pop("what_if", None)
+        return data
 
     _source: str | None = PrivateAttr(default=None)
 

@@ -5,7 +5,10 @@ failures (GPU / node MTBF, site outages) and the router, for one routing cell.
 Routers work in cells of at most ``shard_replicas`` replicas, each with its share of the
 demand: ``exact`` fidelity simulates every cell (:func:`shard_sizes`); ``sampled`` simulates
 ``k = sampled_replicas`` replicas of a deployment of ``R`` at ``k / R`` of its demand and
-scales counts by ``R / k`` (the cells are exchangeable behind a load-balancing router).
+scales counts by ``R / k`` (the cells are exchangeable behind a load-balancing router); with
+failures, at the sample's replicas up over the deployment's (:func:`sample_share`) and
+scaled by its inverse, so the sample's up replicas carry the deployment's load per up
+replica.
 Failures start in steady state (:mod:`capacitor.fleet.failures`); in sampled fidelity they are
 drawn for all ``R`` replicas, the ``k`` simulated being the first of them, so availability
 and replicas up are measured over the whole deployment, not a sample of 64 in which a 0.5%
@@ -171,6 +174,26 @@ def _worker_failures(site, dep, units: int, drawn: int, span_s: float,
     scale = units / drawn
     return (events, float((down.down_s() * weight).sum()) * scale,
             down_s_per_bin(down, MINUTE_S, minutes, weight) * scale)
+def sample_share(k: int, total: int, events, down_s: float, span_s: float) -> float:
+    """The share of a deployment's demand its sample of ``k`` of ``total`` replicas serves
+    (sampled fidelity): its replicas up over the deployment's, time-averaged over the span,
+    so each of the sample's replicas up carries the load of one of the deployment's up
+    replicas; ``k / total`` without failures. Without it the sample (a few NVLink racks of
+    a GB200 deployment) usually has no replica down while the deployment has its repair
+    share down (3.5 % of the default scenario's GB200 replicas), and would serve the
+    deployment's demand as if no replica failed. ASSUMPTION: the fleet's balancer spreads
+    demand over the replicas up, across cells as within one (the planner counts capacity
+    the same way: :func:`capacitor.planner.capacity.down_share`). ``events`` are the
+    sample's down intervals and ``down_s`` the deployment's replica-seconds down in sample
+    units (x ``k / total``), as :func:`_failures` returns them."""
+    if events is None:
+        return k / total
+    start, _, length = events
+    sample_down = float(np.sum(np.clip(np.minimum(start + length, span_s)
+                                       - np.maximum(start, 0.0), 0.0, None)))
+    sample_up = k - sample_down / span_s
+    fleet_up = total - down_s * (total / k) / span_s
+    return sample_up / fleet_up if fleet_up > 0 and sample_up > 0 else k / total
 
 
 def tenant_shares(scenario, deployment: str) -> np.ndarray:
@@ -269,12 +292,17 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
         coeffs = capped_coefficients(coeffs, *step_slowdown)
     if scenario.admission.preempt_lower_tiers:  # vLLM --scheduling-policy priority, by tier
         config = dataclasses.replace(config, scheduling_policy="priority")
+    gpus = dep.gpus_per_replica
+    sampled = len(sizes) == 1 and k < total
+    if sampled:  # failures first: the sample's share of the demand depends on them
+        events, down_s, down_by_minute = _failures(sites[dep.site], dep.gpu, gpus, k, total,
+                                                   span, rng)
+        share = sample_share(k, total, events, down_s, span)
     demand, throttled, tenant_scale = _demand(scenario, dep, shard, len(sizes), share, rng,
                                               config.effective_max_model_len, base_dir)
-    gpus = dep.gpus_per_replica
-    # sampled fidelity: failures of the whole deployment, the sample's replicas among them
-    events, down_s, down_by_minute = _failures(sites[dep.site], dep.gpu, gpus, k,
-                                               total if len(sizes) == 1 else k, span, rng)
+    if not sampled:  # every replica simulated: the cell's own failures
+        events, down_s, down_by_minute = _failures(sites[dep.site], dep.gpu, gpus, k,
+                                                   total if len(sizes) == 1 else k, span, rng)
     itl_class = np.where(demand.batch.arrival_s >= window.warmup_s,
                          demand.tenant.astype(np.int64), -1)
     max_queue = scenario.admission.max_queue if scenario.admission.policy in (
@@ -301,6 +329,7 @@ def simulate_deployment(scenario, d_index: int, *, shard: int = 0,
     return PoolRun(
         name=dep.name, site=dep.site, gpu=dep.gpu, gpus_per_replica=gpus,
         replicas=total if len(sizes) == 1 else k, simulated_replicas=k, demand=demand,
+        demand_scale=1.0 / share if sampled else None,
         status=status, result=result, measured=measured,
         downtime_s=down_s, down_s_by_minute=down_by_minute, max_num_seqs=config.max_num_seqs,
         replica_offset=sum(sizes[:shard]), coeffs=coeffs,

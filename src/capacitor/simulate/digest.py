@@ -72,9 +72,13 @@ class PoolDigest:
     num_simulated: int  # every simulated request, counted or not
     # one record per workflow (capacitor.simulate.workflows; None: no workflows)
     workflows: dict | None = None
+    demand_scale: float | None = None  # as PoolRun.demand_scale
 
     @property
     def scale(self) -> float:
+        """The weight of a simulated request (as :attr:`PoolRun.scale`)."""
+        if self.demand_scale is not None:
+            return self.demand_scale
         return self.replicas / self.simulated_replicas
 
     def replicas_up(self, span_s: float) -> np.ndarray:
@@ -83,7 +87,8 @@ class PoolDigest:
         from the drawn down intervals. The replicas that serve, and that draw power (a down
         replica draws none)."""
         width = np.clip(span_s - np.arange(self.down_s.size) * MINUTE_S, 0.0, MINUTE_S)
-        down = np.divide(self.down_s * self.scale, width, out=np.zeros_like(width),
+        per_replica = self.replicas / self.simulated_replicas  # down_s: simulated units
+        down = np.divide(self.down_s * per_replica, width, out=np.zeros_like(width),
                          where=width > 0)
         return self.replicas - down
 
@@ -178,6 +183,7 @@ def digest_pool(pool, tenants, num_minutes: int, num_workloads: int = 1) -> Pool
     return PoolDigest(
         name=pool.name, site=pool.site, gpu=pool.gpu, gpus_per_replica=pool.gpus_per_replica,
         replicas=pool.replicas, simulated_replicas=pool.simulated_replicas,
+        demand_scale=pool.demand_scale,
         max_num_seqs=pool.max_num_seqs, downtime_s=float(pool.downtime_s),
         requests=req, completed=comp, refused=refused, refusals=by_cause,
         output_tokens=tokens, good=good,
@@ -213,9 +219,9 @@ def _minutes(values: np.ndarray | None, m: int) -> np.ndarray:
 
 
 #: What a deployment's shards share; every other field adds up over its shards.
-_SHARED = ("name", "site", "gpu", "gpus_per_replica", "max_num_seqs")
+_SHARED = ("name", "site", "gpu", "gpus_per_replica", "max_num_seqs", "demand_scale")
 _ADDED = tuple(f.name for f in dataclasses.fields(PoolDigest)
-               if f.name not in (*_SHARED, "workflows"))
+               if f.name not in (*_SHARED, "workflows"))  # demand_scale: sampled, one shard
 
 
 def add_digest(total: PoolDigest | None, part: PoolDigest) -> PoolDigest:

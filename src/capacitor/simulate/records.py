@@ -45,9 +45,16 @@ class PoolRun:
     coeffs: np.ndarray | None = None  # the step-time coefficients it ran with
     # a disaggregated deployment's cell: replicas are units, gpus_per_replica a unit's GPUs
     disagg: DisaggCell | None = None
+    # sampled fidelity: 1 / the sample's share of the demand (deployment.sample_share);
+    # None: replicas / simulated_replicas
+    demand_scale: float | None = None
 
     @property
     def scale(self) -> float:
+        """The weight of a simulated request (and of a simulated replica's work): 1 / the
+        sample's share of the deployment's demand."""
+        if self.demand_scale is not None:
+            return self.demand_scale
         return self.replicas / self.simulated_replicas
 
 

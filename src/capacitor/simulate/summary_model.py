@@ -186,8 +186,10 @@ class DeploymentSummary(_Record):
     replicas: int = Field(description="Replicas in the fleet.")
     simulated_replicas: int = Field(description="Replicas simulated (fewer than replicas in "
                                     "sampled fidelity).")
-    scale: float | None = Field(description="replicas / simulated_replicas: the weight of a "
-                                "simulated request (6 decimals).")
+    scale: float | None = Field(description="The weight of a simulated request: replicas / "
+                                "simulated_replicas, or in sampled fidelity with failures 1 / "
+                                "the sample's share of the demand (its replicas up over the "
+                                "deployment's; 6 decimals).")
     requests: float | None = Field(description="Requests counted (after warm-up; scaled; "
                                    "1 decimal).")
     completed: float | None = Field(description="Requests completed (scaled; 1 decimal).")
