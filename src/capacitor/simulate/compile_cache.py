@@ -12,8 +12,8 @@ from __future__ import annotations
 
 #: How long the one-time compile takes, to announce it: the default run's first time on a
 #: 2-core machine, README "Setup" (before :mod:`capacitor.engine._numba_inline`: 101 s wall,
-#: 96 s user CPU; with it, 0.72 times the user CPU measured side by side under the same
-#: load: ~70 s user, ~75 s wall). Longer under load.
+#: 96 s user CPU; with it, 0.74 times the user CPU measured side by side under the same
+#: load, 139 -> 103 s: ~71 s user, ~75 s wall). Longer under load.
 COMPILE_ESTIMATE_S = 75.0
 
 
