@@ -96,6 +96,17 @@ def _touched_table(engine):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _reset_replicas(sched, slots, finish_ring, num_by_phase, num_by_class, num_gpu_blocks):
+    """:func:`capacitor.engine._pool._reset_replica` for every replica (its argument types
+    those of the kernel's own call, so it compiles once)."""
+    for rep in range(sched.shape[0]):
+        _reset_replica(sched[rep], slots[rep], finish_ring[rep], num_by_phase[rep],
+                       num_by_class[rep], num_gpu_blocks)
+
+
+# NOTE: for compile time, _new_fleet and _new_kv_cache are plain Python (numpy allocations
+# only, once per simulation): compiled, building the records' two dozen arrays took numba
+# ~9 s of the first run's compile.
 def _new_fleet(requests, releases, engine, pool, num_itl_classes):
     """The event loop's state: every replica empty, no release taken."""
     n = requests.prompt_len.shape[0]
@@ -116,9 +127,8 @@ def _new_fleet(requests, releases, engine, pool, num_itl_classes):
     finish_ring = np.empty((num_replicas, engine.ring_size), np.int32)
     num_by_phase = np.empty((num_replicas, engine.block_size), np.int64)
     num_by_class = np.empty((num_replicas, num_itl_classes), np.int64)
-    for rep in range(num_replicas):
-        _reset_replica(sched[rep], slots[rep], finish_ring[rep], num_by_phase[rep],
-                       num_by_class[rep], engine.num_gpu_blocks)
+    _reset_replicas(sched, slots, finish_ring, num_by_phase, num_by_class,
+                    engine.num_gpu_blocks)
     touched = _touched_table(engine)
     heap_size = releases.heap_capacity + 1
     # async scheduling: finished in the last step, released once the next is decided
@@ -155,7 +165,6 @@ def _new_fleet(requests, releases, engine, pool, num_itl_classes):
     )
 
 
-@numba.njit(cache=True, error_model="numpy")
 def _new_kv_cache(num_requests, prefix, engine, num_replicas):
     """Empty prefix caches: every node of every replica uncached and unpinned. NOTE:
     per-node state is int32, for memory (~100 bytes per request in all)."""

@@ -1,4 +1,4 @@
-"""Whether the first simulation will compile the numba kernel (about 1.5 minutes of CPU,
+"""Whether the first simulation will compile the numba kernel (about 1.2 minutes of CPU,
 once per install and after an edit of the kernel's source), so the command line can say so
 before it happens rather than sit silent.
 
@@ -10,9 +10,11 @@ import anything beyond the kernel's module.
 
 from __future__ import annotations
 
-#: How long the one-time compile takes, to announce it (measured: 101 s wall for the default
-#: run's first time on this 2-core machine, README "Setup"; longer under load).
-COMPILE_ESTIMATE_S = 100.0
+#: How long the one-time compile takes, to announce it: the default run's first time on a
+#: 2-core machine, README "Setup" (before :mod:`capacitor.engine._numba_inline`: 101 s wall,
+#: 96 s user CPU; with it, 0.74 times the user CPU measured side by side under the same
+#: load, 139 -> 103 s: ~71 s user, ~75 s wall). Longer under load.
+COMPILE_ESTIMATE_S = 75.0
 
 
 def kernel_compile_pending() -> bool | None:
