@@ -212,6 +212,11 @@ def test_failures_at_its_site_take_workers_down_and_availability_below_100():
      "routing.policy = 'session_affinity': not modelled with a disaggregated deployment"),
     ({"deployments.0.disaggregated.decode.workers": 0},
      "deployments[0].disaggregated.decode.workers = 0"),
+    # MI300X has no NVLink domain and no catalogued NIC: a run would fail at the KV transfer
+    ({"deployments.0.gpu": "MI300X", "sites.0.gpus": {"MI300X": 8}},
+     "deployments[0].gpu = 'MI300X' (d): a routing cell of 1 units is 2 GPUs, so its KV "
+     "moves over the scale-out network, and the GPU catalogue has no scaleout_gb_s for "
+     "MI300X"),
 ])
 def test_what_a_disaggregated_deployment_cannot_be_is_one_line_naming_the_field(changes,
                                                                                line):
@@ -220,6 +225,20 @@ def test_what_a_disaggregated_deployment_cannot_be_is_one_line_naming_the_field(
     text = str(err.value)
     assert len(text.strip().splitlines()) == 1, text
     assert line in text, text
+
+
+def test_gb200_cells_beyond_one_rack_move_kv_over_the_catalogued_nic():
+    # a cell of 2 units of 40 GB200 (80 GPUs) spans two NVL72 racks: accepted, its KV link
+    # the compute trays' ConnectX-7 NIC, 400 Gb/s = 50 GB/s per GPU
+    from capacitor.simulate.disagg import cell_link_gb_s
+
+    spec = _parse(scenario_dict(ONE, **{
+        "deployments.0.gpu": "GB200", "sites.0.gpus": {"GB200": 80},
+        "deployments.0.disaggregated.prefill.workers": 32,
+        "deployments.0.disaggregated.decode.tp": 8, "deployments.0.replicas": 2}))
+    dep = spec.deployments[0]
+    assert dep.gpus_per_replica == 40
+    assert cell_link_gb_s(dep, 2) == 50.0 and cell_link_gb_s(dep, 1) == 900.0
 
 
 def test_schema_describes_the_pools_and_the_resolved_yaml_loads_again():

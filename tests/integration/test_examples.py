@@ -53,7 +53,6 @@ def test_the_coding_agent_example_grows_and_completes_workflows() -> None:
 
 def test_the_colossus_gb200_slice_is_one_rack_per_unit() -> None:
     from capacitor.catalog.hardware import get_gpu
-    from capacitor.errors import CapacitorError
     from capacitor.simulate.disagg import cell_link_gb_s
 
     scenario = load_scenario(EXAMPLES / "colossus_gb200_disagg.yaml")
@@ -61,9 +60,8 @@ def test_the_colossus_gb200_slice_is_one_rack_per_unit() -> None:
     # 6 x 4 + 1 x 48 = 72 GB200 = one NVL72 domain; 20,000 // 72 = 277 units
     assert dep.gpus_per_replica == 72 == get_gpu("GB200").nvlink_domain_gpus
     assert resolve_replicas(scenario) == {"large_gb200": 277}
-    # the sampled cell of one unit moves KV over NVLink; 64 units (the default's cells)
-    # would need the scale-out network, which the catalogue does not give for GB200
+    # the sampled cell of one unit moves KV over NVLink (900 GB/s per GPU); 64 units (the
+    # default's cells) over the compute trays' ConnectX-7 NICs, 400 Gb/s = 50 GB/s per GPU
     assert scenario.simulation.sampled_replicas == 1
-    assert cell_link_gb_s(dep, 1) == get_gpu("GB200").kv_link_gb_s(72)
-    with pytest.raises(CapacitorError, match="scaleout"):
-        cell_link_gb_s(dep, 64)
+    assert cell_link_gb_s(dep, 1) == 900.0
+    assert cell_link_gb_s(dep, 64) == 50.0

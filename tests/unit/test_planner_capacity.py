@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 
 from capacitor.errors import PlanError
 from capacitor.planner.capacity import (
@@ -90,6 +91,20 @@ def test_capacity_scenario_drops_limits_failures_and_keeps_the_mix():
     assert data["workloads"][0]["arrival"] == {"kind": "constant", "rate_rps": 6.0}
     assert data["simulation"]["fidelity"] == "exact"
     assert data["simulation"]["shard_replicas"] == 3
+
+
+def test_capacity_scenario_of_a_disaggregated_deployment_holds_its_units_gpus():
+    # one unit = 2 prefill workers x tp 1 + 1 decode worker x tp 2 = 4 GPUs; a cell of 3
+    # units holds 3 x 4 = 12 H100 (not 3 x tp x pp = 3: tp and pp are the pools', not the
+    # deployment's), and the capacity scenario passes the scenario checks
+    text = TINY.replace("TTFT_MS", "1000").replace("gpus: {H100: 8}", "gpus: {H100: 12}")
+    text = text.replace("    max_num_seqs: 1\n    replicas: 1\n",
+                        "    disaggregated:\n      prefill: {workers: 2, tp: 1}\n"
+                        "      decode: {workers: 1, tp: 2}\n    replicas: 3\n")
+    data = capacity_scenario_dict(parse_scenario(text, origin="tiny"), "d", 2.0,
+                                  cell_replicas=3)
+    assert data["sites"][0]["gpus"] == {"H100": 12}
+    parse_scenario(yaml.safe_dump(data, sort_keys=False), origin="capacity")
 
 
 def test_simulated_knee_is_the_reference_twins_service_rate(tmp_path):

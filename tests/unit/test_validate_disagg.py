@@ -88,5 +88,9 @@ def test_the_kv_link_is_nvlink_inside_one_domain_else_the_nic() -> None:
     assert get_gpu("GB200").kv_link_gb_s(72) == 900.0  # one NVL72 rack
     assert get_gpu("B200").kv_link_gb_s(8) == 900.0  # one HGX node
     assert get_gpu("B200").kv_link_gb_s(16) == 50.0  # two nodes: 400 Gb/s ConnectX-7
+    # beyond the rack: the compute trays' NICs, 4 per 4 GPUs
+    assert get_gpu("GB200").kv_link_gb_s(80) == 50.0  # ConnectX-7, 400 Gb/s / 8 bits
+    assert get_gpu("GB300").kv_link_gb_s(144) == 100.0  # ConnectX-8, 800 Gb/s / 8 bits
+    assert get_gpu("GB300").kv_link_gb_s(72) == 900.0
     with pytest.raises(CatalogError, match="scaleout_gb_s"):
-        get_gpu("GB200").kv_link_gb_s(80)  # beyond the rack: no NIC figure catalogued
+        get_gpu("MI300X").kv_link_gb_s(16)  # no NIC figure catalogued

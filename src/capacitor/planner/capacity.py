@@ -179,7 +179,8 @@ def capacity_scenario_dict(scenario: Any, deployment: str, rate_rps: float, *,
     dep = next(d for d in data["deployments"] if d["name"] == deployment)
     dep["replicas"] = cell_replicas
     site = next(s for s in data["sites"] if s["name"] == dep["site"])
-    gpus = cell_replicas * dep["tp"] * dep["pp"]
+    # a replica's GPUs: tp x pp, or one disaggregated unit's prefill + decode workers' GPUs
+    gpus = cell_replicas * scenario.deployment(deployment).gpus_per_replica
     data["sites"] = [{**site, "gpus": {dep["gpu"]: gpus}, "failures": {},
                       "server_overhead_factor_by_gpu": {
                           k: v for k, v in site["server_overhead_factor_by_gpu"].items()

@@ -8,6 +8,7 @@ resolved replica counts.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from capacitor.engine.replica import build_replica
 from capacitor.errors import CapacitorError, ConfigError, MemoryFitError, ScenarioError
 from capacitor.fleet.power import facility_power_mw as fleet_facility_power_mw
 from capacitor.perf.profile import PerfProfile, load_profile
-from capacitor.scenario.disagg import check_disaggregated, check_pools_of
+from capacitor.scenario.disagg import check_disaggregated, check_kv_link, check_pools_of
 from capacitor.scenario.models import Deployment, Scenario, TraceLengths, WorkflowLengths
 from capacitor.scenario.specs import replica_spec
 from capacitor.scenario.whatif import check_what_ifs
@@ -35,7 +36,12 @@ def check_scenario(scenario: Scenario, *, base_dir: Path | None = None) -> list[
     bad_sites = _check_sites(scenario, problems)
     profile = _check_profile(scenario, base_dir, problems)
     if _check_deployments(scenario, base_dir, profile, bad_sites, problems):
-        problems.extend(_fill_plan(scenario)[1])
+        counts, fill_problems = _fill_plan(scenario)
+        problems.extend(fill_problems)
+        for i, dep in enumerate(scenario.deployments):
+            if dep.disaggregated is not None and counts.get(dep.name) and not fill_problems:
+                units = max(cell_sizes(scenario.simulation, counts[dep.name]))
+                check_kv_link(dep, f"deployments[{i}]", units, problems)
     _check_tenants_and_workloads(scenario, base_dir, problems)
     _check_policies_and_economics(scenario, problems)
     check_disaggregated(scenario, problems)
@@ -261,6 +267,16 @@ def _fill_plan(scenario: Scenario) -> tuple[dict[str, int], list[str]]:
                         f"left at {site.name}, fewer than one replica's {dep.gpus_per_replica}")
                 counts[dep.name] = n
     return counts, problems
+
+
+def cell_sizes(simulation: Any, total: int) -> list[int]:
+    """Replicas per simulated routing cell of a deployment of ``total`` replicas: ``[k]``
+    in sampled fidelity (``k = min(sampled_replicas, total)``); in exact fidelity ``total``
+    split into ``ceil(total / shard_replicas)`` near-equal cells."""
+    if simulation.fidelity != "exact":
+        return [min(simulation.sampled_replicas, total)]
+    m = max(1, math.ceil(total / simulation.shard_replicas))
+    return [total // m + (1 if s < total % m else 0) for s in range(m)]
 
 
 def resolve_replicas(scenario: Scenario) -> dict[str, int]:

@@ -13,11 +13,13 @@ and token quotas apply, before the engine, as for any deployment.
 
 from __future__ import annotations
 
+import math
 import re
 
+from capacitor.catalog.hardware import get_gpu
 from capacitor.engine.disaggregated import DISAGG_ROUTERS, check_pools
 from capacitor.engine.replica import build_replica
-from capacitor.errors import CapacitorError, ConfigError, MemoryFitError
+from capacitor.errors import CapacitorError, CatalogError, ConfigError, MemoryFitError
 from capacitor.perf.profile import PerfProfile
 from capacitor.scenario.models import Deployment, DisaggPool, Scenario
 from capacitor.scenario.specs import POOLS, replica_spec
@@ -73,6 +75,25 @@ def check_pools_of(dep: Deployment, p: str, profile: PerfProfile | None,
             problems.append(f"{p}.disaggregated ({dep.name}): {err}")
 
 
+def check_kv_link(dep: Deployment, p: str, units: int, problems: list[str]) -> None:
+    """Deployment ``dep`` (at YAML path ``p``, disaggregated), simulated in routing cells of
+    up to ``units`` units: the catalogue knows the link its KV moves over (NVLink inside one
+    domain, else the scale-out NIC, :meth:`capacitor.catalog.hardware.GPUSpec.kv_link_gb_s`)."""
+    gpus = units * dep.gpus_per_replica
+    gpu = get_gpu(dep.gpu)
+    try:
+        gpu.kv_link_gb_s(gpus)
+    except CatalogError:
+        domain = gpu.nvlink_domain_gpus
+        where = ("" if math.isnan(domain) else
+                 f", more than one NVLink domain of {domain:g}")
+        problems.append(
+            f"{p}.gpu = {dep.gpu!r} ({dep.name}): a routing cell of {units} units is {gpus:,} "
+            f"GPUs{where}, so its KV moves over the scale-out network, and the GPU catalogue "
+            f"has no scaleout_gb_s for {gpu.name}; make the cells fit one domain "
+            "(simulation.shard_replicas / sampled_replicas) or use a GPU that has one")
+
+
 def check_disaggregated(scenario: Scenario, problems: list[str]) -> None:
     """Scenario-wide settings a disaggregated deployment cannot honour: admission control
     inside the engine, priority preemption, affinity routing (one line
@@ -118,4 +139,4 @@ def _tenant_caps(scenario: Scenario, name: str, who: str, problems: list[str]) -
                                 "admission.policy none")
 
 
-__all__ = ["check_disaggregated", "check_pools_of"]
+__all__ = ["check_disaggregated", "check_kv_link", "check_pools_of"]

@@ -68,6 +68,7 @@ from capacitor.scenario import (
     window_start_hour,
 )
 from capacitor.scenario import growth_factor as scenario_growth
+from capacitor.scenario.checks import cell_sizes
 from capacitor.scenario.specs import POOLS
 from capacitor.simulate.digest import MINUTE_S
 from capacitor.simulate.disagg import simulate_cell
@@ -82,12 +83,8 @@ def shard_sizes(scenario, d_index: int) -> list[int]:
     """Replicas simulated per pool of deployment ``d_index``: ``[k]`` in sampled fidelity
     (``k = min(sampled_replicas, R)``); in exact fidelity ``R`` split into
     ``ceil(R / shard_replicas)`` near-equal shards."""
-    sim = scenario.simulation
     total = resolve_replicas(scenario)[scenario.deployments[d_index].name]
-    if sim.fidelity != "exact":
-        return [min(sim.sampled_replicas, total)]
-    m = max(1, math.ceil(total / sim.shard_replicas))
-    return [total // m + (1 if s < total % m else 0) for s in range(m)]
+    return cell_sizes(scenario.simulation, total)
 
 
 def failure_rates(site, gpu: str) -> tuple[float, float, int]:
