@@ -129,6 +129,15 @@ def workflow_rows(workload, send_s: np.ndarray, max_model_len: int,
     return rows
 
 
+def _read_trace(file: str, base_dir):
+    """The trace at ``file``, relative to the scenario's directory ``base_dir`` unless
+    absolute."""
+    path = Path(file)
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    return traces.read_trace(path)
+
+
 def workflow_trace_rows(workload, span_s: float, share: float, growth: float,
                         max_model_len: int, base_dir, cell: int = 0,
                         num_cells: int = 1) -> agentic.WorkflowRows:
@@ -137,10 +146,7 @@ def workflow_trace_rows(workload, span_s: float, share: float, growth: float,
     time-scaled as the scenario says and by monthly ``growth``, tiled when ``loop``, and of
     it the whole sessions one routing cell receives (as :func:`trace_batch` deals rows)."""
     lengths = workload.lengths
-    path = Path(lengths.trace)
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    trace = traces.read_trace(path)
+    trace = _read_trace(lengths.trace, base_dir)
     if lengths.time_scale is not None:
         trace = traces.time_scale(trace, lengths.time_scale)
     if growth != 1.0:
@@ -184,10 +190,7 @@ def trace_batch(workload, span_s: float, share: float, growth: float, max_model_
 
 
     lengths = workload.lengths
-    path = Path(lengths.path)
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    trace = traces.read_trace(path)
+    trace = _read_trace(lengths.path, base_dir)
     if lengths.target_rate_rps is not None:
         trace = traces.scale_to_rate(trace, lengths.target_rate_rps)
     elif lengths.time_scale is not None:
