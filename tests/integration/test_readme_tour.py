@@ -53,7 +53,10 @@ def test_the_tour_runs_as_written(tmp_path: Path) -> None:
     # 4: the plan: the node is too small, and by how much
     plan = out[commands[3]]
     assert plan.returncode == 1
-    assert "needs 2 replicas = 16 H100" in plan.stdout + plan.stderr
+    # 16 H100 x 700 W x 1.82 server overhead x 1.2 PUE = 24,461 W, in kW where MW would read
+    # 0.0; the node's cap 0.02 MW = 20 kW
+    assert "needs 2 replicas = 16 H100 and 24 kW" in plan.stdout + plan.stderr
+    assert "power caps node: 20 kW" in plan.stdout + plan.stderr
     # the runway's first failing months, as the README gives them
     runway = json.loads((runs / "runway" / "runway.json").read_text())
     first_fail = {name: g["tiers"]["0"]["first_failing_month"]

@@ -329,7 +329,21 @@ def facility_power_mw(gpus: Mapping[str, int], *, pue: float,
     return total_w * p / 1e6
 
 
+def format_power(mw: float | None, unit: str = "W", *, positive: bool = False) -> str:
+    """Power in MW (energy in MWh with ``unit="Wh"``) to one decimal, or in whole kW (kWh)
+    below 1 MW, where MW would round to zero on a small site (summary.json keeps MW to three
+    decimals, so 1 kW is its resolution); ``positive``: a 0 that summary.json rounded down."""
+    if mw is None:
+        return "-"
+    if abs(mw) >= 1.0:
+        return f"{mw:,.1f} M{unit}"
+    if mw == 0 and positive:
+        return f"< 0.5 k{unit}"
+    return f"{mw * 1e3:,.0f} k{unit}"
+
+
 __all__ = [
+    "format_power",
     "CAP_EXPONENT",
     "DEFAULT_POWER_CURVE",
     "IDLE_POWER_FRACTION",

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from capacitor.errors import CapacitorError, PlanError
+from capacitor.fleet.power import format_power
 
 TP_CHOICES = (1, 2, 4, 8)
 PP_CHOICES = (1, 2)
@@ -247,14 +248,14 @@ def infeasible(sized: dict[str, list[Candidate]], inventory: dict[tuple[str, str
             lines.append(f"deployment {n!r}: no shape serves its peak within the SLOs on the "
                          f"GPUs there are: the closest, {least.label}, needs "
                          f"{least.replicas:,} replicas = {least.gpus:,} {least.gpu} and "
-                         f"{least.power_mw:.1f} MW (inventory {have}; power caps "
-                         + ", ".join(f"{s}: {c:g} MW" for s, c in caps.items()) + ")")
+                         f"{format_power(least.power_mw)} (inventory {have}; power caps "
+                         + ", ".join(f"{s}: {format_power(c)}" for s, c in caps.items()) + ")")
     if not lines:
         need = "; ".join(f"{n}: {min(v, key=lambda c: c.gpus).gpus:,} GPUs at least"
                          for n, v in sized.items())
         lines.append("no configuration serves the peak within the SLOs: each deployment fits "
                      f"alone but not all together ({need}; inventory {have}; power caps "
-                     + ", ".join(f"{s}: {c:g} MW" for s, c in caps.items()) + ")")
+                     + ", ".join(f"{s}: {format_power(c)}" for s, c in caps.items()) + ")")
     return lines
 
 

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from capacitor.fleet.power import format_power
+
 if TYPE_CHECKING:
     from capacitor.simulate.summary_model import RunSummary
 
@@ -19,19 +21,6 @@ def _num(value: Any, digits: int = 0) -> str:
     if value is None:
         return "-"
     return f"{value:,.{digits}f}"
-
-
-def _watts(mw: Any, unit: str = "W", *, positive: bool = False) -> str:
-    """Power in MW (energy in MWh with ``unit="Wh"``) to one decimal, or in whole kW (kWh)
-    below 1 MW, where MW would round to zero on a small site (summary.json keeps MW to three
-    decimals, so 1 kW is its resolution); ``positive``: a 0 that summary.json rounded down."""
-    if mw is None:
-        return "-"
-    if abs(mw) >= 1.0:
-        return f"{mw:,.1f} M{unit}"
-    if mw == 0 and positive:
-        return f"< 0.5 k{unit}"
-    return f"{mw * 1e3:,.0f} k{unit}"
 
 
 def print_run(console: Console, summary: RunSummary) -> None:
@@ -123,12 +112,12 @@ def print_run(console: Console, summary: RunSummary) -> None:
         flag = " [red](at cap)[/]" if s.at_cap else ""
         if s.gpu_power_limit_pct is not None:
             flag = (f" [red](power-capped: GPUs limited to {s.gpu_power_limit_pct:.1f}% of TDP; "
-                    f"uncapped peak {_watts(s.uncapped_power_mw_peak)})[/]")
-        energy = _watts(s.energy_mwh, "Wh", positive=bool(s.power_mw_mean))
+                    f"uncapped peak {format_power(s.uncapped_power_mw_peak)})[/]")
+        energy = format_power(s.energy_mwh, "Wh", positive=bool(s.power_mw_mean))
         console.print(
             f"site {escape(name)}: {s.gpus:,} GPUs, power "
-            f"{_watts(s.power_mw_mean)} mean / {_watts(s.power_mw_peak)} peak of "
-            f"{_watts(s.power_cap_mw)} cap{flag}, {energy}"
+            f"{format_power(s.power_mw_mean)} mean / {format_power(s.power_mw_peak)} peak of "
+            f"{format_power(s.power_cap_mw)} cap{flag}, {energy}"
         )
     if summary.power_cap is not None:
         for name, c in summary.power_cap.tenants.items():
@@ -141,7 +130,7 @@ def print_run(console: Console, summary: RunSummary) -> None:
         f"cost of the window ${_num(eco.window_cost_usd)}; "
         f"${_num(eco.usd_per_million_output_tokens, 2)} per million output tokens; "
         f"${_num(eco.usd_per_gpu_hour_effective, 2)} per GPU-hour effective; energy "
-        f"{_watts(eco.energy_mwh, 'Wh', positive=drawn)}"
+        f"{format_power(eco.energy_mwh, 'Wh', positive=drawn)}"
         + (f" (${_num(eco.energy_cost_usd)})" if eco.energy_cost_usd is not None else "")
     )
     for name, c in eco.contracts.items():
